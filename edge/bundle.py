@@ -1,0 +1,160 @@
+"""The model bundle: one folder the edge can trust.
+
+    bundle/
+      model.onnx          the int8 model the edge runs
+      model_fp32.onnx     optional variants (fp32, fp16)
+      manifest.json       everything needed to run it, and the sha256 of every file
+
+The edge refuses a bundle whose format version it does not know or whose files do not match their hashes,
+and says why. `export` writes bundles; this module reads, verifies and writes the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import BundleError
+from .preprocess import Normalisation
+from .windows import WindowSpec
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    labels: tuple[str, ...]
+    positive_label: str
+    sample_rate: int
+    window_s: float
+    hop_s: float
+    normalisation: Normalisation
+    threshold: float
+    input_name: str = "input_values"
+    output_name: str = "logits"
+    model_file: str = "model.onnx"
+    variants: dict = field(default_factory=dict)       # {"fp32": "model_fp32.onnx", "fp16": ...}
+    backbone: str = ""
+    metrics: dict = field(default_factory=dict)        # training/validation/test and parity figures
+    files: dict = field(default_factory=dict)          # {relative name: sha256}
+    versions: dict = field(default_factory=dict)       # package versions at export
+    created_utc: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.positive_label not in self.labels:
+            raise BundleError(f"positive label {self.positive_label!r} is not among the labels {list(self.labels)}",
+                              "re-export the model; the manifest is inconsistent")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise BundleError(f"threshold {self.threshold} is outside [0, 1]", "re-export the model")
+
+    @property
+    def positive_index(self) -> int:
+        return self.labels.index(self.positive_label)
+
+    @property
+    def window_spec(self) -> WindowSpec:
+        return WindowSpec(self.sample_rate, self.window_s, self.hop_s)
+
+    @property
+    def model_id(self) -> str:
+        """Short, stable id of the model that made a detection: the start of its ONNX file's sha256."""
+        return self.files.get(self.model_file, "")[:12]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["labels"] = list(self.labels)
+        d["normalisation"] = self.normalisation.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Manifest":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["labels"] = tuple(d["labels"])
+        kw["normalisation"] = Normalisation.from_dict(d["normalisation"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: Manifest
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.manifest.model_file
+
+    def variant_path(self, name: str) -> Path:
+        if name in ("int8", "default"):
+            return self.model_path
+        if name not in self.manifest.variants:
+            raise BundleError(f"{self.path}: has no {name!r} model (it has: default, {', '.join(self.manifest.variants)})",
+                              "export again with that variant, or leave the variant unset")
+        return self.path / self.manifest.variants[name]
+
+
+def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest) -> Manifest:
+    """Hash every file in the folder (except the manifest), then write manifest.json atomically."""
+    d = Path(bundle_dir)
+    files = {
+        p.relative_to(d).as_posix(): sha256_file(p)
+        for p in sorted(d.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME
+    }
+    data = manifest.to_dict() | {"files": files}
+    final = Manifest.from_dict(data)
+    tmp = d / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(final.to_dict(), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, d / MANIFEST_NAME)
+    return final
+
+
+def load_bundle(bundle_dir: str | os.PathLike, verify: bool = True) -> Bundle:
+    """Read and check a bundle; BundleError says exactly what is wrong and what to do."""
+    d = Path(bundle_dir)
+    redo = "export the model again with `hootwatch export RUN --out BUNDLE` and copy the whole folder"
+    if not d.is_dir():
+        raise BundleError(f"{d}: no such bundle folder", "pass the folder `hootwatch export` wrote (it holds manifest.json)")
+    mpath = d / MANIFEST_NAME
+    if not mpath.is_file():
+        raise BundleError(f"{d}: no {MANIFEST_NAME}; this is not a hootwatch bundle or it is incomplete", redo)
+    try:
+        raw = json.loads(mpath.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{mpath}: unreadable manifest ({exc})", redo) from None
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{d}: bundle format version {version!r}, but this hootwatch reads version {FORMAT_VERSION}",
+            "upgrade hootwatch on this device, or re-export the model with the hootwatch version installed here",
+        )
+    try:
+        manifest = Manifest.from_dict(raw)
+    except BundleError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{mpath}: manifest is missing or has a bad field ({exc})", redo) from None
+    if manifest.model_file not in manifest.files:
+        raise BundleError(f"{d}: the manifest lists no hash for {manifest.model_file}", redo)
+    if verify:
+        for name, expected in manifest.files.items():
+            p = d / name
+            if not p.is_file():
+                raise BundleError(f"{d}: {name} is missing (the copy is incomplete)", redo)
+            actual = sha256_file(p)
+            if actual != expected:
+                raise BundleError(
+                    f"{d}: {name} does not match its sha256 in the manifest (corrupt or modified copy)", redo)
+    return Bundle(d, manifest)

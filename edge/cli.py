@@ -1,0 +1,80 @@
+"""`hootwatch` command line.
+
+The field commands (scan, run, check-config) live in hootwatch.edge. The workstation commands (synth, train,
+demo, export) are registered through the `hootwatch.commands` entry-point group and imported only when asked
+for, so a field install never imports torch, and a missing extra is named instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+
+from .errors import HootwatchError, MissingExtraError
+
+# extra that provides each workstation command (for the message when it is not installed)
+EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export"}
+HEAVY_MODULES = {"torch": "train", "transformers": "train", "optimum": "export", "onnx": "export",
+                 "datasets": "train", "accelerate": "train", "sklearn": "train", "crowsetta": "train",
+                 "matplotlib": "train", "onnxruntime": "edge"}
+
+
+def _plugins() -> dict:
+    return {ep.name: ep for ep in entry_points(group="hootwatch.commands")}
+
+
+def _edge_commands() -> dict:
+    # field commands: (module, register function), imported lazily to keep `--help` fast
+    return {"scan": "hootwatch.edge.scan_cli", "run": "hootwatch.edge.daemon.cli",
+            "check-config": "hootwatch.edge.daemon.cli_check"}
+
+
+def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:
+    root = (exc.name or "").split(".")[0]
+    return MissingExtraError(HEAVY_MODULES.get(root, EXTRA_FOR.get(command, "all")), root or str(exc))
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="hootwatch", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    commands = {**{k: ("edge", v) for k, v in _edge_commands().items()},
+                **{k: ("plugin", ep) for k, ep in _plugins().items()}}
+    for name, (kind, target) in commands.items():
+        if wanted is not None and name != wanted:
+            sub.add_parser(name, help=f"(run `hootwatch {name} --help`)")
+            continue
+        try:
+            register = target.load() if kind == "plugin" else importlib.import_module(target).register
+        except ModuleNotFoundError as exc:
+            if wanted == name:
+                raise _missing_extra(exc, name) from None
+            sub.add_parser(name, help=f"(needs hootwatch[{EXTRA_FOR.get(name, 'edge')}])")
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return int(args.func(args) or 0)
+    except HootwatchError as exc:
+        print(f"hootwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hootwatch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
