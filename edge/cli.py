@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from .errors import HootwatchError, MissingExtraError
 
 # extra that provides each workstation command (for the message when it is not installed)
-EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export"}
+EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export"}  # else "edge"
 HEAVY_MODULES = {"torch": "train", "transformers": "train", "optimum": "export", "onnx": "export",
                  "datasets": "train", "accelerate": "train", "sklearn": "train", "crowsetta": "train",
                  "matplotlib": "train", "onnxruntime": "edge"}
@@ -33,7 +33,7 @@ def _edge_commands() -> dict:
 
 def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:
     root = (exc.name or "").split(".")[0]
-    return MissingExtraError(HEAVY_MODULES.get(root, EXTRA_FOR.get(command, "all")), root or str(exc))
+    return MissingExtraError(HEAVY_MODULES.get(root) or EXTRA_FOR.get(command, "edge"), root or str(exc))
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
