@@ -1,0 +1,48 @@
+"""Stop writing clips and raw audio when the disk runs low; resume when space comes back. Says so, once.
+
+Detections themselves (a few bytes each in SQLite) continue: they are what the deployment is for.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class DiskGuard:
+    def __init__(self, path: str | Path, min_free_mb: float, hysteresis_mb: float | None = None) -> None:
+        self.path = Path(path)
+        self.min_free_mb = float(min_free_mb)
+        # resume only a little above the floor so a file written right at the edge does not make it flap
+        self.resume_mb = self.min_free_mb + (hysteresis_mb if hysteresis_mb is not None
+                                             else min(100.0, 0.1 * self.min_free_mb))
+        self._ok = threading.Event()
+        self._ok.set()
+        self.free_mb: float | None = None
+
+    @property
+    def writes_allowed(self) -> bool:
+        """Whether clips and raw audio may be written now."""
+        return self._ok.is_set()
+
+    def free_space_mb(self) -> float:
+        p = self.path
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        return shutil.disk_usage(p).free / 1e6
+
+    def check(self, free_mb: float | None = None) -> bool:
+        """Re-measure (or take `free_mb`), switch state with a log line, return writes_allowed."""
+        self.free_mb = self.free_space_mb() if free_mb is None else float(free_mb)
+        if self._ok.is_set() and self.free_mb < self.min_free_mb:
+            self._ok.clear()
+            log.warning("disk low: %.0f MB free on %s (floor %.0f MB): clips and raw audio paused, "
+                        "detections continue", self.free_mb, self.path, self.min_free_mb)
+        elif not self._ok.is_set() and self.free_mb >= self.resume_mb:
+            self._ok.set()
+            log.warning("disk space back: %.0f MB free on %s: clips and raw audio resumed", self.free_mb, self.path)
+        return self._ok.is_set()

@@ -1,0 +1,82 @@
+"""The status file: one small JSON document a person (or a monitoring script) can read over SSH.
+
+Written atomically (temporary file in the same folder, fsync, rename) so a reader never sees half a file,
+even if the box loses power mid-write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def utc_now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Health:
+    """Counters the pipeline updates; `snapshot()` is what goes into the status file."""
+    state: str = "starting"               # starting, listening, idle (outside schedule), stopping, stopped
+    started_utc: str = field(default_factory=utc_now_iso)
+    last_audio_utc: str | None = None     # newest audio the model has seen (file or microphone)
+    last_detection_utc: str | None = None
+    queue_depth: int = 0                  # files waiting in the watcher queue
+    files_pending: int = 0                # files seen but not yet complete or not yet scanned
+    files_done: int = 0
+    files_failed: int = 0
+    detections: int = 0
+    real_time_factor: float | None = None  # audio seconds per processing second (> 1 keeps up)
+    overruns: int = 0                     # microphone blocks lost (ring buffer full or PortAudio overflow)
+    mic_state: str | None = None
+    disk_free_mb: float | None = None
+    disk_low: bool = False
+    schedule_active: bool = True
+    next_schedule_change_utc: str | None = None
+    last_error: str | None = None
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def update(self, **changes) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(self, k, v)
+
+    def add(self, **deltas) -> None:
+        with self._lock:
+            for k, v in deltas.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["updated_utc"] = utc_now_iso()
+        d["pid"] = os.getpid()
+        return d
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

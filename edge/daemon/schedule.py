@@ -1,0 +1,94 @@
+"""When to listen: always, from dusk to dawn at the site (astral), or in fixed local-time windows.
+
+`active_windows(date, settings, tz)` and `is_active(now, settings, tz)` are pure functions (no clock, no
+sleeping) so the schedule is tested for any date and place. A night belongs to the date it starts on: the
+dusk-to-dawn window of 2026-06-21 runs from that evening's dusk to the next morning's dawn. The daemon
+re-evaluates `is_active` every few seconds from an apscheduler job rather than sleeping until a computed
+instant, so a clock step (NTP on a field box without an RTC) never leaves it deaf.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from .config import ScheduleConfig, parse_window
+
+DEPRESSION = {"civil": 6.0, "nautical": 12.0, "astronomical": 18.0}
+
+Window = tuple[dt.datetime, dt.datetime]
+
+
+def _local_midnight(date: dt.date, tz: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(date, dt.time(0), tzinfo=tz)
+
+
+def _dusk_dawn(date: dt.date, s: ScheduleConfig, tz: ZoneInfo) -> Window | None:
+    from astral import Observer
+    from astral import sun
+
+    obs = Observer(latitude=s.latitude, longitude=s.longitude)
+    nxt = date + dt.timedelta(days=1)
+    try:
+        if s.twilight == "sunset":
+            start = sun.sunset(obs, date, tzinfo=tz)
+            end = sun.sunrise(obs, nxt, tzinfo=tz)
+        else:
+            dep = DEPRESSION[s.twilight]
+            start = sun.dusk(obs, date, tzinfo=tz, depression=dep)
+            end = sun.dawn(obs, nxt, tzinfo=tz, depression=dep)
+    except ValueError:
+        # polar day or night: the sun never crosses the chosen depression. Listen all night-day if it is
+        # dark at local noon, not at all if it is light at midnight.
+        noon = dt.datetime.combine(date, dt.time(12), tzinfo=tz)
+        threshold = 0.0 if s.twilight == "sunset" else -DEPRESSION[s.twilight]
+        if sun.elevation(obs, noon) < threshold:
+            return _local_midnight(date, tz), _local_midnight(nxt, tz)
+        return None
+    start += dt.timedelta(minutes=s.dusk_offset_min)
+    end += dt.timedelta(minutes=s.dawn_offset_min)
+    return (start, end) if end > start else None
+
+
+def active_windows(date: dt.date, settings: ScheduleConfig, tz: ZoneInfo | str = "UTC") -> list[Window]:
+    """The listening windows that start on local `date`, as (start, end) aware datetimes in UTC."""
+    tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+    utc = dt.timezone.utc
+    if settings.mode == "always":
+        wins = [(_local_midnight(date, tz), _local_midnight(date + dt.timedelta(days=1), tz))]
+    elif settings.mode == "dusk_to_dawn":
+        w = _dusk_dawn(date, settings, tz)
+        wins = [w] if w else []
+    else:
+        wins = []
+        for i, text in enumerate(settings.windows):
+            t0, t1 = parse_window(text, f"schedule.windows[{i}]")
+            start = dt.datetime.combine(date, t0, tzinfo=tz)
+            end_day = date if t1 > t0 else date + dt.timedelta(days=1)  # crosses midnight
+            wins.append((start, dt.datetime.combine(end_day, t1, tzinfo=tz)))
+    return sorted((a.astimezone(utc), b.astimezone(utc)) for a, b in wins)
+
+
+def is_active(now: dt.datetime, settings: ScheduleConfig, tz: ZoneInfo | str = "UTC") -> bool:
+    """Whether `now` (aware) lies in a listening window (yesterday's night may still be running)."""
+    if settings.mode == "always":
+        return True
+    tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    today = now.astimezone(tz).date()
+    for day in (today - dt.timedelta(days=1), today):
+        if any(a <= now < b for a, b in active_windows(day, settings, tz)):
+            return True
+    return False
+
+
+def next_change(now: dt.datetime, settings: ScheduleConfig, tz: ZoneInfo | str = "UTC") -> dt.datetime | None:
+    """The next instant listening starts or stops (for the status file and logs); None for `always`."""
+    if settings.mode == "always":
+        return None
+    tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+    today = now.astimezone(tz).date()
+    edges = sorted(t for d in range(-1, 3) for w in active_windows(today + dt.timedelta(days=d), settings, tz)
+                   for t in w if t > now)
+    return edges[0] if edges else None
