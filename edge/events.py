@@ -1,0 +1,65 @@
+"""Window scores -> events (detections).
+
+Consecutive positive windows (score >= threshold) merge into one event: it starts where its first window
+starts, ends where its last window ends, and keeps the max and mean score and the number of windows. Events
+with fewer than `min_hits` positive windows are dropped. Positions are integer sample offsets in the stream, so
+re-processing the same audio yields exactly the same events (the store keys on them).
+
+`EventBuilder` works on a stream (windows arrive in order, events are emitted when they close);
+`merge_windows` is the same over arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Event:
+    start_sample: int      # first sample of the first positive window (stream offset)
+    end_sample: int        # one past the last sample of the last positive window
+    max_score: float
+    mean_score: float
+    n_windows: int
+
+
+class EventBuilder:
+    """Feed (start_sample, end_sample, score) windows in order; get events as they close."""
+
+    def __init__(self, threshold: float, min_hits: int = 1) -> None:
+        if min_hits < 1:
+            raise ValueError(f"min_hits must be >= 1, got {min_hits}")
+        self.threshold, self.min_hits = float(threshold), int(min_hits)
+        self._open: tuple[int, int, list[float]] | None = None
+
+    def push(self, start: int, end: int, score: float) -> list[Event]:
+        if score >= self.threshold:
+            if self._open is None:
+                self._open = (int(start), int(end), [float(score)])
+            else:
+                s, e, scores = self._open
+                scores.append(float(score))
+                self._open = (s, max(e, int(end)), scores)
+            return []
+        return self.flush()
+
+    def flush(self) -> list[Event]:
+        """Close the open event (end of stream, or a gap)."""
+        if self._open is None:
+            return []
+        s, e, scores = self._open
+        self._open = None
+        if len(scores) < self.min_hits:
+            return []
+        return [Event(s, e, max(scores), float(np.mean(scores)), len(scores))]
+
+
+def merge_windows(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, threshold: float,
+                  min_hits: int = 1) -> list[Event]:
+    builder = EventBuilder(threshold, min_hits)
+    events = []
+    for s, e, p in zip(starts, ends, scores):
+        events += builder.push(int(s), int(e), float(p))
+    return events + builder.flush()

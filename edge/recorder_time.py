@@ -1,0 +1,205 @@
+"""When a recording started, in absolute time, and which recorder made it.
+
+Sources, first match wins (each detection records which one gave its time as `time_source`):
+
+1. `audiomoth_header`: the AudioMoth WAV comment, "Recorded at HH:MM:SS DD/MM/YYYY (UTC+X) by AudioMoth SERIAL"
+   (metamoth first; our own parser of the same text when metamoth rejects a firmware variant). Carries its zone.
+2. `guano`: the GUANO `Timestamp` (bat-detector style metadata). Carries its zone when it has an offset.
+3. The file name:
+   - `filename_barlt`: Frontier Labs BAR-LT, `20191003T050000+1000_...` (carries its offset);
+   - `filename_audiomoth`: `YYYYMMDD_HHMMSS.WAV` (AudioMoth names are UTC unless the firmware was set to local
+     time; pass --tz and the recorder's real zone will not change them: they are UTC by definition here);
+   - `filename_audiomoth_hex`: old AudioMoth names, 8 hex digits = unix time (UTC);
+   - `filename_swift`: Cornell Swift, `SWIFTxx_YYYYMMDD_HHMMSS` (recorder local time);
+   - `filename_songmeter`: Wildlife Acoustics, `PREFIX_YYYYMMDD_HHMMSS` (the prefix may hold underscores, e.g.
+     `S4A03895_0+1_...`; the prefix is the recorder id; recorder local time);
+   - `filename_datetime`: any other `YYYYMMDD_HHMMSS` / `YYYYMMDDTHHMMSS` inside the name (local time).
+4. `mtime`: the file's modification time (with a warning: copying a card can change it).
+
+Sources in recorder local time need the recorder's timezone (`--tz Australia/Melbourne`); without it
+`file_time` raises ConfigError naming the file and the flag. Local times are shown in `--tz` when given, else in
+the offset the source carries (UTC for AudioMoth names and mtime).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_AM_COMMENT = re.compile(
+    r"Recorded at (\d{2}):(\d{2}):(\d{2}) (\d{2})/(\d{2})/(\d{4}) \(UTC([+-]\d{1,2})?(?::?(\d{2}))?\)"
+    r"(?: during deployment \S+)? by AudioMoth ([0-9A-Fa-f]{16})")
+_BARLT = re.compile(r"(\d{8})T(\d{6})([+-])(\d{2}):?(\d{2})")
+_AUDIOMOTH = re.compile(r"^(\d{8})_(\d{6})(?:_\d+)?$")
+_HEX = re.compile(r"^[0-9A-Fa-f]{8}$")
+_PREFIXED = re.compile(r"^(?P<prefix>.+)_(?P<d>\d{8})_(?P<t>\d{6})(?:_\d+)?$")
+_ANY = re.compile(r"(?<!\d)(\d{8})[_T-]?(\d{6})(?!\d)")
+
+
+@dataclass(frozen=True)
+class FileTime:
+    """Absolute start of a recording. `start_utc` is timezone-aware UTC; `local_tz` shows local times."""
+    start_utc: datetime
+    local_tz: tzinfo
+    source: str
+    recorder_id: str = ""
+
+    def at(self, offset_s: float) -> datetime:
+        return self.start_utc + timedelta(seconds=offset_s)
+
+    def local(self, utc: datetime) -> datetime:
+        return utc.astimezone(self.local_tz)
+
+
+def parse_tz(name: str | None) -> tzinfo | None:
+    """IANA name ("Australia/Melbourne"), "UTC", or a fixed offset "+10:00"; None passes through."""
+    if not name:
+        return None
+    m = re.fullmatch(r"(?:UTC)?([+-])(\d{1,2}):?(\d{2})?", name.strip())
+    if m:
+        sign = 1 if m.group(1) == "+" else -1
+        return timezone(sign * timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0)))
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown timezone {name!r}",
+                          "use an IANA name such as Australia/Melbourne, or an offset such as +10:00") from None
+
+
+def _need_tz(path: Path, source: str) -> ConfigError:
+    return ConfigError(
+        f"{path}: the start time from the {source.replace('_', ' ')} is recorder local time, "
+        "and no recorder timezone was given",
+        "pass --tz with the recorder's timezone, e.g. --tz Australia/Melbourne (or set `timezone` in the config)")
+
+
+def _localise(naive: datetime, tz: tzinfo | None, path: Path, source: str) -> datetime:
+    if tz is None:
+        raise _need_tz(path, source)
+    return naive.replace(tzinfo=tz).astimezone(timezone.utc)
+
+
+def _wav_comment(path: Path) -> tuple[str, str]:
+    """(comment, artist) of a WAV's INFO chunk; empty strings when absent or unreadable."""
+    try:
+        import soundfile as sf
+        with sf.SoundFile(str(path)) as f:
+            meta = f.copy_metadata()
+        return meta.get("comment", ""), meta.get("artist", "")
+    except Exception:
+        return "", ""
+
+
+def parse_audiomoth_comment(comment: str) -> tuple[datetime, tzinfo, str] | None:
+    """(start UTC, recorder offset, serial) from an AudioMoth comment, or None."""
+    m = _AM_COMMENT.search(comment or "")
+    if not m:
+        return None
+    hh, mi, ss, dd, mo, yy, oh, om, serial = m.groups()
+    sign = -1 if (oh or "+").startswith("-") else 1
+    offset = timezone(sign * timedelta(hours=abs(int(oh or 0)), minutes=int(om or 0)))
+    local = datetime(int(yy), int(mo), int(dd), int(hh), int(mi), int(ss), tzinfo=offset)
+    return local.astimezone(timezone.utc), offset, serial.upper()
+
+
+def _from_audiomoth_header(path: Path) -> FileTime | None:
+    if path.suffix.lower() != ".wav":
+        return None
+    try:
+        from metamoth import parse_metadata
+        meta = parse_metadata(str(path))
+        start = meta.datetime
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=timezone.utc)
+        return FileTime(start.astimezone(timezone.utc), start.tzinfo, "audiomoth_header", str(meta.serial))
+    except Exception:  # metamoth is strict about firmware variants; fall back to our own parser
+        pass
+    parsed = parse_audiomoth_comment(_wav_comment(path)[0])
+    if parsed is None:
+        return None
+    start, offset, serial = parsed
+    return FileTime(start, offset, "audiomoth_header", serial)
+
+
+def _from_guano(path: Path, tz: tzinfo | None) -> FileTime | None:
+    if path.suffix.lower() != ".wav":
+        return None
+    try:
+        import guano
+        g = guano.GuanoFile(str(path))
+        ts = g.get("Timestamp") if g else None
+    except Exception:
+        return None
+    if not isinstance(ts, datetime):
+        return None
+    recorder = str(g.get("Serial", "") or g.get("Model", "") or "")
+    if ts.tzinfo is None:
+        return FileTime(_localise(ts, tz, path, "guano"), tz, "guano", recorder)
+    return FileTime(ts.astimezone(timezone.utc), ts.tzinfo, "guano", recorder)
+
+
+def _naive(d: str, t: str) -> datetime | None:
+    try:
+        return datetime.strptime(d + t, "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+
+
+def _from_name(path: Path, tz: tzinfo | None) -> FileTime | None:
+    stem = path.stem
+    if m := _BARLT.search(stem):
+        naive = _naive(m.group(1), m.group(2))
+        if naive:
+            sign = 1 if m.group(3) == "+" else -1
+            offset = timezone(sign * timedelta(hours=int(m.group(4)), minutes=int(m.group(5))))
+            start = naive.replace(tzinfo=offset).astimezone(timezone.utc)
+            return FileTime(start, tz or offset, "filename_barlt", "")
+    if m := _AUDIOMOTH.match(stem):
+        naive = _naive(m.group(1), m.group(2))
+        if naive:
+            return FileTime(naive.replace(tzinfo=timezone.utc), tz or timezone.utc, "filename_audiomoth", "")
+    if _HEX.match(stem) and not stem.isdigit():
+        start = datetime.fromtimestamp(int(stem, 16), timezone.utc)
+        if 2000 <= start.year <= 2100:
+            return FileTime(start, tz or timezone.utc, "filename_audiomoth_hex", "")
+    if m := _PREFIXED.match(stem):
+        naive = _naive(m.group("d"), m.group("t"))
+        if naive:
+            prefix = m.group("prefix")
+            source = "filename_swift" if prefix.upper().startswith("SWIFT") else "filename_songmeter"
+            recorder = prefix.split("_")[0]
+            return FileTime(_localise(naive, tz, path, source), tz, source, recorder)
+    if m := _ANY.search(stem):
+        naive = _naive(m.group(1), m.group(2))
+        if naive:
+            return FileTime(_localise(naive, tz, path, "filename_datetime"), tz, "filename_datetime", "")
+    return None
+
+
+def file_time(path: str | os.PathLike, tz: str | tzinfo | None = None) -> FileTime:
+    """Start time of `path` from the best source available; ConfigError when a needed timezone is missing."""
+    p = Path(path)
+    zone = parse_tz(tz) if isinstance(tz, str) or tz is None else tz
+    for source in (lambda: _from_audiomoth_header(p), lambda: _from_guano(p, zone), lambda: _from_name(p, zone)):
+        found = source()
+        if found is not None:
+            if zone is not None and found.local_tz is not zone:
+                found = FileTime(found.start_utc, zone, found.source, found.recorder_id)
+            return found
+    try:
+        mtime = p.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    log.warning("%s: no time in its header or name; using the file's modification time, which copying can "
+                "change (rename files to the recorder's pattern, e.g. YYYYMMDD_HHMMSS.WAV)", p)
+    start = datetime.fromtimestamp(mtime, timezone.utc)
+    return FileTime(start, zone or timezone.utc, "mtime", "")

@@ -1,0 +1,284 @@
+"""Detections and the file ledger in one SQLite database (WAL mode), safe against crashes and re-runs.
+
+Tables
+  detections  one row per detection: file, offset in the file (start_s/end_s and the integer start_sample),
+              begin/end in UTC and in local time (ISO 8601 with offset), label, max/mean score, number of
+              windows, time_source, recorder_id, and on EVERY row the model id, model sha256, threshold, hop and
+              min_hits that produced it.
+              UNIQUE(file_key, run_key, start_sample): INSERT OR IGNORE makes re-processing idempotent.
+  files       the ledger: one row per (file_key, run_key): path, size, mtime_ns, status done|failed, reason,
+              attempts, processed_at, audio_s, n_detections, start_utc, time_source, recorder_id.
+
+`run_key` names the settings that determine the detections (model id, threshold, hop, min_hits): scanning
+the same files with the same settings again adds nothing; a new model or threshold is a new run.
+
+Crash safety: `commit_file` writes a file's detections AND its ledger row in ONE transaction, so after
+`kill -9` a file is either fully recorded or not at all, and a restart redoes exactly the unfinished files.
+A file whose size or mtime changed since it was recorded is processed again (its old rows are replaced in
+the same transaction). Failed files are recorded with the reason and retried on the next run
+(`attempts` counts them; the daemon may give up after a few).
+
+Usage (the daemon does the same):
+    store = DetectionStore(out_dir / "detections.sqlite")
+    if store.needs_processing(path, run.run_key): ... store.commit_file(path, run, detections, ...)
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS detections (
+    id INTEGER PRIMARY KEY,
+    file_key TEXT NOT NULL,
+    file TEXT NOT NULL,
+    start_sample INTEGER NOT NULL,
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL,
+    begin_utc TEXT NOT NULL,
+    end_utc TEXT NOT NULL,
+    begin_local TEXT NOT NULL,
+    end_local TEXT NOT NULL,
+    label TEXT NOT NULL,
+    max_score REAL NOT NULL,
+    mean_score REAL NOT NULL,
+    n_windows INTEGER NOT NULL,
+    time_source TEXT NOT NULL,
+    recorder_id TEXT NOT NULL DEFAULT '',
+    model_id TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    threshold REAL NOT NULL,
+    hop_s REAL NOT NULL,
+    min_hits INTEGER NOT NULL,
+    run_key TEXT NOT NULL,
+    created_utc TEXT NOT NULL,
+    UNIQUE (file_key, run_key, start_sample)
+);
+CREATE INDEX IF NOT EXISTS detections_time ON detections (begin_utc);
+CREATE TABLE IF NOT EXISTS files (
+    file_key TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    processed_at TEXT NOT NULL,
+    audio_s REAL NOT NULL DEFAULT 0,
+    n_detections INTEGER NOT NULL DEFAULT 0,
+    start_utc TEXT NOT NULL DEFAULT '',
+    time_source TEXT NOT NULL DEFAULT '',
+    recorder_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (file_key, run_key)
+);
+"""
+
+DETECTION_COLUMNS = ("file_key", "file", "start_sample", "start_s", "end_s", "begin_utc", "end_utc", "begin_local",
+                     "end_local", "label", "max_score", "mean_score", "n_windows", "time_source", "recorder_id")
+RUN_COLUMNS = ("model_id", "model_sha256", "threshold", "hop_s", "min_hits", "run_key")
+
+
+def iso(t: datetime) -> str:
+    """ISO 8601 with milliseconds and offset; UTC times end in +00:00."""
+    return t.isoformat(timespec="milliseconds")
+
+
+def utc_now() -> str:
+    return iso(datetime.now(timezone.utc))
+
+
+def file_key(path: str | os.PathLike) -> str:
+    """The ledger key of a file: its absolute, resolved path."""
+    return str(Path(path).resolve())
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The settings every detection row carries; `run_key` identifies them."""
+    model_id: str
+    model_sha256: str
+    threshold: float
+    hop_s: float
+    min_hits: int
+    label: str
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.model_id}|t={self.threshold:.6g}|hop={self.hop_s:.6g}|k={self.min_hits}"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detection, ready for the store and the exports (times are ISO strings)."""
+    file_key: str
+    file: str
+    start_sample: int
+    start_s: float
+    end_s: float
+    begin_utc: str
+    end_utc: str
+    begin_local: str
+    end_local: str
+    label: str
+    max_score: float
+    mean_score: float
+    n_windows: int
+    time_source: str
+    recorder_id: str = ""
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    file_key: str
+    run_key: str
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    status: str
+    reason: str
+    attempts: int
+    processed_at: str
+    audio_s: float
+    n_detections: int
+    start_utc: str
+    time_source: str
+    recorder_id: str
+
+
+def _stat(path: str | os.PathLike) -> tuple[int | None, int | None]:
+    try:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return None, None
+
+
+class DetectionStore:
+    """SQLite store; one connection per instance (open one per thread/process)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "DetectionStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ledger
+    def ledger(self, path: str | os.PathLike, run_key: str) -> LedgerRow | None:
+        row = self.conn.execute("SELECT * FROM files WHERE file_key=? AND run_key=?",
+                                (file_key(path), run_key)).fetchone()
+        return LedgerRow(**dict(row)) if row else None
+
+    def needs_processing(self, path: str | os.PathLike, run_key: str) -> bool:
+        """True unless the file is recorded as done with the same size and mtime."""
+        row = self.ledger(path, run_key)
+        if row is None or row.status != "done":
+            return True
+        return (row.size, row.mtime_ns) != _stat(path)
+
+    def ledger_rows(self, run_key: str | None = None, status: str | None = None) -> list[LedgerRow]:
+        sql, args = "SELECT * FROM files WHERE 1=1", []
+        if run_key is not None:
+            sql, args = sql + " AND run_key=?", args + [run_key]
+        if status is not None:
+            sql, args = sql + " AND status=?", args + [status]
+        return [LedgerRow(**dict(r)) for r in self.conn.execute(sql + " ORDER BY path", args)]
+
+    # writing
+    def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
+                    audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "") -> int:
+        """Detections of one file + its ledger row 'done', in one transaction. Returns rows inserted."""
+        key, (size, mtime_ns) = file_key(path), _stat(path)
+        dets = list(detections)
+        now = utc_now()
+        with self._transaction() as cur:
+            prev = cur.execute("SELECT size, mtime_ns, status, attempts FROM files WHERE file_key=? AND run_key=?",
+                               (key, run.run_key)).fetchone()
+            if prev is not None and prev["status"] == "done" and (prev["size"], prev["mtime_ns"]) != (size, mtime_ns):
+                cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (key, run.run_key))
+            inserted = self._insert(cur, run, dets, now)
+            attempts = (prev["attempts"] if prev else 0) + 1
+            cur.execute(
+                "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
+                " processed_at, audio_s, n_detections, start_utc, time_source, recorder_id)"
+                " VALUES (?,?,?,?,?,'done','',?,?,?,?,?,?,?)",
+                (key, run.run_key, str(path), size, mtime_ns, attempts, now, float(audio_s), len(dets),
+                 start_utc, time_source, recorder_id))
+        return inserted
+
+    def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
+        """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""
+        key, (size, mtime_ns) = file_key(path), _stat(path)
+        with self._transaction() as cur:
+            prev = cur.execute("SELECT attempts FROM files WHERE file_key=? AND run_key=?",
+                               (key, run.run_key)).fetchone()
+            cur.execute(
+                "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
+                " processed_at) VALUES (?,?,?,?,?,'failed',?,?,?)",
+                (key, run.run_key, str(path), size, mtime_ns, reason, (prev["attempts"] if prev else 0) + 1,
+                 utc_now()))
+
+    def add_detections(self, run: RunInfo, detections: Iterable[Detection]) -> int:
+        """Insert detections without a ledger row (live audio); idempotent like commit_file."""
+        with self._transaction() as cur:
+            return self._insert(cur, run, list(detections), utc_now())
+
+    def _insert(self, cur, run: RunInfo, dets: list[Detection], now: str) -> int:
+        cols = DETECTION_COLUMNS + RUN_COLUMNS + ("created_utc",)
+        sql = f"INSERT OR IGNORE INTO detections ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        before = self.conn.total_changes
+        cur.executemany(sql, [tuple(asdict(d)[c] for c in DETECTION_COLUMNS)
+                              + (run.model_id, run.model_sha256, run.threshold, run.hop_s, run.min_hits,
+                                 run.run_key, now) for d in dets])
+        return self.conn.total_changes - before
+
+    def _transaction(self):
+        return _Transaction(self.conn)
+
+    # reading
+    def detections(self, run_key: str | None = None) -> list[dict]:
+        """Rows as dicts, ordered by file path then offset."""
+        sql, args = "SELECT * FROM detections", []
+        if run_key is not None:
+            sql, args = sql + " WHERE run_key=?", [run_key]
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY file, start_sample", args)]
+
+    def count(self, run_key: str | None = None) -> int:
+        if run_key is None:
+            return self.conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM detections WHERE run_key=?", (run_key,)).fetchone()[0]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (KeyboardInterrupt included)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn.cursor()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
