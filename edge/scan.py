@@ -118,7 +118,7 @@ class ScanSummary:
 class PlannedFile:
     path: Path
     info: AudioInfo | None              # None when the header cannot be read (the file will fail)
-    time: FileTime
+    time: FileTime | None
     next_path: Path | None = None       # the contiguous next file of the same recorder, if any
 
 
@@ -183,8 +183,9 @@ class Scanner:
         for p in collect_audio(paths):
             try:
                 info = probe(p)
-            except AudioReadError:
-                info = None
+            except AudioReadError:  # it fails (and is recorded) when scanned; no time needed
+                files.append(PlannedFile(p, None, None))
+                continue
             files.append(PlannedFile(p, info, file_time(p, self.tz)))
         groups: dict[tuple, list[int]] = {}
         for i, f in enumerate(files):
@@ -229,16 +230,16 @@ class Scanner:
             outcome = FileOutcome(path, "skipped", "already scanned with these settings", 0, row.audio_s if row else 0.0)
             progress.file_finished(outcome)
             return outcome
-        ftime = ftime or file_time(path, self.tz)
         try:
             info = probe(path)
+            ftime = ftime or file_time(path, self.tz)
             progress.file_started(path, info.duration_s)
             events, n_samples = self._events_of_file(path, Path(next_path) if next_path else None, progress)
             detections = [self._detection(path, ftime, e) for e in events]
             audio_s = n_samples / self.sample_rate
             self.store.commit_file(path, self.run, detections, audio_s=audio_s, start_utc=iso(ftime.start_utc),
                                    time_source=ftime.source, recorder_id=ftime.recorder_id)
-        except (ScanInterrupted, KeyboardInterrupt):
+        except (ScanInterrupted, KeyboardInterrupt, ConfigError):
             raise
         except HootwatchError as exc:
             return self._failed(path, exc.message, t0, progress)

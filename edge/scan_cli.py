@@ -1,0 +1,179 @@
+"""`hootwatch scan PATH... --model BUNDLE --out OUTDIR`: scan recorder files for owl calls.
+
+Writes OUTDIR/detections.sqlite (the store; re-running skips files already done), OUTDIR/detections.csv,
+a Raven selection table and Audacity labels, and with --clips a clip and spectrogram per detection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ConfigError
+
+STORE_NAME = "detections.sqlite"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "scan", help="scan recordings (files or folders) for owl calls",
+        description=__doc__.splitlines()[0],
+        epilog="example: hootwatch scan /media/sdcard --model bundle/ --out results/ --tz Australia/Melbourne")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle folder (from `hootwatch export`)")
+    p.add_argument("--out", required=True, metavar="OUTDIR", help="folder for the results")
+    p.add_argument("--hop", type=float, default=None, metavar="S", help="seconds between windows (default: bundle)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="score for a positive window, 0..1 (default: the bundle's)")
+    p.add_argument("--min-hits", type=int, default=1, metavar="K",
+                   help="minimum positive windows per detection (default 1)")
+    p.add_argument("--tz", default=None, metavar="ZONE",
+                   help="recorder timezone, e.g. Australia/Melbourne (needed for Song Meter/Swift names)")
+    p.add_argument("--clips", action="store_true", help="also write a padded audio clip + spectrogram per detection")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for the model (default: all)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="windows per model call (default 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _settings(args):
+    from .scan import ScanSettings
+    if args.hop is not None and args.hop <= 0:
+        raise ConfigError(f"--hop {args.hop} must be positive", "pass e.g. --hop 2.5")
+    if args.min_hits < 1:
+        raise ConfigError(f"--min-hits {args.min_hits} must be at least 1", "pass e.g. --min-hits 2")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size} must be at least 1", "pass e.g. --batch-size 8")
+    return ScanSettings(hop_s=args.hop, threshold=args.threshold, min_hits=args.min_hits, tz=args.tz,
+                        batch_size=args.batch_size, clips=args.clips)
+
+
+class RichProgress:
+    """Progress bar in audio hours with the real-time factor."""
+
+    def __init__(self, console, enabled: bool = True) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        self.console = console
+        self.bar = Progress(TextColumn("[bold]scan"), BarColumn(), TextColumn("{task.fields[hours]}"),
+                            TextColumn("{task.fields[rtf]}"), TimeRemainingColumn(), TextColumn("{task.fields[name]}"),
+                            console=console, disable=not enabled, transient=False)
+        self.task = None
+        self.done_s = 0.0
+        self.total_s = 0.0
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+
+    def _update(self, name: str | None = None) -> None:
+        import time
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        fields = {"hours": f"{self.done_s / 3600:.2f}/{self.total_s / 3600:.2f} h audio",
+                  "rtf": f"{self.done_s / elapsed:.0f}x real time"}
+        if name is not None:
+            fields["name"] = name
+        self.bar.update(self.task, completed=self.done_s, **fields)
+
+    # scan.Progress hooks
+    def planned(self, files) -> None:
+        import time
+        self._t0 = time.perf_counter()
+        self.total_s = sum(f.info.duration_s for f in files if f.info is not None)
+        self.task = self.bar.add_task("scan", total=max(self.total_s, 1e-9), hours="", rtf="", name="")
+        self._update("")
+
+    def file_started(self, path, duration_s) -> None:
+        self._file_start_done = self.done_s
+        self._update(Path(path).name)
+
+    def advance(self, audio_s) -> None:
+        self.done_s += audio_s
+        self._update()
+
+    def file_finished(self, outcome) -> None:
+        if outcome.status == "skipped":
+            self.done_s += outcome.audio_s
+        self._update()
+
+
+def summary_table(summary, csv_path: Path, store_path: Path):
+    from rich.table import Table
+    t = Table(title="hootwatch scan", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    t.add_row("files scanned", str(len(summary.done)))
+    t.add_row("files already done (skipped)", str(len(summary.skipped)))
+    t.add_row("files failed", str(len(summary.failed)))
+    t.add_row("audio scanned", f"{summary.audio_s / 3600:.2f} h")
+    t.add_row("detections (new files)", str(summary.n_detections))
+    t.add_row("speed", f"{summary.realtime_factor:.0f}x real time")
+    t.add_row("detections CSV", str(csv_path))
+    t.add_row("database", str(store_path))
+    if summary.interrupted:
+        t.add_row("[red]interrupted", "re-run the same command to finish; finished files are kept")
+    return t
+
+
+def failed_table(summary):
+    from rich.table import Table
+    t = Table(title="files that could not be scanned")
+    t.add_column("file")
+    t.add_column("reason")
+    for o in summary.failed:
+        t.add_row(str(o.path), o.reason)
+    return t
+
+
+def _log_through(console) -> None:
+    """Log lines (skipped files, time warnings) above the progress bar instead of through it."""
+    import logging
+
+    from rich.logging import RichHandler
+    root = logging.getLogger()
+    level = root.level
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(RichHandler(console=console, show_path=False, show_time=False))
+    root.setLevel(level)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .detector import Detector
+    from .exports import write_exports
+    from .scan import Scanner
+    from .store import DetectionStore
+
+    console = Console(stderr=True)
+    _log_through(console)
+    settings = _settings(args)
+    out = Path(args.out)
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"no such file or folder: {', '.join(missing)}", "check the paths (is the SD card mounted?)")
+    detector = Detector.load(args.model, threads=args.threads, batch_size=args.batch_size)
+    store_path = out / STORE_NAME
+    with DetectionStore(store_path) as store:
+        scanner = Scanner(detector, store, settings, out)
+        progress = RichProgress(console, enabled=not args.quiet and console.is_terminal)
+        try:
+            with progress:
+                summary = scanner.scan_paths(args.paths, progress)
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/]: the file being scanned was not recorded; finished files are kept. "
+                          "Run the same command again to continue.")
+            write_exports(store, scanner.run.run_key, out, detector.manifest.sample_rate / 2)
+            return 130
+        paths = write_exports(store, scanner.run.run_key, out, detector.manifest.sample_rate / 2)
+    report = Console()  # the summary goes to stdout, progress and warnings to stderr
+    report.print(summary_table(summary, paths["csv"], store_path))
+    if summary.failed:
+        report.print(failed_table(summary))
+    if not summary.outcomes:
+        print("hootwatch: no audio files found in the given paths", file=sys.stderr)
+    return 130 if summary.interrupted else 0
