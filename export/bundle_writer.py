@@ -1,0 +1,109 @@
+"""Writing the bundle folder so that a failed export never leaves half a bundle.
+
+Everything is built in a hidden staging folder next to BUNDLE (same filesystem, so the final step is one
+rename). Key manifest fields are mirrored into model.onnx's metadata_props before hashing, so the ONNX file
+alone still says what it is. The manifest itself is written by hootwatch.edge.bundle.write_manifest, which
+hashes every file; the edge verifies those hashes with load_bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Iterator
+
+from hootwatch.edge.bundle import Manifest, write_manifest
+from hootwatch.edge.errors import ConfigError
+
+from .onnx_export import require
+
+PACKAGES = ("hootwatch", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "numpy")
+REPORT_NAME = "report.json"
+
+
+def check_destination(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder", "choose another --out path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out}: already exists and is not empty", "choose another --out folder, or add --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def staging(out: Path) -> Iterator[tuple[Path, Path]]:
+    """(bundle_dir, work_dir) inside a staging folder next to `out`; removed afterwards, whatever happens."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        (root / "bundle").mkdir()
+        (root / "work").mkdir()
+        yield root / "bundle", root / "work"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def publish(bundle_dir: Path, out: Path, overwrite: bool) -> None:
+    """Move the finished bundle to `out` (replacing an old one only with overwrite)."""
+    check_destination(out, overwrite)
+    old = None
+    if out.is_dir():
+        if any(out.iterdir()):
+            old = out.with_name(f".{out.name}.old-{datetime.now().strftime('%Y%m%d%H%M%S%f')}")
+            out.rename(old)
+        else:
+            out.rmdir()
+    bundle_dir.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def metadata_props(manifest: Manifest) -> dict[str, str]:
+    return {
+        "hootwatch.labels": json.dumps(list(manifest.labels)),
+        "hootwatch.positive_label": manifest.positive_label,
+        "hootwatch.sample_rate": str(manifest.sample_rate),
+        "hootwatch.window_s": str(manifest.window_s),
+        "hootwatch.hop_s": str(manifest.hop_s),
+        "hootwatch.threshold": str(manifest.threshold),
+        "hootwatch.normalisation": json.dumps(manifest.normalisation.to_dict()),
+        "hootwatch.backbone": manifest.backbone,
+        "hootwatch.format_version": str(manifest.format_version),
+    }
+
+
+def stamp_metadata(path: Path, props: dict[str, str]) -> None:
+    onnx = require("onnx")
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_bundle(bundle_dir: Path, manifest: Manifest, report: dict) -> Manifest:
+    """Stamp metadata into every ONNX file, write report.json, then the manifest with every file's sha256."""
+    props = metadata_props(manifest)
+    for name in [manifest.model_file, *manifest.variants.values()]:
+        stamp_metadata(bundle_dir / name, props)
+    (bundle_dir / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+    manifest = Manifest.from_dict(manifest.to_dict() | {
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+    })
+    return write_manifest(bundle_dir, manifest)

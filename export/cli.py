@@ -1,0 +1,63 @@
+"""`hootwatch export SOURCE --out BUNDLE`: turn a trained model into a bundle the field devices can run.
+
+Heavy imports (torch, transformers, optimum) happen inside `run`, so `hootwatch --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "export a trained model to a verified int8 ONNX bundle for the field"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("export", help=HELP, description=HELP + ". " + (
+        "SOURCE is a training run folder (from `hootwatch train`) or a Hugging Face audio-classification "
+        "checkpoint folder. The int8 model is checked against PyTorch on the validation clips (or --audio) "
+        "before anything is written."))
+    p.add_argument("source", type=Path, metavar="SOURCE", help="training run folder or checkpoint folder")
+    p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="bundle folder to create")
+    p.add_argument("--target", choices=("x86", "arm64"), default=None,
+                   help="CPU the bundle will run on: x86 (laptops) or arm64 (Jetson, Raspberry Pi); default: this machine")
+    p.add_argument("--fp16", action="store_true", help="also include an fp16 model (for GPU devices)")
+    p.add_argument("--keep-fp32", action="store_true", help="also include the fp32 model")
+    p.add_argument("--tolerance", type=float, default=0.02, help="largest allowed int8 F1 drop vs PyTorch (default 0.02)")
+    p.add_argument("--force", action="store_true", help="write the bundle even if int8 fails the parity check (recorded in the manifest)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    p.add_argument("--positive-label", default=None, help="the owl label (needed for a checkpoint without an 'owl' label)")
+    p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the run's, else 0.5)")
+    p.add_argument("--audio", type=Path, default=None, metavar="DIR",
+                   help="recordings to check the export on: a folder per label, or unlabelled files")
+    p.add_argument("--per-channel", action="store_true", help="per-channel int8 weights (slower, sometimes more accurate)")
+    p.add_argument("--threads", type=int, default=2, help="threads for the parity check and speed report (default 2)")
+    p.add_argument("--speed-repeats", type=int, default=3, help="timing repeats (0 skips the speed report)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .core import ExportOptions, export_bundle
+    from .quantize import default_target
+    from .report import parity_table, speed_table
+
+    console = Console(stderr=False)
+    options = ExportOptions(
+        source=args.source, out=args.out, target=args.target or default_target(), fp16=args.fp16,
+        keep_fp32=args.keep_fp32, tolerance=args.tolerance, force=args.force, overwrite=args.overwrite,
+        positive_label=args.positive_label, threshold=args.threshold, audio_dir=args.audio,
+        per_channel=args.per_channel, threads=args.threads, speed_repeats=args.speed_repeats,
+    )
+    with console.status("exporting (ONNX, int8, parity check)..."):
+        result = export_bundle(options, on_parity=lambda r: console.print(parity_table(r)),
+                               on_speed=lambda s: console.print(speed_table(s)))
+    if result.forced:
+        console.print(f"[bold red]WARNING: {result.parity.message}. The bundle was written only because of "
+                      f"--force; this is recorded in its manifest.[/]")
+    else:
+        console.print(f"[green]parity ok:[/] {result.parity.message}")
+    m = result.manifest
+    console.print(f"bundle written: {result.bundle}  (model id {m.model_id}, labels {list(m.labels)}, "
+                  f"positive {m.positive_label!r}, threshold {m.threshold:.2f}, target {options.target})")
+    return 0

@@ -1,0 +1,134 @@
+"""`export_bundle`: training run or checkpoint -> verified model bundle, step by step.
+
+    1. resolve the source (labels, audio contract, threshold, parity clips)
+    2. load the PyTorch model and fold weight norm into plain weights
+    3. export fp32 ONNX through Optimum; int8 with the target's preset; fp16 if asked
+    4. parity: PyTorch vs ONNX fp32 vs ONNX int8 on the clips; refuse a degraded int8 unless forced
+    5. size and speed report
+    6. write the bundle in a staging folder and move it into place
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hootwatch.edge.bundle import Manifest
+from hootwatch.edge.errors import ConfigError
+
+from . import bundle_writer, onnx_export, quantize
+from .parity import ParityError, ParityReport, check_parity
+from .report import SpeedReport, measure_speed
+from .source import ExportSource, resolve_source
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+VARIANT_FILES = {"fp32": "model_fp32.onnx", "fp16": "model_fp16.onnx"}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    source: Path
+    out: Path
+    target: str = field(default_factory=quantize.default_target)   # "x86" (laptops) or "arm64" (Jetson, Pi)
+    fp16: bool = False               # also ship an fp16 model for GPU targets
+    keep_fp32: bool = False          # also ship the fp32 model
+    tolerance: float = 0.02          # largest allowed int8 F1 drop vs PyTorch
+    force: bool = False              # write the bundle even when int8 fails the parity check
+    overwrite: bool = False          # replace an existing non-empty bundle folder
+    positive_label: str | None = None
+    threshold: float | None = None
+    audio_dir: Path | None = None    # parity clips for a bare checkpoint (or instead of the run's validation set)
+    per_channel: bool = False
+    opset: int = onnx_export.DEFAULT_OPSET
+    threads: int = 2                 # for parity and the speed report
+    speed_repeats: int = 3           # 0 skips the speed measurement
+
+    def __post_init__(self) -> None:
+        if self.target not in quantize.TARGETS:
+            raise ConfigError(f"--target {self.target!r} is unknown", f"use one of {', '.join(quantize.TARGETS)}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"--threshold {self.threshold} is outside [0, 1]", "pass a probability such as 0.5")
+        if self.opset < 14:
+            raise ConfigError(f"--opset {self.opset} is too old", "use opset 14 or newer (18 is the default)")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle: Path
+    manifest: Manifest
+    parity: ParityReport
+    speed: SpeedReport | None
+    forced: bool                     # int8 failed parity and was written anyway
+    folded_weight_norm: tuple[str, ...]
+
+
+def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> ExportResult:
+    """Export, check and write the bundle. `on_parity(report)` / `on_speed(report)` let a caller print tables
+    as soon as they exist (the CLI does), including before a ParityError is raised."""
+    out = Path(options.out)
+    bundle_writer.check_destination(out, options.overwrite)
+    source = resolve_source(options.source, options.positive_label, options.threshold, options.audio_dir)
+    model, folded = onnx_export.load_model(source.model_dir)
+    with bundle_writer.staging(out) as (bundle_dir, work):
+        fp32 = onnx_export.export_onnx(model, work / "onnx", options.opset)
+        int8 = quantize.quantize_int8(fp32.path, work / "model_int8.onnx", options.target, options.per_channel)
+        paths = {"fp32": fp32.path, "int8": int8}
+        if options.fp16:
+            paths["fp16"] = onnx_export.convert_fp16(fp32.path, work / "model_fp16.onnx")
+
+        parity = check_parity(model, paths, source.clips, source.sample_rate, source.window_s, source.normalisation,
+                              source.labels, source.positive_label, source.threshold, options.tolerance, options.threads)
+        if on_parity:
+            on_parity(parity)
+        forced = not parity.passed
+        if forced and not options.force:
+            raise ParityError(f"the int8 model fails the parity check: {parity.message}; no bundle written",
+                              "export with --target matching the device or --per-channel; or accept the loss with --force")
+        if forced:
+            log.warning("WRITING A DEGRADED MODEL because of --force: %s", parity.message)
+
+        speed = None
+        if options.speed_repeats > 0:
+            window_samples = int(round(source.window_s * source.sample_rate))
+            speed = measure_speed(model, paths, window_samples, source.window_s, options.threads, options.speed_repeats)
+            if on_speed:
+                on_speed(speed)
+
+        shutil.move(str(int8), bundle_dir / MODEL_FILE)
+        variants = {}
+        if options.keep_fp32:
+            shutil.move(str(fp32.path), bundle_dir / VARIANT_FILES["fp32"])
+            variants["fp32"] = VARIANT_FILES["fp32"]
+        if options.fp16:
+            shutil.move(str(paths["fp16"]), bundle_dir / VARIANT_FILES["fp16"])
+            variants["fp16"] = VARIANT_FILES["fp16"]
+
+        report = _report(source, options, parity, speed, forced)
+        manifest = Manifest(
+            labels=source.labels, positive_label=source.positive_label, sample_rate=source.sample_rate,
+            window_s=source.window_s, hop_s=source.hop_s, normalisation=source.normalisation,
+            threshold=source.threshold, input_name=fp32.input_name, output_name=fp32.output_name,
+            model_file=MODEL_FILE, variants=variants, backbone=source.backbone,
+            metrics={"run": source.run_metrics, **report},
+        )
+        manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)
+        bundle_writer.publish(bundle_dir, out, options.overwrite)
+    return ExportResult(out, manifest, parity, speed, forced, tuple(folded))
+
+
+def _report(source: ExportSource, options: ExportOptions, parity: ParityReport, speed: SpeedReport | None,
+            forced: bool) -> dict:
+    report = {
+        "source": {"path": str(options.source), "kind": source.kind, "clips": source.clips_origin},
+        "quantization": {"target": options.target, "operators": list(quantize.OPERATORS), "weights": "int8 (signed)",
+                         "per_channel": options.per_channel, "mode": "dynamic", "opset": options.opset},
+        "parity": parity.to_dict(),
+        "speed": speed.to_dict() if speed else None,
+    }
+    if forced:
+        report["warning"] = f"FORCED: int8 failed the parity check and was written anyway (--force): {parity.message}"
+    return report

@@ -1,0 +1,147 @@
+"""Proof before a bundle is written: PyTorch, ONNX fp32 and ONNX int8 on the same clips, compared.
+
+Clips are cut exactly as evaluation cuts them (the centred window of each ClipRef) and normalised with the
+bundle's Normalisation, exactly as the edge does. For each ONNX variant: the largest absolute logit difference
+from PyTorch, the fraction of clips whose decision at the threshold agrees with PyTorch, and the F1 of the
+positive label when the clips are labelled. The int8 model fails the check when its F1 falls more than
+`tolerance` below PyTorch's (unlabelled clips: when more than `tolerance` of the decisions change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hootwatch.edge.clips import ClipRef
+from hootwatch.edge.detector import softmax
+from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.preprocess import Normalisation
+
+BATCH = 8
+
+
+class ParityError(HootwatchError):
+    """The quantized model is measurably worse than the PyTorch model it came from."""
+
+
+@dataclass(frozen=True)
+class VariantParity:
+    name: str                      # "pytorch", "fp32", "int8", "fp16"
+    max_abs_logit_diff: float      # vs PyTorch (0 for PyTorch itself)
+    max_abs_prob_diff: float
+    agreement: float               # fraction of clips with the same decision as PyTorch
+    f1: float | None               # positive-label F1 (None for unlabelled clips)
+    error: str = ""                # set when this variant could not run here (e.g. fp16 on a CPU)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    n_clips: int
+    labelled: bool
+    positive_label: str
+    threshold: float
+    tolerance: float
+    variants: tuple[VariantParity, ...]
+    passed: bool
+    message: str
+
+    def get(self, name: str) -> VariantParity:
+        return next(v for v in self.variants if v.name == name)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["variants"] = {v.name: {k: x for k, x in asdict(v).items() if k != "name"} for v in self.variants}
+        return d
+
+
+def cut_windows(clips: tuple[ClipRef, ...] | list[ClipRef], sample_rate: int, window_s: float) -> np.ndarray:
+    """(n_clips, window_samples) raw audio: the centred window of each clip, as evaluation cuts it."""
+    return np.stack([c.cut(sample_rate, window_s) for c in clips]).astype(np.float32)
+
+
+def torch_logits(model, x: np.ndarray, threads: int | None = None) -> np.ndarray:
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            return np.concatenate([model(torch.from_numpy(x[i:i + BATCH])).logits.float().numpy()
+                                   for i in range(0, len(x), BATCH)])
+    finally:
+        torch.set_num_threads(before)
+
+
+def ort_session(path: Path, threads: int | None = 2):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def ort_logits(path: Path, x: np.ndarray, threads: int | None = 2) -> np.ndarray:
+    sess = ort_session(path, threads)
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i:i + BATCH]})[0] for i in range(0, len(x), BATCH)]).astype(np.float32)
+
+
+def _f1(truth: np.ndarray | None, decisions: np.ndarray) -> float | None:
+    if truth is None:
+        return None
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(truth, decisions, zero_division=0))
+
+
+def compare(reference: np.ndarray, candidates: dict[str, np.ndarray | str], positive_index: int, positive_label: str,
+            threshold: float, tolerance: float, truth: np.ndarray | None) -> ParityReport:
+    """Compare logits of each candidate (or an error string) with the PyTorch reference logits."""
+    ref_p = softmax(reference.astype(np.float64))[:, positive_index]
+    ref_dec = ref_p >= threshold
+    rows = [VariantParity("pytorch", 0.0, 0.0, 1.0, _f1(truth, ref_dec))]
+    for name, logits in candidates.items():
+        if isinstance(logits, str):
+            rows.append(VariantParity(name, float("nan"), float("nan"), float("nan"), None, logits))
+            continue
+        p = softmax(logits.astype(np.float64))[:, positive_index]
+        dec = p >= threshold
+        rows.append(VariantParity(name, float(np.abs(logits - reference).max()), float(np.abs(p - ref_p).max()),
+                                  float((dec == ref_dec).mean()), _f1(truth, dec)))
+    int8 = next(r for r in rows if r.name == "int8")
+    if truth is not None:
+        drop = rows[0].f1 - int8.f1
+        passed = drop <= tolerance
+        message = (f"int8 {positive_label} F1 {int8.f1:.3f} vs PyTorch {rows[0].f1:.3f} "
+                   f"(drop {drop:+.3f}, tolerance {tolerance:.3f}) on {len(reference)} clips")
+    else:
+        changed = 1.0 - int8.agreement
+        passed = changed <= tolerance
+        message = (f"int8 changes {changed:.1%} of decisions vs PyTorch (tolerance {tolerance:.1%}) "
+                   f"on {len(reference)} unlabelled clips")
+    return ParityReport(len(reference), truth is not None, positive_label, threshold, tolerance, tuple(rows), passed, message)
+
+
+def check_parity(model, onnx_paths: dict[str, Path], clips, sample_rate: int, window_s: float,
+                 normalisation: Normalisation, labels: tuple[str, ...], positive_label: str, threshold: float,
+                 tolerance: float, threads: int = 2) -> ParityReport:
+    """Run PyTorch and every ONNX variant ({"fp32": path, "int8": path, ...}) on `clips` and compare."""
+    x = normalisation.apply(cut_windows(clips, sample_rate, window_s))
+    reference = torch_logits(model, x, threads)
+    candidates: dict[str, np.ndarray | str] = {}
+    for name, path in onnx_paths.items():
+        try:
+            candidates[name] = ort_logits(path, x, threads)
+        except Exception as exc:  # fp16 graphs may not run on a CPU; that is reported, not fatal
+            if name == "int8":
+                raise
+            candidates[name] = f"could not run on this machine: {str(exc).splitlines()[0][:200]}"
+    labelled = bool(clips) and all(c.label for c in clips)
+    truth = np.array([c.label == positive_label for c in clips]) if labelled else None
+    return compare(reference, candidates, labels.index(positive_label), positive_label, threshold, tolerance, truth)

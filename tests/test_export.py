@@ -1,0 +1,257 @@
+"""End-to-end export of a tiny wav2vec2 classifier: ONNX, int8, parity, bundle, and the edge loading it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("optimum.exporters.onnx")
+onnx = pytest.importorskip("onnx")
+sf = pytest.importorskip("soundfile")
+
+from hootwatch.edge.bundle import MANIFEST_NAME, load_bundle  # noqa: E402
+from hootwatch.edge.clips import ClipRef, read_clip_csv, write_clip_csv  # noqa: E402
+from hootwatch.edge.detector import Detector, softmax  # noqa: E402
+from hootwatch.edge.errors import BundleError, ConfigError  # noqa: E402
+from hootwatch.edge.preprocess import Normalisation  # noqa: E402
+from hootwatch.export import onnx_export  # noqa: E402
+from hootwatch.export.core import ExportOptions, export_bundle  # noqa: E402
+from hootwatch.export.parity import ParityError  # noqa: E402
+
+SR = 16000
+WINDOW_S = 1.0  # short windows keep the tiny model fast; the export does not care about the length
+LABELS = ("not_owl", "owl")
+
+
+def tiny_config(model_type: str = "wav2vec2"):
+    kw = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+              conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, num_labels=2,
+              id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
+              classifier_proj_size=16, mask_time_prob=0.0)
+    if model_type == "hubert":
+        return transformers.HubertConfig(**kw)
+    return transformers.Wav2Vec2Config(**kw)
+
+
+def synth_clip(label: str, rng: np.random.Generator, seconds: float = 1.5) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    noise = 0.3 * rng.standard_normal(len(t))
+    if label == "owl":  # a low hoot: 400 Hz tone bursts
+        return (noise + np.sin(2 * np.pi * 400 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
+    return noise.astype(np.float32)
+
+
+def write_clips(folder: Path, n_per_label: int, seed: int) -> list[ClipRef]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for label in LABELS:
+        for i in range(n_per_label):
+            path = folder / f"{label}_{i}.wav"
+            x = synth_clip(label, rng)
+            sf.write(path, x, SR)
+            clips.append(ClipRef(path.name, 0.0, len(x) / SR, label, f"rec{i}"))
+    return clips
+
+
+def quick_train(model, clips: list[ClipRef], folder: Path, steps: int = 25) -> None:
+    """A few optimiser steps so the tiny model separates the classes (random init sits at p=0.5)."""
+    norm = Normalisation()
+    x = torch.from_numpy(norm.apply(np.stack([ClipRef(str(folder / c.source), c.region_start_s, c.region_end_s, c.label,
+                                                      c.recording).cut(SR, WINDOW_S) for c in clips])))
+    y = torch.tensor([LABELS.index(c.label) for c in clips])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x, labels=y).loss.backward()
+        opt.step()
+    model.eval()
+
+
+def make_run(root: Path, model_type: str = "wav2vec2") -> Path:
+    torch.manual_seed(0)
+    run = root / "run"
+    clips = write_clips(run / "audio", 6, seed=1)
+    cls = transformers.HubertForSequenceClassification if model_type == "hubert" else transformers.Wav2Vec2ForSequenceClassification
+    model = cls(tiny_config(model_type))
+    quick_train(model, clips, run / "audio")
+    model.save_pretrained(run / "model")
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=True).save_pretrained(run / "model")
+    (run / "model" / "hootwatch.json").write_text(json.dumps({
+        "positive_label": "owl", "sample_rate": SR, "window_s": WINDOW_S, "hop_s": WINDOW_S / 2, "threshold": 0.5,
+        "normalisation": {"kind": "zero_mean_unit_var", "eps": 1e-7}, "backbone": f"tiny-{model_type}"}))
+    (run / "metrics.json").write_text(json.dumps({"test": {"f1": 0.9}, "validation": {"f1": 0.95}, "threshold": 0.5,
+                                                  "positive_label": "owl"}))
+    (run / "splits").mkdir()
+    write_clip_csv(run / "splits" / "validation.csv", [ClipRef(f"../audio/{c.source}", c.region_start_s, c.region_end_s,
+                                                                c.label, c.recording) for c in clips])
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir):
+    out = run_dir.parent / "bundle"
+    result = export_bundle(ExportOptions(source=run_dir, out=out, target="x86", keep_fp32=True, speed_repeats=1))
+    return result
+
+
+def torch_probs(run_dir: Path, windows: np.ndarray) -> np.ndarray:
+    model = transformers.AutoModelForAudioClassification.from_pretrained(run_dir / "model").eval()
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(Normalisation().apply(windows))).logits.numpy()
+    return softmax(logits.astype(np.float64))[:, LABELS.index("owl")]
+
+
+def validation_windows(run_dir: Path) -> np.ndarray:
+    return np.stack([c.cut(SR, WINDOW_S) for c in read_clip_csv(run_dir / "splits" / "validation.csv")])
+
+
+def test_weight_norm_is_folded_into_an_initializer(tmp_path):
+    model = transformers.Wav2Vec2ForSequenceClassification(tiny_config()).eval()
+    conv = model.wav2vec2.encoder.pos_conv_embed.conv
+    x = torch.randn(1, SR)
+    with torch.inference_mode():
+        before = model(x).logits
+    folded = onnx_export.fold_weight_norm(model)
+    assert "wav2vec2.encoder.pos_conv_embed.conv" in folded
+    assert "weight" in dict(conv.named_parameters())
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x).logits, before)  # folding changes no output
+    graph = onnx_export.export_onnx(model, tmp_path / "onnx")
+    assert "wav2vec2.encoder.pos_conv_embed.conv.weight" in onnx_export.initializer_names(graph.path)
+
+
+def test_export_writes_a_bundle_the_edge_trusts(exported, run_dir):
+    bundle = load_bundle(exported.bundle)
+    m = bundle.manifest
+    assert m.labels == LABELS and m.positive_label == "owl" and m.sample_rate == SR and m.window_s == WINDOW_S
+    assert m.input_name == "input_values" and m.output_name == "logits"
+    assert set(m.files) == {"model.onnx", "model_fp32.onnx", "report.json"}
+    assert m.variants == {"fp32": "model_fp32.onnx"}
+    assert m.metrics["run"]["validation"] == {"f1": 0.95}
+    assert m.metrics["parity"]["passed"] and not exported.forced
+    assert set(m.metrics["speed"]["ms_per_window"]) == {"pytorch", "onnx_fp32", "onnx_int8"}
+    assert m.versions["onnxruntime"] != "not installed"
+    assert not any(p.name.startswith(".") for p in exported.bundle.parent.iterdir())  # staging cleaned up
+    props = {p.key: p.value for p in onnx.load(str(bundle.model_path)).metadata_props}
+    assert json.loads(props["hootwatch.labels"]) == list(LABELS) and props["hootwatch.positive_label"] == "owl"
+    assert float(props["hootwatch.threshold"]) == m.threshold
+    # int8 really is quantized: it has integer MatMuls and is smaller than fp32
+    ops = {n.op_type for n in onnx.load(str(bundle.model_path)).graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+
+
+def test_parity_report_compares_all_three(exported):
+    p = exported.parity
+    assert p.labelled and p.n_clips == 12
+    assert [v.name for v in p.variants] == ["pytorch", "fp32", "int8"]
+    assert p.get("fp32").max_abs_logit_diff < 1e-3
+    assert p.get("int8").f1 >= p.get("pytorch").f1 - 0.02
+    assert p.get("pytorch").f1 > 0.5  # the tiny model did learn something, so F1 is a real check
+
+
+def test_detector_scores_match_pytorch(exported, run_dir):
+    windows = validation_windows(run_dir)
+    expected = torch_probs(run_dir, windows)
+    fp32 = Detector.load(exported.bundle, threads=1, variant="fp32").score(windows)
+    np.testing.assert_allclose(fp32, expected, atol=1e-4)
+    int8 = Detector.load(exported.bundle, threads=1).score(windows)
+    np.testing.assert_allclose(int8, expected, atol=0.1)
+
+
+def copy_bundle(exported, tmp_path) -> Path:
+    return Path(shutil.copytree(exported.bundle, tmp_path / "copy"))
+
+
+def test_tampered_model_is_refused(exported, tmp_path):
+    b = copy_bundle(exported, tmp_path)
+    data = bytearray((b / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (b / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(b)
+
+
+def test_missing_file_is_refused(exported, tmp_path):
+    b = copy_bundle(exported, tmp_path)
+    (b / "model_fp32.onnx").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(b)
+
+
+def test_other_format_version_is_refused(exported, tmp_path):
+    b = copy_bundle(exported, tmp_path)
+    raw = json.loads((b / MANIFEST_NAME).read_text())
+    raw["format_version"] = 99
+    (b / MANIFEST_NAME).write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="format version"):
+        load_bundle(b)
+
+
+def test_existing_bundle_is_not_overwritten(exported, run_dir):
+    with pytest.raises(ConfigError, match="--overwrite"):
+        export_bundle(ExportOptions(source=run_dir, out=exported.bundle, speed_repeats=0))
+
+
+def test_parity_failure_writes_nothing_unless_forced(run_dir, tmp_path):
+    out = tmp_path / "bad"
+    with pytest.raises(ParityError, match="parity"):
+        export_bundle(ExportOptions(source=run_dir, out=out, tolerance=-1.0, speed_repeats=0))
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no half bundle, no staging left behind
+    result = export_bundle(ExportOptions(source=run_dir, out=out, tolerance=-1.0, force=True, speed_repeats=0))
+    assert result.forced
+    m = load_bundle(out).manifest
+    assert "FORCED" in m.metrics["warning"] and not m.metrics["parity"]["passed"]
+
+
+def test_cli_exit_codes(run_dir, tmp_path, capsys):
+    from hootwatch.edge.cli import main
+
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "b"), "--tolerance", "-1", "--speed-repeats", "0"]) == 2
+    assert "parity" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert "not a training run" in capsys.readouterr().err
+
+
+def test_bare_checkpoint_needs_audio_and_a_positive_label(run_dir, tmp_path):
+    ckpt = run_dir / "model"
+    bare = Path(shutil.copytree(ckpt, tmp_path / "ckpt"))
+    (bare / "hootwatch.json").unlink()
+    with pytest.raises(ConfigError, match="--audio"):
+        export_bundle(ExportOptions(source=bare, out=tmp_path / "x", speed_repeats=0))
+    cfg = json.loads((bare / "config.json").read_text())
+    cfg["id2label"] = {"0": "noise", "1": "hoot"}
+    cfg["label2id"] = {"noise": 0, "hoot": 1}
+    (bare / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="--positive-label"):
+        export_bundle(ExportOptions(source=bare, out=tmp_path / "x", audio_dir=run_dir / "audio", speed_repeats=0))
+
+
+def test_bare_checkpoint_with_unlabelled_audio(run_dir, tmp_path):
+    bare = Path(shutil.copytree(run_dir / "model", tmp_path / "ckpt"))
+    (bare / "hootwatch.json").unlink()
+    result = export_bundle(ExportOptions(source=bare, out=tmp_path / "b", audio_dir=run_dir / "audio", speed_repeats=0))
+    assert not result.parity.labelled and result.parity.get("int8").f1 is None
+    assert result.parity.get("int8").agreement >= 0.98
+    m = load_bundle(result.bundle).manifest
+    assert m.positive_label == "owl" and m.window_s == 5.0 and m.threshold == 0.5
+
+
+def test_hubert_exports_too(tmp_path):
+    run = make_run(tmp_path, "hubert")
+    result = export_bundle(ExportOptions(source=run, out=tmp_path / "b", speed_repeats=0))
+    assert "hubert.encoder.pos_conv_embed.conv" in result.folded_weight_norm
+    assert load_bundle(result.bundle).manifest.backbone == "tiny-hubert"
