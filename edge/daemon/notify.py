@@ -72,3 +72,35 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class Heartbeats:
+    """WATCHDOG=1 only while every processing loop is alive.
+
+    Each loop (folder scanning, microphone) calls `beat(name)` every turn and from inside long work (per decoded
+    block). A beat pings systemd if no registered loop has been silent longer than half of WatchdogSec; one
+    stalled loop therefore silences the pings and systemd restarts the service.
+    """
+
+    def __init__(self, notifier: Notifier, names: tuple[str, ...] = (), enabled: bool = True) -> None:
+        self.notifier, self.enabled = notifier, enabled
+        now = time.monotonic()
+        self._last = {n: now for n in names}
+        self.stale_s = (notifier.watchdog_s or 60.0) / 2
+
+    def register(self, name: str) -> None:
+        self._last[name] = time.monotonic()
+
+    def unregister(self, name: str) -> None:
+        self._last.pop(name, None)
+
+    def stalled(self, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        return [n for n, t in list(self._last.items()) if now - t > self.stale_s]
+
+    def beat(self, name: str) -> bool:
+        now = time.monotonic()
+        self._last[name] = now
+        if not self.enabled or self.stalled(now):
+            return False
+        return self.notifier.watchdog()

@@ -1,0 +1,278 @@
+"""Live microphone: PortAudio capture -> bounded ring buffer -> resample -> the same windowing as files.
+
+The PortAudio callback (its own real-time thread) only copies the block into a numpy ring buffer: no model, no
+disk, no allocation beyond the copy, so capture never waits on inference. A consumer thread drains the ring,
+averages channels, resamples with soxr's streaming resampler to the model's rate and pushes to a LiveSession,
+whose WindowStream slides windows across blocks with no gap. When the consumer falls behind and the ring is
+full, the newest block is dropped and counted as an overrun (as is any PortAudio input overflow) and logged;
+the session is then restarted so window times stay true to the capture clock.
+
+A device that disappears (USB unplugged, PortAudio error) is reopened with exponential back-off up to
+`reopen_max_s`. Optional raw recording writes rolling FLAC/WAV segments, deleting the oldest beyond the budget,
+and stops while the disk guard says the disk is low.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..audio import StreamResampler
+from .config import MicrophoneConfig
+
+log = logging.getLogger(__name__)
+
+
+class RingBuffer:
+    """Single-producer single-consumer float32 ring of mono samples; `write` never blocks."""
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = np.zeros(int(capacity), np.float32)
+        self.capacity = int(capacity)
+        self._w = 0  # total samples written
+        self._r = 0  # total samples read
+        self._lock = threading.Lock()
+        self._data = threading.Condition(self._lock)
+
+    @property
+    def level(self) -> int:
+        with self._lock:
+            return self._w - self._r
+
+    def write(self, x: np.ndarray) -> bool:
+        """Append `x`; False (nothing written) if it does not fit."""
+        n = len(x)
+        with self._lock:
+            if self._w - self._r + n > self.capacity:
+                return False
+            i = self._w % self.capacity
+            first = min(n, self.capacity - i)
+            self.buf[i:i + first] = x[:first]
+            self.buf[:n - first] = x[first:]
+            self._w += n
+            self._data.notify()
+        return True
+
+    def read(self, timeout: float) -> np.ndarray:
+        """Everything buffered (waiting up to `timeout` for something)."""
+        with self._lock:
+            if self._w == self._r:
+                self._data.wait(timeout)
+            n = self._w - self._r
+            i = self._r % self.capacity
+            first = min(n, self.capacity - i)
+            out = np.concatenate([self.buf[i:i + first], self.buf[:n - first]])
+            self._r += n
+        return out
+
+
+class RawRecorder:
+    """Rolling raw-audio segments (FLAC or WAV) named by their UTC start, within a disk budget."""
+
+    def __init__(self, folder: Path, sample_rate: int, channels: int, fmt: str, segment_s: float,
+                 budget_mb: float, allowed: Callable[[], bool] = lambda: True) -> None:
+        self.folder, self.sample_rate, self.channels = Path(folder), int(sample_rate), int(channels)
+        self.fmt, self.segment_frames = fmt, int(segment_s * sample_rate)
+        self.budget_bytes = int(budget_mb * 1e6)
+        self.allowed = allowed
+        self._file = None
+        self._frames = 0
+        self.paused = False
+
+    def write(self, block: np.ndarray, t_utc: dt.datetime) -> None:
+        if not self.allowed():
+            if not self.paused:
+                log.warning("raw recording paused: disk low")
+            self.paused = True
+            self.close()
+            return
+        self.paused = False
+        import soundfile as sf
+
+        if self._file is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = t_utc.strftime("%Y%m%dT%H%M%S") + f"_{t_utc.microsecond // 1000:03d}Z.{self.fmt}"
+            self._file = sf.SoundFile(str(self.folder / name), "w", self.sample_rate, self.channels,
+                                      subtype="PCM_16", format=self.fmt.upper())
+            self._frames = 0
+            self.enforce_budget()
+        self._file.write(block)
+        self._frames += len(block)
+        if self._frames >= self.segment_frames:
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self.enforce_budget()
+
+    def enforce_budget(self) -> list[Path]:
+        """Delete the oldest segments until the folder is within budget; returns what was deleted."""
+        files = sorted(p for p in self.folder.glob(f"*.{self.fmt}") if p.is_file())
+        current = Path(self._file.name) if self._file is not None else None
+        sizes = {p: p.stat().st_size for p in files}
+        total, deleted = sum(sizes.values()), []
+        for p in files:
+            if total <= self.budget_bytes or p == current:
+                break
+            p.unlink(missing_ok=True)
+            total -= sizes[p]
+            deleted.append(p)
+        return deleted
+
+
+def sounddevice_stream(**kw):
+    import sounddevice as sd
+
+    return sd.InputStream(**kw)
+
+
+class Microphone:
+    """Capture + consumer. `on_audio(block_at_model_rate, block_start_utc)` gets resampled mono blocks;
+    `on_restart()` is called when continuity breaks (overrun, reopen) so the caller starts a new session.
+    `stream_factory(**kw)` builds the PortAudio stream (sounddevice.InputStream; tests may pass another)."""
+
+    def __init__(self, cfg: MicrophoneConfig, model_rate: int, on_audio, on_restart, stop: threading.Event,
+                 health=None, raw: RawRecorder | None = None, stream_factory=sounddevice_stream,
+                 active: Callable[[], bool] = lambda: True, beat: Callable[[], None] = lambda: None) -> None:
+        self.cfg, self.model_rate, self.beat = cfg, int(model_rate), beat
+        self.on_audio, self.on_restart, self.stop = on_audio, on_restart, stop
+        self.health, self.raw, self.stream_factory, self.active = health, raw, stream_factory, active
+        self.ring = RingBuffer(int(cfg.ring_s * cfg.sample_rate))
+        raw_ring = int(cfg.ring_s * cfg.sample_rate) * cfg.channels if raw is not None else 1
+        self.raw_ring = RingBuffer(raw_ring) if raw is not None else None
+        self.overruns = 0
+        self._broken = threading.Event()   # continuity lost: restart the session
+        self._failed = threading.Event()   # the stream reported an error / finished unexpectedly
+        self.state = "closed"
+        self.samples_captured = 0
+        self._thread: threading.Thread | None = None
+
+    # ---- PortAudio thread: copy only
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status and status.input_overflow:
+            self._overrun("PortAudio input overflow")
+        mono = indata.mean(axis=1) if indata.ndim == 2 and indata.shape[1] > 1 else indata.reshape(-1)
+        if not self.ring.write(mono.astype(np.float32, copy=False)):
+            self._overrun("ring buffer full (processing too slow)")
+            return
+        if self.raw_ring is not None:
+            self.raw_ring.write(np.asarray(indata, np.float32).reshape(-1))
+
+    def _overrun(self, why: str) -> None:
+        self.overruns += 1
+        self._broken.set()
+        if self.health is not None:
+            self.health.add(overruns=1)
+        if self.overruns == 1 or self.overruns % 100 == 0:
+            log.warning("microphone overrun #%d: %s", self.overruns, why)
+
+    # ---- consumer thread
+    def _open(self):
+        cfg = self.cfg
+        device = int(cfg.device) if cfg.device is not None and cfg.device.isdigit() else cfg.device
+        stream = self.stream_factory(device=device, samplerate=cfg.sample_rate, channels=cfg.channels,
+                                     dtype="float32", blocksize=max(1, int(cfg.block_s * cfg.sample_rate)),
+                                     callback=self._callback, finished_callback=self._failed.set)
+        stream.start()
+        return stream
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            log.info("microphone: %s", state)
+        self.state = state
+        if self.health is not None:
+            self.health.update(mic_state=state)
+
+    def run(self) -> None:
+        """Open, capture, reopen on loss with back-off, until `stop`; closed outside the schedule."""
+        backoff = 1.0
+        while not self.stop.is_set():
+            self.beat()
+            if not self.active():
+                self._set_state("idle (outside schedule)")
+                self.stop.wait(1.0)
+                continue
+            try:
+                stream = self._open()
+            except Exception as exc:  # PortAudioError, device gone, busy...
+                self._set_state(f"unavailable ({exc}); retrying in {backoff:.0f} s")
+                self._wait(backoff)
+                backoff = min(backoff * 2, self.cfg.reopen_max_s)
+                continue
+            backoff = 1.0
+            self._set_state("listening")
+            try:
+                self._consume(stream)
+            finally:
+                try:
+                    stream.stop(ignore_errors=True) if _takes_ignore(stream) else stream.stop()
+                    stream.close()
+                except Exception:
+                    pass
+                if self.raw is not None:
+                    self.raw.close()
+                self.on_restart()
+        self._set_state("closed")
+
+    def _consume(self, stream) -> None:
+        resampler = StreamResampler(self.cfg.sample_rate, self.model_rate)
+        t_start = dt.datetime.now(dt.timezone.utc)
+        captured = 0
+        self._failed.clear()
+        while True:
+            self.beat()
+            last = self.stop.is_set() or self._failed.is_set() or not self.active()
+            block = self.ring.read(timeout=0 if last else 0.2)  # at the end: drain what is buffered
+            if len(block) or last:
+                t_block = t_start + dt.timedelta(seconds=captured / self.cfg.sample_rate)
+                captured += len(block)
+                self.samples_captured += len(block)
+                out = resampler.push(block, last=last)
+                if len(out):
+                    self.on_audio(out, t_block)
+            if self.raw_ring is not None:
+                raw = self.raw_ring.read(timeout=0)
+                if len(raw):
+                    self.raw.write(raw.reshape(-1, self.cfg.channels), dt.datetime.now(dt.timezone.utc))
+            if self._broken.is_set():  # samples were lost: the next window would straddle a gap
+                self._broken.clear()
+                self.on_restart()
+                resampler = StreamResampler(self.cfg.sample_rate, self.model_rate)
+                t_start, captured = dt.datetime.now(dt.timezone.utc), 0
+            if last:
+                if self._failed.is_set() and not self.stop.is_set():
+                    self._set_state("lost; reopening")
+                return
+            if not getattr(stream, "active", True):
+                self._failed.set()
+
+    def _wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stop.is_set() and time.monotonic() < end:
+            self.beat()  # waiting for a device is not a stall
+            self.stop.wait(min(1.0, end - time.monotonic()))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="hootwatch-mic", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def _takes_ignore(stream) -> bool:
+    import inspect
+
+    try:
+        return "ignore_errors" in inspect.signature(stream.stop).parameters
+    except (TypeError, ValueError):
+        return False

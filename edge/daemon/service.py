@@ -1,0 +1,336 @@
+"""The daemon: one model, the configured sources, the schedule, health and exports, until SIGTERM.
+
+    load config -> load + warm up the model -> open the store -> start the scheduler jobs (status file,
+    exports, disk guard, schedule) -> start the sources (folder watcher + scanning loop, microphone) ->
+    READY=1 -> wait for SIGTERM/SIGINT -> STOPPING=1 -> drain -> flush exports -> exit 0
+
+Threads: the watchdog observer and the folder tracker (producers) hand complete files over a bounded queue to
+the scanning loop (consumer); PortAudio's callback fills the microphone ring that the microphone loop drains.
+Each processing loop has its own SQLite connection (same WAL database) and its own Scanner (sharing the one
+ONNX Runtime session, which is thread-safe). The processing loops feed systemd's watchdog (notify.Heartbeats).
+
+Stopping: the scanning loop abandons the file in progress (nothing of it is recorded; it is scanned again at
+the next start, so the result is the same as if it had finished), the microphone loop drains its ring buffer
+and closes its session (the tail window and any open detection are written), then the exports are written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import queue
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+from ..detector import Detector
+from ..errors import ConfigError
+from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings
+from ..store import DetectionStore
+from .config import DaemonConfig
+from .diskguard import DiskGuard
+from .health import Health, utc_now_iso, write_json_atomic
+from .notify import Heartbeats, Notifier
+from .schedule import is_active, next_change
+from .watcher import FileJob, FolderWatcher, stat_key
+
+log = logging.getLogger("hootwatch.daemon")
+logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run would drown the journal
+
+DB_NAME = "detections.sqlite"
+SCHEDULE_CHECK_S = 5.0
+DISK_CHECK_S = 30.0
+
+
+class _Beat(Progress):
+    """Scan progress hook: a heartbeat per decoded block, so a long file is not taken for a stall."""
+
+    def __init__(self, beats: Heartbeats, health: Health) -> None:
+        self.beats, self.health = beats, health
+
+    def advance(self, audio_s: float) -> None:
+        self.beats.beat("folder")
+        self.health.update(last_audio_utc=utc_now_iso())
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig, stop: threading.Event | None = None, notifier: Notifier | None = None,
+                 stream_factory=None) -> None:
+        self.cfg = cfg
+        self.stop = stop or threading.Event()
+        self.notifier = notifier or Notifier()
+        self.stream_factory = stream_factory
+        self.health = Health()
+        self.out_dir = Path(cfg.output.dir)
+        self.guard = DiskGuard(self.out_dir, cfg.health.min_free_mb)
+        self.listening = threading.Event()
+        self.beats = Heartbeats(self.notifier, enabled=cfg.health.watchdog)
+        self.jobs: queue.Queue = queue.Queue(maxsize=cfg.sources.folder.queue_size if cfg.sources.folder else 1)
+        self.watcher: FolderWatcher | None = None
+        self.mic = None
+        self._live: LiveSession | None = None
+        self._threads: list[threading.Thread] = []
+        self._given_up: set[str] = set()
+
+    # ------------------------------------------------------------ main
+    def run(self) -> int:
+        cfg = self.cfg
+        self._install_signals()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.notifier.status("loading model")
+        self.detector = self._load_model()
+        self.settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold,
+                                     min_hits=cfg.model.min_hits, tz=cfg.output.timezone, clips=cfg.output.clips)
+        with DetectionStore(self.out_dir / DB_NAME) as store:
+            self.run_key = Scanner(self.detector, store, self.settings).run.run_key
+        self.guard.check()
+        self._check_schedule()
+        scheduler = self._start_jobs()
+        if cfg.sources.folder is not None:
+            self._start_folder()
+        if cfg.sources.microphone is not None:
+            self._start_microphone()
+        self.health.update(state="running")
+        self._write_status()
+        self.notifier.ready(self._status_line())
+        log.info("ready: %s", self._status_line())
+        while not self.stop.wait(1.0):
+            pass
+        self._shutdown(scheduler)
+        return 0
+
+    def _load_model(self) -> Detector:
+        m = self.cfg.model
+        det = Detector.load(m.bundle, threads=m.threads, providers=m.providers or None, warmup=True)
+        man = det.manifest
+        if m.hop_s is not None and m.hop_s > man.window_s:
+            raise ConfigError(f"model.hop_s: must be at most the model's window ({man.window_s:g} s), got {m.hop_s:g}",
+                              "use a smaller hop_s, or remove it to use the bundle's")
+        self.health.update(model=f"{man.backbone or 'model'} {man.model_id} on {det.providers[0]}")
+        log.info("model %s loaded (%s, %d Hz, %.1f s windows)", m.bundle, det.providers[0], man.sample_rate,
+                 man.window_s)
+        return det
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        def handler(signum, frame):
+            log.info("%s received: stopping", signal.Signals(signum).name)
+            self.stop.set()
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # ------------------------------------------------------------ periodic jobs
+    def _start_jobs(self):
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        sched = BackgroundScheduler(timezone=dt.timezone.utc, job_defaults={"coalesce": True, "max_instances": 1})
+        sched.add_job(self._write_status, "interval", seconds=self.cfg.health.status_every_s, id="status")
+        sched.add_job(self._check_schedule, "interval", seconds=SCHEDULE_CHECK_S, id="schedule")
+        sched.add_job(self.guard.check, "interval", seconds=DISK_CHECK_S, id="disk")
+        if self.cfg.output.export_every_min > 0:
+            sched.add_job(self._export, "interval", minutes=self.cfg.output.export_every_min, id="export")
+        sched.start()
+        return sched
+
+    def _check_schedule(self) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        active = is_active(now, self.cfg.schedule, self.cfg.tz)
+        if active != self.listening.is_set():
+            log.info("schedule: %s", "listening" if active else "outside the listening windows")
+        (self.listening.set if active else self.listening.clear)()
+        nxt = next_change(now, self.cfg.schedule, self.cfg.tz)
+        self.health.update(schedule_active=active, next_schedule_change_utc=nxt.isoformat() if nxt else None)
+
+    def _write_status(self) -> None:
+        self.health.update(queue_depth=self.jobs.qsize(), files_pending=self.watcher.pending if self.watcher else 0,
+                           disk_free_mb=round(self.guard.free_mb, 1) if self.guard.free_mb is not None else None,
+                           disk_low=not self.guard.writes_allowed)
+        try:
+            write_json_atomic(self.cfg.status_file, self.health.snapshot())
+        except OSError as exc:
+            log.warning("cannot write status file %s: %s", self.cfg.status_file, exc)
+        self.notifier.status(self._status_line())
+
+    def _status_line(self) -> str:
+        h = self.health
+        parts = [h.state, f"{h.files_done} files, {h.detections} detections"]
+        if self.watcher:
+            parts.append(f"{self.watcher.pending} pending")
+        if h.files_failed:
+            parts.append(f"{h.files_failed} failed")
+        if h.mic_state:
+            parts.append(f"mic {h.mic_state}")
+        if h.disk_low:
+            parts.append("DISK LOW: clips/raw paused")
+        return "; ".join(parts)
+
+    def _export(self) -> None:
+        from ..exports import csv_text, raven_text, write_atomic
+
+        out = self.cfg.output
+        if not (out.csv or out.raven):
+            return
+        with DetectionStore(self.out_dir / DB_NAME) as store:
+            rows = store.detections(self.run_key)
+            if out.csv:
+                write_atomic(self.out_dir / "detections.csv", csv_text(rows))
+            if out.raven:
+                files = store.ledger_rows(self.run_key, status="done")
+                write_atomic(self.out_dir / "detections.selections.txt",
+                             raven_text(rows, files, self.detector.manifest.sample_rate / 2))
+
+    # ------------------------------------------------------------ folder
+    def _start_folder(self) -> None:
+        fcfg = self.cfg.sources.folder
+        self._ledger_store = DetectionStore(self.out_dir / DB_NAME)  # the watcher thread's connection
+        exclude = (self.out_dir, fcfg.archive_dir, self.cfg.raw_dir)
+        self.watcher = FolderWatcher(fcfg, self.jobs, self._needs_scan, self.stop, exclude=exclude)
+        self._scan_store = DetectionStore(self.out_dir / DB_NAME)  # the scanning loop's connection
+        self.scanner = Scanner(self.detector, self._scan_store, self.settings, self.out_dir)
+        self.beats.register("folder")
+        self.watcher.start()
+        t = threading.Thread(target=self._folder_loop, name="hootwatch-scan", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _needs_scan(self, path: Path, size: int, mtime_ns: int) -> bool:
+        row = self._ledger_store.ledger(path, self.run_key)
+        if row is None or (row.size, row.mtime_ns) != (size, mtime_ns):
+            return True
+        if row.status == "done":
+            return self.cfg.sources.folder.after != "keep"  # committed but not yet archived/deleted
+        return row.attempts < self.cfg.sources.folder.max_attempts
+
+    def _folder_loop(self) -> None:
+        store = self._scan_store
+        progress = _Beat(self.beats, self.health)
+        try:
+            while not self.stop.is_set():
+                self.beats.beat("folder")
+                try:
+                    job = self.jobs.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                try:
+                    self._scan_job(job, store, progress)
+                except ScanInterrupted:
+                    log.info("%s: interrupted by stop; it will be scanned again at the next start", job.path)
+                    break
+                finally:
+                    self.watcher.done(job.path)
+        finally:
+            store.close()
+
+    def _scan_job(self, job: FileJob, store: DetectionStore, progress: Progress) -> None:
+        fcfg = self.cfg.sources.folder
+        if stat_key(job.path) != (job.size, job.mtime_ns):  # changed since it looked complete: settle again
+            self.watcher.notice(job.path)
+            return
+        row = store.ledger(job.path, self.run_key)
+        if (row is not None and row.status == "failed" and row.attempts >= fcfg.max_attempts
+                and (row.size, row.mtime_ns) == (job.size, job.mtime_ns)):
+            if str(job.path) not in self._given_up:
+                self._given_up.add(str(job.path))
+                log.warning("%s: gave up after %d attempts (%s); replace the file to try again",
+                            job.path, row.attempts, row.reason)
+            return
+        # clips obey the disk guard (ScanSettings is read per file)
+        self.scanner.settings = dataclasses.replace(self.settings,
+                                                    clips=self.settings.clips and self.guard.writes_allowed)
+        outcome = self.scanner.scan_file(job.path, progress=progress)
+        if outcome.status == "failed":
+            self.health.add(files_failed=1)
+            self.health.update(last_error=f"{job.path.name}: {outcome.reason}")
+            return
+        if outcome.status == "done":
+            self.health.add(files_done=1, detections=outcome.n_detections)
+            if outcome.wall_s > 0:
+                self.health.update(real_time_factor=round(outcome.audio_s / outcome.wall_s, 1))
+            log.info("%s: %d detection(s) in %.0f s of audio (%.0fx real time)", job.path.name,
+                     outcome.n_detections, outcome.audio_s, outcome.audio_s / max(outcome.wall_s, 1e-9))
+        self._after(job.path)
+
+    def _after(self, path: Path) -> None:
+        """Archive or delete a recording whose detections are committed (done or already done)."""
+        fcfg = self.cfg.sources.folder
+        try:
+            if fcfg.after == "delete":
+                path.unlink()
+            elif fcfg.after == "archive":
+                try:
+                    rel = path.relative_to(fcfg.path)
+                except ValueError:
+                    rel = Path(path.name)
+                dest = Path(fcfg.archive_dir) / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(path), str(dest))
+        except OSError as exc:
+            log.warning("%s: cannot %s it: %s", path, fcfg.after, exc)
+
+    # ------------------------------------------------------------ microphone
+    def _start_microphone(self) -> None:
+        from .microphone import Microphone, RawRecorder, sounddevice_stream
+
+        mcfg = self.cfg.sources.microphone
+        self._mic_store = DetectionStore(self.out_dir / DB_NAME)
+        self._mic_scanner = Scanner(self.detector, self._mic_store, self.settings, self.out_dir)
+        self._mic_source = f"mic:{mcfg.device or 'default'}"
+        raw = None
+        if mcfg.record_raw:
+            raw = RawRecorder(self.cfg.raw_dir, mcfg.sample_rate, mcfg.channels, mcfg.raw_format,
+                              mcfg.raw_segment_s, mcfg.raw_budget_mb, allowed=lambda: self.guard.writes_allowed)
+        self.beats.register("microphone")
+        self.mic = Microphone(mcfg, self.detector.manifest.sample_rate, self._on_audio, self._on_restart, self.stop,
+                              health=self.health, raw=raw, stream_factory=self.stream_factory or sounddevice_stream,
+                              active=self.listening.is_set, beat=lambda: self.beats.beat("microphone"))
+        self.mic.start()
+
+    def _on_audio(self, block, t_utc: dt.datetime) -> None:
+        if self._live is None:
+            self._live = LiveSession(self._mic_scanner, self._mic_source, t_utc)
+        t0 = time.perf_counter()
+        dets = self._live.push(block)
+        wall = time.perf_counter() - t0
+        audio_s = len(block) / self.detector.manifest.sample_rate
+        self.health.update(last_audio_utc=utc_now_iso(),
+                           real_time_factor=round(audio_s / wall, 1) if wall > 0 else None)
+        if dets:
+            self.health.add(detections=len(dets))
+            self.health.update(last_detection_utc=dets[-1].begin_utc)
+            for d in dets:
+                log.info("microphone: %s detection at %s (score %.2f)", d.label, d.begin_local, d.max_score)
+
+    def _on_restart(self) -> None:
+        if self._live is not None:
+            dets = self._live.close()
+            if dets:
+                self.health.add(detections=len(dets))
+            self._live = None
+
+    # ------------------------------------------------------------ stop
+    def _shutdown(self, scheduler) -> None:
+        self.health.update(state="stopping")
+        self.notifier.stopping("draining")
+        log.info("stopping: draining the windows in flight")
+        if getattr(self, "scanner", None) is not None:
+            self.scanner.stop()
+        if self.watcher is not None:
+            self.watcher.join()
+        if self.mic is not None:
+            self.mic.join()
+            self._on_restart()
+        for t in self._threads:
+            t.join(30)
+        scheduler.shutdown(wait=True)
+        try:
+            self._export()
+        except OSError as exc:
+            log.warning("final export failed: %s", exc)
+        self.health.update(state="stopped")
+        self._write_status()
+        self.notifier.close()
+        log.info("stopped")
