@@ -1,0 +1,153 @@
+"""Training options as one frozen dataclass (like HF run_audio_classification.py), from the CLI or a config file.
+
+A config file (`--config FILE`, JSON or TOML) holds the same field names; options given on the command line
+override it; the dataclass defaults fill the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from hootwatch.edge.errors import ConfigError
+
+DEFAULT_BASE = "facebook/wav2vec2-base"
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    # data and run folder
+    data: str = field(default="", metadata={"help": "data folder (label folders, recordings + annotation tables, "
+                                                    "an audiofolder) or a Hugging Face dataset id"})
+    out: str = field(default="", metadata={"help": "run folder to create (RUN)"})
+    data_format: str = field(default="auto", metadata={"help": "auto | folders | annotations | hf"})
+    # model
+    base: str = field(default=DEFAULT_BASE, metadata={"help": "backbone: hub id or local checkpoint folder "
+                                                                "(wav2vec2, HuBERT, WavLM)"})
+    tiny: bool = field(default=False, metadata={"help": "small random-init wav2vec2 (tests, demo, CPU)"})
+    sample_rate: int | None = field(default=None, metadata={"help": "analysis sample rate in Hz "
+                                                                    "(default: the backbone's, 16000)"})
+    window_s: float = field(default=5.0, metadata={"help": "clip (window) length in seconds"})
+    hop_s: float = field(default=2.5, metadata={"help": "hop between windows at inference (saved with the model)"})
+    unfreeze_feature_encoder: bool | None = field(
+        default=None, metadata={"help": "train the convolutional feature encoder too (default: frozen for a "
+                                        "pretrained backbone, trained for --tiny, whose encoder is random)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for GPU memory"})
+    # labels
+    positive_label: str = field(default="owl", metadata={"help": "the class to detect"})
+    background_label: str = field(default="not_owl", metadata={"help": "label of unannotated stretches"})
+    label_column: str | None = field(default=None, metadata={"help": "label column of Raven tables"})
+    default_label: str | None = field(default=None, metadata={"help": "label of Raven selections with no label"})
+    # splits
+    validation_fraction: float = field(default=0.15, metadata={"help": "share of recordings for validation"})
+    test_fraction: float = field(default=0.15, metadata={"help": "share of recordings for test"})
+    negative_margin_s: float = field(default=1.0, metadata={"help": "negatives keep this far from annotations"})
+    max_negatives_per_recording: int = field(default=100, metadata={"help": "cap on negatives per recording"})
+    # optimisation
+    epochs: int = field(default=10, metadata={"help": "passes over the training split"})
+    batch_size: int = field(default=8, metadata={"help": "clips per forward pass (per device)"})
+    grad_accum: int = field(default=1, metadata={"help": "forward passes per optimizer step; effective batch = "
+                                                         "batch_size x grad_accum (x number of GPUs)"})
+    learning_rate: float | None = field(default=None, metadata={"help": "default 3e-5, or 1e-3 with --tiny"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up"})
+    seed: int = field(default=0, metadata={"help": "random seed (splits, init, augmentation)"})
+    select_metric: str = field(default="pr_auc", metadata={"help": "best checkpoint by: pr_auc | f1"})
+    target_recall: float | None = field(default=None, metadata={"help": "choose the threshold that keeps at "
+                                                                        "least this owl recall on validation "
+                                                                        "(default: the threshold of best F1)"})
+    # augmentation
+    augment: bool = field(default=True, metadata={"help": "gain and background mixing in training"})
+    mix_probability: float = field(default=0.5, metadata={"help": "chance of mixing a background clip in"})
+    snr_min_db: float = field(default=0.0, metadata={"help": "lowest SNR of background mixing"})
+    snr_max_db: float = field(default=20.0, metadata={"help": "highest SNR of background mixing"})
+    gain_db: float = field(default=6.0, metadata={"help": "random gain range (+/- dB)"})
+    # hardware
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 or fp16 on GPU, fp32 on CPU) | fp32 | "
+                                                              "fp16 | bf16"})
+    num_workers: int = field(default=0, metadata={"help": "data loading processes"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for torch"})
+    # run folder rules
+    resume: bool = field(default=False, metadata={"help": "continue the run in --out from its last checkpoint"})
+    overwrite: bool = field(default=False, metadata={"help": "delete --out and start again"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else (1e-3 if self.tiny else 3e-5)
+
+    @property
+    def train_feature_encoder(self) -> bool:
+        return self.unfreeze_feature_encoder if self.unfreeze_feature_encoder is not None else self.tiny
+
+    def validate(self) -> "TrainArgs":
+        if not self.data:
+            raise ConfigError("no training data given", "pass --data DATA (a folder or a dataset id)")
+        if not self.out:
+            raise ConfigError("no run folder given", "pass --out RUN")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other", "pass only one of them")
+        for name in ("epochs", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", f"fix --{name}")
+        if self.select_metric not in ("pr_auc", "f1"):
+            raise ConfigError(f"unknown select_metric {self.select_metric!r}", "use pr_auc or f1")
+        if self.precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise ConfigError(f"unknown precision {self.precision!r}", "use auto, fp32, fp16 or bf16")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"unknown device {self.device!r}", "use auto, cpu or cuda")
+        if self.data_format not in ("auto", "folders", "annotations", "hf"):
+            raise ConfigError(f"unknown data_format {self.data_format!r}", "use auto, folders, annotations or hf")
+        if self.target_recall is not None and not 0 < self.target_recall <= 1:
+            raise ConfigError(f"target_recall must be in (0, 1], got {self.target_recall}", "e.g. --target-recall 0.9")
+        if not 0 < self.validation_fraction < 1 or not 0 < self.test_fraction < 1 or \
+                self.validation_fraction + self.test_fraction >= 1:
+            raise ConfigError("validation_fraction and test_fraction must be in (0, 1) with a sum below 1",
+                              "e.g. --validation-fraction 0.15 --test-fraction 0.15")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Field values from a JSON or TOML file (unknown keys are refused, so typos do not pass silently)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc})", "check the path of --config") from None
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+            values = tomllib.loads(text)
+        else:
+            values = json.loads(text)
+    except Exception as exc:
+        raise ConfigError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'} ({exc})",
+                          "fix the syntax (a .toml file is read as TOML, anything else as JSON)") from None
+    values = values.get("train", values) if isinstance(values, dict) else values
+    if not isinstance(values, dict):
+        raise ConfigError(f"{p}: expected a table of options", "write key = value pairs (TOML) or an object (JSON)")
+    known = {f.name for f in fields(TrainArgs)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown option(s) {unknown}", f"valid options: {', '.join(sorted(known))}")
+    return values
+
+
+def make_args(config_file: str | None = None, **overrides) -> TrainArgs:
+    """Dataclass defaults < config file < explicit overrides (the command line)."""
+    values = read_config_file(config_file) if config_file else {}
+    values.update({k: v for k, v in overrides.items()})
+    if isinstance(values.get("snr_db"), (list, tuple)):
+        values["snr_min_db"], values["snr_max_db"] = values.pop("snr_db")
+    return replace(TrainArgs(), **values).validate()
+
+
+def field_help(name: str) -> str:
+    f = next(f for f in fields(TrainArgs) if f.name == name)
+    default = f.default if f.default is not MISSING else None
+    return f"{f.metadata.get('help', '')} (default: {default})"

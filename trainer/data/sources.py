@@ -1,0 +1,253 @@
+"""Turn what users have on disk into `ClipRef`s (hootwatch.edge.clips): one labelled region per clip.
+
+Three layouts are recognised (see `load_clips`):
+- a folder per label (`owl/`, `not_owl/`, any names) of clips of any length, rate, channels and format;
+- long recordings with annotation tables (Raven, Audacity, CSV): regions around each call, negatives from the
+  unannotated stretches, cut the same way;
+- a Hugging Face `datasets` audio dataset (local `audiofolder` or hub id), decoded to WAV files at the model rate.
+
+Optionally, each layout may sit inside `train/ validation/ test/` folders (an explicit split, see splits.py).
+Unreadable audio is skipped with a warning naming the file. Recording ids (the split groups) come from a
+`recordings.csv` (`file,recording[,site][,split]`) when present, else from the file name.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hootwatch.edge import audio
+from hootwatch.edge.clips import ClipRef
+from hootwatch.edge.errors import AudioReadError, HootwatchError
+
+from .annotations import Annotation, AnnotationError, audio_for_table, find_tables, read_table
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
+               "dev": "validation", "test": "test"}
+RECORDINGS_CSV = "recordings.csv"
+_CLIP_INDEX = re.compile(r"(?:[_\-. ](?:clip|seg|part)?\d{1,4}|\(\d+\))$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class HarvestOptions:
+    """How clips are cut from recordings. All lengths in seconds."""
+    window_s: float = 5.0
+    negative_margin_s: float = 1.0       # negatives keep at least this far from any annotation
+    max_negatives_per_recording: int = 100
+    max_regions_per_file: int = 20       # a long file in a label folder gives at most this many regions
+    background_label: str = "not_owl"    # label of unannotated stretches
+    label_column: str | None = None      # Raven label column (default: Annotation/Species/label ...)
+    default_label: str | None = None     # label of Raven selections whose label cell is empty
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoadedClips:
+    clips: list[ClipRef]
+    explicit_split: dict[str, str] | None  # clip source+region key -> split name, when the data says so
+    skipped: list[str]                      # files skipped (unreadable), with the reason
+
+
+def recording_from_name(path: Path) -> str:
+    """The file stem minus a trailing clip index (`rec12_003` -> `rec12`); 5+ digit tails (times) are kept."""
+    stem = path.stem
+    base = _CLIP_INDEX.sub("", stem)
+    return base or stem
+
+
+def read_recordings_csv(root: Path) -> dict[str, dict]:
+    """`recordings.csv` beside the data: file (relative to root) -> row with recording, site and split."""
+    path = root / RECORDINGS_CSV
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if "file" not in (reader.fieldnames or []) or not ({"recording", "site"} & set(reader.fieldnames or [])):
+            raise HootwatchError(f"{path}: needs columns file and recording (or site); has {reader.fieldnames}",
+                                 "write a header line: file,recording[,site][,split]")
+        return {str(Path(r["file"])): r for r in reader}
+
+
+def _group(path: Path, root: Path, rec_map: dict[str, dict]) -> str:
+    """Split group of a file: site (when known) > recording from recordings.csv > recording from the name."""
+    row = None
+    try:
+        row = rec_map.get(str(path.resolve().relative_to(root.resolve())))
+    except ValueError:
+        pass
+    row = row or rec_map.get(path.name)
+    if row:
+        for key in ("site", "recording"):
+            if (row.get(key) or "").strip():
+                return row[key].strip()
+    return recording_from_name(path)
+
+
+def _probe_or_skip(path: Path, skipped: list[str]):
+    try:
+        return audio.probe(path)
+    except AudioReadError as exc:
+        log.warning("skipping unreadable audio %s", exc)
+        skipped.append(str(exc))
+        return None
+
+
+def split_long(start_s: float, end_s: float, window_s: float, max_regions: int) -> list[tuple[float, float]]:
+    """Non-overlapping regions, each at least one window long (a span shorter than a window stays whole)."""
+    length = end_s - start_s
+    n = int(min(max_regions, max(1, length // window_s)))
+    edges = np.linspace(start_s, end_s, n + 1)
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def clips_from_label_folders(root: Path, opts: HarvestOptions, skipped: list[str],
+                             rec_map: dict[str, dict] | None = None, base: Path | None = None) -> list[ClipRef]:
+    """A folder per label: every audio file below `root/LABEL/` is one clip (several for long files)."""
+    base = base or root
+    rec_map = read_recordings_csv(base) if rec_map is None else rec_map
+    clips = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for f in sorted(p for p in label_dir.rglob("*") if p.is_file() and audio.is_audio_file(p)):
+            info = _probe_or_skip(f, skipped)
+            if info is None:
+                continue
+            group = _group(f, base, rec_map)
+            for a, b in split_long(0.0, info.duration_s, opts.window_s, opts.max_regions_per_file):
+                clips.append(ClipRef(str(f.resolve()), a, b, label_dir.name, group))
+    return clips
+
+
+def call_region(ann: Annotation, duration_s: float, window_s: float) -> tuple[float, float]:
+    """Region in which every window contains the whole call (or lies inside it, for calls longer than a window)."""
+    if ann.end_s - ann.start_s >= window_s:
+        return ann.start_s, ann.end_s
+    return max(0.0, ann.end_s - window_s), min(duration_s, ann.start_s + window_s)
+
+
+def negative_regions(anns: list[Annotation], duration_s: float, opts: HarvestOptions) -> list[tuple[float, float]]:
+    """Stretches at least `negative_margin_s` from every annotation, cut into window-or-longer regions."""
+    busy = sorted((max(0.0, a.start_s - opts.negative_margin_s), a.end_s + opts.negative_margin_s) for a in anns)
+    gaps, t = [], 0.0
+    for a, b in busy:
+        if a > t:
+            gaps.append((t, a))
+        t = max(t, b)
+    if t < duration_s:
+        gaps.append((t, duration_s))
+    out = []
+    for a, b in gaps:
+        if b - a >= opts.window_s:  # no padding: a gap shorter than a window gives nothing
+            out.extend(split_long(a, b, opts.window_s, 10**9))
+    return out
+
+
+def clips_from_annotations(root: Path, opts: HarvestOptions, skipped: list[str],
+                           rec_map: dict[str, dict] | None = None, base: Path | None = None) -> list[ClipRef]:
+    """Recordings with annotation tables: a region around each call, negatives from the unannotated stretches."""
+    base = base or root
+    rec_map = read_recordings_csv(base) if rec_map is None else rec_map
+    by_audio: dict[str, list[Annotation]] = {}
+    for table in find_tables(root):
+        if table.name == RECORDINGS_CSV:
+            continue
+        if table.suffix.lower() == ".txt" and audio_for_table(table) is None:
+            log.warning("skipping %s: no recording with the same name beside it", table)
+            skipped.append(f"{table}: no recording beside it")
+            continue
+        default = opts.default_label
+        for ann in read_table(table, opts.label_column, default):
+            by_audio.setdefault(str(Path(ann.audio).resolve()), []).append(ann)
+    rng = np.random.default_rng(opts.seed)
+    clips = []
+    for src in sorted(by_audio):
+        anns = by_audio[src]
+        info = _probe_or_skip(Path(src), skipped)
+        if info is None:
+            continue
+        group = _group(Path(src), base, rec_map)
+        dur = info.duration_s
+        for ann in anns:
+            if ann.start_s >= dur or ann.end_s <= ann.start_s:
+                log.warning("%s: annotation %.2f-%.2f s outside the recording (%.1f s) or empty; ignored",
+                            src, ann.start_s, ann.end_s, dur)
+                continue
+            a, b = call_region(ann, dur, opts.window_s)
+            clips.append(ClipRef(src, a, b, ann.label, group))
+        neg = negative_regions(anns, dur, opts)
+        if len(neg) > opts.max_negatives_per_recording:
+            keep = np.sort(rng.choice(len(neg), opts.max_negatives_per_recording, replace=False))
+            neg = [neg[i] for i in keep]
+        clips.extend(ClipRef(src, a, b, opts.background_label, group) for a, b in neg)
+    return clips
+
+
+def _has_label_folders(root: Path) -> bool:
+    return any(p.is_dir() and any(audio.is_audio_file(q) for q in p.rglob("*")) for p in root.iterdir())
+
+
+def _load_layout(root: Path, opts: HarvestOptions, skipped: list[str], rec_map: dict, base: Path,
+                 fmt: str = "auto") -> list[ClipRef]:
+    if fmt == "annotations" or (fmt == "auto" and find_tables(root)):
+        return clips_from_annotations(root, opts, skipped, rec_map, base)
+    if fmt == "folders" or _has_label_folders(root):
+        return clips_from_label_folders(root, opts, skipped, rec_map, base)
+    raise HootwatchError(
+        f"{root}: found neither label folders with audio nor annotation tables",
+        "arrange clips as DATA/owl/*.wav and DATA/not_owl/*.wav, or put recordings beside Raven/Audacity tables "
+        "or a CSV file,start_s,end_s,label",
+    )
+
+
+def clip_key(c: ClipRef) -> tuple:
+    return (c.source, round(c.region_start_s, 4), round(c.region_end_s, 4))
+
+
+def load_clips(data: str, opts: HarvestOptions, sample_rate: int, cache_dir: Path, fmt: str = "auto") -> LoadedClips:
+    """ClipRefs from a data folder (any layout above, optionally under train/validation/test) or a HF dataset.
+
+    fmt: "auto" (a folder on disk is read directly; anything else is taken as a hub id), "hf" (load it with
+    `datasets`: a local audiofolder or a hub id), "folders" or "annotations".
+    """
+    root = Path(data).expanduser()
+    if fmt == "hf" or (fmt == "auto" and not root.exists() and "/" in data and not data.startswith((".", "/", "~"))):
+        from .hf import clips_from_hf_dataset
+        return clips_from_hf_dataset(data, opts, sample_rate, cache_dir)
+    if not root.is_dir():
+        raise HootwatchError(f"{data}: no such data folder", "pass the folder that holds your clips or recordings")
+    skipped: list[str] = []
+    rec_map = read_recordings_csv(root)
+    split_dirs = {SPLIT_NAMES[p.name.lower()]: p for p in root.iterdir()
+                  if p.is_dir() and p.name.lower() in SPLIT_NAMES}
+    if split_dirs:
+        clips, explicit = [], {}
+        for split, d in sorted(split_dirs.items()):
+            part = _load_layout(d, opts, skipped, rec_map, root, fmt)
+            clips.extend(part)
+            explicit.update({clip_key(c): split for c in part})
+        return LoadedClips(clips, explicit, skipped)
+    clips = _load_layout(root, opts, skipped, rec_map, root, fmt)
+    explicit = None
+    if rec_map and any((r.get("split") or "").strip() for r in rec_map.values()):
+        explicit = {}
+        for c in clips:
+            row = _row_for(Path(c.source), root, rec_map)
+            split = SPLIT_NAMES.get((row or {}).get("split", "").strip().lower())
+            if split is None:
+                raise HootwatchError(f"{RECORDINGS_CSV}: no valid split for {c.source}",
+                                     "give every file a split of train, validation or test (or drop the column)")
+            explicit[clip_key(c)] = split
+    return LoadedClips(clips, explicit, skipped)
+
+
+def _row_for(path: Path, root: Path, rec_map: dict) -> dict | None:
+    try:
+        return rec_map.get(str(path.relative_to(root.resolve()))) or rec_map.get(path.name)
+    except ValueError:
+        return rec_map.get(path.name)

@@ -1,0 +1,90 @@
+"""The backbone: any `AutoModelForAudioClassification` (wav2vec2, HuBERT, WavLM) with labels from the data.
+
+`--tiny` builds a small random-init Wav2Vec2 that trains on a CPU in minutes: a five-layer convolutional
+encoder with a total stride of 800 samples (100 frames per 5 s at 16 kHz), hidden size 64, two transformer
+layers, mean pooling over frames (Wav2Vec2ForSequenceClassification's default).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from hootwatch.edge.errors import HootwatchError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    model: object                 # a transformers PreTrainedModel for audio classification
+    feature_extractor: object     # its (Wav2Vec2-style) feature extractor
+    name: str                     # hub id, local path, or "tiny-wav2vec2"
+    sample_rate: int
+
+
+def tiny_config(label2id: dict[str, int]):
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        conv_dim=(32, 32, 64, 64, 64), conv_kernel=(10, 10, 8, 8, 4), conv_stride=(5, 5, 4, 4, 2),
+        feat_extract_norm="group", conv_bias=False,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        hidden_dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        final_dropout=0.1, layerdrop=0.0, mask_time_prob=0.05, mask_time_length=5,
+        classifier_proj_size=64, use_weighted_layer_sum=False,
+        num_labels=len(label2id), label2id=dict(label2id), id2label={i: lab for lab, i in label2id.items()},
+    )
+
+
+def _cannot_download(name: str, exc: BaseException) -> HootwatchError:
+    return HootwatchError(
+        f"cannot download {name} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+        "pass a local checkpoint path with --base (a folder with config.json and the weights) or use --tiny",
+    )
+
+
+def build_backbone(base: str, tiny: bool, label2id: dict[str, int], sample_rate: int | None = None) -> Backbone:
+    """Model + feature extractor with our labels; the feature extractor's rate becomes the analysis rate."""
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+
+    id2label = {i: lab for lab, i in label2id.items()}
+    if tiny:
+        fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=sample_rate or 16000, padding_value=0.0,
+                                      do_normalize=True, return_attention_mask=False)
+        model = AutoModelForAudioClassification.from_config(tiny_config(label2id))
+        return Backbone(model, fe, "tiny-wav2vec2", int(fe.sampling_rate))
+    local = Path(base).expanduser()
+    if not local.exists() and (base.startswith((".", "/", "~")) or base.count("/") > 1):
+        raise HootwatchError(f"{base}: no such checkpoint folder", "pass an existing local folder or a hub id")
+    try:
+        fe = AutoFeatureExtractor.from_pretrained(base)
+        model = AutoModelForAudioClassification.from_pretrained(
+            base, num_labels=len(label2id), label2id=dict(label2id), id2label=id2label,
+            ignore_mismatched_sizes=True)
+    except OSError as exc:
+        raise _cannot_download(base, exc) from None
+    except ValueError as exc:  # e.g. a checkpoint of a family without audio classification
+        raise HootwatchError(f"{base}: cannot be used for audio classification ({exc})",
+                             "use a wav2vec2, HuBERT or WavLM checkpoint") from None
+    if sample_rate and sample_rate != fe.sampling_rate:
+        log.warning("analysis rate %d Hz differs from the rate %s was pretrained at (%d Hz)",
+                    sample_rate, base, fe.sampling_rate)
+        fe.sampling_rate = int(sample_rate)
+    return Backbone(model, fe, base, int(fe.sampling_rate))
+
+
+def backbone_rate(base: str, tiny: bool, sample_rate: int | None) -> int:
+    """The analysis sample rate before the model is built (data are loaded at this rate)."""
+    if sample_rate:
+        return int(sample_rate)
+    if tiny:
+        return 16000
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return int(AutoFeatureExtractor.from_pretrained(base).sampling_rate)
+    except OSError as exc:
+        raise _cannot_download(base, exc) from None

@@ -1,0 +1,357 @@
+"""Fine-tune an audio-classification backbone into an owl / not-owl classifier of fixed-length clips.
+
+`run(args)` reads top to bottom like HF's run_audio_classification.py: prepare the run folder, load and split the
+data by recording, build the model, train with a plain torch loop driven by `accelerate` (device placement,
+bf16/fp16 autocast, gradient accumulation, multi-GPU, checkpoint state), keep the best epoch by the owl
+metric on validation, choose the threshold on validation, report on test, and write the run folder:
+
+    RUN/model/                 save_pretrained of the best model + feature extractor, hootwatch.json
+    RUN/metrics.json           validation and test metrics of the owl class, threshold, per-epoch history
+    RUN/pr_curve.png           precision-recall curves (validation, test) with the operating point
+    RUN/splits/{train,validation,test}.csv
+    RUN/data_summary.json      clips and recordings per class and split
+    RUN/run_config.json        arguments, seed, device, precision, package versions
+    RUN/checkpoints/           accelerate state (model, optimizer, scheduler, RNG) + trainer_state.json
+
+Several GPUs: `accelerate launch -m hootwatch.trainer.train --data DATA --out RUN ...` (or
+`torchrun --nproc_per_node N -m hootwatch.trainer.train ...`); batch_size is per GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hootwatch.edge.clips import ClipRef, read_clip_csv, write_clip_csv
+from hootwatch.edge.errors import ConfigError, HootwatchError
+from hootwatch.edge.preprocess import Normalisation
+
+from .args import TrainArgs
+from .augment import AugmentOptions
+from .data import splits as split_mod
+from .data.sources import HarvestOptions, load_clips
+from .metrics import binary_metrics, choose_threshold, positive_scores, pr_curve_png
+
+log = logging.getLogger(__name__)
+CHECKPOINTS = "checkpoints"
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    metrics: dict             # the content of RUN/metrics.json
+    threshold: float
+    labels: list[str]
+    optimizer_steps: int      # optimizer steps taken in this call (resumed runs: since the resume)
+    epochs_run: int
+    elapsed_s: float
+
+
+# ---------------------------------------------------------------------------------------------------- run folder
+def prepare_run_dir(args: TrainArgs, console) -> bool:
+    """Refuse a non-empty run folder unless --resume (returns True) or --overwrite (wipes it)."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder", "choose another --out")
+    non_empty = out.is_dir() and any(out.iterdir())
+    if args.resume:
+        if not (out / CHECKPOINTS / TRAINER_STATE).is_file():
+            raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINTS}/{TRAINER_STATE})",
+                              "drop --resume to start a new run, or point --out at an interrupted run")
+        console.print(f"[bold yellow]RESUMING the run in {out} from its last checkpoint[/]")
+        return True
+    if non_empty:
+        if not args.overwrite:
+            raise ConfigError(f"{out}: the run folder is not empty",
+                              "pass --resume to continue that run, --overwrite to delete it and start again, "
+                              "or choose a new --out")
+        console.print(f"[bold yellow]--overwrite: deleting {out}[/]")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("hootwatch", "torch", "transformers", "accelerate", "datasets", "numpy", "scikit-learn",
+                "soundfile", "soxr", "crowsetta"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- hardware
+def make_accelerator(args: TrainArgs):
+    import torch
+    from accelerate import Accelerator
+
+    has_gpu = torch.cuda.is_available()
+    if args.device == "cuda" and not has_gpu:
+        raise ConfigError("--device cuda, but torch sees no GPU", "use --device cpu (or auto), or install a CUDA "
+                                                                 "build of torch")
+    on_gpu = has_gpu and args.device != "cpu"
+    precision = args.precision
+    if precision in ("fp16", "bf16") and not on_gpu:
+        raise ConfigError(f"--{precision} needs a GPU, and none is in use here",
+                          "drop --fp16/--bf16 (training on the CPU runs in fp32), or train on a machine with a GPU")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("--bf16: this GPU does not support bfloat16", "use --fp16 or leave precision on auto")
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+    acc = Accelerator(cpu=not on_gpu, mixed_precision={"fp32": "no"}.get(precision, precision),
+                      gradient_accumulation_steps=args.grad_accum)
+    return acc, precision
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool, console) -> split_mod.Splits:
+    split_dir = run_dir / "splits"
+    if resuming and all((split_dir / f"{s}.csv").is_file() for s in split_mod.SPLITS):
+        parts = {s: read_clip_csv(split_dir / f"{s}.csv") for s in split_mod.SPLITS}
+        return split_mod.Splits(parts["train"], parts["validation"], parts["test"])
+    opts = HarvestOptions(window_s=args.window_s, negative_margin_s=args.negative_margin_s,
+                          max_negatives_per_recording=args.max_negatives_per_recording,
+                          background_label=args.background_label, label_column=args.label_column,
+                          default_label=args.default_label, seed=args.seed)
+    loaded = load_clips(args.data, opts, sample_rate, run_dir / "data_cache", args.data_format)
+    if loaded.explicit_split is not None:
+        splits = split_mod.apply_explicit_split(loaded.clips, loaded.explicit_split)
+    else:
+        splits = split_mod.split_by_recording(loaded.clips, args.validation_fraction, args.test_fraction, args.seed)
+    if args.positive_label not in splits.labels:
+        raise HootwatchError(f"the data has no class {args.positive_label!r} (classes: {splits.labels})",
+                             "name the owl class with --positive-label, or put owl clips in DATA/owl/")
+    split_dir.mkdir(parents=True, exist_ok=True)
+    for name, part in splits.items():
+        write_clip_csv(split_dir / f"{name}.csv", part)
+    summ = split_mod.summary(splits, loaded.skipped)
+    split_mod.save_summary(summ, run_dir / "data_summary.json")
+    split_mod.print_summary(summ, console)
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------------- loops
+def evaluate(model, loader, accelerator) -> tuple[np.ndarray, np.ndarray, float]:
+    """(logits, labels, mean loss) over a loader, gathered from every process."""
+    import torch
+
+    model.eval()
+    logits, labels, losses = [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            with accelerator.autocast():
+                out = model(input_values=batch["input_values"])
+            lg = out.logits.float()
+            loss = torch.nn.functional.cross_entropy(lg, batch["labels"], reduction="sum")
+            lg, lb, loss = accelerator.gather_for_metrics((lg, batch["labels"], loss.reshape(1)))
+            logits.append(lg.cpu().numpy())
+            labels.append(lb.cpu().numpy())
+            losses.append(loss.sum().item())
+    n = sum(len(x) for x in labels)
+    return np.concatenate(logits), np.concatenate(labels), (sum(losses) / max(n, 1))
+
+
+def selection_key(m: dict, metric: str) -> tuple:
+    other = "f1" if metric == "pr_auc" else "pr_auc"
+    return (round(m[metric], 6), round(m[other], 6), -m["loss"])
+
+
+def progress_bar(enabled: bool, console):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                    console=console, disable=not enabled, transient=False)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def run(args: TrainArgs) -> TrainResult:
+    import torch
+    from accelerate.utils import set_seed
+    from rich.console import Console
+    from transformers import get_linear_schedule_with_warmup
+
+    from .data.dataset import ClipDataset, class_weights
+    from .model import backbone_rate, build_backbone
+
+    args = args.validate()
+    t0 = time.perf_counter()
+    console = Console(stderr=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    # 1. run folder, hardware, seed
+    accelerator, precision = make_accelerator(args)
+    main_proc = accelerator.is_main_process
+    run_dir = Path(args.out)
+    resuming = prepare_run_dir(args, console) if main_proc else args.resume
+    accelerator.wait_for_everyone()
+    set_seed(args.seed)
+
+    # 2. data, split by recording (a resumed run keeps its saved splits)
+    sample_rate = backbone_rate(args.base, args.tiny, args.sample_rate)
+    splits = load_splits(args, sample_rate, run_dir, resuming, console) if main_proc else None
+    accelerator.wait_for_everyone()
+    if splits is None:
+        parts = {s: read_clip_csv(run_dir / "splits" / f"{s}.csv") for s in split_mod.SPLITS}
+        splits = split_mod.Splits(parts["train"], parts["validation"], parts["test"])
+    labels = splits.labels
+    label2id = {lab: i for i, lab in enumerate(labels)}
+    pos = label2id[args.positive_label]
+
+    # 3. model and feature extractor; the normalisation is the edge's, derived from the feature extractor
+    bb = build_backbone(args.base, args.tiny, label2id, sample_rate)
+    model, fe = bb.model, bb.feature_extractor
+    norm = Normalisation.from_feature_extractor(bool(getattr(fe, "do_normalize", True)))
+    if not args.train_feature_encoder and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if main_proc:
+        (run_dir / "run_config.json").write_text(json.dumps({
+            "args": args.to_dict(), "seed": args.seed, "sample_rate": sample_rate, "labels": labels,
+            "backbone": bb.name, "device": str(accelerator.device), "precision": precision,
+            "num_processes": accelerator.num_processes, "learning_rate": args.lr,
+            "train_feature_encoder": args.train_feature_encoder, "versions": package_versions(),
+            "command": sys.argv, "resumed": resuming}, indent=2))
+
+    # 4. datasets: random crop + augmentation in training, centred crops for evaluation
+    backgrounds = [c for c in splits.train if c.label != args.positive_label]
+    aug = AugmentOptions(args.gain_db if args.augment else 0.0, args.mix_probability if args.augment else 0.0,
+                         (args.snr_min_db, args.snr_max_db))
+    train_ds = ClipDataset(splits.train, label2id, sample_rate, args.window_s, norm, train=True, augment_opts=aug,
+                           backgrounds=backgrounds, seed=args.seed)
+    val_ds = ClipDataset(splits.validation, label2id, sample_rate, args.window_s, norm)
+    test_ds = ClipDataset(splits.test, label2id, sample_rate, args.window_s, norm)
+    gen = torch.Generator().manual_seed(args.seed)
+    loader_kw = {"batch_size": args.batch_size, "num_workers": args.num_workers}
+    train_dl = torch.utils.data.DataLoader(train_ds, shuffle=True, generator=gen, **loader_kw)
+    val_dl = torch.utils.data.DataLoader(val_ds, shuffle=False, **loader_kw)
+    test_dl = torch.utils.data.DataLoader(test_ds, shuffle=False, **loader_kw)
+
+    # 5. optimisation: class-weighted loss (a model must not learn "never an owl"), AdamW, linear warm-up
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(splits.train, label2id).to(accelerator.device))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    model, optimizer, train_dl, val_dl, test_dl = accelerator.prepare(model, optimizer, train_dl, val_dl, test_dl)
+    steps_per_epoch = math.ceil(len(train_dl) / args.grad_accum)
+    total_steps = steps_per_epoch * args.epochs
+    # accelerate steps a prepared scheduler once per process, so it is sized in steps x processes
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps) *
+                                                accelerator.num_processes, total_steps * accelerator.num_processes)
+    scheduler = accelerator.prepare(scheduler)
+
+    ckpt_dir = run_dir / CHECKPOINTS
+    state = {"epoch": 0, "best": None, "best_epoch": None, "history": [], "optimizer_steps": 0}
+    if resuming:
+        state = json.loads((ckpt_dir / TRAINER_STATE).read_text())
+        accelerator.load_state(str(ckpt_dir / "state"))
+        console.print(f"[bold yellow]resumed after epoch {state['epoch']} of {args.epochs}[/]")
+    steps_before = state["optimizer_steps"]
+
+    # 6. train; evaluate on validation each epoch; keep the best epoch in RUN/model
+    progress = progress_bar(args.progress and main_proc, console)
+    with progress:
+        task = progress.add_task("training", total=(args.epochs - state["epoch"]) * len(train_dl), info="")
+        for epoch in range(state["epoch"], args.epochs):
+            train_ds.set_epoch(epoch)
+            model.train()
+            running, seen = 0.0, 0
+            for batch in train_dl:
+                with accelerator.accumulate(model):
+                    with accelerator.autocast():
+                        logits = model(input_values=batch["input_values"]).logits
+                    loss = loss_fn(logits.float(), batch["labels"])
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(params, 1.0)
+                        state["optimizer_steps"] += 1
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                running += loss.item() * len(batch["labels"])
+                seen += len(batch["labels"])
+                progress.update(task, advance=1, info=f"epoch {epoch + 1}/{args.epochs} loss {running / seen:.3f}")
+            v_logits, v_labels, v_loss = evaluate(model, val_dl, accelerator)
+            m = binary_metrics(v_labels == pos, positive_scores(v_logits, pos))
+            m.update(loss=v_loss, train_loss=running / max(seen, 1), epoch=epoch + 1)
+            state["history"].append(m)
+            improved = state["best"] is None or selection_key(m, args.select_metric) > tuple(state["best"])
+            if improved:
+                state["best"], state["best_epoch"] = list(selection_key(m, args.select_metric)), epoch + 1
+                if main_proc:
+                    accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
+                    fe.save_pretrained(run_dir / "model")
+            progress.console.print(
+                f"epoch {epoch + 1}: train loss {m['train_loss']:.3f}  val loss {v_loss:.3f}  "
+                f"{args.positive_label} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
+                f"PR-AUC {m['pr_auc']:.3f}{'  (best)' if improved else ''}")
+            state["epoch"] = epoch + 1
+            accelerator.save_state(str(ckpt_dir / "state"))
+            if main_proc:
+                (ckpt_dir / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+            accelerator.wait_for_everyone()
+
+    # 7. best model: threshold on validation, final report on test
+    from transformers import AutoModelForAudioClassification
+
+    best = AutoModelForAudioClassification.from_pretrained(run_dir / "model")
+    best = accelerator.prepare(best)
+    v_logits, v_labels, _ = evaluate(best, val_dl, accelerator)
+    t_logits, t_labels, _ = evaluate(best, test_dl, accelerator)
+    v_y, v_s = v_labels == pos, positive_scores(v_logits, pos)
+    t_y, t_s = t_labels == pos, positive_scores(t_logits, pos)
+    threshold = choose_threshold(v_y, v_s, args.target_recall)
+    metrics = {
+        "positive_label": args.positive_label, "labels": labels, "threshold": threshold,
+        "threshold_rule": f"recall >= {args.target_recall}" if args.target_recall else "max F1 on validation",
+        "validation": binary_metrics(v_y, v_s, threshold), "test": binary_metrics(t_y, t_s, threshold),
+        "best_epoch": state["best_epoch"], "select_metric": args.select_metric, "history": state["history"],
+        "confusion_matrix_layout": "rows true [not owl, owl], columns predicted [not owl, owl]",
+    }
+    if main_proc:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        pr_curve_png(run_dir / "pr_curve.png", {"validation": (v_y, v_s), "test": (t_y, t_s)}, threshold,
+                     args.positive_label)
+        (run_dir / "model" / "hootwatch.json").write_text(json.dumps({
+            "positive_label": args.positive_label, "sample_rate": sample_rate, "window_s": args.window_s,
+            "hop_s": args.hop_s, "threshold": threshold, "normalisation": norm.to_dict(), "backbone": bb.name,
+            "labels": labels}, indent=2))
+        tm = metrics["test"]
+        console.print(f"[bold]test ({args.positive_label}, threshold {threshold:.3f}):[/] precision "
+                      f"{tm['precision']:.3f}  recall {tm['recall']:.3f}  F1 {tm['f1']:.3f}  PR-AUC "
+                      f"{tm['pr_auc']:.3f}  confusion {tm['confusion_matrix']}  -> {run_dir}")
+    accelerator.wait_for_everyone()
+    return TrainResult(run_dir, metrics, threshold, labels, state["optimizer_steps"] - steps_before,
+                       state["epoch"], time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for `python -m hootwatch.trainer.train` (and `accelerate launch -m ...`)."""
+    from .cli import build_parser, run_from_namespace
+
+    parser = build_parser()
+    try:
+        return run_from_namespace(parser.parse_args(argv))
+    except HootwatchError as exc:
+        print(f"hootwatch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
