@@ -152,6 +152,31 @@ def collect_audio(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return unique
 
 
+def check_wav_complete(path: Path) -> None:
+    """AudioReadError when a WAV's header promises more audio than the file holds (a truncated copy).
+
+    libsndfile quietly reads what is there, so a card pulled mid-copy would pass as a short recording.
+    """
+    if path.suffix.lower() != ".wav":
+        return
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # RF64/W64 and friends: leave it to libsndfile
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, n = f.read(4), int.from_bytes(f.read(4), "little")
+            if cid == b"data":
+                if n != 0xFFFFFFFF and pos + 8 + n > size:
+                    raise AudioReadError(
+                        f"{path}: truncated: its header promises {n} bytes of audio but the file holds "
+                        f"{size - pos - 8}", "copy it again from the recorder's card, or remove it")
+                return
+            pos += 8 + n + (n & 1)
+
+
 class Scanner:
     def __init__(self, detector, store: DetectionStore, settings: ScanSettings = ScanSettings(),
                  out_dir: str | os.PathLike | None = None) -> None:
@@ -232,6 +257,7 @@ class Scanner:
             return outcome
         try:
             info = probe(path)
+            check_wav_complete(path)
             ftime = ftime or file_time(path, self.tz)
             progress.file_started(path, info.duration_s)
             events, n_samples = self._events_of_file(path, Path(next_path) if next_path else None, progress)

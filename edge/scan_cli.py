@@ -124,7 +124,7 @@ def failed_table(summary):
     t.add_column("file")
     t.add_column("reason")
     for o in summary.failed:
-        t.add_row(str(o.path), o.reason)
+        t.add_row(str(o.path), o.reason.removeprefix(f"{o.path}: "))
     return t
 
 
@@ -171,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
             return 130
         paths = write_exports(store, scanner.run.run_key, out, detector.manifest.sample_rate / 2)
     report = Console()  # the summary goes to stdout, progress and warnings to stderr
+    if not report.is_terminal:
+        report = Console(width=200)  # piped to a file or a log: do not wrap paths
     report.print(summary_table(summary, paths["csv"], store_path))
     if summary.failed:
         report.print(failed_table(summary))

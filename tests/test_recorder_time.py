@@ -1,0 +1,67 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.recorder_time import file_time, parse_audiomoth_comment, parse_tz
+
+
+def utc(*a):
+    return datetime(*a, tzinfo=timezone.utc)
+
+
+def touch(tmp_path, name):
+    p = tmp_path / name
+    p.write_bytes(b"")
+    return p
+
+
+def test_real_audiomoth_header(shared_real):
+    t = file_time(shared_real / "recorder_fixtures/metadata.wav")
+    assert (t.start_utc, t.source, t.recorder_id) == (utc(2020, 4, 4, 10, 25), "audiomoth_header", "24526B065D325963")
+
+
+def test_real_songmeter_names_need_tz_then_use_it(shared_real):
+    p = shared_real / "soundscape_sm4/S4A03895_20190522_003000.wav"
+    with pytest.raises(ConfigError, match="--tz") as e:
+        file_time(p)
+    assert "S4A03895_20190522_003000.wav" in str(e.value)
+    t = file_time(p, "Australia/Melbourne")  # AEST, UTC+10 in May
+    assert (t.start_utc, t.source, t.recorder_id) == (utc(2019, 5, 21, 14, 30), "filename_songmeter", "S4A03895")
+    assert t.local(t.start_utc).isoformat() == "2019-05-22T00:30:00+10:00"
+
+
+def test_audiomoth_comment_with_offset():
+    start, offset, serial = parse_audiomoth_comment(
+        "Recorded at 21:00:00 14/02/2022 (UTC+10) by AudioMoth 24F319055FDF2F5B at medium gain")
+    assert start == utc(2022, 2, 14, 11, 0) and serial == "24F319055FDF2F5B"
+    assert parse_audiomoth_comment("Recorded at 01:30:00 01/01/2022 (UTC-3:30) by AudioMoth 0000000000000001")[0] \
+        == utc(2022, 1, 1, 5, 0)
+
+
+@pytest.mark.parametrize("name, tz, expected, source, recorder", [
+    ("20200404_102500.WAV", None, utc(2020, 4, 4, 10, 25), "filename_audiomoth", ""),
+    ("5E886084.WAV", None, utc(2020, 4, 4, 10, 25, 8), "filename_audiomoth_hex", ""),
+    ("20191003T050000+1000_REC.flac", None, utc(2019, 10, 2, 19, 0), "filename_barlt", ""),
+    ("20191003T050000+1030_Site3_-35.1+149.2.flac", None, utc(2019, 10, 2, 18, 30), "filename_barlt", ""),
+    ("SMM04127_0+1_20210305_213000.wav", "Australia/Sydney", utc(2021, 3, 5, 10, 30), "filename_songmeter", "SMM04127"),
+    ("SWIFT08_20220110_190000.wav", "+10:00", utc(2022, 1, 10, 9, 0), "filename_swift", "SWIFT08"),
+    ("site_12_20200101_120000_30_0.wav", "UTC", utc(2020, 1, 1, 12, 0), "filename_datetime", ""),
+])
+def test_file_name_patterns(tmp_path, name, tz, expected, source, recorder):
+    t = file_time(touch(tmp_path, name), tz)
+    assert (t.start_utc, t.source, t.recorder_id) == (expected, source, recorder)
+
+
+def test_mtime_fallback(tmp_path, caplog):
+    p = touch(tmp_path, "nightrecording.wav")
+    import os
+    os.utime(p, (1_600_000_000, 1_600_000_000))
+    t = file_time(p)
+    assert t.source == "mtime" and t.start_utc == datetime.fromtimestamp(1_600_000_000, timezone.utc)
+    assert "modification time" in caplog.text
+
+
+def test_bad_tz_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown timezone"):
+        parse_tz("Mars/Olympus")

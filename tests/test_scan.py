@@ -1,0 +1,141 @@
+"""Scan engine end to end with the deterministic tone bundle (tests/tiny_bundles.py)."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from hootwatch.edge.detector import Detector
+from hootwatch.edge.scan import LiveSession, Progress, ScanSettings, Scanner
+from hootwatch.edge.store import DetectionStore
+
+from tiny_bundles import tone_bundle, tone_signal, write_tone
+
+SR = 8000
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    return Detector.load(tone_bundle(tmp_path_factory.mktemp("bundle"), sample_rate=SR), threads=1)
+
+
+def scanner(detector, tmp_path, **kw):
+    store = DetectionStore(tmp_path / "out" / "detections.sqlite")
+    return Scanner(detector, store, ScanSettings(**kw), tmp_path / "out")
+
+
+def test_tone_at_known_time_gives_detection_at_known_utc(detector, tmp_path):
+    # 48 kHz stereo-free file, resampled to the bundle's 8 kHz: never a hard-coded rate
+    p = write_tone(tmp_path / "rec" / "20240101_220000.WAV", 40, sample_rate=16000, tones=[(10, 13)])
+    sc = scanner(detector, tmp_path)
+    out = sc.scan_file(p)
+    assert (out.status, out.n_detections, out.audio_s) == ("done", 1, 40.0)
+    [row] = sc.store.detections()
+    # windows [7.5,12.5] and [10,15] hold >30% tone; [5,10] and [12.5,17.5] do not
+    assert (row["start_s"], row["end_s"], row["n_windows"]) == (7.5, 15.0, 2)
+    assert (row["begin_utc"], row["end_utc"]) == ("2024-01-01T22:00:07.500+00:00", "2024-01-01T22:00:15.000+00:00")
+    assert row["time_source"] == "filename_audiomoth" and row["threshold"] == 0.5
+    assert row["max_score"] >= row["mean_score"] >= 0.5
+
+
+def test_threshold_hop_and_min_hits_change_results(detector, tmp_path):
+    p = write_tone(tmp_path / "20240101_220000.wav", 40, SR, tones=[(10, 13), (30, 31)])
+    base = scanner(detector, tmp_path / "a")
+    base.scan_file(p)
+    assert [(r["start_s"], r["end_s"], r["n_windows"]) for r in base.store.detections()] == [(7.5, 15.0, 2)]
+    # hop 1 s: windows starting at 7..11 s hold >1.5 s of the 3 s tone; the 1 s tone never fills 30%
+    hop1 = scanner(detector, tmp_path / "b", hop_s=1.0)
+    hop1.scan_file(p)
+    assert [(r["start_s"], r["end_s"], r["n_windows"], r["hop_s"]) for r in hop1.store.detections()] == [
+        (7.0, 16.0, 5, 1.0)]
+    strict = scanner(detector, tmp_path / "c", threshold=0.999999)
+    strict.scan_file(p)
+    assert strict.store.detections() == []
+    for k, expected in ((5, 1), (6, 0)):
+        hits = scanner(detector, tmp_path / f"k{k}", hop_s=1.0, min_hits=k)
+        hits.scan_file(p)
+        assert len(hits.store.detections()) == expected
+
+
+def test_rescan_adds_no_duplicates_and_bad_files_are_listed(detector, tmp_path):
+    rec = tmp_path / "rec"
+    write_tone(rec / "20240101_220000.wav", 30, SR, tones=[(10, 13)])
+    write_tone(rec / "sub" / "20240101_230000.flac", 30, SR, tones=[(20, 24)])
+    (rec / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    (rec / "empty.wav").write_bytes(b"")
+    (rec / "notes.mp3").write_text("not audio at all")
+    full = write_tone(tmp_path / "full.wav", 30, SR)
+    (rec / "truncated.wav").write_bytes(full.read_bytes()[:100])
+    sc = scanner(detector, tmp_path)
+    first = sc.scan_paths([rec])
+    assert len(first.done) == 2 and first.n_detections == 2
+    assert sorted(o.path.name for o in first.failed) == ["corrupt.wav", "empty.wav", "notes.mp3", "truncated.wav"]
+    reasons = {o.path.name: o.reason for o in first.failed}
+    assert "truncated" in reasons["truncated.wav"] and "empty" in reasons["empty.wav"]
+    assert {r.status for r in sc.store.ledger_rows(status="failed")} == {"failed"}
+    second = sc.scan_paths([rec])
+    assert len(second.skipped) == 2 and second.n_detections == 0
+    assert sc.store.count() == 2
+
+
+def test_contiguous_files_continue_the_window_stream(detector, tmp_path):
+    rec = tmp_path / "rec"
+    a = write_tone(rec / "20240101_220000.wav", 30, SR)
+    b = write_tone(rec / "20240101_220030.wav", 30, SR, tones=[(0, 2.2)], seed=1)
+    sc = scanner(detector, tmp_path)
+    plan = sc.plan([rec])
+    assert [f.next_path for f in plan] == [b, None]
+    sc.scan_paths([rec])
+    rows = {r["file"]: r for r in sc.store.detections()}
+    # the window starting at 27.5 s in `a` runs 2.5 s into `b` and hears the tone: it belongs to `a`
+    assert (rows[str(a)]["start_s"], rows[str(a)]["end_s"]) == (27.5, 32.5)
+    assert rows[str(a)]["begin_utc"] == "2024-01-01T22:00:27.500+00:00"
+    assert rows[str(b)]["start_s"] == 0.0
+    # alone, `a` ends with an end-aligned window [25, 30] that hears nothing
+    alone = scanner(detector, tmp_path / "alone")
+    assert alone.scan_file(a).n_detections == 0
+
+
+def test_stop_leaves_store_consistent_then_rescan_completes(detector, tmp_path):
+    rec = tmp_path / "rec"
+    for i in range(3):
+        write_tone(rec / f"2024010{i + 1}_220000.wav", 60, SR, tones=[(10, 13)])
+    sc = scanner(detector, tmp_path, block_s=5.0)
+
+    class StopInSecondFile(Progress):
+        files = 0
+
+        def file_started(self, path, duration_s):
+            self.files += 1
+
+        def advance(self, audio_s):
+            if self.files == 2:
+                sc.stop()
+
+    summary = sc.scan_paths([rec], StopInSecondFile())
+    assert summary.interrupted and len(summary.done) == 1
+    assert sc.store.count() == 1 and len(sc.store.ledger_rows()) == 1
+    again = scanner(detector, tmp_path)
+    again.scan_paths([rec])
+    assert again.store.count() == 3
+
+
+def test_live_session_uses_capture_clock(detector, tmp_path):
+    sc = scanner(detector, tmp_path)
+    start = datetime(2024, 6, 1, 9, 30, tzinfo=timezone.utc)
+    live = LiveSession(sc, "mic0", start)
+    x = tone_signal(30, SR, tones=[(10, 13)])
+    got = []
+    for i in range(0, len(x), 2400):  # 0.3 s blocks, as a sound card delivers them
+        got += live.push(x[i:i + 2400])
+    got += live.close()
+    assert [(d.start_s, d.end_s, d.begin_utc) for d in got] == [(7.5, 15.0, "2024-06-01T09:30:07.500+00:00")]
+    assert got[0].time_source == "capture_clock" and sc.store.count() == 1
+
+
+def test_real_audiomoth_file_scans_with_header_time(detector, tmp_path, shared_real):
+    sc = scanner(detector, tmp_path)
+    out = sc.scan_file(shared_real / "recorder_fixtures" / "metadata.wav")
+    assert out.status == "done" and out.audio_s == pytest.approx(14.97, abs=0.01)
+    row = sc.store.ledger(shared_real / "recorder_fixtures" / "metadata.wav", sc.run.run_key)
+    assert (row.start_utc, row.time_source, row.recorder_id) == (
+        "2020-04-04T10:25:00.000+00:00", "audiomoth_header", "24526B065D325963")
