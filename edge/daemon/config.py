@@ -118,8 +118,8 @@ class HealthConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     model: ModelConfig = spec()
-    sources: SourcesConfig = spec()
     output: OutputConfig = spec()
+    sources: SourcesConfig = spec(None)
     schedule: ScheduleConfig = spec(None)
     health: HealthConfig = spec(None)
     source_file: Path | None = None  # not a key: where it was read from
@@ -205,7 +205,7 @@ def _build(cls, table, prefix: str, base: Path):
                 values[name] = _build(sub, table[name], key, base)
             elif f.metadata.get("required"):
                 raise _fail(key, "missing section", f"add a [{key}] section")
-            elif prefix == "" and name in ("schedule", "health"):
+            elif prefix == "" and name in ("sources", "schedule", "health"):
                 values[name] = _build(sub, {}, key, base)
             continue
         if name not in table:
