@@ -29,7 +29,8 @@ class TrainArgs:
     sample_rate: int | None = field(default=None, metadata={"help": "analysis sample rate in Hz "
                                                                     "(default: the backbone's, 16000)"})
     window_s: float = field(default=5.0, metadata={"help": "clip (window) length in seconds"})
-    hop_s: float = field(default=2.5, metadata={"help": "hop between windows at inference (saved with the model)"})
+    hop_s: float | None = field(default=None, metadata={"help": "hop between windows at inference, saved with "
+                                                                "the model (default: half the window)"})
     unfreeze_feature_encoder: bool | None = field(
         default=None, metadata={"help": "train the convolutional feature encoder too (default: frozen for a "
                                         "pretrained backbone, trained for --tiny, whose encoder is random)"})
@@ -82,7 +83,13 @@ class TrainArgs:
     def train_feature_encoder(self) -> bool:
         return self.unfreeze_feature_encoder if self.unfreeze_feature_encoder is not None else self.tiny
 
+    @property
+    def hop(self) -> float:
+        return self.hop_s if self.hop_s is not None else self.window_s / 2
+
     def validate(self) -> "TrainArgs":
+        if not 0 < self.hop <= self.window_s:
+            raise ConfigError(f"hop_s must be in (0, window_s={self.window_s}], got {self.hop}", "fix --hop-s")
         if not self.data:
             raise ConfigError("no training data given", "pass --data DATA (a folder or a dataset id)")
         if not self.out:

@@ -330,7 +330,7 @@ def run(args: TrainArgs) -> TrainResult:
                      args.positive_label)
         (run_dir / "model" / "hootwatch.json").write_text(json.dumps({
             "positive_label": args.positive_label, "sample_rate": sample_rate, "window_s": args.window_s,
-            "hop_s": args.hop_s, "threshold": threshold, "normalisation": norm.to_dict(), "backbone": bb.name,
+            "hop_s": args.hop, "threshold": threshold, "normalisation": norm.to_dict(), "backbone": bb.name,
             "labels": labels}, indent=2))
         tm = metrics["test"]
         console.print(f"[bold]test ({args.positive_label}, threshold {threshold:.3f}):[/] precision "

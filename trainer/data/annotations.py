@@ -1,8 +1,9 @@
 """Annotation tables users really have, read into one record: `Annotation(audio, start_s, end_s, label)`.
 
 - Raven selection tables (`*.selections.txt`): tab-separated, `Begin Time (s)`, `End Time (s)` and a label column
-  (`Annotation`, `Species`, `label`, ... or the one the user names). Read with crowsetta's `raven` format; tables
-  whose label cells are empty (common: Raven leaves `Annotation` blank) are read directly and get the default label.
+  (`Annotation`, `Species`, `label`, ... or the one the user names). Read directly as TSV: crowsetta's `raven`
+  schema rejects real tables (blank `Annotation` cells, which Raven leaves by default; integer frequency columns).
+  Empty label cells get the default label the user gives.
 - Audacity label tracks (`start<TAB>end<TAB>label`, `*.txt`): crowsetta's `aud-seq` format.
 - CSV `file,start_s,end_s,label` (file relative to the CSV).
 
@@ -60,8 +61,6 @@ def _raven_header(path: Path) -> list[str]:
 def read_raven(path: str | os.PathLike, audio: str | os.PathLike | None = None, label_column: str | None = None,
                default_label: str | None = None) -> list[Annotation]:
     """Selections of one Raven table. Empty label cells take `default_label` (an error if there is none)."""
-    import crowsetta
-
     path = Path(path)
     audio = Path(audio) if audio is not None else audio_for_table(path)
     if audio is None:
@@ -75,16 +74,9 @@ def read_raven(path: str | os.PathLike, audio: str | os.PathLike | None = None, 
     col = label_column or next((c for c in LABEL_COLUMNS if c in header), None)
     if label_column and label_column not in header:
         raise _bad(path, f"no column {label_column!r} (columns: {header})", "pass --label-column with one of them")
-    rows = list(csv.DictReader(open(path, newline="", encoding="utf-8-sig"), delimiter="\t"))
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
     labels = [(r.get(col) or "").strip() if col else "" for r in rows]
-    if col and rows and all(labels):
-        try:
-            df = crowsetta.formats.by_name("raven").from_file(path, annot_col=col).df
-        except Exception as exc:  # crowsetta/pandera raise many types
-            raise _bad(path, f"crowsetta cannot read this Raven table ({type(exc).__name__}: {exc})") from None
-        return [Annotation(str(audio), float(b), float(e), str(lab).strip())
-                for b, e, lab in zip(df["begin_time_s"], df["end_time_s"], df["annotation"])]
-    # Raven leaves the label column blank unless the user typed labels; crowsetta rejects that, so read it here.
     out = []
     for r, lab in zip(rows, labels):
         if not lab:

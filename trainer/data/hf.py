@@ -1,9 +1,11 @@
-"""A Hugging Face `datasets` audio dataset (a local `audiofolder` or a hub id) as ClipRefs.
+"""A Hugging Face `datasets` audio dataset (a hub id, its local parquet copy, or a local `audiofolder`) as ClipRefs.
 
 Audio is read undecoded (`Audio(decode=False)`, so no torchcodec is needed), decoded with soundfile, mixed to
 mono, resampled with soxr to the model rate and written once as WAV files under the run's cache folder; from
 there it is the same ClipRef path as every other layout (cut by `ClipRef.cut`). Dataset splits named
 train/validation/test become an explicit split; a `recording` or `site` column gives the split groups.
+(datasets >= 4 needs torchcodec to build an `audiofolder`, not to read parquet datasets; hootwatch reads the
+audiofolder layout, a folder per label, directly anyway.)
 """
 
 from __future__ import annotations
@@ -24,17 +26,25 @@ log = logging.getLogger(__name__)
 
 
 def _load(data: str):
+    """A local parquet/arrow dataset folder, a local audiofolder, or a hub id."""
     import datasets
 
     local = Path(data).expanduser()
     try:
         if local.is_dir():
+            if any(local.rglob("*.parquet")) or any(local.rglob("*.arrow")):
+                return datasets.load_dataset(str(local))
             return datasets.load_dataset("audiofolder", data_dir=str(local))
         return datasets.load_dataset(data)
     except Exception as exc:  # offline hub ids raise ConnectionError, DatasetNotFoundError, OSError, ...
+        cause = exc.__cause__ or exc
+        if "torchcodec" in str(cause):
+            raise HootwatchError(f"{data}: the datasets library needs torchcodec to read audio files",
+                                 "pip install torchcodec, or drop --data-format hf: hootwatch reads a folder per "
+                                 "label (optionally under train/validation/test) directly") from None
         if local.is_dir():
-            raise HootwatchError(f"{data}: cannot read this audiofolder dataset ({type(exc).__name__}: {exc})",
-                                 "see https://huggingface.co/docs/datasets/audio_dataset#audiofolder for the layout"
+            raise HootwatchError(f"{data}: cannot read this dataset folder ({type(exc).__name__}: {exc})",
+                                 "see https://huggingface.co/docs/datasets/audio_dataset for the layouts"
                                  ) from None
         raise HootwatchError(f"cannot download dataset {data!r} ({type(exc).__name__}: {exc})",
                              "without internet, download it elsewhere and pass its local folder with --data") from None

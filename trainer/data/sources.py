@@ -174,8 +174,8 @@ def clips_from_annotations(root: Path, opts: HarvestOptions, skipped: list[str],
         group = _group(Path(src), base, rec_map)
         dur = info.duration_s
         for ann in anns:
-            if ann.start_s >= dur or ann.end_s <= ann.start_s:
-                log.warning("%s: annotation %.2f-%.2f s outside the recording (%.1f s) or empty; ignored",
+            if ann.start_s >= dur or ann.end_s < ann.start_s:  # a point selection (end == start) is kept
+                log.warning("%s: annotation %.2f-%.2f s outside the recording (%.1f s) or reversed; ignored",
                             src, ann.start_s, ann.end_s, dur)
                 continue
             a, b = call_region(ann, dur, opts.window_s)

@@ -1,0 +1,136 @@
+"""Annotation tables (Raven, Audacity, CSV) and the clip regions harvested from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hootwatch.edge.errors import HootwatchError
+from hootwatch.trainer.data.annotations import (Annotation, audio_for_table, find_tables, read_annotation_csv,
+                                                read_audacity, read_raven)
+from hootwatch.trainer.data.sources import HarvestOptions, call_region, clips_from_annotations, negative_regions
+from test_data_fixtures import make_annotated_recording
+
+RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\t{col}\n")
+
+
+def write_raven(path: Path, rows: list[tuple[float, float, str]], col: str = "Annotation") -> Path:
+    lines = [RAVEN_HEADER.format(col=col)]
+    lines += [f"{i + 1}\tSpectrogram 1\t1\t{b}\t{e}\t300\t900\t{lab}\n" for i, (b, e, lab) in enumerate(rows)]
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.mark.shared
+def test_real_raven_tables_parse(shared_real):
+    tables = sorted((shared_real / "boobook" / "positive").glob("*.selections.txt"))
+    assert len(tables) >= 5
+    total = 0
+    for t in tables:
+        anns = read_raven(t, default_label="boobook")
+        assert anns, t
+        assert Path(anns[0].audio) == audio_for_table(t)
+        for a in anns:
+            assert 0 <= a.start_s <= a.end_s <= 30.5  # one real table holds a point selection (end == start)
+            assert a.end_s - a.start_s < 3.0  # boobook calls last about 0.7 s
+            assert a.label == "boobook"
+        total += len(anns)
+    assert total >= 15
+    assert sum(a.end_s - a.start_s > 0.3 for t in tables for a in read_raven(t, default_label="b")) >= 15
+    first = read_raven(tables[0], default_label="boobook")
+    # dalby_bush_01_2980_702775...: the first selection of the real table
+    if tables[0].name.startswith("dalby_bush_01_2980_702775"):
+        assert first[0].start_s == pytest.approx(4.389401149) and first[0].end_s == pytest.approx(5.109643443)
+
+
+@pytest.mark.shared
+def test_real_raven_without_labels_needs_a_default(shared_real):
+    table = sorted((shared_real / "boobook" / "positive").glob("*.selections.txt"))[0]
+    with pytest.raises(HootwatchError) as exc:
+        read_raven(table)
+    assert table.name in str(exc.value) and "--default-label" in str(exc.value)
+
+
+@pytest.mark.shared
+def test_real_tables_harvest_regions(shared_real, tmp_path):
+    pos = shared_real / "boobook" / "positive"
+    opts = HarvestOptions(window_s=5.0, default_label="boobook", background_label="quiet")
+    skipped: list[str] = []
+    clips = clips_from_annotations(pos, opts, skipped)
+    calls = [c for c in clips if c.label == "boobook"]
+    quiet = [c for c in clips if c.label == "quiet"]
+    assert len(calls) >= 15 and quiet
+    anns = {}
+    for t in pos.glob("*.selections.txt"):
+        for a in read_raven(t, default_label="boobook"):
+            anns.setdefault(str(Path(a.audio).resolve()), []).append(a)
+    for q in quiet:  # negatives keep the margin from every annotation and are a full window long
+        assert q.region_end_s - q.region_start_s >= 5.0 - 1e-9
+        for a in anns[q.source]:
+            assert q.region_end_s <= a.start_s - 1.0 + 1e-9 or q.region_start_s >= a.end_s + 1.0 - 1e-9
+
+
+def test_raven_with_label_column_via_crowsetta(tmp_path):
+    make_annotated_recording(tmp_path / "rec1.wav", 16000, 30.0, [3.0, 15.0])
+    t = write_raven(tmp_path / "rec1.Table.1.selections.txt", [(3.0, 4.4, "owl"), (15.0, 16.2, "owl")], col="Species")
+    anns = read_raven(t)
+    assert [(a.start_s, a.end_s, a.label) for a in anns] == [(3.0, 4.4, "owl"), (15.0, 16.2, "owl")]
+    assert anns[0].audio == str(tmp_path / "rec1.wav")
+    with pytest.raises(HootwatchError, match="--label-column"):
+        read_raven(t, label_column="Call type")
+
+
+def test_raven_table_without_audio_is_named(tmp_path):
+    t = write_raven(tmp_path / "lonely.Table.1.selections.txt", [(1.0, 2.0, "owl")])
+    with pytest.raises(HootwatchError, match="lonely.Table.1.selections.txt"):
+        read_raven(t)
+
+
+def test_audacity_and_csv(tmp_path):
+    make_annotated_recording(tmp_path / "night.flac", 22050, 20.0, [2.0])
+    (tmp_path / "night.txt").write_text("2.000000\t3.300000\towl\n10.5\t11.25\tboobook\n")
+    anns = read_audacity(tmp_path / "night.txt")
+    assert [(a.start_s, a.end_s, a.label) for a in anns] == [(2.0, 3.3, "owl"), (10.5, 11.25, "boobook")]
+    (tmp_path / "ann.csv").write_text("file,start_s,end_s,label\nnight.flac,2.0,3.3,owl\n")
+    anns = read_annotation_csv(tmp_path / "ann.csv")
+    assert anns == [Annotation(str(tmp_path / "night.flac"), 2.0, 3.3, "owl")]
+    assert {p.name for p in find_tables(tmp_path)} == {"night.txt", "ann.csv"}
+    (tmp_path / "bad.csv").write_text("file,begin,end\nx.wav,1,2\n")
+    with pytest.raises(HootwatchError, match="bad.csv"):
+        read_annotation_csv(tmp_path / "bad.csv")
+
+
+@pytest.mark.parametrize("start,end,dur", [(10.0, 11.0, 60.0), (0.5, 1.5, 60.0), (57.0, 58.5, 60.0)])
+def test_every_window_in_a_call_region_contains_the_call(start, end, dur):
+    a, b = call_region(Annotation("x", start, end, "owl"), dur, 5.0)
+    assert 0 <= a and b <= dur and b - a >= 5.0
+    for w0 in np.linspace(a, b - 5.0, 50):
+        assert w0 <= start + 1e-9 and w0 + 5.0 >= end - 1e-9
+
+
+def test_negative_regions_keep_margin_and_length():
+    anns = [Annotation("x", 10, 11, "owl"), Annotation("x", 14, 15, "owl"), Annotation("x", 40, 41, "owl")]
+    regs = negative_regions(anns, 60.0, HarvestOptions(window_s=5.0, negative_margin_s=1.0))
+    assert regs
+    for a, b in regs:
+        assert b - a >= 5.0 - 1e-9 and b - a < 10.0
+        for ann in anns:
+            assert b <= ann.start_s - 1.0 + 1e-9 or a >= ann.end_s + 1.0 - 1e-9
+    # the 2 s gap between 12 and 13 s gives nothing (no padding of short stretches)
+    assert not any(a >= 11 and b <= 14 for a, b in regs)
+
+
+def test_annotated_clips_cut_to_exact_window_with_the_call(tmp_path):
+    make_annotated_recording(tmp_path / "r.wav", 32000, 40.0, [8.0, 25.0], seed=3)
+    (tmp_path / "r.txt").write_text("8.0\t9.5\towl\n25.0\t26.5\towl\n")
+    clips = clips_from_annotations(tmp_path, HarvestOptions(window_s=5.0), [])
+    owls = [c for c in clips if c.label == "owl"]
+    assert len(owls) == 2 and any(c.label == "not_owl" for c in clips)
+    rng = np.random.default_rng(0)
+    for c in owls:
+        for _ in range(3):
+            x = c.cut(16000, 5.0, rng)
+            assert x.shape == (80000,)
+            assert np.max(np.abs(x)) > 0.15  # the call (amplitude 0.3) is inside every random window

@@ -1,0 +1,187 @@
+"""Label-folder and audiofolder loading, recording ids, and splits that cannot leak."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hootwatch.edge.clips import ClipRef
+from hootwatch.edge.errors import HootwatchError
+from hootwatch.trainer.data.sources import HarvestOptions, load_clips, recording_from_name, split_long
+from hootwatch.trainer.data.splits import (SplitError, apply_explicit_split, split_by_recording, summary)
+from test_data_fixtures import make_label_folders
+
+
+def clips_of(label: str, recordings: int, per: int) -> list[ClipRef]:
+    return [ClipRef(f"/x/{label}{r}_{k}.wav", 0, 5, label, f"{label}rec{r}") for r in range(recordings)
+            for k in range(per)]
+
+
+def test_recording_from_name():
+    assert recording_from_name(Path("site3_rec12_003.wav")) == "site3_rec12"
+    assert recording_from_name(Path("clip-7.flac")) == "clip"
+    assert recording_from_name(Path("S4A03895_20200101_120000.wav")) == "S4A03895_20200101_120000"
+    assert recording_from_name(Path("20240101_230000.WAV")) == "20240101_230000"
+
+
+def test_long_files_give_non_overlapping_regions():
+    regs = split_long(0.0, 23.0, 5.0, 20)
+    assert len(regs) == 4 and regs[0][0] == 0.0 and regs[-1][1] == 23.0
+    assert all(b - a >= 5.0 for a, b in regs) and all(regs[i][1] <= regs[i + 1][0] for i in range(3))
+    assert split_long(0.0, 3.0, 5.0, 20) == [(0.0, 3.0)]
+
+
+def test_label_folders_any_rate_and_unreadable_skipped(tmp_path, caplog):
+    make_label_folders(tmp_path, n_recordings=3, clips_per_recording=2)
+    (tmp_path / "owl" / "broken_001.wav").write_bytes(b"RIFF....not audio")
+    sf.write(tmp_path / "owl" / "long_000.flac", np.zeros(16000 * 12, np.float32), 16000)
+    with caplog.at_level(logging.WARNING):
+        loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "cache")
+    assert any("broken_001.wav" in s for s in loaded.skipped)
+    assert "broken_001.wav" in caplog.text
+    long_regions = [c for c in loaded.clips if c.source.endswith("long_000.flac")]
+    assert len(long_regions) == 2 and {c.recording for c in long_regions} == {"long"}
+    assert {c.label for c in loaded.clips} == {"owl", "not_owl"}
+    assert {c.recording for c in loaded.clips if c.label == "owl"} == {"rec00owl", "rec01owl", "rec02owl", "long"}
+    for c in loaded.clips[:6]:
+        assert c.cut(16000, 5.0, np.random.default_rng(1)).shape == (80000,)
+
+
+def test_recordings_csv_names_groups(tmp_path):
+    make_label_folders(tmp_path, n_recordings=2, clips_per_recording=2)
+    rows = ["file,recording,site"] + [f"{p.relative_to(tmp_path)},R{p.stem},SITE{i % 2}"
+                                      for i, p in enumerate(sorted(tmp_path.rglob("*.wav")))]
+    (tmp_path / "recordings.csv").write_text("\n".join(rows) + "\n")
+    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    assert {c.recording for c in loaded.clips} == {"SITE0", "SITE1"}  # site wins over recording
+
+
+def test_split_by_recording_never_leaks_and_has_both_classes():
+    clips = clips_of("owl", 7, 3) + clips_of("not_owl", 20, 5)
+    for seed in range(5):
+        s = split_by_recording(clips, 0.15, 0.15, seed)
+        sides = {}
+        for name, part in s.items():
+            assert {c.label for c in part} == {"owl", "not_owl"}
+            for c in part:
+                assert sides.setdefault(c.recording, name) == name
+        assert sum(len(p) for _, p in s.items()) == len(clips)  # nothing dropped, nothing duplicated
+        summ = summary(s)
+        assert summ["splits"]["train"]["owl"]["recordings"] >= 4
+        assert sum(summ["splits"][n]["_total"]["clips"] for n in ("train", "validation", "test")) == len(clips)
+
+
+def test_recordings_holding_both_classes_stay_together():
+    clips = [ClipRef(f"/r{r}.wav", t, t + 6, lab, f"r{r}") for r in range(8)
+             for t, lab in ((0, "owl"), (10, "not_owl"), (20, "not_owl"))]
+    s = split_by_recording(clips, 0.2, 0.2, 0)
+    groups = [{c.recording for c in part} for _, part in s.items()]
+    assert not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])
+
+
+def test_class_too_small_is_refused_with_its_name():
+    with pytest.raises(SplitError) as exc:
+        split_by_recording(clips_of("owl", 2, 5) + clips_of("not_owl", 10, 5))
+    assert "'owl'" in str(exc.value) and "2 recordings" in str(exc.value) and "fix:" in str(exc.value)
+    with pytest.raises(SplitError, match="'owl' has too few examples: 3 clips"):
+        split_by_recording(clips_of("owl", 3, 1) + clips_of("not_owl", 10, 5))
+    with pytest.raises(SplitError, match="only one class"):
+        split_by_recording(clips_of("not_owl", 10, 5))
+
+
+def test_explicit_split_folders_and_leak_refusal(tmp_path):
+    for split, seed in (("train", 1), ("validation", 2), ("test", 3)):
+        make_label_folders(tmp_path / split, n_recordings=2, clips_per_recording=2, seed=seed)
+    # distinct recordings per split: rename files with the split in the name
+    for p in list(tmp_path.rglob("*.wav")):
+        split = p.relative_to(tmp_path).parts[0]
+        p.rename(p.with_name(f"{split}{p.name}"))
+    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    s = apply_explicit_split(loaded.clips, loaded.explicit_split)
+    assert all(c.source.split("/")[-3] == "train" for c in s.train)
+    assert all(c.source.split("/")[-3] == "test" for c in s.test)
+    # now one recording appears in train and in test
+    src = next((tmp_path / "train" / "owl").glob("*.wav"))
+    (tmp_path / "test" / "owl" / src.name).write_bytes(src.read_bytes())
+    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    with pytest.raises(SplitError) as exc:
+        apply_explicit_split(loaded.clips, loaded.explicit_split)
+    assert recording_from_name(src) in str(exc.value) and "test and train" in str(exc.value)
+
+
+def test_split_column_in_recordings_csv(tmp_path):
+    make_label_folders(tmp_path, n_recordings=3, clips_per_recording=2)
+    files = sorted(tmp_path.rglob("*.wav"))
+    split_of = {0: "train", 1: "validation", 2: "test"}
+    rows = ["file,recording,split"]
+    for p in files:
+        r = int(p.name[3:5])
+        rows.append(f"{p.relative_to(tmp_path)},{p.parent.name}{r},{split_of[r]}")
+    (tmp_path / "recordings.csv").write_text("\n".join(rows) + "\n")
+    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    s = apply_explicit_split(loaded.clips, loaded.explicit_split)
+    assert {c.recording for c in s.validation} == {"owl1", "not_owl1"}
+    rows[1] = rows[1].rsplit(",", 1)[0] + ",test"  # first clip of recording not_owl0 moved to test: a leak
+    (tmp_path / "recordings.csv").write_text("\n".join(rows) + "\n")
+    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    with pytest.raises(SplitError, match="not_owl0"):
+        apply_explicit_split(loaded.clips, loaded.explicit_split)
+
+
+def write_parquet_dataset(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
+    """A Hugging Face audio dataset as the hub stores it (parquet with an Audio column and a ClassLabel)."""
+    import io
+
+    import datasets
+
+    from test_data_fixtures import clip
+
+    rng = np.random.default_rng(seed)
+    feats = datasets.Features({"audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                               "label": datasets.ClassLabel(names=["not_owl", "owl"]),
+                               "recording": datasets.Value("string")})
+    (root / "data").mkdir(parents=True)
+    for split, n in splits.items():
+        rows = {"audio": [], "label": [], "recording": []}
+        for i in range(n):
+            lab = i % 2
+            sr = (22050, 48000)[i % 2]
+            buf = io.BytesIO()
+            sf.write(buf, clip(("not_owl", "owl")[lab], sr, 2.5, rng), sr, format="FLAC")
+            rows["audio"].append({"bytes": buf.getvalue(), "path": f"{split}_{i}.flac"})
+            rows["label"].append(lab)
+            rows["recording"].append(f"{split}-rec{i // 2}")
+        ds = datasets.Dataset.from_dict(rows, features=feats).cast_column("audio", datasets.Audio(decode=False))
+        ds.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    return root
+
+
+def test_hf_dataset_decoded_resampled_and_split(tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    data = write_parquet_dataset(tmp_path / "ds", {"train": 8, "test": 4})
+    loaded = load_clips(str(data), HarvestOptions(window_s=2.0), 8000, tmp_path / "cache", fmt="hf")
+    assert len(loaded.clips) == 12
+    assert {c.label for c in loaded.clips} == {"owl", "not_owl"}
+    assert sorted(loaded.explicit_split.values()).count("test") == 4
+    assert {c.recording for c in loaded.clips} >= {"train-rec0", "test-rec1"}
+    for c in loaded.clips:
+        assert sf.info(c.source).samplerate == 8000
+        assert c.region_end_s == pytest.approx(2.5, abs=1e-3)
+        assert c.cut(8000, 2.0).shape == (16000,)
+
+
+def test_hf_hub_id_offline_says_to_pass_a_local_path(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 set before import
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HootwatchError) as exc:
+        load_clips("nobody/no-such-owls", HarvestOptions(), 16000, tmp_path / "cache")
+    assert "no-such-owls" in str(exc.value) and "local folder" in str(exc.value)
