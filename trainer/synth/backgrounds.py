@@ -19,6 +19,7 @@ from hootwatch.edge import audio
 from hootwatch.edge.errors import ConfigError
 
 from .confusers import insects
+from .propagation import next_fast_len
 
 _EXCLUDED_DIRS = {"positive", "owl", "misc", "recorder_fixtures"}
 _SM_TIME = re.compile(r"_(\d{8})_(\d{2})(\d{2})(\d{2})")
@@ -63,12 +64,13 @@ def find_background_files(folder: str | os.PathLike) -> list[Path]:
 
 def synthetic_night(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
     """Pink-to-brown noise at a quiet night level, with faint insects now and then."""
-    white = rng.standard_normal(n).astype(np.float32)
+    nfft = next_fast_len(n)
+    white = rng.standard_normal(nfft).astype(np.float32)
     slope = rng.uniform(0.5, 1.0)      # 0.5 -> pink, 1.0 -> brown (power ~ 1/f^(2*slope))
     spec = np.fft.rfft(white)
-    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    f = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
     spec *= 1.0 / np.maximum(f, 20.0) ** slope * (f > 10)
-    x = np.fft.irfft(spec, n).astype(np.float32)
+    x = np.fft.irfft(spec, nfft)[:n].astype(np.float32)
     x *= np.float32(10 ** (rng.uniform(-55, -40) / 20) / (np.sqrt(np.mean(x ** 2)) + 1e-12))
     if rng.random() < 0.5:
         bug, _ = insects(rng, sample_rate, duration_s=n / sample_rate)

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .calls import smooth_noise
+from .propagation import next_fast_len
 
 Spans = list[tuple[float, float]]
 Generator = Callable[..., tuple[np.ndarray, Spans]]
@@ -33,9 +34,10 @@ Generator = Callable[..., tuple[np.ndarray, Spans]]
 
 def _shape(x: np.ndarray, sample_rate: int, gain: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Filter by a frequency-domain gain curve (zero-phase FFT filter)."""
-    spec = np.fft.rfft(x)
-    spec *= gain(np.fft.rfftfreq(len(x), 1.0 / sample_rate))
-    return np.fft.irfft(spec, len(x)).astype(np.float32)
+    nfft = next_fast_len(len(x))
+    spec = np.fft.rfft(x, nfft)
+    spec *= gain(np.fft.rfftfreq(nfft, 1.0 / sample_rate))
+    return np.fft.irfft(spec, nfft)[: len(x)].astype(np.float32)
 
 
 def _norm(x: np.ndarray) -> np.ndarray:
@@ -160,9 +162,10 @@ def rain(rng: np.random.Generator, sample_rate: int, duration_s: float | None = 
     drops[rng.integers(0, n, count)] = rng.lognormal(0, 0.8, count) * rng.choice([-1, 1], count)
     k = int(0.006 * sample_rate)
     kernel = (rng.standard_normal(k) * np.exp(-np.arange(k) / (rng.uniform(0.001, 0.003) * sample_rate)))
-    spec = np.fft.rfft(drops) * np.fft.rfft(kernel, n)
-    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
-    x = np.fft.irfft(spec * (f > 300), n).astype(np.float32)
+    nfft = next_fast_len(n + k)
+    spec = np.fft.rfft(drops, nfft) * np.fft.rfft(kernel, nfft)
+    f = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
+    x = np.fft.irfft(spec * (f > 300), nfft)[:n].astype(np.float32)
     x += 0.05 * np.abs(x).max() * rng.standard_normal(n).astype(np.float32)
     x *= _fade(n, sample_rate, 2.0, 2.0)
     return _norm(x), [(0.0, total)]
@@ -209,7 +212,7 @@ CONFUSERS: dict[str, Generator] = {
 # the band each sound's SNR is measured in (Hz)
 BANDS: dict[str, tuple[float, float]] = {
     "owl": (250.0, 1200.0), "boobook": (400.0, 1500.0), "frogmouth": (150.0, 1000.0),
-    "koala": (100.0, 2000.0), "wind": (20.0, 400.0), "rain": (300.0, 8000.0),
+    "koala": (100.0, 2000.0), "wind": (5.0, 500.0), "rain": (300.0, 8000.0),
     "insects": (2500.0, 7000.0), "traffic": (20.0, 600.0),
 }
 

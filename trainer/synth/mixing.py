@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .propagation import next_fast_len
+
 
 def band_power(x: np.ndarray, sample_rate: int, band: tuple[float, float]) -> float:
     """Mean power of x within band (Hz), per sample."""
     if len(x) == 0:
         return 0.0
-    spec = np.fft.rfft(x.astype(np.float64))
-    f = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
+    nfft = next_fast_len(len(x))   # zero-padded to a fast size; Parseval still holds with nfft below
+    spec = np.fft.rfft(x, nfft)
+    f = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
     sel = (f >= band[0]) & (f <= min(band[1], sample_rate / 2))
-    return float(2.0 * np.sum(np.abs(spec[sel]) ** 2) / len(x) ** 2)
+    return float(2.0 * np.sum(np.abs(spec[sel]) ** 2) / (nfft * len(x)))
 
 
 def snr_db(signal: np.ndarray, noise: np.ndarray, sample_rate: int, band: tuple[float, float]) -> float:

@@ -28,7 +28,7 @@ def sample_propagation(rng: np.random.Generator) -> Propagation:
                        drr_db=float(np.clip(12 - 9 * np.log10(d / 20), -6, 12) + rng.normal(0, 2)))
 
 
-def _next_fast(n: int) -> int:
+def next_fast_len(n: int) -> int:
     """Smallest 2^a 3^b 5^c >= n (fast FFT sizes)."""
     best = 1 << int(np.ceil(np.log2(max(n, 1))))
     f5 = 1
@@ -53,7 +53,7 @@ def distance_gain(freqs_hz: np.ndarray, distance_m: float) -> np.ndarray:
 
 def fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     n = len(x) + len(h) - 1
-    nfft = _next_fast(n)
+    nfft = next_fast_len(n)
     y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(h, nfft), nfft)[:n]
     return y.astype(np.float32)
 
@@ -72,7 +72,7 @@ def propagate(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
     prop = prop or sample_propagation(rng)
     ir = reverb_ir(rng, sample_rate, prop.rt60_s)
     n = len(audio) + len(ir) - 1
-    nfft = _next_fast(n)
+    nfft = next_fast_len(n)
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
     spec = np.fft.rfft(audio, nfft) * distance_gain(freqs, prop.distance_m)
     wet_gain = np.sqrt(np.sum(audio.astype(np.float64) ** 2)) * 10 ** (-prop.drr_db / 20)

@@ -96,7 +96,7 @@ def make_clip(rng: np.random.Generator, rec: Recording, is_owl: bool, pool: Back
         dry, (a, b) = _owl(rng, sr, length_s, rec.individual)
     else:
         kind, dry, (a, b) = _confuser(rng, sr, length_s)
-    wet = propagate(dry, sr, rng)
+    wet = propagate(dry[: int((a + length_s) * sr)], sr, rng)   # what cannot reach the clip is cut first
     span_n = int((b - a) * sr)
     # where the (first) call starts: anywhere it fits whole in the clip, or as early as possible when longer
     pos = int(rng.uniform(0, max(0.0, length_s - (b - a))) * sr)

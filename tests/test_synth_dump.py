@@ -1,0 +1,169 @@
+"""Synthetic SD-card dumps, training sets and confusers, checked from the files and audio they produce."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hootwatch.trainer.synth import cli, confusers
+from hootwatch.trainer.synth.dump import DumpConfig, write_dump
+from hootwatch.trainer.synth.mixing import band_power
+from hootwatch.trainer.synth.trainset import TrainSetConfig, write_trainset
+
+AUDIOMOTH = re.compile(r"^(\d{8}_\d{6})\.WAV$")
+SONGMETER = re.compile(r"^([A-Za-z0-9_]+)_(\d{8}_\d{6})\.wav$")
+
+
+def _dump(tmp: Path, hours: float = 0.05, seed: int = 1, backgrounds=None) -> Path:
+    write_dump(tmp, DumpConfig(hours=hours, seed=seed, backgrounds=backgrounds))
+    return tmp
+
+
+def _truth(root: Path) -> list[dict]:
+    with open(root / "ground_truth.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory) -> Path:
+    return _dump(tmp_path_factory.mktemp("dump"), hours=0.08, seed=3)
+
+
+def test_names_rates_contiguity(dump):
+    files = sorted(p for p in dump.rglob("*") if p.is_file() and p.name != "ground_truth.csv")
+    assert files
+    kinds, by_rec = set(), {}
+    for p in files:
+        info = sf.info(str(p))
+        assert info.samplerate in (48000, 32000, 24000, 22050) and info.subtype == "PCM_16"
+        m_am, m_sm = AUDIOMOTH.match(p.name), SONGMETER.match(p.name)
+        assert m_am or m_sm, p.name
+        stamp = (m_am or m_sm).group(m_am and 1 or 2)
+        kinds.add("am" if m_am else "sm")
+        by_rec.setdefault(p.parent.name, []).append((datetime.strptime(stamp, "%Y%m%d_%H%M%S"), info))
+    assert kinds == {"am", "sm"}
+    assert any("_" in name for name in by_rec if not name.startswith("AM"))  # prefix with underscores
+    for recs in by_rec.values():
+        recs.sort(key=lambda r: r[0])
+        assert len({i.samplerate for _, i in recs}) == 1
+        for (t0, i0), (t1, _) in zip(recs, recs[1:]):
+            assert t1 == t0 + timedelta(seconds=i0.frames / i0.samplerate)
+    assert any(len(r) > 1 for r in by_rec.values())
+
+
+def test_truth_rows_inside_files_and_owl_is_louder_in_its_band(dump):
+    rows = _truth(dump)
+    labels = {r["label"] for r in rows}
+    assert "owl" in labels and labels <= {"owl", *confusers.CONFUSERS}
+    checked = 0
+    for r in rows:
+        info = sf.info(str(dump / r["file"]))
+        a, b = float(r["start_s"]), float(r["end_s"])
+        assert 0 <= a < b <= info.frames / info.samplerate
+        if r["label"] == "owl" and float(r["snr_db"]) > 3:
+            x, sr = sf.read(str(dump / r["file"]), dtype="float32")
+            call = x[int(a * sr): int(b * sr)]
+            before = x[max(0, int((a - 3) * sr)): int((a - 1) * sr)]
+            if len(before) < sr:
+                continue
+            assert band_power(call, sr, (300, 600)) > 1.5 * band_power(before, sr, (300, 600))
+            checked += 1
+    assert checked >= 2
+    owl_snr = [float(r["snr_db"]) for r in rows if r["label"] == "owl"]
+    assert min(owl_snr) > -10 and max(owl_snr) < 30
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    a = _digest(_dump(tmp_path / "a", hours=0.02, seed=7))
+    b = _digest(_dump(tmp_path / "b", hours=0.02, seed=7))
+    c = _digest(_dump(tmp_path / "c", hours=0.02, seed=8))
+    assert a == b and a != c
+
+
+def test_real_backgrounds(tmp_path, shared_real):
+    root = _dump(tmp_path, hours=0.02, seed=2, backgrounds=shared_real)
+    assert _truth(root)
+
+
+def test_trainset_layout_balance_and_variety(tmp_path):
+    summary = write_trainset(tmp_path, TrainSetConfig(clips=40, seed=5))
+    with open(tmp_path / "recordings.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 40 == summary.n_clips
+    owl = [r for r in rows if r["file"].startswith("owl/")]
+    assert 0.15 <= len(owl) / len(rows) <= 0.55
+    infos = [sf.info(str(tmp_path / r["file"])) for r in rows]
+    lengths = [i.frames / i.samplerate for i in infos]
+    assert min(lengths) >= 3.9 and max(lengths) <= 12.1 and np.std(lengths) > 1
+    assert len({i.samplerate for i in infos}) >= 2
+    for r in rows:
+        assert Path(r["file"]).name.startswith(r["recording"] + "_")
+    # both classes share recordings (split by recording keeps them together)
+    recs_owl = {r["recording"] for r in owl}
+    recs_neg = {r["recording"] for r in rows if r["file"].startswith("not_owl/")}
+    assert recs_owl & recs_neg
+
+
+def test_boobook_matches_real_raven_tables(shared_real):
+    spans = []
+    for table in sorted((shared_real / "boobook" / "positive").glob("*.selections.txt")):
+        with open(table, newline="") as f:
+            for r in csv.DictReader(f, delimiter="\t"):
+                dur = float(r["End Time (s)"]) - float(r["Begin Time (s)"])
+                if dur > 0.2:
+                    spans.append((dur, float(r["Low Freq (Hz)"]), float(r["High Freq (Hz)"])))
+    real_dur = np.array([s[0] for s in spans])
+    rng = np.random.default_rng(0)
+    synth = []
+    for _ in range(10):
+        x, calls = confusers.boobook(rng, 24000)
+        for a, b in calls:
+            seg = x[int(a * 24000): int(b * 24000)]
+            spec = np.abs(np.fft.rfft(seg, 1 << 15))
+            f = np.fft.rfftfreq(1 << 15, 1 / 24000)
+            synth.append((b - a, f[np.argmax(spec * (f > 100))]))
+    durs = np.array([s[0] for s in synth])
+    # a Raven box is drawn a little wider than the sound: synthetic spans sit at or below the real boxes
+    assert np.percentile(real_dur, 10) - 0.25 < np.median(durs) <= np.percentile(real_dur, 90)
+    lo, hi = min(s[1] for s in spans), max(s[2] for s in spans)
+    assert all(lo <= p <= hi for _, p in synth)
+
+
+@pytest.mark.parametrize("name", list(confusers.CONFUSERS))
+def test_confusers_return_audio_and_spans(name):
+    rng = np.random.default_rng(1)
+    x, spans = confusers.CONFUSERS[name](rng, 22050)
+    assert x.dtype == np.float32 and np.abs(x).max() == pytest.approx(1.0, abs=1e-3)
+    assert spans and all(0 <= a < b <= (len(x) + 2) / 22050 for a, b in spans)
+    lo, hi = confusers.BANDS[name]
+    in_band = band_power(x, 22050, (lo, hi))
+    assert in_band > 0.5 * band_power(x, 22050, (0, 11025))
+
+
+def test_cli_registers_dump_and_train(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["synth", "dump", str(tmp_path / "d"), "--hours", "0.01", "--seed", "4",
+                              "--synthetic-backgrounds"])
+    assert args.func(args) == 0
+    assert (tmp_path / "d" / "ground_truth.csv").is_file()
+    args = parser.parse_args(["synth", "train", str(tmp_path / "t"), "--clips", "6", "--synthetic-backgrounds"])
+    assert args.func(args) == 0
+    assert "clips" in capsys.readouterr().out
