@@ -8,6 +8,9 @@ Folding the parametrization into a plain weight before export fixes this at the 
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +59,29 @@ def fold_weight_norm(model) -> list[str]:
     return folded
 
 
+@contextlib.contextmanager
+def quiet():
+    """Hide the tracer warnings and per-tensor INFO lines of export and quantization (they are not actionable)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # onnxruntime.quantization logs through the root logger
+    try:
+        import transformers
+
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+    except ImportError:
+        verbosity = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        if verbosity is not None:
+            transformers.logging.set_verbosity(verbosity)
+
+
 @dataclass(frozen=True)
 class ExportedGraph:
     path: Path
@@ -72,7 +98,8 @@ def export_onnx(model, out_dir: Path, opset: int = DEFAULT_OPSET) -> ExportedGra
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # Optimum's own validation is skipped: parity.py checks the export more thoroughly, on real clips.
-    onnx_export_from_model(model, str(out_dir), task=TASK, opset=opset, do_validation=False)
+    with quiet():
+        onnx_export_from_model(model, str(out_dir), task=TASK, opset=opset, do_validation=False)
     path = out_dir / "model.onnx"
     graph = onnx.load(str(path), load_external_data=False).graph
     return ExportedGraph(path, graph.input[0].name, graph.output[0].name, opset)
@@ -83,7 +110,8 @@ def convert_fp16(fp32_path: Path, out_path: Path) -> Path:
     onnx = require("onnx")
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    with quiet():
+        model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
     onnx.save(model, str(out_path))
     return out_path
 

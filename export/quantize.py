@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .onnx_export import require
+from .onnx_export import quiet, require
 
 TARGETS = ("x86", "arm64")
 OPERATORS = ("MatMul",)
@@ -42,7 +42,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, target: str, per_channel: boo
     from optimum.onnxruntime import ORTQuantizer
 
     quantizer = ORTQuantizer.from_pretrained(str(fp32_path.parent), file_name=fp32_path.name)
-    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp, quiet():
         quantizer.quantize(save_dir=tmp, quantization_config=quantization_config(target, per_channel))
         produced = next(p for p in Path(tmp).glob("*.onnx"))
         shutil.move(str(produced), out_path)
