@@ -191,13 +191,14 @@ def _run_daemon(daemon: Daemon, until, timeout: float) -> None:
 
 def test_daemon_detects_a_tone_from_the_stand_in_stream(tmp_path):
     bundle = tone_bundle(tmp_path / "bundle", sample_rate=SR_MODEL)
-    tone = tone_signal(8.0, 48000, tones=[(1.0, 6.0)])
+    tone = tone_signal(6.0, 48000, tones=[(0.5, 5.5)])
     daemon = Daemon(_daemon_config(tmp_path, bundle), stream_factory=_factory(tone))
     db = tmp_path / "out" / "detections.sqlite"
-    _run_daemon(daemon, lambda: daemon.health.detections >= 1 and daemon.mic.samples_captured >= 9 * 48000, 30)
+    # stopping closes the live session: the detection still open at the end is written (drained, not lost)
+    _run_daemon(daemon, lambda: daemon.mic is not None and daemon.mic.samples_captured >= 6 * 48000, 30)
     rows = _live_detections(db)
     assert len(rows) == 1 and rows[0][0] == "mic:default"
-    assert rows[0][1] < 1.5 and rows[0][2] > 5.5  # windows covering the tone, in capture-clock seconds
+    assert rows[0][1] < 1.0 and rows[0][2] > 5.0  # windows covering the tone, in capture-clock seconds
     assert daemon.health.overruns == 0
 
 
