@@ -19,6 +19,7 @@ EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export
 HEAVY_MODULES = {"torch": "train", "transformers": "train", "optimum": "export", "onnx": "export",
                  "datasets": "train", "accelerate": "train", "sklearn": "train", "crowsetta": "train",
                  "matplotlib": "train", "onnxruntime": "edge"}
+QUIET_LOGGERS = ("accelerate", "transformers", "optimum", "datasets", "apscheduler", "watchdog", "urllib3")
 
 
 def _plugins() -> dict:
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if not args.verbose:  # libraries that narrate every checkpoint at INFO
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
         return int(args.func(args) or 0)
     except HootwatchError as exc:
         print(f"hootwatch: error: {exc}", file=sys.stderr)
