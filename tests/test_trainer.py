@@ -1,0 +1,168 @@
+"""The trainer: a tiny model learns held-out recordings on a CPU; run-folder rules; exact step counts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from hootwatch.edge.clips import read_clip_csv  # noqa: E402
+from hootwatch.edge.errors import ConfigError, HootwatchError  # noqa: E402
+from hootwatch.edge.preprocess import Normalisation  # noqa: E402
+from hootwatch.trainer.args import make_args  # noqa: E402
+from hootwatch.trainer.train import run  # noqa: E402
+from test_data_fixtures import make_label_folders  # noqa: E402
+
+FAST = dict(tiny=True, sample_rate=8000, window_s=2.0, batch_size=8, progress=False, threads=2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_label_folders(tmp_path_factory.mktemp("data"), n_recordings=8, clips_per_recording=4, seed=7)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    res = run(make_args(data=str(data), out=str(out), epochs=4, validation_fraction=0.25, test_fraction=0.25,
+                        seed=1, **FAST))
+    return res
+
+
+def test_tiny_model_beats_chance_on_held_out_recordings(trained):
+    test = trained.metrics["test"]
+    assert test["n"] == 16 and test["n_positive"] == 8  # 2 held-out recordings of each class
+    assert test["balanced_accuracy"] >= 0.75, test
+    assert test["f1"] >= 0.75, test
+    assert test["pr_auc"] >= 0.8, test
+
+
+def test_run_folder_layout(trained):
+    run_dir = trained.run_dir
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for part in ("test", "validation"):
+        assert {"precision", "recall", "f1", "pr_auc", "confusion_matrix"} <= set(m[part])
+        assert np.sum(m[part]["confusion_matrix"]) == m[part]["n"]
+    assert m["positive_label"] == "owl" and 0 < m["threshold"] < 1
+    assert len(m["history"]) == 4
+    assert (run_dir / "pr_curve.png").stat().st_size > 1000
+    hw = json.loads((run_dir / "model" / "hootwatch.json").read_text())
+    assert hw["sample_rate"] == 8000 and hw["window_s"] == 2.0 and hw["hop_s"] == 1.0
+    assert hw["threshold"] == m["threshold"] and hw["positive_label"] == "owl"
+    assert Normalisation.from_dict(hw["normalisation"]).kind == "zero_mean_unit_var"
+    cfg = json.loads((run_dir / "model" / "config.json").read_text())
+    assert cfg["label2id"] == {"not_owl": 0, "owl": 1}
+    pre = json.loads((run_dir / "model" / "preprocessor_config.json").read_text())
+    assert pre["sampling_rate"] == 8000
+    rc = json.loads((run_dir / "run_config.json").read_text())
+    assert rc["seed"] == 1 and rc["versions"]["torch"] and rc["args"]["epochs"] == 4
+    summ = json.loads((run_dir / "data_summary.json").read_text())
+    groups = {}
+    for split in ("train", "validation", "test"):
+        clips = read_clip_csv(run_dir / "splits" / f"{split}.csv")
+        assert all(Path(c.source).is_absolute() for c in clips)
+        assert len(clips) == summ["splits"][split]["_total"]["clips"]
+        for c in clips:
+            assert groups.setdefault(c.recording, split) == split  # no recording on two sides
+    assert (run_dir / "checkpoints" / "trainer_state.json").is_file()
+
+
+def test_refuses_non_empty_out_then_resumes_or_overwrites(trained, data):
+    run_dir = trained.run_dir
+    with pytest.raises(ConfigError, match="--resume.*--overwrite"):
+        run(make_args(data=str(data), out=str(run_dir), epochs=4, **FAST))
+    resumed = run(make_args(data=str(data), out=str(run_dir), epochs=5, resume=True, seed=1,
+                            validation_fraction=0.25, test_fraction=0.25, **FAST))
+    n_train = json.loads((run_dir / "data_summary.json").read_text())["splits"]["train"]["_total"]["clips"]
+    assert resumed.epochs_run == 5 and resumed.optimizer_steps == math.ceil(n_train / 8)  # one more epoch only
+    assert len(resumed.metrics["history"]) == 5
+    (run_dir / "marker").write_text("x")
+    over = run(make_args(data=str(data), out=str(run_dir), epochs=1, overwrite=True, **FAST))
+    assert not (run_dir / "marker").exists() and len(over.metrics["history"]) == 1
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path, data):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run(make_args(data=str(data), out=str(tmp_path / "new"), resume=True, **FAST))
+
+
+@pytest.mark.parametrize("batch_size,grad_accum", [(3, 2)])
+def test_grad_accum_optimizer_steps_and_owl_as_label_0(tmp_path, batch_size, grad_accum):
+    # "owl" sorts before "wind": the owl is label 0 here, and the metrics must still count owls
+    data = make_label_folders(tmp_path / "d", n_recordings=4, clips_per_recording=3, seed=3,
+                              labels=("owl", "wind"), dur_range=(1.0, 1.5))
+    args = make_args(data=str(data), out=str(tmp_path / "run"), epochs=2, background_label="wind",
+                     **{**FAST, "window_s": 1.0, "batch_size": batch_size, "grad_accum": grad_accum})
+    res = run(args)
+    n_train = json.loads((tmp_path / "run" / "data_summary.json").read_text())["splits"]["train"]["_total"]["clips"]
+    assert res.optimizer_steps == 2 * math.ceil(math.ceil(n_train / batch_size) / grad_accum)
+    assert res.labels == ["owl", "wind"]
+    test = res.metrics["test"]
+    n_owl = sum(c.label == "owl" for c in read_clip_csv(tmp_path / "run" / "splits" / "test.csv"))
+    assert test["n_positive"] == n_owl and sum(test["confusion_matrix"][1]) == n_owl
+
+
+def test_edge_normalisation_equals_the_feature_extractor():
+    from transformers import Wav2Vec2FeatureExtractor
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(0, 0.3, (3, 16000)) + rng.normal(0, 0.1, (3, 1))).astype(np.float32)
+    for do_norm in (True, False):
+        fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=do_norm)
+        ref = fe(list(x), sampling_rate=16000, return_tensors="np").input_values
+        ours = Normalisation.from_feature_extractor(fe.do_normalize).apply(x)
+        assert np.allclose(ours, ref, atol=1e-5), do_norm
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_fp16_without_gpu_is_a_clear_error(tmp_path, data):
+    from hootwatch.edge.cli import main
+
+    rc = main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--tiny", "--fp16"])
+    assert rc == 2
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        run(make_args(data=str(data), out=str(tmp_path / "r2"), precision="bf16", **FAST))
+
+
+def test_offline_hub_id_says_pass_a_local_path(monkeypatch):
+    import huggingface_hub.constants
+
+    from hootwatch.trainer.model import build_backbone
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HootwatchError) as exc:
+        build_backbone("nobody/no-such-wav2vec2", False, {"not_owl": 0, "owl": 1})
+    assert "cannot download nobody/no-such-wav2vec2" in str(exc.value) and "--tiny" in str(exc.value)
+
+
+def test_local_checkpoint_path_works_as_base(trained, tmp_path):
+    from hootwatch.trainer.model import build_backbone
+
+    bb = build_backbone(str(trained.run_dir / "model"), False, {"not_owl": 0, "owl": 1, "wind": 2})
+    assert bb.sample_rate == 8000 and bb.model.config.num_labels == 3
+
+
+def test_config_file_toml_and_json(tmp_path):
+    (tmp_path / "c.toml").write_text('data = "D"\nout = "R"\nepochs = 3\ntiny = true\n')
+    args = make_args(str(tmp_path / "c.toml"), epochs=7)
+    assert args.data == "D" and args.tiny and args.epochs == 7  # the command line wins
+    (tmp_path / "c.json").write_text(json.dumps({"data": "D", "out": "R", "epcohs": 3}))
+    with pytest.raises(ConfigError, match="epcohs"):
+        make_args(str(tmp_path / "c.json"))
+    with pytest.raises(ConfigError, match="--resume and --overwrite"):
+        make_args(data="D", out="R", resume=True, overwrite=True)
+
+
+def test_empty_class_is_refused(tmp_path):
+    data = make_label_folders(tmp_path / "d", n_recordings=3, clips_per_recording=2)
+    for p in (data / "owl").glob("*.wav"):
+        p.write_bytes(b"")  # unreadable: skipped with a warning, and then the class is empty
+    with pytest.raises(HootwatchError, match="only one class"):
+        run(make_args(data=str(data), out=str(tmp_path / "r"), **FAST))
