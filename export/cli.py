@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the run's, else 0.5)")
     p.add_argument("--audio", type=Path, default=None, metavar="DIR",
                    help="recordings to check the export on: a folder per label, or unlabelled files")
+    p.add_argument("--max-clips", type=int, default=None, metavar="N",
+                   help="check parity on N evenly spaced clips instead of all (faster on big validation sets)")
     p.add_argument("--per-channel", action="store_true", help="per-channel int8 weights (slower, sometimes more accurate)")
     p.add_argument("--threads", type=int, default=2, help="threads for the parity check and speed report (default 2)")
     p.add_argument("--speed-repeats", type=int, default=3, help="timing repeats (0 skips the speed report)")
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         source=args.source, out=args.out, target=args.target or default_target(), fp16=args.fp16,
         keep_fp32=args.keep_fp32, tolerance=args.tolerance, force=args.force, overwrite=args.overwrite,
         positive_label=args.positive_label, threshold=args.threshold, audio_dir=args.audio,
-        per_channel=args.per_channel, threads=args.threads, speed_repeats=args.speed_repeats,
+        per_channel=args.per_channel, max_clips=args.max_clips, threads=args.threads, speed_repeats=args.speed_repeats,
     )
     with console.status("exporting (ONNX, int8, parity check)..."):
         result = export_bundle(options, on_parity=lambda r: console.print(parity_table(r)),

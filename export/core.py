@@ -15,6 +15,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hootwatch.edge.bundle import Manifest
 from hootwatch.edge.errors import ConfigError
 
@@ -46,12 +48,15 @@ class ExportOptions:
     opset: int = onnx_export.DEFAULT_OPSET
     threads: int = 2                 # for parity and the speed report
     speed_repeats: int = 3           # 0 skips the speed measurement
+    max_clips: int | None = None     # parity on an evenly spaced subset of the clips (default: all)
 
     def __post_init__(self) -> None:
         if self.target not in quantize.TARGETS:
             raise ConfigError(f"--target {self.target!r} is unknown", f"use one of {', '.join(quantize.TARGETS)}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"--threshold {self.threshold} is outside [0, 1]", "pass a probability such as 0.5")
+        if self.max_clips is not None and self.max_clips < 1:
+            raise ConfigError(f"--max-clips {self.max_clips} must be at least 1", "leave it unset to check every clip")
         if self.opset < 14:
             raise ConfigError(f"--opset {self.opset} is too old", "use opset 14 or newer (18 is the default)")
 
@@ -80,7 +85,10 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         if options.fp16:
             paths["fp16"] = onnx_export.convert_fp16(fp32.path, work / "model_fp16.onnx")
 
-        parity = check_parity(model, paths, source.clips, source.sample_rate, source.window_s, source.normalisation,
+        clips = source.clips
+        if options.max_clips and len(clips) > options.max_clips:
+            clips = tuple(clips[i] for i in np.linspace(0, len(clips) - 1, options.max_clips).round().astype(int))
+        parity = check_parity(model, paths, clips, source.sample_rate, source.window_s, source.normalisation,
                               source.labels, source.positive_label, source.threshold, options.tolerance, options.threads)
         if on_parity:
             on_parity(parity)
@@ -107,7 +115,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
             shutil.move(str(paths["fp16"]), bundle_dir / VARIANT_FILES["fp16"])
             variants["fp16"] = VARIANT_FILES["fp16"]
 
-        report = _report(source, options, parity, speed, forced)
+        report = _report(source, options, parity, speed, forced, folded)
         manifest = Manifest(
             labels=source.labels, positive_label=source.positive_label, sample_rate=source.sample_rate,
             window_s=source.window_s, hop_s=source.hop_s, normalisation=source.normalisation,
@@ -121,11 +129,12 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
 
 
 def _report(source: ExportSource, options: ExportOptions, parity: ParityReport, speed: SpeedReport | None,
-            forced: bool) -> dict:
+            forced: bool, folded: list[str]) -> dict:
     report = {
         "source": {"path": str(options.source), "kind": source.kind, "clips": source.clips_origin},
         "quantization": {"target": options.target, "operators": list(quantize.OPERATORS), "weights": "int8 (signed)",
-                         "per_channel": options.per_channel, "mode": "dynamic", "opset": options.opset},
+                         "per_channel": options.per_channel, "mode": "dynamic", "opset": options.opset,
+                         "weight_norm_folded": list(folded)},
         "parity": parity.to_dict(),
         "speed": speed.to_dict() if speed else None,
     }

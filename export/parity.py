@@ -19,6 +19,8 @@ from hootwatch.edge.detector import softmax
 from hootwatch.edge.errors import HootwatchError
 from hootwatch.edge.preprocess import Normalisation
 
+from .onnx_export import require
+
 BATCH = 8
 
 
@@ -76,7 +78,7 @@ def torch_logits(model, x: np.ndarray, threads: int | None = None) -> np.ndarray
 
 
 def ort_session(path: Path, threads: int | None = 2):
-    import onnxruntime as ort
+    ort = require("onnxruntime")
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -95,8 +97,7 @@ def ort_logits(path: Path, x: np.ndarray, threads: int | None = 2) -> np.ndarray
 def _f1(truth: np.ndarray | None, decisions: np.ndarray) -> float | None:
     if truth is None:
         return None
-    from sklearn.metrics import f1_score
-
+    f1_score = require("sklearn.metrics").f1_score
     return float(f1_score(truth, decisions, zero_division=0))
 
 

@@ -262,3 +262,37 @@ def test_hubert_exports_too(tmp_path):
     result = export_bundle(ExportOptions(source=run, out=tmp_path / "b", speed_repeats=0))
     assert "hubert.encoder.pos_conv_embed.conv" in result.folded_weight_norm
     assert load_bundle(result.bundle).manifest.backbone == "tiny-hubert"
+
+
+def test_without_the_fold_conv_quantization_fails_and_with_it_succeeds(tmp_path):
+    """The root cause, pinned: an unfolded weight norm leaves the pos-conv weight computed at run time."""
+    model = transformers.Wav2Vec2ForSequenceClassification(tiny_config()).eval()
+    raw = onnx_export.export_onnx(model, tmp_path / "raw").path
+    with pytest.raises(ValueError, match="initializer"):
+        quantize_conv(raw, tmp_path / "raw_q")
+    onnx_export.fold_weight_norm(model)
+    folded = onnx_export.export_onnx(model, tmp_path / "folded").path
+    quantize_conv(folded, tmp_path / "folded_q")
+    assert any((tmp_path / "folded_q").glob("*.onnx"))
+
+
+def quantize_conv(fp32: Path, out: Path) -> None:
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False, operators_to_quantize=["MatMul", "Conv"])
+    ORTQuantizer.from_pretrained(str(fp32.parent), file_name=fp32.name).quantize(save_dir=out, quantization_config=config)
+
+
+def test_missing_extra_is_named(monkeypatch):
+    from hootwatch.edge.errors import MissingExtraError
+
+    monkeypatch.setitem(__import__("sys").modules, "optimum.exporters.onnx", None)
+    with pytest.raises(MissingExtraError, match=r"hootwatch\[export\]"):
+        onnx_export.require("optimum.exporters.onnx")
+
+
+def test_max_clips_checks_an_evenly_spaced_subset(run_dir, tmp_path):
+    result = export_bundle(ExportOptions(source=run_dir, out=tmp_path / "b", max_clips=4, speed_repeats=0))
+    assert result.parity.n_clips == 4 and result.parity.labelled
+    assert result.parity.get("pytorch").f1 is not None  # both labels are in the subset (first and last clip)
