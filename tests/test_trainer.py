@@ -19,7 +19,7 @@ from hootwatch.trainer.args import make_args  # noqa: E402
 from hootwatch.trainer.train import run  # noqa: E402
 from test_data_fixtures import make_label_folders  # noqa: E402
 
-FAST = dict(tiny=True, sample_rate=8000, window_s=2.0, batch_size=8, progress=False, threads=2)
+FAST = dict(tiny=True, sample_rate=8000, window_s=2.0, batch_size=8, progress=False, threads=1)
 
 
 @pytest.fixture(scope="module")
