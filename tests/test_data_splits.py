@@ -39,12 +39,15 @@ def test_label_folders_any_rate_and_unreadable_skipped(tmp_path, caplog):
     make_label_folders(tmp_path, n_recordings=3, clips_per_recording=2)
     (tmp_path / "owl" / "broken_001.wav").write_bytes(b"RIFF....not audio")
     sf.write(tmp_path / "owl" / "long_000.flac", np.zeros(16000 * 12, np.float32), 16000)
+    sf.write(tmp_path / "not_owl" / "longneg_000.flac", np.zeros(16000 * 12, np.float32), 16000)
     with caplog.at_level(logging.WARNING):
         loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "cache")
     assert any("broken_001.wav" in s for s in loaded.skipped)
     assert "broken_001.wav" in caplog.text
     long_regions = [c for c in loaded.clips if c.source.endswith("long_000.flac")]
-    assert len(long_regions) == 2 and {c.recording for c in long_regions} == {"long"}
+    assert len(long_regions) == 1 and long_regions[0].region_end_s == 12.0  # the call is somewhere in it
+    long_negatives = [c for c in loaded.clips if c.source.endswith("longneg_000.flac")]
+    assert len(long_negatives) == 2 and {c.recording for c in long_negatives} == {"longneg"}
     assert {c.label for c in loaded.clips} == {"owl", "not_owl"}
     assert {c.recording for c in loaded.clips if c.label == "owl"} == {"rec00owl", "rec01owl", "rec02owl", "long"}
     for c in loaded.clips[:6]:

@@ -125,7 +125,8 @@ def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool
         return split_mod.Splits(parts["train"], parts["validation"], parts["test"])
     opts = HarvestOptions(window_s=args.window_s, negative_margin_s=args.negative_margin_s,
                           max_negatives_per_recording=args.max_negatives_per_recording,
-                          background_label=args.background_label, label_column=args.label_column,
+                          background_label=args.background_label, positive_label=args.positive_label,
+                          label_column=args.label_column,
                           default_label=args.default_label, seed=args.seed)
     loaded = load_clips(args.data, opts, sample_rate, run_dir / "data_cache", args.data_format)
     if loaded.explicit_split is not None:

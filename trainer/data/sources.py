@@ -1,7 +1,8 @@
 """Turn what users have on disk into `ClipRef`s (hootwatch.edge.clips): one labelled region per clip.
 
 Three layouts are recognised (see `load_clips`):
-- a folder per label (`owl/`, `not_owl/`, any names) of clips of any length, rate, channels and format;
+- a folder per label (`owl/`, `not_owl/`, any names) of clips of any length, rate, channels and format; long
+  negative clips give several non-overlapping regions, a long owl clip one (the window lies at random in it);
 - long recordings with annotation tables (Raven, Audacity, CSV): regions around each call, negatives from the
   unannotated stretches, cut the same way;
 - a Hugging Face `datasets` audio dataset (local `audiofolder` or hub id), decoded to WAV files at the model rate.
@@ -43,6 +44,7 @@ class HarvestOptions:
     max_negatives_per_recording: int = 100
     max_regions_per_file: int = 20       # a long file in a label folder gives at most this many regions
     background_label: str = "not_owl"    # label of unannotated stretches
+    positive_label: str = "owl"          # its long files in a label folder stay one region (the call is somewhere)
     label_column: str | None = None      # Raven label column (default: Annotation/Species/label ...)
     default_label: str | None = None     # label of Raven selections whose label cell is empty
     seed: int = 0
@@ -119,7 +121,9 @@ def clips_from_label_folders(root: Path, opts: HarvestOptions, skipped: list[str
             if info is None:
                 continue
             group = _group(f, base, rec_map)
-            for a, b in split_long(0.0, info.duration_s, opts.window_s, opts.max_regions_per_file):
+            # a long owl clip holds its call somewhere: cutting it up would label call-free parts "owl"
+            most = 1 if label_dir.name == opts.positive_label else opts.max_regions_per_file
+            for a, b in split_long(0.0, info.duration_s, opts.window_s, most):
                 clips.append(ClipRef(str(f.resolve()), a, b, label_dir.name, group))
     return clips
 
