@@ -1,4 +1,4 @@
-"""`hootwatch` command line.
+"""hootwatch: detect powerful owl calls in recordings; train, export and run the detector.
 
 The field commands (scan, run, check-config) live in hootwatch.edge. The workstation commands (synth, train,
 demo, export) are registered through the `hootwatch.commands` entry-point group and imported only when asked
@@ -40,7 +40,8 @@ def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="hootwatch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hootwatch", description=__doc__.splitlines()[0],
+                                     epilog="`hootwatch COMMAND --help` for each command; README.md for the field guide")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)
