@@ -37,14 +37,18 @@ def machine_info() -> dict:
             "cpu_count": os.cpu_count(), "python": platform.python_version()}
 
 
-def _time_ms_per_window(run, x: np.ndarray, repeats: int) -> float:
-    run(x)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):  # best of N: the least disturbed by other processes on a shared machine
-        t = time.perf_counter()
-        run(x)
-        best = min(best, time.perf_counter() - t)
-    return 1000.0 * best / len(x)
+def _best_ms_per_window(engines: dict, x: np.ndarray, repeats: int) -> dict[str, float]:
+    """Best-of-N ms per window for each engine. Engines take turns within each repeat, so a burst of load from
+    other processes on a shared machine hits them all alike instead of skewing whichever ran then."""
+    best = {name: float("inf") for name in engines}
+    for run in engines.values():
+        run(x)  # warm-up
+    for _ in range(repeats):
+        for name, run in engines.items():
+            t = time.perf_counter()
+            run(x)
+            best[name] = min(best[name], time.perf_counter() - t)
+    return {name: round(1000.0 * b / len(x), 2) for name, b in best.items()}
 
 
 def measure_speed(model, onnx_paths: dict[str, Path], window_samples: int, window_s: float, threads: int = 2,
@@ -67,7 +71,7 @@ def measure_speed(model, onnx_paths: dict[str, Path], window_samples: int, windo
             continue  # e.g. fp16 on a CPU; parity already reports it
         in_name = sess.get_inputs()[0].name
         engines[f"onnx_{name}"] = lambda x, s=sess, n=in_name: s.run(None, {n: x})
-    out = {}
+    out: dict[str, dict] = {name: {} for name in engines}
     before = None
     if model is not None:
         import torch
@@ -75,8 +79,9 @@ def measure_speed(model, onnx_paths: dict[str, Path], window_samples: int, windo
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
     try:
-        for name, run in engines.items():
-            out[name] = {f"batch{b}": round(_time_ms_per_window(run, inputs[b], repeats), 2) for b in BATCHES}
+        for b in BATCHES:
+            for name, ms in _best_ms_per_window(engines, inputs[b], repeats).items():
+                out[name][f"batch{b}"] = ms
     finally:
         if before is not None:
             torch.set_num_threads(before)
