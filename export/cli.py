@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         console.print(f"[green]parity ok:[/] {result.parity.message}")
     m = result.manifest
+    sizes = ", ".join(f"{name} {mb:.1f} MB" for name, mb in m.metrics.get("file_mb", {}).items())
+    console.print(f"files: {sizes}")
     console.print(f"bundle written: {result.bundle}  (model id {m.model_id}, labels {list(m.labels)}, "
                   f"positive {m.positive_label!r}, threshold {m.threshold:.2f}, target {options.target})")
     return 0

@@ -116,6 +116,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
             variants["fp16"] = VARIANT_FILES["fp16"]
 
         report = _report(source, options, parity, speed, forced, folded)
+        report["file_mb"] = {p.name: round(p.stat().st_size / 1e6, 3) for p in sorted(bundle_dir.glob("*.onnx"))}
         manifest = Manifest(
             labels=source.labels, positive_label=source.positive_label, sample_rate=source.sample_rate,
             window_s=source.window_s, hop_s=source.hop_s, normalisation=source.normalisation,

@@ -296,3 +296,30 @@ def test_max_clips_checks_an_evenly_spaced_subset(run_dir, tmp_path):
     result = export_bundle(ExportOptions(source=run_dir, out=tmp_path / "b", max_clips=4, speed_repeats=0))
     assert result.parity.n_clips == 4 and result.parity.labelled
     assert result.parity.get("pytorch").f1 is not None  # both labels are in the subset (first and last clip)
+
+
+def logits_for(p_owl: list[float]) -> np.ndarray:
+    p = np.asarray(p_owl, dtype=np.float64)
+    return np.stack([np.zeros_like(p), np.log(p / (1 - p))], axis=1)  # softmax(.)[:, 1] == p
+
+
+def test_compare_gates_on_f1_drop():
+    from hootwatch.export.parity import compare
+
+    ref = logits_for([0.9, 0.8, 0.2, 0.1])
+    truth = np.array([True, True, False, False])
+    same = compare(ref, {"int8": ref + 1e-3}, 1, "owl", 0.5, 0.02, truth)
+    assert same.passed and same.get("int8").f1 == 1.0 and same.get("int8").agreement == 1.0
+    worse = compare(ref, {"int8": logits_for([0.9, 0.3, 0.2, 0.1])}, 1, "owl", 0.5, 0.02, truth)
+    assert not worse.passed and worse.get("int8").f1 < 0.7 and worse.get("int8").agreement == 0.75
+    assert "F1" in worse.message
+
+
+def test_compare_unlabelled_ignores_borderline_flips():
+    from hootwatch.export.parity import compare
+
+    ref = logits_for([0.501, 0.9, 0.1, 0.2])
+    borderline = compare(ref, {"int8": logits_for([0.499, 0.9, 0.1, 0.2])}, 1, "owl", 0.5, 0.02, None)
+    assert borderline.passed and borderline.get("int8").agreement == 0.75 and borderline.get("int8").f1 is None
+    real = compare(ref, {"int8": logits_for([0.501, 0.4, 0.1, 0.2])}, 1, "owl", 0.5, 0.02, None)
+    assert not real.passed
