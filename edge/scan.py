@@ -3,7 +3,7 @@
 Used by `hootwatch scan` (edge/scan_cli.py) and by the daemon (edge/daemon/).
 
     detector = Detector.load(bundle_dir, threads=2)
-    with DetectionStore(out_dir / "detections.sqlite") as store:
+    with DetectionStore(out_dir / STORE_NAME) as store:
         scanner = Scanner(detector, store, ScanSettings(tz="Australia/Melbourne"), out_dir)
         outcome = scanner.scan_file(path)              # one file -> FileOutcome (done | skipped | failed)
         summary = scanner.scan_paths([folder])         # files and folders, recursive -> ScanSummary
@@ -50,7 +50,7 @@ from .audio import AudioInfo, iter_blocks, is_audio_file, probe
 from .errors import AudioReadError, ConfigError, HootwatchError
 from .events import Event, EventBuilder
 from .recorder_time import FileTime, file_time, parse_tz
-from .store import Detection, DetectionStore, RunInfo, file_key, iso
+from .store import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso
 from .windows import WindowSpec, WindowStream
 
 log = logging.getLogger(__name__)
@@ -406,3 +406,21 @@ class LiveSession:
                 for e in events]
         self.scanner.store.add_detections(self.scanner.run, dets)
         return dets
+
+
+def scan_into(paths: Iterable[str | os.PathLike], detector, out_dir: str | os.PathLike,
+              settings: ScanSettings = ScanSettings(), progress: Progress | None = None) -> tuple[ScanSummary, dict]:
+    """Scan into OUTDIR's store and rewrite its exports (also when interrupted, before re-raising).
+
+    Returns the summary and the export paths ({"csv", "raven", "labels"}).
+    """
+    from .exports import write_exports
+
+    out = Path(out_dir)
+    with DetectionStore(out / STORE_NAME) as store:
+        scanner = Scanner(detector, store, settings, out)
+        try:
+            summary = scanner.scan_paths(paths, progress)
+        finally:
+            exports = write_exports(store, scanner.run.run_key, out, detector.manifest.sample_rate / 2)
+    return summary, exports

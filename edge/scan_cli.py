@@ -12,8 +12,6 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-STORE_NAME = "detections.sqlite"
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -145,9 +143,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .detector import Detector
-    from .exports import write_exports
-    from .scan import Scanner
-    from .store import DetectionStore
+    from .scan import scan_into
+    from .store import STORE_NAME
 
     console = Console(stderr=True)
     _log_through(console)
@@ -158,18 +155,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"no such file or folder: {', '.join(missing)}", "check the paths (is the SD card mounted?)")
     detector = Detector.load(args.model, threads=args.threads, batch_size=args.batch_size)
     store_path = out / STORE_NAME
-    with DetectionStore(store_path) as store:
-        scanner = Scanner(detector, store, settings, out)
-        progress = RichProgress(console, enabled=not args.quiet and console.is_terminal)
-        try:
-            with progress:
-                summary = scanner.scan_paths(args.paths, progress)
-        except KeyboardInterrupt:
-            console.print("[red]interrupted[/]: the file being scanned was not recorded; finished files are kept. "
-                          "Run the same command again to continue.")
-            write_exports(store, scanner.run.run_key, out, detector.manifest.sample_rate / 2)
-            return 130
-        paths = write_exports(store, scanner.run.run_key, out, detector.manifest.sample_rate / 2)
+    progress = RichProgress(console, enabled=not args.quiet and console.is_terminal)
+    try:
+        with progress:
+            summary, paths = scan_into(args.paths, detector, out, settings, progress)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]: the file being scanned was not recorded; finished files are kept. "
+                      "Run the same command again to continue.")
+        return 130
     report = Console()  # the summary goes to stdout, progress and warnings to stderr
     if not report.is_terminal:
         report = Console(width=200)  # piped to a file or a log: do not wrap paths

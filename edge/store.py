@@ -83,6 +83,8 @@ DETECTION_COLUMNS = ("file_key", "file", "start_sample", "start_s", "end_s", "be
                      "end_local", "label", "max_score", "mean_score", "n_windows", "time_source", "recorder_id")
 RUN_COLUMNS = ("model_id", "model_sha256", "threshold", "hop_s", "min_hits", "run_key")
 
+STORE_NAME = "detections.sqlite"  # the store inside an output folder
+
 
 def iso(t: datetime) -> str:
     """ISO 8601 with milliseconds and offset; UTC times end in +00:00."""

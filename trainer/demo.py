@@ -75,9 +75,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
 
     from hootwatch.edge.detector import Detector
     from hootwatch.edge.evaluate import audio_hours, event_metrics, load_detections, load_truth
-    from hootwatch.edge.exports import write_exports
-    from hootwatch.edge.scan import Scanner, ScanSettings
-    from hootwatch.edge.store import DetectionStore
+    from hootwatch.edge.scan import ScanSettings, scan_into
     from hootwatch.export.core import ExportOptions, export_bundle
 
     from .args import make_args
@@ -125,10 +123,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     t = step("5/6 scanning the night with the int8 bundle")
     detector = Detector.load(exported.bundle, threads=opts.threads)
     results = out / "detections"
-    with DetectionStore(results / "detections.sqlite") as store:
-        scanner = Scanner(detector, store, ScanSettings(tz=DEMO_TZ), results)
-        summary = scanner.scan_paths([night])
-        paths = write_exports(store, scanner.run.run_key, results, detector.manifest.sample_rate / 2)
+    summary, paths = scan_into([night], detector, results, ScanSettings(tz=DEMO_TZ))
     timings["scan_s"] = time.perf_counter() - t
     timings["scan_rtf"] = summary.realtime_factor
 

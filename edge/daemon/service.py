@@ -29,7 +29,7 @@ from pathlib import Path
 from ..detector import Detector
 from ..errors import ConfigError
 from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings
-from ..store import DetectionStore
+from ..store import STORE_NAME, DetectionStore
 from .config import DaemonConfig
 from .diskguard import DiskGuard
 from .health import Health, utc_now_iso, write_json_atomic
@@ -40,7 +40,7 @@ from .watcher import FileJob, FolderWatcher, stat_key
 log = logging.getLogger("hootwatch.daemon")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run would drown the journal
 
-DB_NAME = "detections.sqlite"
+DB_NAME = STORE_NAME
 SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
 
