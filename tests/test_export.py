@@ -337,3 +337,14 @@ def test_compare_unlabelled_ignores_borderline_flips():
     assert borderline.passed and borderline.get("int8").agreement == 0.75 and borderline.get("int8").f1 is None
     real = compare(ref, {"int8": logits_for([0.501, 0.4, 0.1, 0.2])}, 1, "owl", 0.5, 0.02, None)
     assert not real.passed
+
+
+def test_run_without_validation_clips_asks_for_audio(run_dir, tmp_path):
+    from hootwatch.export.source import resolve_source
+
+    run = Path(shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("audio")))
+    (run / "splits" / "validation.csv").unlink()
+    with pytest.raises(ConfigError, match="--audio"):
+        resolve_source(run)
+    src = resolve_source(run, audio_dir=run_dir / "audio")  # the folder of loose files: unlabelled
+    assert src.kind == "run" and not src.labelled and len(src.clips) == 12
