@@ -151,19 +151,17 @@ def evaluate(model, loader, accelerator) -> tuple[np.ndarray, np.ndarray, float]
     import torch
 
     model.eval()
-    logits, labels, losses = [], [], []
+    logits, labels = [], []
     with torch.no_grad():
         for batch in loader:
             with accelerator.autocast():
                 out = model(input_values=batch["input_values"])
-            lg = out.logits.float()
-            loss = torch.nn.functional.cross_entropy(lg, batch["labels"], reduction="sum")
-            lg, lb, loss = accelerator.gather_for_metrics((lg, batch["labels"], loss.reshape(1)))
-            logits.append(lg.cpu().numpy())
-            labels.append(lb.cpu().numpy())
-            losses.append(loss.sum().item())
-    n = sum(len(x) for x in labels)
-    return np.concatenate(logits), np.concatenate(labels), (sum(losses) / max(n, 1))
+            lg, lb = accelerator.gather_for_metrics((out.logits.float(), batch["labels"]))
+            logits.append(lg.cpu())
+            labels.append(lb.cpu())
+    logits_t, labels_t = torch.cat(logits), torch.cat(labels)
+    loss = torch.nn.functional.cross_entropy(logits_t, labels_t).item() if len(labels_t) else float("nan")
+    return logits_t.numpy(), labels_t.numpy(), loss
 
 
 def selection_key(m: dict, metric: str) -> tuple:
