@@ -134,3 +134,25 @@ def test_annotated_clips_cut_to_exact_window_with_the_call(tmp_path):
             x = c.cut(16000, 5.0, rng)
             assert x.shape == (80000,)
             assert np.max(np.abs(x)) > 0.15  # the call (amplitude 0.3) is inside every random window
+
+
+def test_annotation_layout_is_detected_and_split_by_recording(tmp_path):
+    from hootwatch.trainer.data.sources import load_clips
+    from hootwatch.trainer.data.splits import split_by_recording
+
+    rows = ["file,start_s,end_s,label"]
+    for r in range(6):
+        times = [4.0 + 9.0 * k for k in range(3)]
+        make_annotated_recording(tmp_path / f"night{r}.wav", (16000, 24000, 48000)[r % 3], 32.0, times, seed=r)
+        rows += [f"night{r}.wav,{t:.2f},{t + 1.4:.2f},owl" for t in times]
+    (tmp_path / "calls.csv").write_text("\n".join(rows) + "\n")
+    loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0, negative_margin_s=0.5), 16000, tmp_path / "c")
+    labels = {c.label for c in loaded.clips}
+    assert labels == {"owl", "not_owl"}
+    assert sum(c.label == "owl" for c in loaded.clips) == 18
+    assert {c.recording for c in loaded.clips} == {f"night{r}" for r in range(6)}
+    s = split_by_recording(loaded.clips, 0.2, 0.2, seed=0)
+    seen = {}
+    for name, part in s.items():
+        for c in part:
+            assert seen.setdefault(c.recording, name) == name
