@@ -111,7 +111,7 @@ def test_trainset_layout_balance_and_variety(tmp_path):
     assert 0.15 <= len(owl) / len(rows) <= 0.55
     infos = [sf.info(str(tmp_path / r["file"])) for r in rows]
     lengths = [i.frames / i.samplerate for i in infos]
-    assert min(lengths) >= 3.9 and max(lengths) <= 12.1 and np.std(lengths) > 1
+    assert min(lengths) >= 4.99 and max(lengths) <= 7.51 and np.std(lengths) > 0.3
     assert len({i.samplerate for i in infos}) >= 2
     for r in rows:
         assert Path(r["file"]).name.startswith(r["recording"] + "_")
@@ -119,6 +119,30 @@ def test_trainset_layout_balance_and_variety(tmp_path):
     recs_owl = {r["recording"] for r in owl}
     recs_neg = {r["recording"] for r in rows if r["file"].startswith("not_owl/")}
     assert recs_owl & recs_neg
+
+
+def test_every_window_crop_of_an_owl_clip_holds_the_whole_call():
+    """Measured from the waveform: the call's band energy lies inside [L - 5, 5] s, the stretch that every
+    5 s crop of an L-second clip shares, so the trainer's random crops never make a call-free "owl" window."""
+    from hootwatch.trainer.synth import calls
+    from hootwatch.trainer.synth.trainset import Recording, make_clip
+
+    cfg = TrainSetConfig(hard_share=0.0, easy_snr_db=(25.0, 25.0))
+    rng = np.random.default_rng(11)
+    sr, hop = 16000, 800
+    for _ in range(8):
+        rec = Recording(rid=1, sample_rate=sr, channels=1, ext="wav", individual=calls.sample_individual(rng),
+                        sources=None)
+        x, kind = make_clip(rng, rec, True, None, cfg)
+        length = len(x) / sr
+        spec = np.abs(np.fft.rfft(x[: len(x) // hop * hop].reshape(-1, hop) * np.hanning(hop), axis=1)) ** 2
+        f = np.fft.rfftfreq(hop, 1 / sr)
+        band = spec[:, (f >= 300) & (f <= 700)].sum(axis=1)
+        loud = np.flatnonzero(band > 30 * np.median(band))
+        assert kind == "owl" and len(loud)
+        onset = loud[0] * hop / sr
+        assert onset >= length - 5.0 - 0.1, (onset, length)
+        assert onset + 1.2 <= 5.0 + 0.1, (onset, length)  # the double note lasts at least ~1.2 s
 
 
 def test_boobook_matches_real_raven_tables(shared_real):

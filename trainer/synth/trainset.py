@@ -34,7 +34,10 @@ class TrainSetConfig:
     seed: int = 0
     backgrounds: Path | None = None
     owl_share: float = 0.35
-    clip_s: tuple[float, float] = (4.0, 12.0)
+    # a window (5 s) to 1.5 windows: with the call inside the stretch every 5 s crop shares, a random crop of an
+    # owl clip always holds the whole call, so no "owl" training window is call-free (label noise)
+    clip_s: tuple[float, float] = (5.0, 7.5)
+    window_s: float = 5.0
     clips_per_recording: tuple[int, int] = (3, 9)
     background_only_share: float = 0.25      # of not_owl clips
     hard_share: float = 0.3
@@ -82,6 +85,15 @@ def _confuser(rng: np.random.Generator, sr: int, length_s: float) -> tuple[str, 
     return label, dry, (first[0], min(first[1], first[0] + length_s))
 
 
+def call_position(rng: np.random.Generator, length_s: float, call_s: float, window_s: float) -> float:
+    """Start of the (first) call: inside the stretch that every window-long crop of the clip contains, so any
+    crop holds the whole call; anywhere it fits when the clip is too long for that; 0 when the call is longer."""
+    lo, hi = max(0.0, length_s - window_s), min(length_s, window_s) - call_s
+    if hi < lo:
+        lo, hi = 0.0, max(0.0, length_s - call_s)
+    return float(rng.uniform(lo, hi))
+
+
 def make_clip(rng: np.random.Generator, rec: Recording, is_owl: bool, pool: BackgroundPool | None,
               cfg: TrainSetConfig) -> tuple[np.ndarray, str]:
     """One mono clip and what is in it ("owl", a confuser name, or "background")."""
@@ -98,8 +110,7 @@ def make_clip(rng: np.random.Generator, rec: Recording, is_owl: bool, pool: Back
         kind, dry, (a, b) = _confuser(rng, sr, length_s)
     wet = propagate(dry[: int((a + length_s) * sr)], sr, rng)   # what cannot reach the clip is cut first
     span_n = int((b - a) * sr)
-    # where the (first) call starts: anywhere it fits whole in the clip, or as early as possible when longer
-    pos = int(rng.uniform(0, max(0.0, length_s - (b - a))) * sr)
+    pos = int(call_position(rng, length_s, b - a, cfg.window_s) * sr)
     a_n = int(a * sr)
     start = pos - a_n
     if start < 0:  # the sound begins (reverb, earlier notes) before its first call: drop the lead-in
