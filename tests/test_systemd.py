@@ -43,6 +43,8 @@ def test_unit_is_a_hardened_notify_service_with_a_dedicated_user():
                        "PrivateTmp": "yes", "ProtectKernelTunables": "yes", "RestrictAddressFamilies": "AF_UNIX",
                        "CapabilityBoundingSet": ""}.items():
         assert one[key] == value, key
+    # a filtered system call must fail (EPERM), not kill the daemon with SIGSYS
+    assert s["SystemCallFilter"] and one["SystemCallErrorNumber"] == "EPERM"
     assert _unit()["Install"]["WantedBy"] == ["multi-user.target"]
 
 
