@@ -22,7 +22,7 @@ def register(subparsers) -> None:
                    help="CPU the bundle will run on: x86 (laptops) or arm64 (Jetson, Raspberry Pi); default: this machine")
     p.add_argument("--fp16", action="store_true", help="also include an fp16 model (for GPU devices)")
     p.add_argument("--keep-fp32", action="store_true", help="also include the fp32 model")
-    p.add_argument("--tolerance", type=float, default=0.02, help="largest allowed int8 F1 drop vs PyTorch (default 0.02)")
+    p.add_argument("--tolerance", type=float, default=0.02, help="largest allowed int8 F1 drop, and share of changed decisions, vs PyTorch (default 0.02)")
     p.add_argument("--force", action="store_true", help="write the bundle even if int8 fails the parity check (recorded in the manifest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.add_argument("--positive-label", default=None, help="the owl label (needed for a checkpoint without an 'owl' label)")

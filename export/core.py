@@ -38,7 +38,7 @@ class ExportOptions:
     target: str = field(default_factory=quantize.default_target)   # "x86" (laptops) or "arm64" (Jetson, Pi)
     fp16: bool = False               # also ship an fp16 model for GPU targets
     keep_fp32: bool = False          # also ship the fp32 model
-    tolerance: float = 0.02          # largest allowed int8 F1 drop vs PyTorch
+    tolerance: float = 0.02          # largest allowed int8 F1 drop and share of changed decisions
     force: bool = False              # write the bundle even when int8 fails the parity check
     overwrite: bool = False          # replace an existing non-empty bundle folder
     positive_label: str | None = None

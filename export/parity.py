@@ -3,10 +3,10 @@
 Clips are cut exactly as evaluation cuts them (the centred window of each ClipRef) and normalised with the
 bundle's Normalisation, exactly as the edge does. For each ONNX variant: the largest absolute logit difference
 from PyTorch, the fraction of clips whose decision at the threshold agrees with PyTorch, and the F1 of the
-positive label when the clips are labelled. The int8 model fails the check when its F1 falls more than
-`tolerance` below PyTorch's. Unlabelled clips have no F1: there it fails when more than `tolerance` of the
-decisions change by a real margin (a clip whose probability sits within BORDERLINE of the threshold in both
-models may flip on rounding alone; such flips are reported, not counted).
+positive label when the clips are labelled. The int8 model fails the check when more than `tolerance` of
+its decisions change by a real margin, and, on labelled clips, also when its F1 falls more than `tolerance`
+below PyTorch's (labelled clips must hold a positive clip, else F1 is 0 for any model). A clip whose
+probability moves less than BORDERLINE may flip on rounding alone; such flips are reported, not counted.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from hootwatch.edge.clips import ClipRef
 from hootwatch.edge.detector import softmax
-from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.errors import ConfigError, HootwatchError
 from hootwatch.edge.preprocess import Normalisation
 
 from .onnx_export import require
@@ -120,18 +120,23 @@ def compare(reference: np.ndarray, candidates: dict[str, np.ndarray | str], posi
                                   float((dec == ref_dec).mean()), _f1(truth, dec)))
     int8 = next(r for r in rows if r.name == "int8")
     int8_p = softmax(candidates["int8"].astype(np.float64))[:, positive_index]
+    # decisions that changed by a real margin (not a borderline clip flipping on rounding alone)
+    flipped = (int8_p >= threshold) != ref_dec
+    real = flipped & (np.abs(int8_p - ref_p) >= BORDERLINE)
+    changed = float(real.mean())
+    agreement = (f"int8 changes {changed:.1%} of decisions vs PyTorch (tolerance {tolerance:.1%}; "
+                 f"{int(flipped.sum() - real.sum())} borderline flips not counted)")
     if truth is not None:
+        if not truth.any():  # F1 would be 0 for both models whatever they decide: it proves nothing
+            raise ConfigError(f"the labelled parity clips hold no {positive_label!r} clip",
+                              f"add clips of {positive_label!r} to the validation clips or --audio folders")
         drop = rows[0].f1 - int8.f1
-        passed = drop <= tolerance
+        passed = drop <= tolerance and changed <= tolerance
         message = (f"int8 {positive_label} F1 {int8.f1:.3f} vs PyTorch {rows[0].f1:.3f} "
-                   f"(drop {drop:+.3f}, tolerance {tolerance:.3f}) on {len(reference)} clips")
+                   f"(drop {drop:+.3f}, tolerance {tolerance:.3f}); {agreement} on {len(reference)} clips")
     else:
-        flipped = (int8_p >= threshold) != ref_dec
-        real = flipped & (np.abs(int8_p - ref_p) >= BORDERLINE)
-        changed = float(real.mean())
         passed = changed <= tolerance
-        message = (f"int8 changes {changed:.1%} of decisions vs PyTorch (tolerance {tolerance:.1%}; "
-                   f"{int(flipped.sum() - real.sum())} borderline flips not counted) on {len(reference)} unlabelled clips")
+        message = f"{agreement} on {len(reference)} unlabelled clips"
     return ParityReport(len(reference), truth is not None, positive_label, threshold, tolerance, tuple(rows), passed, message)
 
 
@@ -139,6 +144,13 @@ def check_parity(model, onnx_paths: dict[str, Path], clips, sample_rate: int, wi
                  normalisation: Normalisation, labels: tuple[str, ...], positive_label: str, threshold: float,
                  tolerance: float, threads: int = 2) -> ParityReport:
     """Run PyTorch and every ONNX variant ({"fp32": path, "int8": path, ...}) on `clips` and compare."""
+    labelled = bool(clips) and all(c.label for c in clips)
+    if labelled and not any(c.label == positive_label for c in clips):
+        found = sorted({c.label for c in clips})
+        raise ConfigError(f"the labelled parity clips hold no {positive_label!r} clip (labels found: "
+                          f"{', '.join(found)}); F1 would be 0 for every model and prove nothing",
+                          f"add {positive_label!r} clips (a sub-folder named {positive_label} under --audio), "
+                          "or pass --positive-label with the owl's label")
     x = normalisation.apply(cut_windows(clips, sample_rate, window_s))
     reference = torch_logits(model, x, threads)
     candidates: dict[str, np.ndarray | str] = {}
@@ -149,6 +161,5 @@ def check_parity(model, onnx_paths: dict[str, Path], clips, sample_rate: int, wi
             if name == "int8":
                 raise
             candidates[name] = f"could not run on this machine: {str(exc).splitlines()[0][:200]}"
-    labelled = bool(clips) and all(c.label for c in clips)
     truth = np.array([c.label == positive_label for c in clips]) if labelled else None
     return compare(reference, candidates, labels.index(positive_label), positive_label, threshold, tolerance, truth)

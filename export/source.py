@@ -62,6 +62,14 @@ def _labels(config: dict, path: Path) -> tuple[str, ...]:
     return tuple(str(id2label[k]) for k in sorted(id2label, key=int))
 
 
+def _sample_rate(value, path: Path, key: str) -> int:
+    """The model's sample rate from `key` of `path`; never guessed (a wrong rate makes every score wrong)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or value != int(value):
+        raise ConfigError(f"{path}: {key} is {'missing' if value is None else f'not a sample rate ({value!r})'}",
+                          f'add "{key}": RATE (the rate in Hz the model was trained at, e.g. 16000) to that file')
+    return int(value)
+
+
 def _is_checkpoint(d: Path) -> bool:
     return (d / "config.json").is_file() and (d / "preprocessor_config.json").is_file()
 
@@ -126,7 +134,7 @@ def _from_run(run: Path, model_dir: Path, positive_label, threshold, audio_dir) 
     return ExportSource(
         model_dir=model_dir, kind="run", labels=labels,
         positive_label=positive_label or meta.get("positive_label") or metrics.get("positive_label") or "owl",
-        sample_rate=int(meta["sample_rate"]), window_s=window_s, hop_s=float(meta.get("hop_s", DEFAULT_HOP_S)),
+        sample_rate=_sample_rate(meta.get("sample_rate"), model_dir / RUN_META, "sample_rate"), window_s=window_s, hop_s=float(meta.get("hop_s", DEFAULT_HOP_S)),
         threshold=float(threshold if threshold is not None else meta.get("threshold", metrics.get("threshold", DEFAULT_THRESHOLD))),
         normalisation=Normalisation.from_dict(meta.get("normalisation", {"kind": "zero_mean_unit_var"})),
         backbone=str(meta.get("backbone", "")), run_metrics=metrics, clips=clips, clips_origin=origin,
@@ -150,7 +158,7 @@ def _from_checkpoint(d: Path, positive_label, threshold, audio_dir) -> ExportSou
                           "pass --audio DIR (a folder per label, or unlabelled recordings)")
     return ExportSource(
         model_dir=d, kind="checkpoint", labels=labels, positive_label=positive_label,
-        sample_rate=int(fe.get("sampling_rate", 16000)), window_s=DEFAULT_WINDOW_S, hop_s=DEFAULT_HOP_S,
+        sample_rate=_sample_rate(fe.get("sampling_rate"), d / "preprocessor_config.json", "sampling_rate"), window_s=DEFAULT_WINDOW_S, hop_s=DEFAULT_HOP_S,
         threshold=float(DEFAULT_THRESHOLD if threshold is None else threshold),
         normalisation=Normalisation.from_feature_extractor(bool(fe.get("do_normalize", True))),
         backbone=str(config.get("_name_or_path") or config.get("model_type", "")),

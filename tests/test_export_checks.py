@@ -1,0 +1,61 @@
+"""Export checks that need no torch: the parity gate (compare) and the export source's sample rate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hootwatch.edge.clips import ClipRef
+from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.preprocess import Normalisation
+from hootwatch.export.parity import check_parity, compare
+from hootwatch.export.source import resolve_source
+
+
+def logits_for(p_owl: list[float]) -> np.ndarray:
+    p = np.asarray(p_owl, dtype=np.float64)
+    return np.stack([np.zeros_like(p), np.log(p / (1 - p))], axis=1)  # softmax(.)[:, 1] == p
+
+
+def test_labelled_parity_fails_when_decisions_flip_even_if_f1_is_unchanged():
+    ref = logits_for([0.9, 0.2, 0.8, 0.1])
+    truth = np.array([True, True, False, False])
+    # every decision flipped, yet TP/FP/FN (and so F1 = 0.5) are the same for both models
+    flipped = compare(ref, {"int8": logits_for([0.2, 0.9, 0.1, 0.8])}, 1, "owl", 0.5, 0.02, truth)
+    assert flipped.get("int8").f1 == flipped.get("pytorch").f1
+    assert not flipped.passed and "changes 100.0% of decisions" in flipped.message
+    # a borderline flip (probability moved < BORDERLINE) is still not counted
+    border = compare(logits_for([0.501, 0.2, 0.1]), {"int8": logits_for([0.499, 0.2, 0.1])}, 1, "owl", 0.5,
+                     0.5, np.array([True, True, False]))
+    assert border.get("int8").agreement < 1.0 and "1 borderline flips not counted" in border.message
+
+
+def test_labelled_clips_without_a_positive_are_refused():
+    ref = logits_for([0.9, 0.2])
+    with pytest.raises(ConfigError, match="no 'owl' clip"):
+        compare(ref, {"int8": logits_for([0.2, 0.9])}, 1, "owl", 0.5, 0.02, np.array([False, False]))
+    clips = [ClipRef("a.wav", 0, 5, "not_owl", "a"), ClipRef("b.wav", 0, 5, "wind", "b")]
+    with pytest.raises(ConfigError) as exc:
+        check_parity(None, {}, clips, 16000, 5.0, Normalisation(), ("not_owl", "owl"), "owl", 0.5, 0.02)
+    assert "not_owl, wind" in exc.value.message and "--audio" in exc.value.hint
+
+
+def _checkpoint(d, fe: dict):
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"id2label": {"0": "not_owl", "1": "owl"}, "model_type": "wav2vec2"}))
+    (d / "preprocessor_config.json").write_text(json.dumps(fe))
+    return d
+
+
+def test_checkpoint_without_sampling_rate_is_refused_not_guessed(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    d = _checkpoint(tmp_path / "ckpt", {"do_normalize": True})
+    with pytest.raises(ConfigError) as exc:
+        resolve_source(d, audio_dir=audio)
+    assert "preprocessor_config.json" in exc.value.message and "sampling_rate is missing" in exc.value.message
+    d2 = _checkpoint(tmp_path / "ckpt2", {"do_normalize": True, "sampling_rate": "16k"})
+    with pytest.raises(ConfigError, match="not a sample rate"):
+        resolve_source(d2, audio_dir=audio)
