@@ -191,3 +191,21 @@ def test_cli_registers_dump_and_train(tmp_path, capsys):
     args = parser.parse_args(["synth", "train", str(tmp_path / "t"), "--clips", "6", "--synthetic-backgrounds"])
     assert args.func(args) == 0
     assert "clips" in capsys.readouterr().out
+
+
+def test_audiomoth_and_song_meter_names_give_one_timeline(tmp_path):
+    """AudioMoth names are UTC, Song Meter names local time: read back, both recorders start the same evening."""
+    from datetime import datetime, timezone
+
+    from hootwatch.edge.recorder_time import file_time
+
+    root = _dump(tmp_path, hours=0.05, seed=4)
+    starts = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() == ".wav":
+            ft = file_time(p, "Australia/Sydney")
+            starts.setdefault(ft.source, []).append(ft.start_utc)
+    assert {"filename_audiomoth", "filename_songmeter"} <= set(starts)
+    dusk_utc = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)  # 19:00 in Sydney (AEST, UTC+10)
+    for source, times in starts.items():
+        assert all(0 <= (t - dusk_utc).total_seconds() <= 3600 for t in times), (source, times)

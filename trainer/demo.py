@@ -116,7 +116,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     # 4. a night of SD-card files, other seed than the training set
     t = step("4/6 synthesising a night of SD-card files")
     night = out / "night"
-    write_dump(night, DumpConfig(hours=opts.hours, seed=opts.seed + 1000, backgrounds=backgrounds))
+    write_dump(night, DumpConfig(hours=opts.hours, seed=opts.seed + 1000, backgrounds=backgrounds, tz=DEMO_TZ))
     timings["dump_s"] = time.perf_counter() - t
 
     # 5. scan it as the field device would

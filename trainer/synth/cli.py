@@ -20,7 +20,7 @@ def run_dump(args: argparse.Namespace) -> int:
     from .dump import DumpConfig, write_dump
 
     bg = _backgrounds(args.backgrounds, args.synthetic_backgrounds)
-    cfg = DumpConfig(hours=args.hours, seed=args.seed, backgrounds=bg)
+    cfg = DumpConfig(hours=args.hours, seed=args.seed, backgrounds=bg, tz=args.tz)
     t0 = time.perf_counter()
     summary = write_dump(args.out, cfg)
     took = time.perf_counter() - t0
@@ -66,6 +66,8 @@ def register(subparsers) -> None:
     d = sub.add_parser("dump", help="write an SD-card-like dump of recordings with ground_truth.csv")
     _common(d)
     d.add_argument("--hours", type=float, default=1.0, help="hours of audio in total (default 1)")
+    d.add_argument("--tz", default="Australia/Sydney",
+                   help="site time zone: Song Meter names carry it, AudioMoth names UTC (default Australia/Sydney)")
     d.set_defaults(func=run_dump)
     t = sub.add_parser("train", help="write a labelled training set: OUT/owl/*.wav, OUT/not_owl/*.wav")
     _common(t)

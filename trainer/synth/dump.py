@@ -20,8 +20,9 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import soundfile as sf
@@ -47,7 +48,8 @@ class DumpConfig:
     hard_share: float = 0.3              # fraction of sounds at hard SNR
     hard_snr_db: tuple[float, float] = (-3.0, 3.0)
     easy_snr_db: tuple[float, float] = (3.0, 20.0)
-    start: datetime = datetime(2024, 5, 1, 19, 0, 0)
+    start: datetime = datetime(2024, 5, 1, 19, 0, 0)   # local time at the site (dusk)
+    tz: str = "Australia/Sydney"                          # the site's (and the Song Meters') time zone
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,9 @@ class Recorder:
     sample_rate: int
     file_s: int
 
-    def file_name(self, t: datetime) -> str:
-        stamp = t.strftime("%Y%m%d_%H%M%S")
+    def file_name(self, t_utc: datetime, tz: ZoneInfo) -> str:
+        """AudioMoth names carry UTC (its default); Song Meter names the recorder's local time."""
+        stamp = (t_utc if self.kind == "audiomoth" else t_utc.astimezone(tz)).strftime("%Y%m%d_%H%M%S")
         return f"{stamp}.WAV" if self.kind == "audiomoth" else f"{self.name}_{stamp}.wav"
 
 
@@ -188,14 +191,15 @@ def write_dump(out_dir: str | os.PathLike, cfg: DumpConfig, progress=None) -> Du
         rec_rng = np.random.default_rng(rec_seed)
         individual = calls.sample_individual(rec_rng)  # the resident bird near this recorder
         (out / rec.name).mkdir(exist_ok=True)
-        t = cfg.start + timedelta(minutes=int(rec_rng.integers(0, 30)))
+        t = (cfg.start.replace(tzinfo=ZoneInfo(cfg.tz)).astimezone(timezone.utc)
+             + timedelta(minutes=int(rec_rng.integers(0, 30))))
         left = float(int(seconds))
         first = True
         while left >= 5:
             length = float(min(rec.file_s, left))
             file_rng = np.random.default_rng(rec_rng.integers(2 ** 63))
             audio, events = render_file(file_rng, rec, length, pool, cfg, individual, first)
-            rel = f"{rec.name}/{rec.file_name(t)}"
+            rel = f"{rec.name}/{rec.file_name(t, ZoneInfo(cfg.tz))}"
             sf.write(out / rel, audio, rec.sample_rate, subtype="PCM_16")
             files.append(rel)
             rows += [TruthRow(rel, a, b, label, s) for a, b, label, s in events]
