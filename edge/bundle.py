@@ -106,6 +106,54 @@ class Bundle:
         return self.path / self.manifest.variants[name]
 
 
+_FIELD_TYPES = {"sample_rate": int, "window_s": (int, float), "hop_s": (int, float), "threshold": (int, float),
+                "input_name": str, "output_name": str, "model_file": str, "variants": dict, "backbone": str,
+                "metrics": dict, "files": dict, "versions": dict, "created_utc": str, "positive_label": str}
+
+
+def _check_types(m: Manifest) -> None:
+    for name, types in _FIELD_TYPES.items():
+        value = getattr(m, name)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise BundleError(f"field {name!r} has the wrong type ({value!r})",
+                              "export the model again with `hootwatch export`; do not edit manifest.json by hand")
+    if not all(isinstance(x, str) for x in m.labels):
+        raise BundleError(f"field 'labels' must be a list of names, got {list(m.labels)!r}",
+                          "export the model again with `hootwatch export`")
+    for table in ("variants", "files"):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in getattr(m, table).items()):
+            raise BundleError(f"field {table!r} must map names to strings", "export the model again")
+
+
+def onnx_metadata(manifest: Manifest) -> dict[str, str]:
+    """The manifest fields `export` mirrors into each ONNX file's metadata_props (checked again at load)."""
+    return {
+        "hootwatch.labels": json.dumps(list(manifest.labels)),
+        "hootwatch.positive_label": manifest.positive_label,
+        "hootwatch.sample_rate": str(manifest.sample_rate),
+        "hootwatch.window_s": str(manifest.window_s),
+        "hootwatch.hop_s": str(manifest.hop_s),
+        "hootwatch.threshold": str(manifest.threshold),
+        "hootwatch.normalisation": json.dumps(manifest.normalisation.to_dict()),
+        "hootwatch.backbone": manifest.backbone,
+        "hootwatch.format_version": str(manifest.format_version),
+    }
+
+
+def check_onnx_metadata(model_path: str | os.PathLike, manifest: Manifest, found: dict[str, str]) -> None:
+    """BundleError when the ONNX file's hootwatch.* metadata (`found`) disagrees with the manifest.
+
+    Keys the file does not carry are not checked (bundles made without the stamp)."""
+    expected = onnx_metadata(manifest)
+    wrong = [k for k, v in expected.items() if k in found and found[k] != v]
+    if wrong:
+        k = wrong[0]
+        raise BundleError(
+            f"{model_path}: its metadata says {k.removeprefix('hootwatch.')} = {found[k]}, the manifest says "
+            f"{expected[k]} ({len(wrong)} field(s) disagree): the model and manifest.json come from different exports",
+            "copy the whole bundle folder from one `hootwatch export` again; do not mix files of two bundles")
+
+
 def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest) -> Manifest:
     """Hash every file in the folder (except the manifest), then write manifest.json atomically."""
     d = Path(bundle_dir)
@@ -134,6 +182,8 @@ def load_bundle(bundle_dir: str | os.PathLike, verify: bool = True) -> Bundle:
         raw = json.loads(mpath.read_text())
     except (OSError, ValueError) as exc:
         raise BundleError(f"{mpath}: unreadable manifest ({exc})", redo) from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{mpath}: the manifest is not a JSON object (got {type(raw).__name__})", redo)
     version = raw.get("format_version")
     if version != FORMAT_VERSION:
         raise BundleError(
@@ -142,12 +192,16 @@ def load_bundle(bundle_dir: str | os.PathLike, verify: bool = True) -> Bundle:
         )
     try:
         manifest = Manifest.from_dict(raw)
-    except BundleError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{mpath}: manifest is missing or has a bad field ({exc})", redo) from None
-    if manifest.model_file not in manifest.files:
-        raise BundleError(f"{d}: the manifest lists no hash for {manifest.model_file}", redo)
+        _check_types(manifest)
+        manifest.window_spec  # noqa: B018 - validates sample rate, window and hop
+    except BundleError as exc:
+        raise BundleError(f"{mpath}: {exc.message}", exc.hint) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{mpath}: manifest is missing or has a bad field ({type(exc).__name__}: {exc})",
+                          redo) from None
+    for name in (manifest.model_file, *manifest.variants.values()):
+        if name not in manifest.files:  # an unhashed model file could be anything
+            raise BundleError(f"{d}: the manifest lists no hash for {name}", redo)
     if verify:
         for name, expected in manifest.files.items():
             p = d / name

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, check_onnx_metadata, load_bundle
 from .errors import BundleError, MissingExtraError
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -69,6 +69,11 @@ class Detector:
         except Exception as exc:
             raise BundleError(f"{path}: ONNX Runtime cannot load this model ({exc})",
                               "re-export the bundle, or upgrade onnxruntime") from None
+        try:
+            found = dict(session.get_modelmeta().custom_metadata_map)
+        except Exception:  # a build without model metadata: the hashes still vouch for the file
+            found = {}
+        check_onnx_metadata(path, bundle.manifest, found)
         det = cls(bundle, session, batch_size)
         if warmup:
             det.score(np.zeros((1, bundle.manifest.window_spec.window_samples), np.float32))

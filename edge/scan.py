@@ -183,7 +183,12 @@ class Scanner:
         m = detector.manifest
         self.detector, self.store, self.settings = detector, store, settings
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.spec = WindowSpec(m.sample_rate, m.window_s, settings.hop_s if settings.hop_s else m.hop_s)
+        hop_s = settings.hop_s if settings.hop_s else m.hop_s
+        if not 0 < hop_s <= m.window_s:
+            raise ConfigError(f"hop {hop_s:g} s must be above 0 and at most the model's window ({m.window_s:g} s)",
+                              f"pass --hop between 0 and {m.window_s:g} (hop_s in the daemon config), or leave it "
+                              "unset to use the bundle's")
+        self.spec = WindowSpec(m.sample_rate, m.window_s, hop_s)
         threshold = m.threshold if settings.threshold is None else float(settings.threshold)
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold {threshold} is outside [0, 1]", "pass --threshold between 0 and 1")
@@ -274,7 +279,11 @@ class Scanner:
             return self._failed(path, f"{type(exc).__name__}: {exc}", t0, progress)
         if self.settings.clips and self.out_dir is not None and detections:
             from .review import write_review
-            write_review(path, detections, self.out_dir / "clips", pad_s=self.settings.clip_pad_s)
+            try:
+                write_review(path, detections, self.out_dir / "clips", pad_s=self.settings.clip_pad_s)
+            except (OSError, HootwatchError) as exc:  # a full disk must not stop the scan: detections are committed
+                log.warning("%s: review clips not written (%s); its detections are saved", path,
+                            getattr(exc, "message", exc))
         outcome = FileOutcome(path, "done", "", len(detections), audio_s, time.perf_counter() - t0)
         progress.file_finished(outcome)
         return outcome

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator
 
-from hootwatch.edge.bundle import Manifest, write_manifest
+from hootwatch.edge.bundle import Manifest, onnx_metadata, write_manifest
 from hootwatch.edge.errors import ConfigError
 
 from .onnx_export import require
@@ -62,17 +62,7 @@ def publish(bundle_dir: Path, out: Path, overwrite: bool) -> None:
 
 
 def metadata_props(manifest: Manifest) -> dict[str, str]:
-    return {
-        "hootwatch.labels": json.dumps(list(manifest.labels)),
-        "hootwatch.positive_label": manifest.positive_label,
-        "hootwatch.sample_rate": str(manifest.sample_rate),
-        "hootwatch.window_s": str(manifest.window_s),
-        "hootwatch.hop_s": str(manifest.hop_s),
-        "hootwatch.threshold": str(manifest.threshold),
-        "hootwatch.normalisation": json.dumps(manifest.normalisation.to_dict()),
-        "hootwatch.backbone": manifest.backbone,
-        "hootwatch.format_version": str(manifest.format_version),
-    }
+    return onnx_metadata(manifest)  # the edge checks the same fields at load
 
 
 def stamp_metadata(path: Path, props: dict[str, str]) -> None:

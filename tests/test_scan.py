@@ -139,3 +139,14 @@ def test_real_audiomoth_file_scans_with_header_time(detector, tmp_path, shared_r
     row = sc.store.ledger(shared_real / "recorder_fixtures" / "metadata.wav", sc.run.run_key)
     assert (row.start_utc, row.time_source, row.recorder_id) == (
         "2020-04-04T10:25:00.000+00:00", "audiomoth_header", "24526B065D325963")
+
+
+def test_review_clips_failing_to_write_do_not_stop_the_scan(detector, tmp_path, caplog):
+    a = write_tone(tmp_path / "rec" / "20240101_220000.wav", 20, SR, tones=[(10, 13)])
+    b = write_tone(tmp_path / "rec" / "20240101_230000.wav", 20, SR, tones=[(10, 13)])
+    sc = scanner(detector, tmp_path, clips=True)
+    (tmp_path / "out" / "clips").write_text("a file where the clips folder should be")  # mkdir -> OSError
+    summary = sc.scan_paths([a, b])
+    assert [o.status for o in summary.outcomes] == ["done", "done"]
+    assert len(sc.store.detections()) == 2 and not sc.store.needs_processing(a, sc.run.run_key)
+    assert "review clips not written" in caplog.text

@@ -38,3 +38,12 @@ def test_bad_options_are_clear_errors(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
     assert main(["scan", str(tmp_path), "--model", str(bundle), "--out", str(tmp_path / "o"), "--threshold", "2"]) == 2
     assert "threshold" in capsys.readouterr().err
+
+
+def test_hop_longer_than_the_window_is_a_clear_error(tmp_path, capsys):
+    bundle = tone_bundle(tmp_path / "b")  # 5 s windows
+    write_tone(tmp_path / "rec" / "20240101_100000.wav", 6, 8000)
+    args = ["scan", str(tmp_path / "rec"), "--model", str(bundle), "--out", str(tmp_path / "o"), "--hop", "10"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "hop 10 s" in err and "window (5 s)" in err and "Traceback" not in err

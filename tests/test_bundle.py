@@ -1,0 +1,81 @@
+"""Bundle loading refuses malformed manifests and unhashed model files with a BundleError (no traceback)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from hootwatch.edge.bundle import MANIFEST_NAME, load_bundle
+from hootwatch.edge.errors import BundleError
+
+from tiny_bundles import tone_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tone_bundle(tmp_path_factory.mktemp("bundle") / "b")
+
+
+def _edited(bundle, tmp_path, edit):
+    d = shutil.copytree(bundle, tmp_path / "copy")
+    raw = json.loads((d / MANIFEST_NAME).read_text())
+    (d / MANIFEST_NAME).write_text(json.dumps(edit(raw)))
+    return d
+
+
+def test_the_unedited_bundle_loads(bundle):
+    assert load_bundle(bundle).manifest.sample_rate == 8000
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: [m], "not a JSON object"),
+    (lambda m: "bundle", "not a JSON object"),
+    (lambda m: m | {"sample_rate": "8000"}, "sample_rate"),
+    (lambda m: m | {"hop_s": 10.0}, "hop_s"),
+    (lambda m: m | {"window_s": "5"}, "window_s"),
+    (lambda m: m | {"normalisation": "zero_mean_unit_var"}, "manifest"),
+    (lambda m: m | {"labels": "owl"}, "labels"),
+    (lambda m: m | {"files": ["model.onnx"]}, "files"),
+    (lambda m: m | {"variants": {"fp32": 3}}, "variants"),
+])
+def test_malformed_manifest_is_a_bundle_error(bundle, tmp_path, edit, needle):
+    d = _edited(bundle, tmp_path, edit)
+    with pytest.raises(BundleError) as exc:
+        load_bundle(d)
+    assert needle in exc.value.message and MANIFEST_NAME in exc.value.message and exc.value.hint
+
+
+def test_a_variant_without_a_hash_is_refused(bundle, tmp_path):
+    d = _edited(bundle, tmp_path, lambda m: m | {"variants": {"fp32": "model_fp32.onnx"}})
+    shutil.copy(d / "model.onnx", d / "model_fp32.onnx")  # present but not hashed: it could be anything
+    with pytest.raises(BundleError, match="no hash for model_fp32.onnx"):
+        load_bundle(d)
+
+
+def _stamp(d, props: dict[str, str]) -> None:
+    import onnx
+
+    from hootwatch.edge.bundle import Manifest, write_manifest
+
+    model = onnx.load(str(d / "model.onnx"))
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(d / "model.onnx"))
+    raw = json.loads((d / MANIFEST_NAME).read_text())
+    write_manifest(d, Manifest.from_dict(raw))  # hashes match again: only the metadata can tell
+
+
+def test_onnx_metadata_must_agree_with_the_manifest(bundle, tmp_path):
+    from hootwatch.edge.bundle import onnx_metadata
+    from hootwatch.edge.detector import Detector
+
+    good = shutil.copytree(bundle, tmp_path / "good")
+    _stamp(good, onnx_metadata(load_bundle(good).manifest))
+    assert Detector.load(good, threads=1, warmup=False).manifest.sample_rate == 8000
+    mixed = shutil.copytree(bundle, tmp_path / "mixed")
+    _stamp(mixed, onnx_metadata(load_bundle(mixed).manifest) | {"hootwatch.sample_rate": "16000"})
+    with pytest.raises(BundleError) as exc:
+        Detector.load(mixed, threads=1, warmup=False)
+    assert "sample_rate = 16000" in exc.value.message and "8000" in exc.value.message
