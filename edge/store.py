@@ -6,16 +6,20 @@ Tables
               windows, time_source, recorder_id, and on EVERY row the model id, model sha256, threshold, hop and
               min_hits that produced it.
               UNIQUE(file_key, run_key, start_sample): INSERT OR IGNORE makes re-processing idempotent.
-  files       the ledger: one row per (file_key, run_key): path, size, mtime_ns, status done|failed, reason,
-              attempts, processed_at, audio_s, n_detections, start_utc, time_source, recorder_id.
+  files       the ledger: one row per (file_key, run_key): path (where it was last scanned from, resolved),
+              size, mtime_ns, status done|failed, reason, attempts, processed_at, audio_s, n_detections,
+              start_utc, time_source, recorder_id.
+
+`file_key` is the recording's content identity (file name, size, sha256 of its first and last MiB), not its
+path: the same card scanned from another mount point, or a copied folder, adds no detections.
 
 `run_key` names the settings that determine the detections (model id, threshold, hop, min_hits): scanning
 the same files with the same settings again adds nothing; a new model or threshold is a new run.
 
 Crash safety: `commit_file` writes a file's detections AND its ledger row in ONE transaction, so after
 `kill -9` a file is either fully recorded or not at all, and a restart redoes exactly the unfinished files.
-A file whose size or mtime changed since it was recorded is processed again (its old rows are replaced in
-the same transaction). Failed files are recorded with the reason and retried on the next run
+A file rewritten in place (its size or mtime changed at the path it was recorded from) is processed again (its
+old rows are replaced in the same transaction). Failed files are recorded with the reason and retried on the next run
 (`attempts` counts them; the daemon may give up after a few).
 
 Usage (the daemon does the same):
@@ -25,6 +29,8 @@ Usage (the daemon does the same):
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -95,9 +101,33 @@ def utc_now() -> str:
     return iso(datetime.now(timezone.utc))
 
 
+HEAD_BYTES = 1 << 20  # content identity hashes the first (and last) MiB: cheap on a Pi, unique in practice
+
+
 def file_key(path: str | os.PathLike) -> str:
-    """The ledger key of a file: its absolute, resolved path."""
-    return str(Path(path).resolve())
+    """The ledger key of a file: its content identity, `name|size|sha256 of its first and last MiB`.
+
+    Not its path: the same card scanned from another mount point (or a copy of a folder) is the same
+    recording and must not double its detections. A file that cannot be read is keyed on its resolved path."""
+    p = Path(path).resolve()
+    size, mtime_ns = _stat(p)
+    if size is None:
+        return f"path:{p}"
+    return _content_key(str(p), size, mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)  # (path, size, mtime) -> key: a folder walk re-reads nothing unchanged
+def _content_key(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read(HEAD_BYTES))
+            if size > 2 * HEAD_BYTES:
+                f.seek(size - HEAD_BYTES)
+                h.update(f.read(HEAD_BYTES))
+    except OSError:
+        return f"path:{path}"
+    return f"{Path(path).name}|{size}|{h.hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -185,16 +215,33 @@ class DetectionStore:
 
     # ledger
     def ledger(self, path: str | os.PathLike, run_key: str) -> LedgerRow | None:
-        row = self.conn.execute("SELECT * FROM files WHERE file_key=? AND run_key=?",
-                                (file_key(path), run_key)).fetchone()
+        """The ledger row of this recording: the row last recorded at this path with the same size and mtime
+        (no hashing), else the row of the same content wherever it was scanned from."""
+        where, (size, mtime_ns) = str(Path(path).resolve()), _stat(path)
+        row = self.conn.execute("SELECT * FROM files WHERE run_key=? AND path=? AND size=? AND mtime_ns=?",
+                                (run_key, where, size, mtime_ns)).fetchone()
+        if row is None:
+            row = self.conn.execute("SELECT * FROM files WHERE file_key=? AND run_key=?",
+                                    (file_key(path), run_key)).fetchone()
         return LedgerRow(**dict(row)) if row else None
 
+    def _changed(self, row: LedgerRow, path: str | os.PathLike) -> bool:
+        """Rewritten in place since it was recorded (a copy elsewhere has another mtime: that is no change)."""
+        return row.path == str(Path(path).resolve()) and (row.size, row.mtime_ns) != _stat(path)
+
     def needs_processing(self, path: str | os.PathLike, run_key: str) -> bool:
-        """True unless the file is recorded as done with the same size and mtime."""
+        """True unless this recording (same content, from any path) is recorded as done and was not rewritten."""
         row = self.ledger(path, run_key)
         if row is None or row.status != "done":
             return True
-        return (row.size, row.mtime_ns) != _stat(path)
+        return self._changed(row, path)
+
+    def due(self, path: str | os.PathLike, run_key: str, max_attempts: int) -> bool:
+        """Whether to scan it now: new, rewritten since it was recorded, or failed fewer than max_attempts times."""
+        row = self.ledger(path, run_key)
+        if row is None or self._changed(row, path):
+            return True
+        return row.status == "failed" and row.attempts < max_attempts
 
     def ledger_rows(self, run_key: str | None = None, status: str | None = None) -> list[LedgerRow]:
         sql, args = "SELECT * FROM files WHERE 1=1", []
@@ -208,34 +255,45 @@ class DetectionStore:
     def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
                     audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "") -> int:
         """Detections of one file + its ledger row 'done', in one transaction. Returns rows inserted."""
-        key, (size, mtime_ns) = file_key(path), _stat(path)
+        key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         dets = list(detections)
         now = utc_now()
         with self._transaction() as cur:
-            prev = cur.execute("SELECT size, mtime_ns, status, attempts FROM files WHERE file_key=? AND run_key=?",
+            prev = cur.execute("SELECT path, size, mtime_ns, status, attempts FROM files WHERE file_key=? AND run_key=?",
                                (key, run.run_key)).fetchone()
-            if prev is not None and prev["status"] == "done" and (prev["size"], prev["mtime_ns"]) != (size, mtime_ns):
+            if (prev is not None and prev["status"] == "done" and prev["path"] == where
+                    and (prev["size"], prev["mtime_ns"]) != (size, mtime_ns)):
                 cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (key, run.run_key))
+            self._forget_replaced(cur, where, key, run.run_key)
             inserted = self._insert(cur, run, dets, now)
             attempts = (prev["attempts"] if prev else 0) + 1
             cur.execute(
                 "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
                 " processed_at, audio_s, n_detections, start_utc, time_source, recorder_id)"
                 " VALUES (?,?,?,?,?,'done','',?,?,?,?,?,?,?)",
-                (key, run.run_key, str(path), size, mtime_ns, attempts, now, float(audio_s), len(dets),
+                (key, run.run_key, where, size, mtime_ns, attempts, now, float(audio_s), len(dets),
                  start_utc, time_source, recorder_id))
         return inserted
 
+    @staticmethod
+    def _forget_replaced(cur, where: str, key: str, run_key: str) -> None:
+        """A file rewritten in place has a new content key: drop the rows of what this path held before."""
+        old = [r[0] for r in cur.execute("SELECT file_key FROM files WHERE path=? AND run_key=? AND file_key!=?",
+                                         (where, run_key, key))]
+        for k in old:
+            cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (k, run_key))
+            cur.execute("DELETE FROM files WHERE file_key=? AND run_key=?", (k, run_key))
+
     def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
         """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""
-        key, (size, mtime_ns) = file_key(path), _stat(path)
+        key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         with self._transaction() as cur:
             prev = cur.execute("SELECT attempts FROM files WHERE file_key=? AND run_key=?",
                                (key, run.run_key)).fetchone()
             cur.execute(
                 "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
                 " processed_at) VALUES (?,?,?,?,?,'failed',?,?,?)",
-                (key, run.run_key, str(path), size, mtime_ns, reason, (prev["attempts"] if prev else 0) + 1,
+                (key, run.run_key, where, size, mtime_ns, reason, (prev["attempts"] if prev else 0) + 1,
                  utc_now()))
 
     def add_detections(self, run: RunInfo, detections: Iterable[Detection]) -> int:

@@ -150,3 +150,21 @@ def test_review_clips_failing_to_write_do_not_stop_the_scan(detector, tmp_path, 
     assert [o.status for o in summary.outcomes] == ["done", "done"]
     assert len(sc.store.detections()) == 2 and not sc.store.needs_processing(a, sc.run.run_key)
     assert "review clips not written" in caplog.text
+
+
+def test_same_recordings_from_another_mount_point_add_no_detections(detector, tmp_path):
+    import shutil
+
+    card = tmp_path / "media" / "card1"
+    write_tone(card / "20240101_220000.wav", 20, SR, tones=[(10, 13)])
+    write_tone(card / "20240101_230000.wav", 20, SR, tones=[(2, 5)])
+    sc = scanner(detector, tmp_path)
+    assert sc.scan_paths([card]).n_detections == 2
+    copy = shutil.copytree(card, tmp_path / "mnt" / "sdb1")  # the same card mounted elsewhere (new mtimes)
+    again = sc.scan_paths([copy])
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped"] and sc.store.count() == 2
+    # a recording rewritten where it was scanned from is processed again, its old rows replaced
+    write_tone(card / "20240101_230000.wav", 20, SR, tones=[(12, 15)])
+    third = sc.scan_paths([card])
+    assert [o.status for o in third.outcomes] == ["skipped", "done"]
+    assert sorted(r["start_s"] for r in sc.store.detections()) == [7.5, 10.0]
