@@ -1,0 +1,71 @@
+"""The whole pipeline, for real: synthesise audio, train a tiny model, export, quantize to int8, scan, score.
+
+The default run uses a small set and few epochs (it checks that the stages fit together and that what reaches
+the field is the int8 model, verified, with real clock times); the slow test runs the demo at full size and
+holds it to its accuracy target.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timedelta
+
+import onnx
+import pytest
+
+from hootwatch.edge.bundle import load_bundle
+from hootwatch.edge.store import STORE_NAME, DetectionStore
+from hootwatch.trainer.demo import TARGET, DemoOptions, run
+
+
+def _ops(path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_synthesise_train_export_quantize_detect(tmp_path):
+    res = run(DemoOptions(out=tmp_path / "demo", clips=80, hours=0.05, epochs=2, threads=1, speed_repeats=0,
+                          progress=False))
+
+    # the run: owl-class metrics on the test split and a threshold chosen on validation
+    metrics = json.loads((res.out / "run" / "metrics.json").read_text())
+    assert {"precision", "recall", "f1", "pr_auc"} <= set(metrics["test"])
+    assert 0.0 < metrics["threshold"] < 1.0
+
+    # the bundle: verified hashes, the run's threshold, an int8 graph that is smaller than the fp32 one would be
+    bundle = load_bundle(res.bundle)
+    m = bundle.manifest
+    assert m.positive_label == "owl" and "owl" in m.labels and m.sample_rate == 16000
+    assert m.threshold == pytest.approx(metrics["threshold"])
+    assert "MatMulInteger" in _ops(bundle.model_path)
+    assert m.metrics["parity"]["passed"] and m.metrics["parity"]["variants"]["int8"]["agreement"] >= 0.9
+
+    # the scan: every file of the night processed, none failed, each with its recorder's clock time
+    night = res.out / "night"
+    truth_files = sorted(p for p in night.rglob("*") if p.suffix.lower() == ".wav")
+    with DetectionStore(res.out / "detections" / STORE_NAME) as store:
+        ledger = store.ledger_rows()
+    assert len(ledger) == len(truth_files) and all(r.status == "done" for r in ledger)
+
+    with open(res.csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for col in ("file", "start_s", "end_s", "begin_utc", "end_utc", "label", "score", "time_source", "model_id"):
+        assert col in (rows[0] if rows else _header(res.csv))
+    night_start = datetime(2024, 5, 1, 9, 0)  # the dump starts 2024-05-01 19:00 Sydney time = 09:00 UTC
+    for r in rows:
+        begin = datetime.fromisoformat(r["begin_utc"].replace("Z", "+00:00")).replace(tzinfo=None)
+        assert night_start <= begin <= night_start + timedelta(hours=2)
+        assert float(r["end_s"]) > float(r["start_s"]) >= 0
+        assert float(r["score"]) >= m.threshold and r["model_id"] == m.model_id
+    assert res.metrics.n_true > 0  # the night has owl calls to find
+
+
+def _header(path) -> list[str]:
+    with open(path, newline="") as f:
+        return next(csv.reader(f))
+
+
+@pytest.mark.slow
+def test_demo_reaches_its_event_level_target(tmp_path):
+    res = run(DemoOptions(out=tmp_path / "demo", progress=False))
+    assert res.metrics.precision >= TARGET and res.metrics.recall >= TARGET, res.metrics
