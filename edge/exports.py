@@ -86,18 +86,29 @@ def label_file_names(files: list[str]) -> dict[str, str]:
     return names
 
 
-def write_exports(store: DetectionStore, run_key: str, out_dir: str | os.PathLike,
-                  high_freq_hz: float) -> dict[str, Path]:
-    """Write all three exports for the detections of one run; returns {"csv": ..., "raven": ..., "labels": ...}."""
+EXPORT_FORMATS = ("csv", "raven", "audacity")
+
+
+def write_exports(store: DetectionStore, run_key: str, out_dir: str | os.PathLike, high_freq_hz: float,
+                  formats: tuple[str, ...] = EXPORT_FORMATS) -> dict[str, Path]:
+    """Write the chosen exports of one run's detections; returns {"csv": ..., "raven": ..., "labels": ...}
+    (the keys of the formats written)."""
+    unknown = set(formats) - set(EXPORT_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {EXPORT_FORMATS}")
     out = Path(out_dir)
     rows = store.detections(run_key)
-    files = store.ledger_rows(run_key, status="done")
-    paths = {"csv": write_atomic(out / "detections.csv", csv_text(rows)),
-             "raven": write_atomic(out / "detections.selections.txt", raven_text(rows, files, high_freq_hz)),
-             "labels": out / "labels"}
-    by_file: dict[str, list[dict]] = {}
-    for r in rows:
-        by_file.setdefault(r["file"], []).append(r)
-    for f, name in label_file_names(sorted(by_file)).items():
-        write_atomic(out / "labels" / name, audacity_text(by_file[f]))
+    paths: dict[str, Path] = {}
+    if "csv" in formats:
+        paths["csv"] = write_atomic(out / "detections.csv", csv_text(rows))
+    if "raven" in formats:
+        files = store.ledger_rows(run_key, status="done")
+        paths["raven"] = write_atomic(out / "detections.selections.txt", raven_text(rows, files, high_freq_hz))
+    if "audacity" in formats:
+        paths["labels"] = out / "labels"
+        by_file: dict[str, list[dict]] = {}
+        for r in rows:
+            by_file.setdefault(r["file"], []).append(r)
+        for f, name in label_file_names(sorted(by_file)).items():
+            write_atomic(out / "labels" / name, audacity_text(by_file[f]))
     return paths

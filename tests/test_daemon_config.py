@@ -231,3 +231,30 @@ def test_disk_guard_pauses_below_floor_and_resumes_above_it(tmp_path, caplog):
     assert not g.check(free_mb=510)  # just above the floor: hysteresis, no flapping
     assert g.check(free_mb=700) and "resumed" in caplog.text
     assert g.free_space_mb() > 0  # a real measurement of tmp_path's file system
+
+
+def test_dusk_to_dawn_is_one_night_even_when_the_zone_is_not_the_sites():
+    # a Sydney site with timezone = "UTC": the night must still end at the first dawn after dusk
+    for day in (dt.date(2026, 6, 21), dt.date(2026, 12, 21)):
+        (s_utc, e_utc), = active_windows(day, SYDNEY, "UTC")
+        assert dt.timedelta(hours=8) < e_utc - s_utc < dt.timedelta(hours=15)
+    (s_syd, e_syd), = active_windows(dt.date(2026, 6, 21), SYDNEY, "Australia/Sydney")
+    (s_utc, e_utc), = active_windows(dt.date(2026, 6, 21), SYDNEY, "UTC")
+    assert (s_utc, e_utc) == (s_syd, e_syd)  # 21 June 07:2x UTC is that evening in Sydney too
+    aest = dt.timezone(dt.timedelta(hours=10))
+    for hour in (10, 12, 14):
+        assert not is_active(dt.datetime(2026, 6, 22, hour, 0, tzinfo=aest), SYDNEY, "UTC")  # Sydney daytime
+    assert is_active(dt.datetime(2026, 6, 22, 2, 0, tzinfo=aest), SYDNEY, "UTC")
+    assert is_active(dt.datetime(2026, 6, 21, 22, 0, tzinfo=aest), SYDNEY, "UTC")
+
+
+def test_timezone_is_required_and_recorder_timezone_defaults_to_it():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(tomllib.loads(MINIMAL.replace('timezone = "Australia/Sydney"', "")))
+    assert e.value.message == "output.timezone: missing"
+    assert 'timezone = "Australia/Sydney"' in e.value.hint and "Song Meter" in e.value.hint
+    assert config_from_dict(_with("")).recorder_timezone == "Australia/Sydney"
+    cfg = config_from_dict(_with('recorder_timezone = "+10:00"'))
+    assert cfg.recorder_timezone == "+10:00" and cfg.output.timezone == "Australia/Sydney"
+    with pytest.raises(ConfigError, match="sources.folder.recorder_timezone: unknown time zone 'Sydney'"):
+        config_from_dict(_with('recorder_timezone = "Sydney"'))

@@ -19,14 +19,17 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import ConfigError
+from ..recorder_time import parse_tz
 
 REQUIRED = object()  # marker: the key has no default
 _WINDOW_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
-def spec(default=REQUIRED, *, between: tuple | None = None, choices: tuple | None = None, doc: str = ""):
-    """A config field: its default, its allowed range or choices, and one line for `check-config --example`."""
-    meta = {"between": between, "choices": choices, "doc": doc}
+def spec(default=REQUIRED, *, between: tuple | None = None, choices: tuple | None = None, doc: str = "",
+         hint: str = ""):
+    """A config field: its default, its allowed range or choices, one line for `check-config --example`, and
+    for a required key the fix to print when it is missing."""
+    meta = {"between": between, "choices": choices, "doc": doc, "hint": hint}
     if default is REQUIRED:
         return field(metadata={**meta, "required": True})
     if isinstance(default, (list, dict)):
@@ -58,6 +61,9 @@ class FolderConfig:
     max_attempts: int = spec(3, between=(1, 100), doc="tries before a failing file is left alone")
     retry_after_s: float = spec(300.0, between=(1.0, 86400.0), doc="seconds before a failed file is tried again")
     queue_size: int = spec(1000, between=(1, 1_000_000), doc="files waiting to be scanned before the watcher waits")
+    recorder_timezone: str | None = spec(None, doc='time zone the recorders\' clocks are set to, for local-time '
+                                                 'names (Song Meter, Swift), e.g. "Australia/Sydney" or "+10:00" '
+                                                 '(default: output.timezone); local times of file detections are shown in it')
 
 
 @dataclass(frozen=True)
@@ -99,10 +105,15 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     dir: Path = spec(doc="SQLite store and exports (detections.csv)")
-    timezone: str = spec("UTC", doc='IANA time zone of the site, e.g. "Australia/Sydney"')
+    timezone: str = spec(doc='IANA time zone of the site, e.g. "Australia/Sydney" (local times, schedule windows, '
+                             'and the recorders\' clocks unless sources.folder.recorder_timezone says otherwise)',
+                         hint='add timezone = "Australia/Sydney" (the site\'s IANA time zone) under [output]: '
+                              'Song Meter and Swift name files in local time, and a wrong zone shifts every '
+                              'detection by hours')
     export_every_min: float = spec(15.0, between=(0.0, 1440.0), doc="minutes between exports (0: only at stop)")
     csv: bool = spec(True, doc="write detections.csv")
     raven: bool = spec(False, doc="write Raven selection tables")
+    audacity: bool = spec(False, doc="write Audacity label tracks (labels/<recording>.txt)")
     clips: bool = spec(False, doc="save an audio clip of each detection")
 
 
@@ -136,6 +147,12 @@ class DaemonConfig:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.output.timezone)
+
+    @property
+    def recorder_timezone(self) -> str:
+        """The zone recorder local-time file names are read in (ScanSettings.tz of the folder source)."""
+        folder = self.sources.folder
+        return (folder.recorder_timezone if folder and folder.recorder_timezone else self.output.timezone)
 
 
 # ---------------------------------------------------------------- validation
@@ -210,7 +227,7 @@ def _build(cls, table, prefix: str, base: Path):
             continue
         if name not in table:
             if f.metadata.get("required"):
-                raise _fail(key, "missing", f"add `{name} = ...` under [{prefix}]")
+                raise _fail(key, "missing", f.metadata.get("hint") or f"add `{name} = ...` under [{prefix}]")
             continue
         value = _convert(key, table[name], annotation, base)
         lo_hi = f.metadata.get("between")
@@ -245,6 +262,13 @@ def _check_together(cfg: DaemonConfig) -> None:
         raise _fail("output.timezone", f"unknown time zone {cfg.output.timezone!r}",
                     'use an IANA name such as "Australia/Sydney" or "UTC"') from None
     if src.folder is not None:
+        if src.folder.recorder_timezone is not None:
+            try:
+                parse_tz(src.folder.recorder_timezone)
+            except ConfigError:
+                raise _fail("sources.folder.recorder_timezone",
+                            f"unknown time zone {src.folder.recorder_timezone!r}",
+                            'use an IANA name such as "Australia/Sydney", or an offset such as "+10:00"') from None
         if src.folder.after == "archive" and src.folder.archive_dir is None:
             raise _fail("sources.folder.archive_dir", 'missing (needed when after = "archive")',
                         "add archive_dir = \"/path/to/archive\" under [sources.folder]")
@@ -332,7 +356,8 @@ EXAMPLE_HEADER = """\
 # hootwatch daemon configuration (`hootwatch run --config hootwatch.toml`).
 # Check it with `hootwatch check-config hootwatch.toml`: it names any wrong key and prints the effective
 # configuration with every default filled in. Relative paths are relative to this file's folder.
-# Only [model] bundle, one source ([sources.folder] path or [sources.microphone]) and [output] dir are required.
+# Only [model] bundle, one source ([sources.folder] path or [sources.microphone]) and [output] dir and timezone
+# are required.
 """
 
 _EXAMPLE_VALUES = {

@@ -268,6 +268,9 @@ class Microphone:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
 
 def _takes_ignore(stream) -> bool:
     import inspect

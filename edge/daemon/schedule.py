@@ -2,7 +2,8 @@
 
 `active_windows(date, settings, tz)` and `is_active(now, settings, tz)` are pure functions (no clock, no
 sleeping) so the schedule is tested for any date and place. A night belongs to the date it starts on: the
-dusk-to-dawn window of 2026-06-21 runs from that evening's dusk to the next morning's dawn. The daemon
+dusk-to-dawn window of 2026-06-21 runs from that evening's dusk to the first dawn after it (computed from the
+site's latitude and longitude, whatever zone `output.timezone` names). The daemon
 re-evaluates `is_active` every few seconds from an apscheduler job rather than sleeping until a computed
 instant, so a clock step (NTP on a field box without an RTC) never leaves it deaf.
 """
@@ -23,6 +24,25 @@ def _local_midnight(date: dt.date, tz: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(date, dt.time(0), tzinfo=tz)
 
 
+def _first_dawn_after(obs, after: dt.datetime, s: ScheduleConfig) -> dt.datetime | None:
+    """The first sunrise/dawn after `after`, computed on UTC dates from the site's latitude and longitude, so
+    the display zone cannot move it (a site whose zone is not the configured one still gets a one-night window)."""
+    from astral import sun
+
+    utc = dt.timezone.utc
+    day = after.astimezone(utc).date()
+    for k in range(3):
+        d = day + dt.timedelta(days=k)
+        try:
+            t = (sun.sunrise(obs, d, tzinfo=utc) if s.twilight == "sunset"
+                 else sun.dawn(obs, d, tzinfo=utc, depression=DEPRESSION[s.twilight]))
+        except ValueError:  # no dawn that day (polar night)
+            continue
+        if t > after:
+            return t
+    return None
+
+
 def _dusk_dawn(date: dt.date, s: ScheduleConfig, tz: ZoneInfo) -> Window | None:
     from astral import Observer
     from astral import sun
@@ -32,12 +52,12 @@ def _dusk_dawn(date: dt.date, s: ScheduleConfig, tz: ZoneInfo) -> Window | None:
     try:
         if s.twilight == "sunset":
             start = sun.sunset(obs, date, tzinfo=tz)
-            end = sun.sunrise(obs, nxt, tzinfo=tz)
         else:
-            dep = DEPRESSION[s.twilight]
-            start = sun.dusk(obs, date, tzinfo=tz, depression=dep)
-            end = sun.dawn(obs, nxt, tzinfo=tz, depression=dep)
+            start = sun.dusk(obs, date, tzinfo=tz, depression=DEPRESSION[s.twilight])
     except ValueError:
+        start = None
+    end = _first_dawn_after(obs, start, s) if start is not None else None
+    if start is None or end is None:
         # polar day or night: the sun never crosses the chosen depression. Listen all night-day if it is
         # dark at local noon, not at all if it is light at midnight.
         noon = dt.datetime.combine(date, dt.time(12), tzinfo=tz)

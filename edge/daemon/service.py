@@ -82,8 +82,9 @@ class Daemon:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status("loading model")
         self.detector = self._load_model()
+        # recorder local-time file names are read in the recorders' zone; live audio is shown in the site's
         self.settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold,
-                                     min_hits=cfg.model.min_hits, tz=cfg.output.timezone, clips=cfg.output.clips)
+                                     min_hits=cfg.model.min_hits, tz=cfg.recorder_timezone, clips=cfg.output.clips)
         with DetectionStore(self.out_dir / DB_NAME) as store:
             self.run_key = Scanner(self.detector, store, self.settings).run.run_key
         self.guard.check()
@@ -169,19 +170,14 @@ class Daemon:
         return "; ".join(parts)
 
     def _export(self) -> None:
-        from ..exports import csv_text, raven_text, write_atomic
+        from ..exports import write_exports
 
         out = self.cfg.output
-        if not (out.csv or out.raven):
+        formats = tuple(f for f, on in (("csv", out.csv), ("raven", out.raven), ("audacity", out.audacity)) if on)
+        if not formats:
             return
         with DetectionStore(self.out_dir / DB_NAME) as store:
-            rows = store.detections(self.run_key)
-            if out.csv:
-                write_atomic(self.out_dir / "detections.csv", csv_text(rows))
-            if out.raven:
-                files = store.ledger_rows(self.run_key, status="done")
-                write_atomic(self.out_dir / "detections.selections.txt",
-                             raven_text(rows, files, self.detector.manifest.sample_rate / 2))
+            write_exports(store, self.run_key, self.out_dir, self.detector.manifest.sample_rate / 2, formats)
 
     # ------------------------------------------------------------ folder
     def _start_folder(self) -> None:
@@ -198,12 +194,13 @@ class Daemon:
         self._threads.append(t)
 
     def _needs_scan(self, path: Path, size: int, mtime_ns: int) -> bool:
-        row = self._ledger_store.ledger(path, self.run_key)
-        if row is None or (row.size, row.mtime_ns) != (size, mtime_ns):
+        fcfg = self.cfg.sources.folder
+        if self._ledger_store.due(path, self.run_key, fcfg.max_attempts):
             return True
-        if row.status == "done":
-            return self.cfg.sources.folder.after != "keep"  # committed but not yet archived/deleted
-        return row.attempts < self.cfg.sources.folder.max_attempts
+        if fcfg.after == "keep":
+            return False
+        row = self._ledger_store.ledger(path, self.run_key)
+        return row is not None and row.status == "done"  # committed but not yet archived/deleted
 
     def _folder_loop(self) -> None:
         store = self._scan_store
@@ -220,6 +217,10 @@ class Daemon:
                 except ScanInterrupted:
                     log.info("%s: interrupted by stop; it will be scanned again at the next start", job.path)
                     break
+                except Exception as exc:  # the loop must never die silently: log, count, go on with the next
+                    log.exception("%s: scanning failed", job.path)
+                    self.health.add(files_failed=1)
+                    self.health.update(last_error=f"{job.path.name}: {type(exc).__name__}: {exc}")
                 finally:
                     self.watcher.done(job.path)
         finally:
@@ -231,8 +232,7 @@ class Daemon:
             self.watcher.notice(job.path)
             return
         row = store.ledger(job.path, self.run_key)
-        if (row is not None and row.status == "failed" and row.attempts >= fcfg.max_attempts
-                and (row.size, row.mtime_ns) == (job.size, job.mtime_ns)):
+        if row is not None and row.status == "failed" and not store.due(job.path, self.run_key, fcfg.max_attempts):
             if str(job.path) not in self._given_up:
                 self._given_up.add(str(job.path))
                 log.warning("%s: gave up after %d attempts (%s); replace the file to try again",
@@ -277,7 +277,8 @@ class Daemon:
 
         mcfg = self.cfg.sources.microphone
         self._mic_store = DetectionStore(self.out_dir / DB_NAME)
-        self._mic_scanner = Scanner(self.detector, self._mic_store, self.settings, self.out_dir)
+        self._mic_scanner = Scanner(self.detector, self._mic_store,
+                                    dataclasses.replace(self.settings, tz=self.cfg.output.timezone), self.out_dir)
         self._mic_source = f"mic:{mcfg.device or 'default'}"
         raw = None
         if mcfg.record_raw:
@@ -322,7 +323,10 @@ class Daemon:
             self.watcher.join()
         if self.mic is not None:
             self.mic.join()
-            self._on_restart()
+            if self.mic.is_alive():  # closing the session under a live consumer would race it
+                log.warning("microphone thread did not stop in time; its open detection is not written")
+            else:
+                self._on_restart()
         for t in self._threads:
             t.join(30)
         scheduler.shutdown(wait=True)
@@ -330,6 +334,11 @@ class Daemon:
             self._export()
         except OSError as exc:
             log.warning("final export failed: %s", exc)
+        # the scanning loop closes its own connection; these two belong to threads that have stopped
+        if getattr(self, "_ledger_store", None) is not None and not self.watcher.is_alive():
+            self._ledger_store.close()
+        if getattr(self, "_mic_store", None) is not None and not self.mic.is_alive():
+            self._mic_store.close()
         self.health.update(state="stopped")
         self._write_status()
         self.notifier.close()

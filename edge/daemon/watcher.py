@@ -248,3 +248,6 @@ class FolderWatcher:
             self._observer.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

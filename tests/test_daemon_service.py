@@ -1,0 +1,103 @@
+"""The daemon in-process with a folder source: recorder time zone, exports through write_exports, a failing
+job that does not kill the scanning loop, and a clean shutdown (stores closed)."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from hootwatch.edge.daemon.config import config_from_dict
+from hootwatch.edge.daemon.service import Daemon
+
+from tiny_bundles import tone_bundle, write_tone
+
+SR = 8000
+
+
+def _config(tmp_path, bundle, **folder):
+    return config_from_dict({
+        "model": {"bundle": str(bundle), "threads": 1},
+        "sources": {"folder": {"path": str(tmp_path / "in"), "settle_s": 0.0, "poll_interval_s": 0.5, **folder}},
+        "output": {"dir": str(tmp_path / "out"), "timezone": "UTC", "raven": True, "audacity": True},
+        "health": {"status_every_s": 0.5, "watchdog": False},
+    })
+
+
+def _run(daemon: Daemon, until, timeout: float = 30) -> None:
+    t = threading.Thread(target=daemon.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    daemon.stop.set()
+    t.join(30)
+    assert not t.is_alive()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tone_bundle(tmp_path_factory.mktemp("bundle") / "b", sample_rate=SR)
+
+
+def test_song_meter_names_are_read_in_the_recorder_timezone_and_all_exports_written(tmp_path, bundle):
+    write_tone(tmp_path / "in" / "SM4A_20240101_220000.wav", 20, SR, tones=[(10, 13)])
+    daemon = Daemon(_config(tmp_path, bundle, recorder_timezone="+10:00"))
+    _run(daemon, lambda: daemon.health.files_done >= 1)
+    out = tmp_path / "out"
+    [row] = list(csv.DictReader(open(out / "detections.csv")))
+    # 22:00 on a UTC+10 recorder is 12:00 UTC, not 22:00 UTC (output.timezone); local times in the recorder's zone
+    assert (row["begin_utc"], row["begin_local"]) == ("2024-01-01T12:00:07.500+00:00", "2024-01-01T22:00:07.500+10:00")
+    assert (out / "detections.selections.txt").is_file()
+    assert (out / "labels" / "SM4A_20240101_220000.txt").read_text().startswith("7.500\t15.000\towl")
+    for store in (daemon._ledger_store, daemon._scan_store):  # every connection closed at stop
+        with pytest.raises(sqlite3.ProgrammingError):
+            store.conn.execute("SELECT 1")
+
+
+def test_an_unexpected_error_in_one_job_does_not_stop_the_scanning_loop(tmp_path, bundle):
+    write_tone(tmp_path / "in" / "20240101_100000.wav", 20, SR, tones=[(10, 13)])
+    write_tone(tmp_path / "in" / "20240101_110000.wav", 20, SR, tones=[(10, 13)])
+
+    class Flaky(Daemon):
+        def _scan_job(self, job, store, progress):
+            if job.path.name.startswith("20240101_100000"):
+                raise RuntimeError("disk went away")
+            return super()._scan_job(job, store, progress)
+
+    daemon = Flaky(_config(tmp_path, bundle))
+    _run(daemon, lambda: daemon.health.files_done >= 1 and daemon.health.files_failed >= 1)
+    assert (daemon.health.files_done, daemon.health.files_failed) == (1, 1)
+    assert "RuntimeError: disk went away" in daemon.health.last_error
+    rows = list(csv.DictReader(open(tmp_path / "out" / "detections.csv")))
+    assert [r["file"].rsplit("/", 1)[-1] for r in rows] == ["20240101_110000.wav"]
+
+
+def test_shutdown_does_not_close_the_live_session_under_a_running_microphone_thread(tmp_path, bundle):
+    cfg = config_from_dict({"model": {"bundle": str(bundle)}, "sources": {"microphone": {}},
+                            "output": {"dir": str(tmp_path / "out"), "timezone": "UTC"},
+                            "health": {"watchdog": False}})
+    daemon = Daemon(cfg)
+    closed = []
+
+    class StuckMic:
+        def join(self, timeout=10.0): ...
+        def is_alive(self): return True
+
+    class Live:
+        def close(self):
+            closed.append(True)
+            return []
+
+    class Scheduler:
+        def shutdown(self, wait=True): ...
+
+    daemon.mic, daemon._live, daemon._export = StuckMic(), Live(), lambda: None
+    daemon._shutdown(Scheduler())
+    assert closed == []
+    daemon.mic.is_alive = lambda: False
+    daemon._shutdown(Scheduler())
+    assert closed == [True]
