@@ -2,13 +2,14 @@
 
 Sources, first match wins (each detection records which one gave its time as `time_source`):
 
-1. `audiomoth_header`: the AudioMoth WAV comment, "Recorded at HH:MM:SS DD/MM/YYYY (UTC+X) by AudioMoth SERIAL"
-   (metamoth first; our own parser of the same text when metamoth rejects a firmware variant). Carries its zone.
+1. `audiomoth_header`: the AudioMoth WAV comment, "Recorded at HH:MM:SS DD/MM/YYYY (UTC+X) by AudioMoth SERIAL",
+   read by our own parser (metamoth rejects the comment formats of the real files we test on). Carries its zone.
 2. `guano`: the GUANO `Timestamp` (bat-detector style metadata). Carries its zone when it has an offset.
 3. The file name:
    - `filename_barlt`: Frontier Labs BAR-LT, `20191003T050000+1000_...` (carries its offset);
-   - `filename_audiomoth`: `YYYYMMDD_HHMMSS.WAV` (AudioMoth names are UTC unless the firmware was set to local
-     time; pass --tz and the recorder's real zone will not change them: they are UTC by definition here);
+   - `filename_audiomoth`: `YYYYMMDD_HHMMSS.WAV` (AudioMoth names are UTC, the firmware's default; --tz does
+     not change them, but a --tz other than UTC logs a warning once per folder, since a recorder set to local
+     time would make them wrong by its offset);
    - `filename_audiomoth_hex`: old AudioMoth names, 8 hex digits = unix time (UTC);
    - `filename_swift`: Cornell Swift, `SWIFTxx_YYYYMMDD_HHMMSS` (recorder local time);
    - `filename_songmeter`: Wildlife Acoustics, `PREFIX_YYYYMMDD_HHMMSS` (the prefix may hold underscores, e.g.
@@ -114,15 +115,6 @@ def parse_audiomoth_comment(comment: str) -> tuple[datetime, tzinfo, str] | None
 def _from_audiomoth_header(path: Path) -> FileTime | None:
     if path.suffix.lower() != ".wav":
         return None
-    try:
-        from metamoth import parse_metadata
-        meta = parse_metadata(str(path))
-        start = meta.datetime
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=timezone.utc)
-        return FileTime(start.astimezone(timezone.utc), start.tzinfo, "audiomoth_header", str(meta.serial))
-    except Exception:  # metamoth is strict about firmware variants; fall back to our own parser
-        pass
     parsed = parse_audiomoth_comment(_wav_comment(path)[0])
     if parsed is None:
         return None
@@ -185,6 +177,30 @@ def _from_name(path: Path, tz: tzinfo | None) -> FileTime | None:
     return None
 
 
+_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal", "GMT",
+              "Etc/GMT"}
+_warned_folders: set[tuple[str, str]] = set()
+
+
+def _is_utc(zone: tzinfo) -> bool:
+    if isinstance(zone, ZoneInfo):
+        return zone.key in _UTC_NAMES
+    return zone.utcoffset(None) == timedelta(0)
+
+
+def _warn_utc_name(path: Path, zone: tzinfo | None, found: FileTime) -> None:
+    """AudioMoth names are read as UTC; say so once per folder when the user gave another zone."""
+    if zone is None or _is_utc(zone) or found.source not in ("filename_audiomoth", "filename_audiomoth_hex"):
+        return
+    key = (str(path.parent), str(zone))
+    if key in _warned_folders:
+        return
+    _warned_folders.add(key)
+    log.warning("%s: AudioMoth-style file names (no AudioMoth header) are read as UTC, the AudioMoth default; "
+                "--tz %s only sets how local times are shown. If the recorder was set to local time, its times are "
+                "off by its UTC offset: rename the files or keep the AudioMoth header", path.parent, zone)
+
+
 def file_time(path: str | os.PathLike, tz: str | tzinfo | None = None) -> FileTime:
     """Start time of `path` from the best source available; ConfigError when a needed timezone is missing."""
     p = Path(path)
@@ -192,6 +208,7 @@ def file_time(path: str | os.PathLike, tz: str | tzinfo | None = None) -> FileTi
     for source in (lambda: _from_audiomoth_header(p), lambda: _from_guano(p, zone), lambda: _from_name(p, zone)):
         found = source()
         if found is not None:
+            _warn_utc_name(p, zone, found)
             if zone is not None and found.local_tz is not zone:
                 found = FileTime(found.start_utc, zone, found.source, found.recorder_id)
             return found

@@ -65,3 +65,29 @@ def test_mtime_fallback(tmp_path, caplog):
 def test_bad_tz_is_a_clear_error():
     with pytest.raises(ConfigError, match="unknown timezone"):
         parse_tz("Mars/Olympus")
+
+
+def test_real_audiomoth_header_carries_its_zone(shared_real):
+    t = file_time(shared_real / "recorder_fixtures/metadata.wav", "Australia/Sydney")
+    assert (t.start_utc, t.source, t.recorder_id) == (utc(2020, 4, 4, 10, 25), "audiomoth_header", "24526B065D325963")
+
+
+def test_audiomoth_header_in_local_time_is_converted_to_utc(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    p = tmp_path / "20220214_210000.WAV"  # the name says 21:00 (as if UTC); the header says UTC+10
+    with sf.SoundFile(str(p), "w", 8000, 1, subtype="PCM_16") as f:
+        f.comment = "Recorded at 21:00:00 14/02/2022 (UTC+10) by AudioMoth 24F319055FDF2F5B at medium gain"
+        f.write(np.zeros(800, np.float32))
+    t = file_time(p)
+    assert (t.start_utc, t.source, t.recorder_id) == (utc(2022, 2, 14, 11, 0), "audiomoth_header", "24F319055FDF2F5B")
+    assert t.local(t.start_utc).isoformat() == "2022-02-14T21:00:00+10:00"
+
+
+def test_audiomoth_names_stay_utc_and_warn_once_when_another_tz_is_given(tmp_path, caplog):
+    a, b = touch(tmp_path, "20200404_102500.WAV"), touch(tmp_path, "20200404_112500.WAV")
+    assert file_time(a, "UTC").start_utc == utc(2020, 4, 4, 10, 25) and "read as UTC" not in caplog.text
+    assert file_time(a, "Australia/Sydney").start_utc == utc(2020, 4, 4, 10, 25)
+    assert file_time(b, "Australia/Sydney").start_utc == utc(2020, 4, 4, 11, 25)
+    assert caplog.text.count("read as UTC") == 1 and "Australia/Sydney" in caplog.text
