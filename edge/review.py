@@ -1,7 +1,10 @@
 """Review material for each detection (`hootwatch scan --clips`): a padded audio clip and a spectrogram image.
 
-    OUTDIR/clips/<file stem>_<start>s.wav   the detection +- pad seconds, at the recording's own sample rate
-    OUTDIR/clips/<file stem>_<start>s.png   its spectrogram, 0 .. max_hz (owl calls sit low), time left to right
+    OUTDIR/clips/<recorder>_<file stem>_<start>s_<id>.wav   the detection +- pad seconds, at the file's own rate
+    OUTDIR/clips/<recorder>_<file stem>_<start>s_<id>.png   its spectrogram, 0 .. max_hz, time left to right
+
+<recorder> is the recorder id (or the recording's folder name), <id> 6 hex digits of its content key: two
+AudioMoths both writing 20240101_100000.WAV get separate clips.
 
 matplotlib is not an edge dependency (it is large and slow to import on a Raspberry Pi), so the spectrogram is
 computed with numpy and written by a minimal PNG writer (zlib + struct): no extra dependency.
@@ -9,6 +12,7 @@ computed with numpy and written by a minimal PNG writer (zlib + struct): no extr
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from pathlib import Path
@@ -68,6 +72,15 @@ def spectrogram_png(path: str | Path, x: np.ndarray, sample_rate: int, max_hz: f
     return write_png(path, img)
 
 
+def clip_stem(path: Path, detection) -> str:
+    """`<recorder>_<file stem>_<start>s_<id>`: recorder id (or the folder's name) for people, and 6 hex digits
+    of the recording's content key so two recorders' `20240101_100000.WAV` never overwrite each other's clips."""
+    prefix = getattr(detection, "recorder_id", "") or path.resolve().parent.name
+    name = path.stem if not prefix or path.stem.startswith(prefix) else f"{prefix}_{path.stem}"
+    ident = hashlib.sha256(str(getattr(detection, "file_key", "") or path.resolve()).encode()).hexdigest()[:6]
+    return f"{name}_{detection.start_s:08.2f}s_{ident}"
+
+
 def write_review(path: str | Path, detections, clips_dir: str | Path, pad_s: float = 1.0,
                  max_hz: float = 4000.0) -> list[Path]:
     """Clip + spectrogram for each detection of one file; returns the files written."""
@@ -78,7 +91,7 @@ def write_review(path: str | Path, detections, clips_dir: str | Path, pad_s: flo
     for d in detections:
         start = max(0.0, d.start_s - pad_s)
         x = load(path, sr, start_s=start, duration_s=(d.end_s + pad_s) - start)
-        stem = f"{path.stem}_{d.start_s:08.2f}s"
+        stem = clip_stem(path, d)
         wav = clips_dir / (stem + ".wav")
         sf.write(str(wav), x, sr)
         written += [wav, spectrogram_png(clips_dir / (stem + ".png"), x, sr, max_hz)]

@@ -168,3 +168,13 @@ def test_same_recordings_from_another_mount_point_add_no_detections(detector, tm
     third = sc.scan_paths([card])
     assert [o.status for o in third.outcomes] == ["skipped", "done"]
     assert sorted(r["start_s"] for r in sc.store.detections()) == [7.5, 10.0]
+
+
+def test_review_clips_of_two_recorders_with_the_same_file_name_do_not_collide(detector, tmp_path):
+    a = write_tone(tmp_path / "rec" / "moth_A" / "20240101_100000.WAV", 20, SR, tones=[(10, 13)])
+    b = write_tone(tmp_path / "rec" / "moth_B" / "20240101_100000.WAV", 20, SR, tones=[(10, 13)], seed=1)
+    sc = scanner(detector, tmp_path, clips=True)
+    assert sc.scan_paths([a, b]).n_detections == 2
+    wavs = sorted(p.name for p in (tmp_path / "out" / "clips").glob("*.wav"))
+    assert len(wavs) == 2 and wavs[0].startswith("moth_A_20240101_100000_") and wavs[1].startswith("moth_B_")
+    assert len(list((tmp_path / "out" / "clips").glob("*.png"))) == 2
