@@ -265,3 +265,45 @@ def test_daemon_detects_a_tone_played_into_a_real_portaudio_input(tmp_path, puls
     assert len(rows) == 1, rows
     assert rows[0][2] - rows[0][1] >= 5.0  # a 5 s tone: at least one full window
     assert daemon.mic.samples_captured > 8 * 48000  # a real stream delivered the whole playback
+
+
+def test_ring_buffer_knows_when_its_samples_were_captured_and_where_some_were_lost():
+    r = RingBuffer(10, rate=10)
+    assert r.write(np.zeros(4, np.float32), t_capture=100.0) and r.write(np.ones(4, np.float32), t_capture=100.4)
+    block, t, gap = r.read_stamped(0)
+    assert len(block) == 8 and t == 100.0 and not gap
+    assert r.write(np.zeros(6, np.float32), t_capture=101.0)
+    assert not r.write(np.zeros(6, np.float32), t_capture=101.6)  # full: dropped, a gap follows sample 14
+    block, t, gap = r.read_stamped(0)  # read long after capture: stamped with its capture time, not "now"
+    assert len(block) == 6 and t == 101.0 and not gap
+    assert r.write(np.full(3, 5, np.float32), t_capture=103.0)
+    block, t, gap = r.read_stamped(0)  # what follows the lost samples says so, with its own capture time
+    assert gap and t == 103.0 and list(block) == [5, 5, 5]
+
+
+def test_after_an_overrun_the_new_session_starts_at_the_capture_time_of_its_first_sample():
+    signal = np.zeros(16000 * 3, np.float32)
+    calls, restarts, stop = [], [], threading.Event()
+
+    def slow(block, t):
+        calls.append((t.timestamp(), time.time(), len(block) / SR_MODEL, len(restarts)))
+        time.sleep(0.3)  # the ring (0.25 s) fills while the model works: overrun, backlog, restart
+
+    mic = Microphone(_mic(ring_s=0.25), SR_MODEL, slow, lambda: restarts.append(1), stop,
+                     stream_factory=_factory(signal))
+    mic.start()
+    deadline = time.monotonic() + 10
+    while (mic.overruns < 2 or len(calls) < 6) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    mic.join()
+    firsts = {}  # the first block of each session after a restart: the session's start time (LiveSession)
+    for c in calls:
+        if c[3] > 0:
+            firsts.setdefault(c[3], c)
+    assert mic.overruns >= 2 and firsts
+    for t_block, t_read, duration, _ in firsts.values():
+        # its samples were captured before they reached the model (a session stamped when the backlog was read
+        # would end ~0.25 s in the future), and not before the ring could have held them
+        assert t_block + duration <= t_read + 0.05, (t_block + duration - t_read, duration)
+        assert t_block >= t_read - 0.25 - 0.3 - 0.1

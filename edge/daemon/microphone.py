@@ -4,8 +4,10 @@ The PortAudio callback (its own real-time thread) only copies the block into a n
 disk, no allocation beyond the copy, so capture never waits on inference. A consumer thread drains the ring,
 averages channels, resamples with soxr's streaming resampler to the model's rate and pushes to a LiveSession,
 whose WindowStream slides windows across blocks with no gap. When the consumer falls behind and the ring is
-full, the newest block is dropped and counted as an overrun (as is any PortAudio input overflow) and logged;
-the session is then restarted so window times stay true to the capture clock.
+full, the newest block is dropped and counted as an overrun (as is any PortAudio input overflow) and logged.
+The ring remembers where samples were lost and when each block was captured: the session is closed at the
+gap and a new one starts at the capture time of the first sample after it, however long that sample waited
+in the ring, so window times stay true to the capture clock.
 
 A device that disappears (USB unplugged, PortAudio error) is reopened with exponential back-off up to
 `reopen_max_s`. Optional raw recording writes rolling FLAC/WAV segments, deleting the oldest beyond the budget,
@@ -14,6 +16,7 @@ and stops while the disk guard says the disk is low.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import threading
@@ -30,13 +33,19 @@ log = logging.getLogger(__name__)
 
 
 class RingBuffer:
-    """Single-producer single-consumer float32 ring of mono samples; `write` never blocks."""
+    """Single-producer single-consumer float32 ring of mono samples; `write` never blocks.
 
-    def __init__(self, capacity: int) -> None:
+    With a `rate`, each write may carry the wall-clock capture time of its first sample, so a reader learns
+    when the samples it reads were captured (`read_stamped`), however long they waited in the ring."""
+
+    def __init__(self, capacity: int, rate: float | None = None) -> None:
         self.buf = np.zeros(int(capacity), np.float32)
         self.capacity = int(capacity)
+        self.rate = rate
         self._w = 0  # total samples written
         self._r = 0  # total samples read
+        self._marks: collections.deque = collections.deque()  # (sample index, capture time) per stamped write
+        self._gaps: collections.deque = collections.deque()   # sample indices that follow lost samples
         self._lock = threading.Lock()
         self._data = threading.Condition(self._lock)
 
@@ -45,33 +54,60 @@ class RingBuffer:
         with self._lock:
             return self._w - self._r
 
-    def write(self, x: np.ndarray) -> bool:
-        """Append `x`; False (nothing written) if it does not fit."""
+    def write(self, x: np.ndarray, t_capture: float | None = None) -> bool:
+        """Append `x` (first sample captured at `t_capture`, seconds since the epoch); False (nothing written)
+        if it does not fit."""
         n = len(x)
         with self._lock:
             if self._w - self._r + n > self.capacity:
+                self._mark_gap()
                 return False
             i = self._w % self.capacity
             first = min(n, self.capacity - i)
             self.buf[i:i + first] = x[:first]
             self.buf[:n - first] = x[first:]
+            if t_capture is not None and self.rate:
+                self._marks.append((self._w, t_capture))
             self._w += n
             self._data.notify()
         return True
 
+    def mark_gap(self) -> None:
+        """Samples were lost before the next write (e.g. PortAudio input overflow)."""
+        with self._lock:
+            self._mark_gap()
+
+    def _mark_gap(self) -> None:
+        if not self._gaps or self._gaps[-1] != self._w:
+            self._gaps.append(self._w)
+
     def read(self, timeout: float) -> np.ndarray:
-        """Everything buffered (waiting up to `timeout` for something)."""
+        """Everything buffered up to the next gap (waiting up to `timeout` for something)."""
+        return self.read_stamped(timeout)[0]
+
+    def read_stamped(self, timeout: float) -> tuple[np.ndarray, float | None, bool]:
+        """Everything buffered up to the next gap, the capture time of its first sample (None when unknown),
+        and whether samples were lost just before it (the reader's stream is not continuous there)."""
         with self._lock:
             if self._w == self._r:
                 self._data.wait(timeout)
-            n = self._w - self._r
+            after_gap = False
+            while self._gaps and self._gaps[0] <= self._r:
+                self._gaps.popleft()
+                after_gap = True
+            end = min(self._w, self._gaps[0]) if self._gaps else self._w
+            n = end - self._r
             i = self._r % self.capacity
             first = min(n, self.capacity - i)
             out = np.concatenate([self.buf[i:i + first], self.buf[:n - first]])
+            t = None
+            while len(self._marks) > 1 and self._marks[1][0] <= self._r:  # marks before the block holding _r
+                self._marks.popleft()
+            if n and self._marks and self._marks[0][0] <= self._r:
+                idx, t0 = self._marks[0]
+                t = t0 + (self._r - idx) / self.rate
             self._r += n
-        return out
-
-
+        return out, t, after_gap
 class RawRecorder:
     """Rolling raw-audio segments (FLAC or WAV) named by their UTC start, within a disk budget."""
 
@@ -145,22 +181,35 @@ class Microphone:
         self.cfg, self.model_rate, self.beat = cfg, int(model_rate), beat
         self.on_audio, self.on_restart, self.stop = on_audio, on_restart, stop
         self.health, self.raw, self.stream_factory, self.active = health, raw, stream_factory, active
-        self.ring = RingBuffer(int(cfg.ring_s * cfg.sample_rate))
+        self.ring = RingBuffer(int(cfg.ring_s * cfg.sample_rate), rate=cfg.sample_rate)
         raw_ring = int(cfg.ring_s * cfg.sample_rate) * cfg.channels if raw is not None else 1
         self.raw_ring = RingBuffer(raw_ring) if raw is not None else None
         self.overruns = 0
-        self._broken = threading.Event()   # continuity lost: restart the session
         self._failed = threading.Event()   # the stream reported an error / finished unexpectedly
         self.state = "closed"
         self.samples_captured = 0
         self._thread: threading.Thread | None = None
 
     # ---- PortAudio thread: copy only
+    def _capture_time(self, frames: int, time_info) -> float:
+        """Wall-clock time of the block's first sample: PortAudio's ADC time of the buffer mapped onto the wall
+        clock when it gives one, else now minus the block's duration (the callback comes once it is full)."""
+        now = time.time()
+        try:
+            adc, current = float(time_info.inputBufferAdcTime), float(time_info.currentTime)
+        except (AttributeError, TypeError, ValueError):
+            adc = current = 0.0
+        if adc > 0 and current > 0 and 0 <= current - adc < 10:
+            return now - (current - adc)
+        return now - frames / self.cfg.sample_rate
+
     def _callback(self, indata, frames, time_info, status) -> None:
         if status and status.input_overflow:
+            self.ring.mark_gap()
             self._overrun("PortAudio input overflow")
         mono = indata.mean(axis=1) if indata.ndim == 2 and indata.shape[1] > 1 else indata.reshape(-1)
-        if not self.ring.write(mono.astype(np.float32, copy=False)):
+        t_capture = self._capture_time(frames, time_info)
+        if not self.ring.write(mono.astype(np.float32, copy=False), t_capture):
             self._overrun("ring buffer full (processing too slow)")
             return
         if self.raw_ring is not None:
@@ -168,7 +217,6 @@ class Microphone:
 
     def _overrun(self, why: str) -> None:
         self.overruns += 1
-        self._broken.set()
         if self.health is not None:
             self.health.add(overruns=1)
         if self.overruns == 1 or self.overruns % 100 == 0:
@@ -224,30 +272,33 @@ class Microphone:
 
     def _consume(self, stream) -> None:
         resampler = StreamResampler(self.cfg.sample_rate, self.model_rate)
-        t_start = dt.datetime.now(dt.timezone.utc)
-        captured = 0
+        t_start, captured = None, 0  # a session starts at the capture time of its first sample
         self._failed.clear()
         while True:
             self.beat()
             last = self.stop.is_set() or self._failed.is_set() or not self.active()
-            block = self.ring.read(timeout=0 if last else 0.2)  # at the end: drain what is buffered
-            if len(block) or last:
+            block, t_first, after_gap = self.ring.read_stamped(timeout=0 if last else 0.2)
+            if after_gap and t_start is not None:  # samples were lost: a window must not straddle the gap
+                self.on_restart()
+                resampler = StreamResampler(self.cfg.sample_rate, self.model_rate)
+                t_start, captured = None, 0
+            final = last and self.ring.level == 0  # at the end: drain what is buffered first
+            if t_start is None and len(block):  # not "now": the block may have waited in the ring
+                t_start = (dt.datetime.fromtimestamp(t_first, dt.timezone.utc) if t_first is not None else
+                           dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=len(block) / self.cfg.sample_rate))
+            if len(block) or final:
+                t_start = t_start or dt.datetime.now(dt.timezone.utc)
                 t_block = t_start + dt.timedelta(seconds=captured / self.cfg.sample_rate)
                 captured += len(block)
                 self.samples_captured += len(block)
-                out = resampler.push(block, last=last)
+                out = resampler.push(block, last=final)
                 if len(out):
                     self.on_audio(out, t_block)
             if self.raw_ring is not None:
                 raw = self.raw_ring.read(timeout=0)
                 if len(raw):
                     self.raw.write(raw.reshape(-1, self.cfg.channels), dt.datetime.now(dt.timezone.utc))
-            if self._broken.is_set():  # samples were lost: the next window would straddle a gap
-                self._broken.clear()
-                self.on_restart()
-                resampler = StreamResampler(self.cfg.sample_rate, self.model_rate)
-                t_start, captured = dt.datetime.now(dt.timezone.utc), 0
-            if last:
+            if final:
                 if self._failed.is_set() and not self.stop.is_set():
                     self._set_state("lost; reopening")
                 return
