@@ -31,14 +31,14 @@ def data(tmp_path_factory) -> Path:
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "run"
     res = run(make_args(data=str(data), out=str(out), epochs=10, validation_fraction=0.2, test_fraction=0.3,
-                        learning_rate=3e-3, seed=1, **FAST))
+                        learning_rate=1e-3, seed=1, **FAST))
     return res
 
 
 def test_tiny_model_beats_chance_on_held_out_recordings(trained):
     test = trained.metrics["test"]
     assert test["n"] == 30 and test["n_positive"] == 15  # 3 held-out recordings of each class
-    # chance is 0.5 for both; over 5 data/model seeds this setting gave 0.73-0.93 and 0.91-0.996
+    # chance is 0.5 for both; over 6 data/model seeds this setting gave 0.83-0.97 and 0.94-1.0
     assert test["balanced_accuracy"] >= 0.7, test
     assert test["pr_auc"] >= 0.85, test
 

@@ -6,6 +6,17 @@ learnable filterbank (400-sample kernel, 160-sample hop: 25 ms / 10 ms at 16 kHz
 (measured: with the wav2vec2-style stack a tiny model did not even fit 64 training clips in 60 steps; with the
 filterbank it did in 160). Then two small convolutions (total stride 640: 125 frames per 5 s at 16 kHz),
 hidden size 64, two transformer layers, mean pooling over frames (Wav2Vec2ForSequenceClassification).
+
+Three choices get it off the loss plateau (loss stuck at ln 2 for 200-500 steps otherwise), measured on a
+600-clip synthetic set, 20 epochs: test PR-AUC 0.89-0.91 instead of a model still at chance after 7 epochs:
+- the filterbank starts as mel-spaced Gabor filters (cos/sin pairs, 150 Hz - 4 kHz; still learnable), so the
+  model is frequency-selective from the first step;
+- `feat_extract_norm="layer"` normalises each frame across channels, keeping the spectral shape of every frame
+  ("group" normalises each channel over the whole window and so throws away which bands hold energy);
+- `use_weighted_layer_sum` lets the classifier read the projected features directly, before the randomly
+  initialised transformer layers have learnt anything.
+All three are plain Wav2Vec2Config options and weights, so export and the edge treat the tiny model like any
+other wav2vec2.
 """
 
 from __future__ import annotations
@@ -33,15 +44,31 @@ def tiny_config(label2id: dict[str, int]):
     return Wav2Vec2Config(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
         conv_dim=(64, 64, 64), conv_kernel=(400, 3, 3), conv_stride=(160, 2, 2), num_feat_extract_layers=3,
-        feat_extract_norm="group", conv_bias=False,
+        feat_extract_norm="layer", conv_bias=True,
         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
         # no dropout and no SpecAugment time masking: with a few hundred clips they slowed learning more than
         # they regularised (5 seeds: test PR-AUC 0.71-0.97 with them, 0.91-0.996 without, same steps)
         hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
         final_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0,
-        classifier_proj_size=64, use_weighted_layer_sum=False,
+        classifier_proj_size=64, use_weighted_layer_sum=True,
         num_labels=len(label2id), label2id=dict(label2id), id2label={i: lab for lab, i in label2id.items()},
     )
+
+
+def gabor_init(conv, sample_rate: int, fmin: float = 150.0, fmax: float = 4000.0) -> None:
+    """Set a Conv1d(1 -> C, k) to C/2 Hann-windowed cos/sin pairs at mel-spaced frequencies (below Nyquist)."""
+    import numpy as np
+    import torch
+
+    out, _, k = conv.weight.shape
+    fmax = min(fmax, 0.45 * sample_rate)
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    centres = 700 * (10 ** (np.linspace(mel(fmin), mel(fmax), (out + 1) // 2) / 2595) - 1)
+    t = (np.arange(k) - (k - 1) / 2) / sample_rate
+    win = np.hanning(k)
+    filters = np.stack([f(2 * np.pi * fc * t) * win for fc in centres for f in (np.cos, np.sin)])[:out]
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(filters / np.sqrt(k / 2.67), dtype=conv.weight.dtype).unsqueeze(1))
 
 
 def _cannot_download(name: str, exc: BaseException) -> HootwatchError:
@@ -60,6 +87,7 @@ def build_backbone(base: str, tiny: bool, label2id: dict[str, int], sample_rate:
         fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=sample_rate or 16000, padding_value=0.0,
                                       do_normalize=True, return_attention_mask=False)
         model = AutoModelForAudioClassification.from_config(tiny_config(label2id))
+        gabor_init(model.wav2vec2.feature_extractor.conv_layers[0].conv, int(fe.sampling_rate))
         return Backbone(model, fe, "tiny-wav2vec2", int(fe.sampling_rate))
     local = Path(base).expanduser()
     if not local.exists() and (base.startswith((".", "/", "~")) or base.count("/") > 1):
