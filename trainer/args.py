@@ -50,7 +50,7 @@ class TrainArgs:
     batch_size: int = field(default=8, metadata={"help": "clips per forward pass (per device)"})
     grad_accum: int = field(default=1, metadata={"help": "forward passes per optimizer step; effective batch = "
                                                          "batch_size x grad_accum (x number of GPUs)"})
-    learning_rate: float | None = field(default=None, metadata={"help": "default 3e-5, or 1e-3 with --tiny"})
+    learning_rate: float | None = field(default=None, metadata={"help": "default 3e-5, or 5e-4 with --tiny"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up"})
     seed: int = field(default=0, metadata={"help": "random seed (splits, init, augmentation)"})
@@ -77,7 +77,9 @@ class TrainArgs:
 
     @property
     def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else (1e-3 if self.tiny else 3e-5)
+        # tiny, random init: 1e-3 often collapses to a constant output for hundreds of steps; 5e-4 leaves the
+        # ln 2 plateau within a few epochs (measured on 600 synthetic clips)
+        return self.learning_rate if self.learning_rate is not None else (5e-4 if self.tiny else 3e-5)
 
     @property
     def train_feature_encoder(self) -> bool:
