@@ -83,8 +83,12 @@ def test_refuses_non_empty_out_then_resumes_or_overwrites(trained, data):
     assert resumed.epochs_run == 11 and resumed.optimizer_steps == math.ceil(n_train / 8)  # one more epoch only
     assert len(resumed.metrics["history"]) == 11
     (run_dir / "marker").write_text("x")
+    with pytest.raises(ConfigError, match="marker"):  # not part of a run: --overwrite deletes nothing
+        run(make_args(data=str(data), out=str(run_dir), epochs=1, overwrite=True, **FAST))
+    assert (run_dir / "marker").exists()
+    (run_dir / "marker").unlink()
     over = run(make_args(data=str(data), out=str(run_dir), epochs=1, overwrite=True, **FAST))
-    assert not (run_dir / "marker").exists() and len(over.metrics["history"]) == 1
+    assert len(over.metrics["history"]) == 1
 
 
 def test_resume_without_checkpoint_is_refused(tmp_path, data):

@@ -58,8 +58,35 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------------- run folder
+RUN_MARKERS = ("run_config.json", CHECKPOINTS, "model/hootwatch.json")
+RUN_CONTENTS = {"run_config.json", CHECKPOINTS, "model", "metrics.json", "pr_curve.png", "splits",
+                "data_summary.json", "data_cache"}
+
+
+def check_overwrite(out: Path, data: str) -> None:
+    """--overwrite deletes only a hootwatch run folder: never home, /, the current folder, the data or other files."""
+    target = out.expanduser().resolve()
+    for place, what in ((Path.home(), "your home folder"), (Path("/"), "the root folder /"),
+                        (Path.cwd(), "the current folder")):
+        if target == place.resolve():
+            raise ConfigError(f"--overwrite: {out} is {what}; refusing to delete it",
+                              "give --out a folder of its own, e.g. --out runs/owl1")
+    if data and Path(data).expanduser().exists():
+        src = Path(data).expanduser().resolve()
+        if src == target or target in src.parents:
+            raise ConfigError(f"--overwrite: {out} holds the training data {data}; refusing to delete it",
+                              "choose an --out outside the data folder")
+    if not any((target / m).exists() for m in RUN_MARKERS):
+        raise ConfigError(f"--overwrite: {out} is not a hootwatch run folder (no {', '.join(RUN_MARKERS)}); "
+                          "refusing to delete it", "choose a new --out, or empty that folder yourself")
+    others = sorted(p.name for p in target.iterdir() if p.name not in RUN_CONTENTS)
+    if others:
+        raise ConfigError(f"--overwrite: {out} holds files that are not part of a run: {others[:5]}",
+                          "move them elsewhere first, or choose a new --out")
+
+
 def prepare_run_dir(args: TrainArgs, console) -> bool:
-    """Refuse a non-empty run folder unless --resume (returns True) or --overwrite (wipes it)."""
+    """Refuse a non-empty run folder unless --resume (returns True) or --overwrite (wipes a run folder only)."""
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder", "choose another --out")
@@ -68,14 +95,14 @@ def prepare_run_dir(args: TrainArgs, console) -> bool:
         if not (out / CHECKPOINTS / TRAINER_STATE).is_file():
             raise ConfigError(f"{out}: nothing to resume (no {CHECKPOINTS}/{TRAINER_STATE})",
                               "drop --resume to start a new run, or point --out at an interrupted run")
-        console.print(f"[bold yellow]RESUMING the run in {out} from its last checkpoint[/]")
         return True
     if non_empty:
         if not args.overwrite:
             raise ConfigError(f"{out}: the run folder is not empty",
                               "pass --resume to continue that run, --overwrite to delete it and start again, "
                               "or choose a new --out")
-        console.print(f"[bold yellow]--overwrite: deleting {out}[/]")
+        check_overwrite(out, args.data)
+        console.print(f"[bold yellow]--overwrite: deleting the run in {out}[/]")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return False
