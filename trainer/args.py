@@ -121,8 +121,67 @@ class TrainArgs:
         return asdict(self)
 
 
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def convert_value(name: str, value, source: str):
+    """`value` as the type of field `name` ("10" -> 10, "false" -> False); ConfigError naming key and source."""
+    ftype = str(next(f for f in fields(TrainArgs) if f.name == name).type)
+    optional = "None" in ftype
+    base = ftype.split("|")[0].strip()
+    if value is None and optional:
+        return None
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: option {name!r} must be {expected}{' or left out' if optional else ''}, "
+                           f"got {value!r}", f"fix the value of {name} in {source}")
+
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad("true or false")
+    if base == "int":
+        if isinstance(value, bool):
+            raise bad("a whole number")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise bad("a whole number")
+    if base == "float":
+        if isinstance(value, bool):
+            raise bad("a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise bad("a number")
+    if isinstance(value, str):
+        return value
+    raise bad("text")
+
+
+def convert_values(values: dict, source: str) -> dict:
+    known = {f.name for f in fields(TrainArgs)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown option(s) {unknown}", f"valid options: {', '.join(sorted(known))}")
+    return {k: convert_value(k, v, source) for k, v in values.items()}
+
+
 def read_config_file(path: str | Path) -> dict:
-    """Field values from a JSON or TOML file (unknown keys are refused, so typos do not pass silently)."""
+    """Field values from a JSON or TOML file, each converted to its field's type (unknown keys are refused, so
+    typos do not pass silently)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -140,19 +199,13 @@ def read_config_file(path: str | Path) -> dict:
     values = values.get("train", values) if isinstance(values, dict) else values
     if not isinstance(values, dict):
         raise ConfigError(f"{p}: expected a table of options", "write key = value pairs (TOML) or an object (JSON)")
-    known = {f.name for f in fields(TrainArgs)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{p}: unknown option(s) {unknown}", f"valid options: {', '.join(sorted(known))}")
-    return values
+    return convert_values(values, f"config file {p}")
 
 
 def make_args(config_file: str | None = None, **overrides) -> TrainArgs:
     """Dataclass defaults < config file < explicit overrides (the command line)."""
     values = read_config_file(config_file) if config_file else {}
-    values.update({k: v for k, v in overrides.items()})
-    if isinstance(values.get("snr_db"), (list, tuple)):
-        values["snr_min_db"], values["snr_max_db"] = values.pop("snr_db")
+    values.update(convert_values(overrides, "the command line"))
     return replace(TrainArgs(), **values).validate()
 
 

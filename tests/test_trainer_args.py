@@ -1,0 +1,42 @@
+"""Training options: config values are checked and converted to each option's type; no torch needed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hootwatch.edge.errors import ConfigError
+from hootwatch.trainer.args import make_args
+
+
+def _cfg(tmp_path, values: dict, suffix: str = ".json"):
+    p = tmp_path / f"c{suffix}"
+    p.write_text(json.dumps({"data": "D", "out": "R", **values}))
+    return str(p)
+
+
+def test_string_values_are_converted_to_the_option_type(tmp_path):
+    args = make_args(_cfg(tmp_path, {"epochs": "10", "tiny": "false", "learning_rate": "1e-3",
+                                     "augment": "no", "sample_rate": 8000.0}))
+    assert args.epochs == 10 and isinstance(args.epochs, int)
+    assert args.tiny is False and args.augment is False  # "false" is not a truthy string
+    assert args.learning_rate == 1e-3 and args.sample_rate == 8000 and isinstance(args.sample_rate, int)
+    assert make_args(_cfg(tmp_path, {"tiny": "TRUE"})).tiny is True
+
+
+@pytest.mark.parametrize("key,value", [("epochs", "ten"), ("epochs", 2.5), ("tiny", "maybe"), ("tiny", 3),
+                                       ("learning_rate", [1, 2]), ("base", 12), ("batch_size", True)])
+def test_wrong_typed_values_name_the_key_and_the_file(tmp_path, key, value):
+    path = _cfg(tmp_path, {key: value})
+    with pytest.raises(ConfigError) as exc:
+        make_args(path)
+    assert repr(key) in str(exc.value) and path in str(exc.value)
+
+
+def test_optional_options_accept_null_and_snr_db_is_not_an_option(tmp_path):
+    assert make_args(_cfg(tmp_path, {"learning_rate": None})).learning_rate is None
+    with pytest.raises(ConfigError, match="snr_db"):
+        make_args(_cfg(tmp_path, {"snr_db": [0, 10]}))
+    with pytest.raises(ConfigError, match="snr_db"):
+        make_args(data="D", out="R", snr_db=(0, 10))
