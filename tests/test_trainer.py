@@ -16,7 +16,7 @@ from hootwatch.edge.clips import read_clip_csv  # noqa: E402
 from hootwatch.edge.errors import ConfigError, HootwatchError  # noqa: E402
 from hootwatch.edge.preprocess import Normalisation  # noqa: E402
 from hootwatch.trainer.args import make_args  # noqa: E402
-from hootwatch.trainer.train import run  # noqa: E402
+from hootwatch.trainer.train import run, selection_key  # noqa: E402
 from test_data_fixtures import make_label_folders  # noqa: E402
 
 FAST = dict(tiny=True, sample_rate=8000, window_s=2.0, batch_size=8, progress=False, threads=1)
@@ -77,11 +77,19 @@ def test_refuses_non_empty_out_then_resumes_or_overwrites(trained, data):
     run_dir = trained.run_dir
     with pytest.raises(ConfigError, match="--resume.*--overwrite"):
         run(make_args(data=str(data), out=str(run_dir), epochs=10, **FAST))
-    resumed = run(make_args(data=str(data), out=str(run_dir), epochs=11, resume=True, seed=1,
-                            validation_fraction=0.2, test_fraction=0.3, learning_rate=3e-3, **FAST))
+    with pytest.raises(ConfigError, match=r"learning_rate \(run: 0.001, now: 0.003\)"):
+        run(make_args(out=str(run_dir), epochs=11, resume=True, learning_rate=3e-3))
+    before = json.loads((run_dir / "metrics.json").read_text())
+    resumed = run(make_args(out=str(run_dir), epochs=11, resume=True, progress=False, threads=1))  # no --data
     n_train = json.loads((run_dir / "data_summary.json").read_text())["splits"]["train"]["_total"]["clips"]
     assert resumed.epochs_run == 11 and resumed.optimizer_steps == math.ceil(n_train / 8)  # one more epoch only
-    assert len(resumed.metrics["history"]) == 11
+    assert resumed.metrics["history"][:10] == before["history"] and len(resumed.metrics["history"]) == 11
+    hist, old_best = resumed.metrics["history"], before["best_epoch"]
+    new_best = selection_key(hist[10], "pr_auc") > selection_key(hist[old_best - 1], "pr_auc")
+    assert resumed.metrics["best_epoch"] == (11 if new_best else old_best)
+    rc = json.loads((run_dir / "run_config.json").read_text())
+    assert rc["args"]["epochs"] == 10 and rc["args"]["learning_rate"] == 1e-3  # the original record stays
+    assert [r["changed"] for r in rc["resumes"]] == [{"epochs": 11}]
     (run_dir / "marker").write_text("x")
     with pytest.raises(ConfigError, match="marker"):  # not part of a run: --overwrite deletes nothing
         run(make_args(data=str(data), out=str(run_dir), epochs=1, overwrite=True, **FAST))

@@ -92,7 +92,7 @@ class TrainArgs:
     def validate(self) -> "TrainArgs":
         if not 0 < self.hop <= self.window_s:
             raise ConfigError(f"hop_s must be in (0, window_s={self.window_s}], got {self.hop}", "fix --hop-s")
-        if not self.data:
+        if not self.data and not self.resume:
             raise ConfigError("no training data given", "pass --data DATA (a folder or a dataset id)")
         if not self.out:
             raise ConfigError("no run folder given", "pass --out RUN")
@@ -206,7 +206,58 @@ def make_args(config_file: str | None = None, **overrides) -> TrainArgs:
     """Dataclass defaults < config file < explicit overrides (the command line)."""
     values = read_config_file(config_file) if config_file else {}
     values.update(convert_values(overrides, "the command line"))
+    if values.get("resume"):
+        return resume_args(values)
     return replace(TrainArgs(), **values).validate()
+
+
+RUN_CONFIG = "run_config.json"
+# the only options a resumed run may change: how long and how it runs, never what it learns
+RESUMABLE = ("epochs", "threads", "num_workers", "progress")
+
+
+def saved_run_args(out: str | Path) -> dict:
+    """The arguments of the run in `out`: RUN/run_config.json's args, with the options later resumes changed."""
+    path = Path(out).expanduser() / RUN_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{Path(out)}: nothing to resume (no {RUN_CONFIG})",
+                          "drop --resume to start a new run, or point --out at an interrupted run")
+    try:
+        rc = json.loads(path.read_text())
+        saved = dict(rc["args"])
+        for record in rc.get("resumes", []):
+            saved.update(record.get("changed", {}))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: unreadable run configuration ({exc})", "start a new run with a new --out") from None
+    known = {f.name for f in fields(TrainArgs)}
+    return convert_values({k: v for k, v in saved.items() if k in known}, str(path))
+
+
+def resume_args(given: dict) -> TrainArgs:
+    """The SAME run's arguments from RUN/run_config.json; only RESUMABLE options may be given anew.
+
+    `given` holds the options the user set (config file and command line); any other option that differs from
+    the run's own is refused by name, so a resumed run never silently mixes two settings."""
+    if given.get("overwrite"):
+        raise ConfigError("--resume and --overwrite contradict each other", "pass only one of them")
+    out = given.get("out")
+    if not out:
+        raise ConfigError("--resume needs the run folder", "pass --out RUN (the folder of the interrupted run)")
+    saved = saved_run_args(out)
+    ignore = set(RESUMABLE) | {"resume", "out", "overwrite"}
+    differ = sorted(k for k, v in given.items() if k not in ignore and v != saved.get(k, _default(k)))
+    if differ:
+        shown = ", ".join(f"{k} (run: {saved.get(k, _default(k))!r}, now: {given[k]!r})" for k in differ)
+        raise ConfigError(f"--resume continues the run in {out} with its own settings, and these differ: {shown}",
+                          f"drop {', '.join('--' + k.replace('_', '-') for k in differ)} to continue that run "
+                          f"(only {', '.join(RESUMABLE)} may change), or start a new run with a new --out")
+    values = {**saved, **{k: given[k] for k in RESUMABLE if k in given}, "out": str(out), "resume": True,
+              "overwrite": bool(given.get("overwrite", False))}
+    return replace(TrainArgs(), **values).validate()
+
+
+def _default(name: str):
+    return getattr(TrainArgs(), name)
 
 
 def field_help(name: str) -> str:

@@ -35,7 +35,7 @@ from hootwatch.edge.clips import ClipRef, read_clip_csv, write_clip_csv
 from hootwatch.edge.errors import ConfigError, HootwatchError
 from hootwatch.edge.preprocess import Normalisation
 
-from .args import TrainArgs
+from .args import RESUMABLE, RUN_CONFIG, TrainArgs, resume_args
 from .augment import AugmentOptions
 from .data import splits as split_mod
 from .data.sources import HarvestOptions, load_clips
@@ -106,6 +106,24 @@ def prepare_run_dir(args: TrainArgs, console) -> bool:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return False
+
+
+def write_run_config(run_dir: Path, args: TrainArgs, resuming: bool, record: dict) -> None:
+    """A new run writes RUN/run_config.json; a resume keeps it and appends what changed and when."""
+    path = run_dir / RUN_CONFIG
+    if resuming and path.is_file():
+        rc = json.loads(path.read_text())
+        before = dict(rc["args"])
+        for r in rc.get("resumes", []):
+            before.update(r.get("changed", {}))
+        changed = {k: getattr(args, k) for k in RESUMABLE if before.get(k) != getattr(args, k)}
+        rc.setdefault("resumes", []).append({"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                             "changed": changed, "command": sys.argv,
+                                             "device": record["device"], "precision": record["precision"],
+                                             "num_processes": record["num_processes"]})
+    else:
+        rc = record
+    path.write_text(json.dumps(rc, indent=2))
 
 
 def package_versions() -> dict:
@@ -212,10 +230,12 @@ def run(args: TrainArgs) -> TrainResult:
     from rich.console import Console
     from transformers import get_linear_schedule_with_warmup
 
-    from .data.dataset import ClipDataset, class_weights
+    from .data.dataset import ClipDataset, EpochShuffle, class_weights
     from .model import backbone_rate, build_backbone
 
     args = args.validate()
+    if args.resume:  # the same run: its own arguments from RUN/run_config.json (refuses changed ones by name)
+        args = resume_args({k: v for k, v in args.to_dict().items() if v != getattr(TrainArgs(), k)})
     t0 = time.perf_counter()
     console = Console(stderr=True)
     if args.threads:
@@ -249,12 +269,12 @@ def run(args: TrainArgs) -> TrainResult:
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if main_proc:
-        (run_dir / "run_config.json").write_text(json.dumps({
+        write_run_config(run_dir, args, resuming, {
             "args": args.to_dict(), "seed": args.seed, "sample_rate": sample_rate, "labels": labels,
             "backbone": bb.name, "device": str(accelerator.device), "precision": precision,
             "num_processes": accelerator.num_processes, "learning_rate": args.lr,
             "train_feature_encoder": args.train_feature_encoder, "versions": package_versions(),
-            "command": sys.argv, "resumed": resuming}, indent=2))
+            "command": sys.argv})
 
     # 4. datasets: random crop + augmentation in training, centred crops for evaluation
     backgrounds = [c for c in splits.train if c.label != args.positive_label]
@@ -264,9 +284,9 @@ def run(args: TrainArgs) -> TrainResult:
                            backgrounds=backgrounds, seed=args.seed)
     val_ds = ClipDataset(splits.validation, label2id, sample_rate, args.window_s, norm)
     test_ds = ClipDataset(splits.test, label2id, sample_rate, args.window_s, norm)
-    gen = torch.Generator().manual_seed(args.seed)
+    sampler = EpochShuffle(len(train_ds), args.seed)
     loader_kw = {"batch_size": args.batch_size, "num_workers": args.num_workers}
-    train_dl = torch.utils.data.DataLoader(train_ds, shuffle=True, generator=gen, **loader_kw)
+    train_dl = torch.utils.data.DataLoader(train_ds, sampler=sampler, **loader_kw)
     val_dl = torch.utils.data.DataLoader(val_ds, shuffle=False, **loader_kw)
     test_dl = torch.utils.data.DataLoader(test_ds, shuffle=False, **loader_kw)
 
@@ -286,8 +306,11 @@ def run(args: TrainArgs) -> TrainResult:
     state = {"epoch": 0, "best": None, "best_epoch": None, "history": [], "optimizer_steps": 0}
     if resuming:
         state = json.loads((ckpt_dir / TRAINER_STATE).read_text())
-        accelerator.load_state(str(ckpt_dir / "state"))
-        console.print(f"[bold yellow]resumed after epoch {state['epoch']} of {args.epochs}[/]")
+        accelerator.load_state(str(ckpt_dir / "state"))  # model, optimizer, scheduler, RNG
+        if main_proc:
+            console.print(f"[bold yellow]RESUMING the run in {run_dir} after epoch {state['epoch']} of "
+                          f"{args.epochs}, with its own settings from {RUN_CONFIG} (best so far: epoch "
+                          f"{state['best_epoch']})[/]")
     steps_before = state["optimizer_steps"]
 
     # 6. train; evaluate on validation each epoch; keep the best epoch in RUN/model
@@ -296,6 +319,7 @@ def run(args: TrainArgs) -> TrainResult:
         task = progress.add_task("training", total=(args.epochs - state["epoch"]) * len(train_dl), info="")
         for epoch in range(state["epoch"], args.epochs):
             train_ds.set_epoch(epoch)
+            train_dl.set_epoch(epoch)  # accelerate passes it on to EpochShuffle (its own counter restarts on resume)
             model.train()
             running, seen = 0.0, 0
             for batch in train_dl:
@@ -323,10 +347,11 @@ def run(args: TrainArgs) -> TrainResult:
                 if main_proc:
                     accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
                     fe.save_pretrained(run_dir / "model")
-            progress.console.print(
-                f"epoch {epoch + 1}: train loss {m['train_loss']:.3f}  val loss {v_loss:.3f}  "
-                f"{args.positive_label} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
-                f"PR-AUC {m['pr_auc']:.3f}{'  (best)' if improved else ''}")
+            if main_proc:
+                progress.console.print(
+                    f"epoch {epoch + 1}: train loss {m['train_loss']:.3f}  val loss {v_loss:.3f}  "
+                    f"{args.positive_label} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
+                    f"PR-AUC {m['pr_auc']:.3f}{'  (best)' if improved else ''}")
             state["epoch"] = epoch + 1
             accelerator.save_state(str(ckpt_dir / "state"))
             if main_proc:

@@ -57,6 +57,23 @@ class ClipDataset(torch.utils.data.Dataset):
         return {"input_values": torch.from_numpy(x), "labels": self.label2id[self.clips[i].label]}
 
 
+class EpochShuffle(torch.utils.data.Sampler):
+    """A new order each epoch drawn from (seed, epoch) alone, so a resumed run sees the order the uninterrupted
+    run would have seen (a generator seeded once would restart at epoch 0's order)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(np.random.default_rng((self.seed, self.epoch, 7919)).permutation(self.n).tolist())
+
+
 def class_weights(clips: list[ClipRef], label2id: dict[str, int]) -> torch.Tensor:
     """Inverse-frequency weights (mean 1 over clips): each class counts as much as the others in the loss."""
     counts = np.bincount([label2id[c.label] for c in clips], minlength=len(label2id)).astype(np.float64)
