@@ -156,3 +156,36 @@ def test_annotation_layout_is_detected_and_split_by_recording(tmp_path):
     for name, part in s.items():
         for c in part:
             assert seen.setdefault(c.recording, name) == name
+
+
+def test_empty_tables_make_all_negative_recordings_and_untabled_audio_is_listed(tmp_path):
+    from hootwatch.trainer.data.sources import load_clips
+
+    make_annotated_recording(tmp_path / "calls.wav", 16000, 30.0, [5.0, 20.0], seed=1)
+    write_raven(tmp_path / "calls.Table.1.selections.txt", [(5.0, 6.4, "owl"), (20.0, 21.4, "owl")])
+    make_annotated_recording(tmp_path / "quiet.wav", 16000, 30.0, [], seed=2)
+    write_raven(tmp_path / "quiet.Table.1.selections.txt", [])  # Raven table, header only: no calls
+    make_annotated_recording(tmp_path / "wind.wav", 16000, 20.0, [], seed=3)
+    (tmp_path / "wind.txt").write_text("")  # empty Audacity label track
+    make_annotated_recording(tmp_path / "unknown.wav", 16000, 20.0, [], seed=4)  # no table at all
+    loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "c")
+    by_src = {}
+    for c in loaded.clips:
+        by_src.setdefault(Path(c.source).name, []).append(c)
+    assert {c.label for c in by_src["quiet.wav"]} == {"not_owl"} and len(by_src["quiet.wav"]) == 6
+    assert {c.label for c in by_src["wind.wav"]} == {"not_owl"} and len(by_src["wind.wav"]) == 4
+    assert sum(c.label == "owl" for c in by_src["calls.wav"]) == 2
+    assert "unknown.wav" not in by_src
+    assert any("unknown.wav" in s and "no annotation table" in s for s in loaded.skipped)
+
+
+def test_recording_listed_in_recordings_csv_without_rows_is_negative(tmp_path):
+    from hootwatch.trainer.data.sources import load_clips
+
+    for r in range(2):
+        make_annotated_recording(tmp_path / f"n{r}.wav", 16000, 20.0, [4.0] if r == 0 else [], seed=r)
+    (tmp_path / "calls.csv").write_text("file,start_s,end_s,label\nn0.wav,4.0,5.4,owl\n")
+    (tmp_path / "recordings.csv").write_text("file,recording\nn0.wav,A\nn1.wav,B\n")
+    loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "c")
+    assert {(c.recording, c.label) for c in loaded.clips} == {("A", "owl"), ("A", "not_owl"), ("B", "not_owl")}
+    assert not loaded.skipped

@@ -101,6 +101,8 @@ def read_audacity(path: str | os.PathLike, audio: str | os.PathLike | None = Non
     if audio is None:
         raise _bad(path, "no recording with the same name beside this Audacity label track",
                    "name the label file like its recording (REC.txt beside REC.wav)")
+    if not path.read_text(encoding="utf-8", errors="replace").strip():
+        return []  # a recording without calls
     try:
         seq = crowsetta.formats.by_name("aud-seq").from_file(path)
     except Exception as exc:
@@ -138,8 +140,8 @@ def is_audacity_labels(path: Path) -> bool:
         lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
     except OSError:
         return False
-    if not lines:
-        return False
+    if not lines:  # Audacity exports an empty file for a track without labels
+        return audio_for_table(path) is not None
     for ln in lines[:20]:
         parts = ln.split("\t")
         if parts[0] == "\\":  # spectral selection line of Audacity

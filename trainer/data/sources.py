@@ -154,20 +154,40 @@ def negative_regions(anns: list[Annotation], duration_s: float, opts: HarvestOpt
 
 def clips_from_annotations(root: Path, opts: HarvestOptions, skipped: list[str],
                            rec_map: dict[str, dict] | None = None, base: Path | None = None) -> list[ClipRef]:
-    """Recordings with annotation tables: a region around each call, negatives from the unannotated stretches."""
+    """Recordings with annotation tables: a region around each call, negatives from the unannotated stretches.
+
+    A recording whose table is empty (header only, or an empty Audacity label file), or one listed in
+    recordings.csv without any rows in a CSV table, holds no calls: all of it gives negatives. A recording with
+    no table at all is not used (nobody said whether it holds calls) and is listed among the skipped files."""
     base = base or root
     rec_map = read_recordings_csv(base) if rec_map is None else rec_map
     by_audio: dict[str, list[Annotation]] = {}
     for table in find_tables(root):
         if table.name == RECORDINGS_CSV:
             continue
-        if table.suffix.lower() == ".txt" and audio_for_table(table) is None:
-            log.warning("skipping %s: no recording with the same name beside it", table)
-            skipped.append(f"{table}: no recording beside it")
-            continue
+        if table.suffix.lower() == ".txt":
+            beside = audio_for_table(table)
+            if beside is None:
+                log.warning("skipping %s: no recording with the same name beside it", table)
+                skipped.append(f"{table}: no recording beside it")
+                continue
+            by_audio.setdefault(str(beside.resolve()), [])  # an empty table: a recording without calls
         default = opts.default_label
         for ann in read_table(table, opts.label_column, default):
             by_audio.setdefault(str(Path(ann.audio).resolve()), []).append(ann)
+    root_r = root.resolve()
+    for name in rec_map:  # listed in recordings.csv, no rows in any table: no calls
+        f = (base / name).resolve()
+        if f.is_file() and audio.is_audio_file(f) and root_r in f.parents:
+            by_audio.setdefault(str(f), [])
+    untabled = sorted(str(f.resolve()) for f in root.rglob("*")
+                      if f.is_file() and audio.is_audio_file(f) and str(f.resolve()) not in by_audio)
+    if untabled:
+        log.warning("%d recording(s) without an annotation table are not used (e.g. %s); give a recording "
+                    "without owl calls an empty table (header only) to use it as negatives", len(untabled),
+                    untabled[0])
+        skipped.extend(f"{f}: no annotation table (not used; an empty table marks a recording without calls)"
+                       for f in untabled)
     rng = np.random.default_rng(opts.seed)
     clips = []
     for src in sorted(by_audio):
