@@ -39,7 +39,8 @@ def test_label_folders_any_rate_and_unreadable_skipped(tmp_path, caplog):
     make_label_folders(tmp_path, n_recordings=3, clips_per_recording=2)
     (tmp_path / "owl" / "broken_001.wav").write_bytes(b"RIFF....not audio")
     sf.write(tmp_path / "owl" / "long_000.flac", np.zeros(16000 * 12, np.float32), 16000)
-    sf.write(tmp_path / "not_owl" / "longneg_000.flac", np.zeros(16000 * 12, np.float32), 16000)
+    quiet = np.random.default_rng(0).normal(0, 0.01, 16000 * 12).astype(np.float32)  # not a copy of long_000
+    sf.write(tmp_path / "not_owl" / "longneg_000.flac", quiet, 16000)
     with caplog.at_level(logging.WARNING):
         loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "cache")
     assert any("broken_001.wav" in s for s in loaded.skipped)
@@ -188,3 +189,44 @@ def test_hf_hub_id_offline_says_to_pass_a_local_path(tmp_path, monkeypatch):
     with pytest.raises(HootwatchError) as exc:
         load_clips("nobody/no-such-owls", HarvestOptions(), 16000, tmp_path / "cache")
     assert "no-such-owls" in str(exc.value) and "local folder" in str(exc.value)
+
+
+def test_recording_ids_ignore_copy_and_time_offset_suffixes():
+    for name in ("rec12_003.wav", " rec12_003 .wav", "rec12_003 (1).wav", "rec12_003 - Copy.wav",
+                 "rec12_003 - Copy (2).wav", "rec12_003_copy.wav", "Copy of rec12_003.wav", "rec12_12.5s.wav",
+                 "rec12_t30.wav", "rec12_10-15s.wav", "rec12_10.0-15.0.wav", "rec12 (1).wav", "rec12_copy.wav"):
+        assert recording_from_name(Path(name)) == "rec12", name
+    assert recording_from_name(Path("S4A03895_20200101_120000 (1).wav")) == "S4A03895_20200101_120000"
+
+
+def test_duplicate_files_are_dropped_before_splitting(tmp_path, caplog):
+    make_label_folders(tmp_path, n_recordings=3, clips_per_recording=2, seed=4)
+    src = tmp_path / "owl" / "rec00owl_000.wav"
+    (tmp_path / "owl" / "backup_of_that_night.wav").write_bytes(src.read_bytes())  # same owl, another name
+    with caplog.at_level(logging.WARNING):
+        loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "cache")
+    sources = {Path(c.source).name for c in loaded.clips}
+    assert len({"rec00owl_000.wav", "backup_of_that_night.wav"} & sources) == 1 and len(sources) == 12
+    assert "backup_of_that_night.wav" in caplog.text and "rec00owl_000.wav" in caplog.text
+    assert any("duplicate" in n for n in loaded.notes)
+
+
+def test_duplicate_on_both_sides_of_an_explicit_split_is_a_leak(tmp_path):
+    for split, seed in (("train", 1), ("validation", 2), ("test", 3)):
+        make_label_folders(tmp_path / split, n_recordings=2, clips_per_recording=2, seed=seed)
+        for p in list((tmp_path / split).rglob("*.wav")):
+            p.rename(p.with_name(f"{split}{p.name}"))
+    src = next((tmp_path / "train" / "owl").glob("*.wav"))
+    (tmp_path / "test" / "owl" / "renamed.wav").write_bytes(src.read_bytes())
+    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    with pytest.raises(SplitError, match="test and train"):
+        apply_explicit_split(loaded.clips, loaded.explicit_split)
+
+
+def test_warns_when_every_file_is_its_own_recording(tmp_path):
+    make_label_folders(tmp_path, n_recordings=6, clips_per_recording=1, seed=5)
+    loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "cache")
+    assert any("its own recording" in n and "recordings.csv" in n for n in loaded.notes)
+    make_label_folders(tmp_path / "x", n_recordings=5, clips_per_recording=2, seed=5)
+    loaded = load_clips(str(tmp_path / "x"), HarvestOptions(window_s=5.0), 16000, tmp_path / "cache")
+    assert not any("its own recording" in n for n in loaded.notes)

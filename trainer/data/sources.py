@@ -15,9 +15,10 @@ Unreadable audio is skipped with a warning naming the file. Recording ids (the s
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,14 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validatio
                "dev": "validation", "test": "test"}
 RECORDINGS_CSV = "recordings.csv"
 _CLIP_INDEX = re.compile(r"(?:[_\-. ](?:clip|seg|part)?\d{1,4}|\(\d+\))$", re.IGNORECASE)
+# copies made by file managers: "x (1)", "x - Copy", "x - Copy (2)", "x_copy", "x copy 2", "Copy of x"
+_COPY_SUFFIX = re.compile(r"(?:\s*\(\d+\)|\s*-\s*copy(?:\s*\(\d+\))?|[_ ]copy(?:[_ ]?\d+)?)$", re.IGNORECASE)
+_COPY_PREFIX = re.compile(r"^copy(?: \(\d+\))? of ", re.IGNORECASE)
+# clips cut at a time offset: "rec_12.5s", "rec_t30", "rec_10-15s", "rec_10.0-15.0", "rec-start12.5s"
+_NUM = r"\d+(?:\.\d+)?"
+_TIME_OFFSET = re.compile(rf"[_\-. ](?:(?:t|start|offset|from)?{_NUM}s(?:[-_]{_NUM}s?)?|t{_NUM}|\d+\.\d+(?:[-_]{_NUM}s?)?"
+                          rf"|\d+-{_NUM}s)$", re.IGNORECASE)
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,63 @@ class LoadedClips:
     clips: list[ClipRef]
     explicit_split: dict[str, str] | None  # clip source+region key -> split name, when the data says so
     skipped: list[str]                      # files skipped (unreadable), with the reason
+    notes: list[str] = field(default_factory=list)  # warnings about the data, shown and kept in data_summary
 
 
 def recording_from_name(path: Path) -> str:
-    """The file stem minus a trailing clip index (`rec12_003` -> `rec12`); 5+ digit tails (times) are kept."""
-    stem = path.stem
-    base = _CLIP_INDEX.sub("", stem)
-    return base or stem
+    """The file stem minus copy suffixes (` (1)`, ` - Copy`, `_copy`) and a trailing clip index or time offset
+    (`rec12_003` -> `rec12`, `rec12_12.5s` -> `rec12`); 5+ digit tails (clock times) are kept."""
+    stem = path.stem.strip()
+    prev = None
+    while prev != stem:
+        prev, stem = stem, _COPY_PREFIX.sub("", _COPY_SUFFIX.sub("", stem)).strip()
+    base = _TIME_OFFSET.sub("", stem)
+    if base == stem:
+        base = _CLIP_INDEX.sub("", stem)
+    return base.strip(" _-.") or stem
+
+
+def content_key(path: str | Path) -> str:
+    """Size + sha256 of the first and last MiB: the same audio under any name (hootwatch.edge.store.file_key
+    also holds the name, so a renamed copy would pass it)."""
+    p = Path(path)
+    size = p.stat().st_size
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        h.update(f.read(MIB))
+        if size > 2 * MIB:
+            f.seek(size - MIB)
+            h.update(f.read(MIB))
+    return f"{size}|{h.hexdigest()}"
+
+
+def drop_duplicate_files(clips: list[ClipRef], explicit: dict | None, notes: list[str]) -> list[ClipRef]:
+    """Files with the same content count once: later copies are dropped (a duplicated owl clip on both sides of
+    a split inflates the scores). In an explicit split, a copy on another side joins the first file's recording,
+    so the leak check refuses it by name."""
+    first: dict[str, str] = {}
+    dropped, joined = {}, {}
+    recording_of = {c.source: c.recording for c in clips}
+    side_of = {c.source: explicit[clip_key(c)] for c in clips} if explicit is not None else {}
+    for src in sorted(recording_of):
+        try:
+            key = content_key(src)
+        except OSError:
+            continue
+        if key not in first:
+            first[key] = src
+        elif explicit is not None and side_of[src] != side_of[first[key]]:
+            joined[src] = first[key]
+        else:
+            dropped[src] = first[key]
+    if dropped:
+        names = "; ".join(f"{Path(a).name} = {Path(b).name}" for a, b in list(dropped.items())[:5])
+        msg = (f"{len(dropped)} duplicate file(s) (same content as another) dropped before splitting: {names}"
+               f"{' ...' if len(dropped) > 5 else ''}")
+        log.warning(msg)
+        notes.append(msg)
+    return [replace(c, recording=recording_of[joined[c.source]]) if c.source in joined else c
+            for c in clips if c.source not in dropped]
 
 
 def read_recordings_csv(root: Path) -> dict[str, dict]:
@@ -217,10 +276,13 @@ def _has_label_folders(root: Path) -> bool:
 
 
 def _load_layout(root: Path, opts: HarvestOptions, skipped: list[str], rec_map: dict, base: Path,
-                 fmt: str = "auto") -> list[ClipRef]:
+                 fmt: str = "auto", layouts: list[str] | None = None) -> list[ClipRef]:
+    layouts = [] if layouts is None else layouts
     if fmt == "annotations" or (fmt == "auto" and find_tables(root)):
+        layouts.append("annotations")
         return clips_from_annotations(root, opts, skipped, rec_map, base)
     if fmt == "folders" or _has_label_folders(root):
+        layouts.append("folders")
         return clips_from_label_folders(root, opts, skipped, rec_map, base)
     raise HootwatchError(
         f"{root}: found neither label folders with audio nor annotation tables",
@@ -246,17 +308,21 @@ def load_clips(data: str, opts: HarvestOptions, sample_rate: int, cache_dir: Pat
     if not root.is_dir():
         raise HootwatchError(f"{data}: no such data folder", "pass the folder that holds your clips or recordings")
     skipped: list[str] = []
+    notes: list[str] = []
+    layouts: list[str] = []
     rec_map = read_recordings_csv(root)
     split_dirs = {SPLIT_NAMES[p.name.lower()]: p for p in root.iterdir()
                   if p.is_dir() and p.name.lower() in SPLIT_NAMES}
     if split_dirs:
         clips, explicit = [], {}
         for split, d in sorted(split_dirs.items()):
-            part = _load_layout(d, opts, skipped, rec_map, root, fmt)
+            part = _load_layout(d, opts, skipped, rec_map, root, fmt, layouts)
             clips.extend(part)
             explicit.update({clip_key(c): split for c in part})
-        return LoadedClips(clips, explicit, skipped)
-    clips = _load_layout(root, opts, skipped, rec_map, root, fmt)
+        clips = drop_duplicate_files(clips, explicit, notes)
+        notes.extend(name_grouping_notes(clips, rec_map, layouts))
+        return LoadedClips(clips, explicit, skipped, notes)
+    clips = _load_layout(root, opts, skipped, rec_map, root, fmt, layouts)
     explicit = None
     if rec_map and any((r.get("split") or "").strip() for r in rec_map.values()):
         explicit = {}
@@ -267,7 +333,23 @@ def load_clips(data: str, opts: HarvestOptions, sample_rate: int, cache_dir: Pat
                 raise HootwatchError(f"{RECORDINGS_CSV}: no valid split for {c.source}",
                                      "give every file a split of train, validation or test (or drop the column)")
             explicit[clip_key(c)] = split
-    return LoadedClips(clips, explicit, skipped)
+    clips = drop_duplicate_files(clips, explicit, notes)
+    notes.extend(name_grouping_notes(clips, rec_map, layouts))
+    return LoadedClips(clips, explicit, skipped, notes)
+
+
+def name_grouping_notes(clips: list[ClipRef], rec_map: dict, layouts: list[str]) -> list[str]:
+    """A warning when clips in label folders take their recording id from the file name and every file became
+    its own recording: clips cut from one recording then land on both sides of the split. (One recording per
+    file is right for long annotated recordings.)"""
+    files = {c.source for c in clips}
+    if "folders" not in layouts or rec_map or len(files) < 10 or len({c.recording for c in clips}) < len(files):
+        return []
+    msg = (f"every one of the {len(files)} files is its own recording (no clip index in the names and no "
+           f"{RECORDINGS_CSV}): if several clips come from one recording, name it in {RECORDINGS_CSV} "
+           "(file,recording), or clips of one recording can land in train and test and inflate the scores")
+    log.warning(msg)
+    return [msg]
 
 
 def _row_for(path: Path, root: Path, rec_map: dict) -> dict | None:
