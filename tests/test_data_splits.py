@@ -230,3 +230,29 @@ def test_warns_when_every_file_is_its_own_recording(tmp_path):
     make_label_folders(tmp_path / "x", n_recordings=5, clips_per_recording=2, seed=5)
     loaded = load_clips(str(tmp_path / "x"), HarvestOptions(window_s=5.0), 16000, tmp_path / "cache")
     assert not any("its own recording" in n for n in loaded.notes)
+
+
+def test_train_and_test_folders_without_validation_carve_it_from_train(tmp_path):
+    make_label_folders(tmp_path / "train", n_recordings=4, clips_per_recording=2, seed=1)
+    make_label_folders(tmp_path / "test", n_recordings=2, clips_per_recording=2, seed=2)
+    for p in list((tmp_path / "test").rglob("*.wav")):
+        p.rename(p.with_name(f"test{p.name}"))
+    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    s = apply_explicit_split(loaded.clips, loaded.explicit_split, 0.25, 0.25, seed=0)
+    assert all("/train/" in c.source for c in s.train + s.validation)
+    assert all("/test/" in c.source for c in s.test)
+    assert {c.label for c in s.validation} == {"owl", "not_owl"}
+    assert not {c.recording for c in s.train} & {c.recording for c in s.validation}
+    summ = summary(s)
+    assert any("validation" in n and "set aside" in n for n in summ["notes"])
+    assert summ["splits"]["validation"]["_total"]["recordings"] == 2
+
+
+def test_carving_validation_needs_two_train_recordings_per_class(tmp_path):
+    make_label_folders(tmp_path / "train", n_recordings=1, clips_per_recording=3, seed=1)
+    make_label_folders(tmp_path / "test", n_recordings=1, clips_per_recording=2, seed=2)
+    for p in list((tmp_path / "test").rglob("*.wav")):
+        p.rename(p.with_name(f"test{p.name}"))
+    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    with pytest.raises(SplitError, match="validation/ folder"):
+        apply_explicit_split(loaded.clips, loaded.explicit_split)

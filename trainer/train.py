@@ -175,7 +175,8 @@ def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool
                           default_label=args.default_label, seed=args.seed)
     loaded = load_clips(args.data, opts, sample_rate, run_dir / "data_cache", args.data_format)
     if loaded.explicit_split is not None:
-        splits = split_mod.apply_explicit_split(loaded.clips, loaded.explicit_split)
+        splits = split_mod.apply_explicit_split(loaded.clips, loaded.explicit_split, args.validation_fraction,
+                                                args.test_fraction, args.seed)
     else:
         splits = split_mod.split_by_recording(loaded.clips, args.validation_fraction, args.test_fraction, args.seed)
     if args.positive_label not in splits.labels:
@@ -184,7 +185,7 @@ def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool
     split_dir.mkdir(parents=True, exist_ok=True)
     for name, part in splits.items():
         write_clip_csv(split_dir / f"{name}.csv", part)
-    summ = split_mod.summary(splits, loaded.skipped)
+    summ = split_mod.summary(splits, loaded.skipped, loaded.notes)
     split_mod.save_summary(summ, run_dir / "data_summary.json")
     split_mod.print_summary(summ, console)
     return splits

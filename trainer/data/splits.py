@@ -34,6 +34,7 @@ class Splits:
     train: list[ClipRef]
     validation: list[ClipRef]
     test: list[ClipRef]
+    notes: tuple[str, ...] = ()  # what was decided for the user (e.g. validation carved out of train/)
 
     def items(self):
         return (("train", self.train), ("validation", self.validation), ("test", self.test))
@@ -67,6 +68,14 @@ def split_by_recording(clips: list[ClipRef], validation_fraction: float = 0.15, 
                        seed: int = 0) -> Splits:
     """Assign whole recordings to splits, so that each split holds recordings of every class."""
     check_class_sizes(clips)
+    side = _assign_groups(clips, {"validation": validation_fraction, "test": test_fraction}, seed)
+    parts = {s: [c for c in clips if side[c.recording] == s] for s in SPLITS}
+    return _checked(Splits(parts["train"], parts["validation"], parts["test"]))
+
+
+def _assign_groups(clips: list[ClipRef], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """recording -> split: for each class (rarest first), about `fraction` of its recordings per split, at least
+    one each, and at least one left for train; recordings holding several classes are placed once."""
     labels_of: dict[str, set[str]] = defaultdict(set)
     for c in clips:
         labels_of[c.recording].add(c.label)
@@ -79,24 +88,27 @@ def split_by_recording(clips: list[ClipRef], validation_fraction: float = 0.15, 
     for lab in sorted(groups_with, key=lambda lab: (len(groups_with[lab]), lab)):  # rarest class first
         groups = groups_with[lab]
         n = len(groups)
-        target = {"validation": max(1, round(validation_fraction * n)), "test": max(1, round(test_fraction * n))}
-        while target["validation"] + target["test"] > n - 1:  # keep at least one for training
+        target = {s: max(1, round(f * n)) for s, f in fractions.items()}
+        while sum(target.values()) > n - 1 and any(target.values()):  # keep at least one for training
             big = max(target, key=target.get)
             target[big] -= 1
         have = Counter(side[g] for g in groups if g in side)
         free = [groups[i] for i in rng.permutation(n) if groups[i] not in side]
-        for split in ("validation", "test"):
+        for split in fractions:
             while have[split] < target[split] and free:
                 side[free.pop()] = split
                 have[split] += 1
         for g in free:
             side[g] = "train"
-    parts = {s: [c for c in clips if side[c.recording] == s] for s in SPLITS}
-    return _checked(Splits(parts["train"], parts["validation"], parts["test"]))
+    return side
 
 
-def apply_explicit_split(clips: list[ClipRef], explicit: dict[tuple, str]) -> Splits:
-    """The user's own split (train/validation/test folders or a split column), refused if a recording leaks."""
+def apply_explicit_split(clips: list[ClipRef], explicit: dict[tuple, str], validation_fraction: float = 0.15,
+                         test_fraction: float = 0.15, seed: int = 0) -> Splits:
+    """The user's own split (train/validation/test folders or a split column), refused if a recording leaks.
+
+    A split the user did not give (e.g. train/ and test/ without validation/) is carved out of train by
+    recording, and the summary says so."""
     check_class_sizes(clips, min_recordings=1)
     sides = defaultdict(set)
     for c in clips:
@@ -114,7 +126,25 @@ def apply_explicit_split(clips: list[ClipRef], explicit: dict[tuple, str]) -> Sp
     unknown = set(explicit.values()) - set(SPLITS)
     if unknown:
         raise SplitError(f"unknown split name(s) {sorted(unknown)}", "use train, validation and test")
-    return _checked(Splits(parts["train"], parts["validation"], parts["test"]))
+    missing = {s: f for s, f in (("validation", validation_fraction), ("test", test_fraction)) if not parts[s]}
+    notes = []
+    if missing and parts["train"]:
+        train = parts["train"]
+        for lab in sorted({c.label for c in train}):
+            n = len({c.recording for c in train if c.label == lab})
+            if n < len(missing) + 1:
+                raise SplitError(
+                    f"no {' or '.join(missing)} split given, and train has only {n} recording(s) of class {lab!r} "
+                    f"to set aside for it",
+                    f"add a {'/ and '.join(missing)}/ folder beside train/ with recordings of every class, or more "
+                    f"train recordings of {lab!r}")
+        side = _assign_groups(train, missing, seed)
+        parts["train"] = [c for c in train if side[c.recording] == "train"]
+        for s in missing:
+            parts[s] = [c for c in train if side[c.recording] == s]
+            notes.append(f"no {s} split was given: {len({c.recording for c in parts[s]})} recording(s) "
+                         f"({len(parts[s])} clips) of train set aside for {s}, by recording")
+    return _checked(Splits(parts["train"], parts["validation"], parts["test"], tuple(notes)))
 
 
 def _checked(splits: Splits) -> Splits:
@@ -128,8 +158,9 @@ def _checked(splits: Splits) -> Splits:
     return splits
 
 
-def summary(splits: Splits, skipped: list[str] | None = None) -> dict:
-    out = {"splits": {}, "labels": splits.labels, "skipped_files": list(skipped or [])}
+def summary(splits: Splits, skipped: list[str] | None = None, notes: list[str] | None = None) -> dict:
+    out = {"splits": {}, "labels": splits.labels, "skipped_files": list(skipped or []),
+           "notes": list(notes or []) + list(splits.notes)}
     for name, part in splits.items():
         out["splits"][name] = {
             lab: {"clips": sum(c.label == lab for c in part),
@@ -151,7 +182,13 @@ def print_summary(summ: dict, console=None) -> None:
     for lab in summ["labels"] + ["_total"]:
         table.add_row(lab if lab != "_total" else "all",
                       *(f"{summ['splits'][s][lab]['clips']} ({summ['splits'][s][lab]['recordings']})" for s in SPLITS))
-    (console or Console(stderr=True)).print(table)
+    console = console or Console(stderr=True)
+    console.print(table)
+    for note in summ.get("notes", []):
+        console.print(f"[yellow]note: {note}[/]", highlight=False)
+    if summ.get("skipped_files"):
+        console.print(f"[yellow]{len(summ['skipped_files'])} file(s) skipped (listed in data_summary.json), e.g. "
+                      f"{summ['skipped_files'][0]}[/]", highlight=False)
 
 
 def save_summary(summ: dict, path: Path) -> None:
