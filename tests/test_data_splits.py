@@ -12,7 +12,8 @@ import soundfile as sf
 from hootwatch.edge.clips import ClipRef
 from hootwatch.edge.errors import HootwatchError
 from hootwatch.trainer.data.sources import HarvestOptions, load_clips, recording_from_name, split_long
-from hootwatch.trainer.data.splits import (SplitError, apply_explicit_split, split_by_recording, summary)
+from hootwatch.trainer.data.splits import (Splits, SplitError, apply_explicit_split, split_by_recording,
+                                           summary)
 from test_data_fixtures import make_label_folders
 
 
@@ -256,3 +257,20 @@ def test_carving_validation_needs_two_train_recordings_per_class(tmp_path):
     loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
     with pytest.raises(SplitError, match="validation/ folder"):
         apply_explicit_split(loaded.clips, loaded.explicit_split)
+
+
+def test_summary_records_padding_per_class_and_warns_on_a_padding_cue():
+    short_owls = [ClipRef(f"/x/o{r}.wav", 0, 2.0, "owl", f"o{r}") for r in range(4)]
+    long_negs = [ClipRef(f"/x/n{r}.wav", 0, 6.0, "not_owl", f"n{r}") for r in range(4)]
+    s = Splits(short_owls[:2] + long_negs[:2], short_owls[2:3] + long_negs[2:3], short_owls[3:] + long_negs[3:])
+    summ = summary(s, window_s=5.0)
+    assert summ["padded_share"] == {"not_owl": 0.0, "owl": 1.0}
+    assert any("padded" in n and "owl 100%" in n for n in summ["notes"])
+    even = Splits(long_negs[:2] + [ClipRef("/x/o.wav", 0, 5.5, "owl", "o")], long_negs[2:3], long_negs[3:])
+    assert not any("padded" in n for n in summary(even, window_s=5.0)["notes"])
+
+
+def test_summary_warns_about_owl_clips_much_longer_than_the_window():
+    clips = [ClipRef("/x/dawn_chorus.wav", 0, 30.0, "owl", "a"), ClipRef("/x/n.wav", 0, 30.0, "not_owl", "b")]
+    summ = summary(Splits(clips, [], []), window_s=5.0)
+    assert any("dawn_chorus.wav" in n and "annotate" in n for n in summ["notes"])

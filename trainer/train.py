@@ -185,7 +185,7 @@ def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool
     split_dir.mkdir(parents=True, exist_ok=True)
     for name, part in splits.items():
         write_clip_csv(split_dir / f"{name}.csv", part)
-    summ = split_mod.summary(splits, loaded.skipped, loaded.notes)
+    summ = split_mod.summary(splits, loaded.skipped, loaded.notes, args.window_s, args.positive_label)
     split_mod.save_summary(summ, run_dir / "data_summary.json")
     split_mod.print_summary(summ, console)
     return splits

@@ -158,9 +158,39 @@ def _checked(splits: Splits) -> Splits:
     return splits
 
 
-def summary(splits: Splits, skipped: list[str] | None = None, notes: list[str] | None = None) -> dict:
+PADDING_GAP = 0.2  # a larger difference between classes in the share of padded clips is a label cue
+
+
+def window_notes(clips: list[ClipRef], window_s: float, positive_label: str = "owl") -> tuple[dict, list[str]]:
+    """Share of clips shorter than the window (padded by reflection) per class, and warnings: when the shares
+    differ a lot, the model can learn "padded = owl" instead of the call; an owl clip much longer than the window
+    may hold its call outside the random window of an epoch."""
+    padded = {}
+    for lab in sorted({c.label for c in clips}):
+        mine = [c for c in clips if c.label == lab]
+        padded[lab] = round(sum(c.region_end_s - c.region_start_s < window_s - 1e-6 for c in mine) / len(mine), 4)
+    notes = []
+    if padded and max(padded.values()) - min(padded.values()) > PADDING_GAP:
+        shown = ", ".join(f"{lab} {share:.0%}" for lab, share in padded.items())
+        notes.append(f"clips shorter than the {window_s:g} s window (padded) differ a lot between classes "
+                     f"({shown}): the model may learn the padding instead of the call; cut clips of every class "
+                     f"to at least {window_s:g} s, or use recordings with annotation tables")
+    long_owls = [c for c in clips if c.label == positive_label and c.region_end_s - c.region_start_s > 2 * window_s]
+    if long_owls:
+        notes.append(f"{len(long_owls)} {positive_label} clip(s) are longer than twice the {window_s:g} s window "
+                     f"(e.g. {Path(long_owls[0].source).name}): a random window may miss the call; cut them "
+                     "around the call or annotate the calls in a table (Raven, Audacity, CSV)")
+    return padded, notes
+
+
+def summary(splits: Splits, skipped: list[str] | None = None, notes: list[str] | None = None,
+            window_s: float | None = None, positive_label: str = "owl") -> dict:
     out = {"splits": {}, "labels": splits.labels, "skipped_files": list(skipped or []),
            "notes": list(notes or []) + list(splits.notes)}
+    if window_s is not None:
+        padded, more = window_notes([c for _, part in splits.items() for c in part], window_s, positive_label)
+        out["padded_share"] = padded
+        out["notes"] += more
     for name, part in splits.items():
         out["splits"][name] = {
             lab: {"clips": sum(c.label == lab for c in part),
