@@ -68,7 +68,8 @@ class TrainArgs:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 or fp16 on GPU, fp32 on CPU) | fp32 | "
                                                               "fp16 | bf16"})
-    num_workers: int = field(default=0, metadata={"help": "data loading processes"})
+    num_workers: int | None = field(default=None, metadata={"help": "data loading processes (default: "
+                                                                       "min(4, CPUs - 1) on a GPU, 0 on a CPU)"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch"})
     # run folder rules
     resume: bool = field(default=False, metadata={"help": "continue the run in --out from its last checkpoint"})

@@ -40,6 +40,18 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.
     }
 
 
+def best_f1(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The highest F1 over all thresholds (what choosing the threshold on these scores can reach)."""
+    from sklearn.metrics import precision_recall_curve
+
+    y_true = np.asarray(y_true).astype(int)
+    if y_true.sum() == 0:
+        return 0.0
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    return float(f1.max())
+
+
 def choose_threshold(y_true: np.ndarray, scores: np.ndarray, target_recall: float | None = None) -> float:
     """The threshold with the best F1 on these scores, or the highest one that still reaches `target_recall`."""
     from sklearn.metrics import precision_recall_curve

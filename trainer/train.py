@@ -39,10 +39,11 @@ from .args import RESUMABLE, RUN_CONFIG, TrainArgs, resume_args
 from .augment import AugmentOptions
 from .data import splits as split_mod
 from .data.sources import HarvestOptions, load_clips
-from .metrics import binary_metrics, choose_threshold, positive_scores, pr_curve_png
+from .metrics import best_f1, binary_metrics, choose_threshold, positive_scores, pr_curve_png
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
+LOG_EVERY = 20  # batches between progress updates (each reads the loss back from the device)
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -140,6 +141,55 @@ def package_versions() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- hardware
+def native_bf16() -> bool:
+    """bf16 in hardware (Ampere and later): is_bf16_supported() alone also says yes on GPUs that only emulate it
+    (slower than fp16 there)."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch before 2.3 has no including_emulation (and counts no emulation)
+        return torch.cuda.get_device_capability() >= (8, 0)
+
+
+def default_workers(on_gpu: bool) -> int:
+    """Data loading processes: decoding and resampling keep a GPU waiting when done in the training process."""
+    import os
+
+    return max(0, min(4, (os.cpu_count() or 1) - 1)) if on_gpu else 0
+
+
+def on_main(accelerator, fn):
+    """fn() on the main process only; an error there is raised on every process (the others would otherwise wait
+    at the next barrier for ever)."""
+    result, failure = None, None
+    if accelerator.is_main_process:
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - passed on to the other processes, then re-raised
+            failure = exc
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        flag = [None if failure is None else (getattr(failure, "message", str(failure)),
+                                              getattr(failure, "hint", ""))]
+        broadcast_object_list(flag)
+        if flag[0] is not None and failure is None:
+            raise HootwatchError(f"stopped: the main process failed: {flag[0][0]}", flag[0][1])
+    if failure is not None:
+        raise failure
+    return result
+
+
+def configure_model(model, args: TrainArgs) -> None:
+    if not args.train_feature_encoder and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    if args.gradient_checkpointing:
+        # non-reentrant: with a frozen feature encoder the inputs of the checkpointed layers need no grad, and
+        # the reentrant variant then gives those layers no gradients at all
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def make_accelerator(args: TrainArgs):
     import torch
     from accelerate import Accelerator
@@ -156,7 +206,7 @@ def make_accelerator(args: TrainArgs):
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise ConfigError("--bf16: this GPU does not support bfloat16", "use --fp16 or leave precision on auto")
     if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+        precision = ("bf16" if native_bf16() else "fp16") if on_gpu else "fp32"
     acc = Accelerator(cpu=not on_gpu, mixed_precision={"fp32": "no"}.get(precision, precision),
                       gradient_accumulation_steps=args.grad_accum)
     return acc, precision
@@ -211,8 +261,17 @@ def evaluate(model, loader, accelerator) -> tuple[np.ndarray, np.ndarray, float]
 
 
 def selection_key(m: dict, metric: str) -> tuple:
-    other = "f1" if metric == "pr_auc" else "pr_auc"
-    return (round(m[metric], 6), round(m[other], 6), -m["loss"])
+    """Order of epochs: the select metric, then the other, then the lower validation loss. "f1" is the best F1
+    over thresholds (the threshold is chosen on validation later), not the F1 at 0.5."""
+    f1 = m.get("best_f1", m["f1"])
+    first, second = (m["pr_auc"], f1) if metric == "pr_auc" else (f1, m["pr_auc"])
+    return (round(first, 6), round(second, 6), -m["loss"])
+
+
+def accumulation_group_size(batch_index: int, n_batches: int, grad_accum: int) -> int:
+    """Batches in the accumulation group of this batch (the last group of an epoch may be short)."""
+    start = batch_index - batch_index % grad_accum
+    return min(grad_accum, n_batches - start)
 
 
 def progress_bar(enabled: bool, console):
@@ -247,13 +306,12 @@ def run(args: TrainArgs) -> TrainResult:
     sample_rate = backbone_rate(args.base, args.tiny, args.sample_rate)
     main_proc = accelerator.is_main_process
     run_dir = Path(args.out)
-    resuming = prepare_run_dir(args, console) if main_proc else args.resume
-    accelerator.wait_for_everyone()
+    resuming = on_main(accelerator, lambda: prepare_run_dir(args, console))  # None on the other processes
+    resuming = args.resume if resuming is None else resuming
     set_seed(args.seed)
 
     # 2. data, split by recording (a resumed run keeps its saved splits)
-    splits = load_splits(args, sample_rate, run_dir, resuming, console) if main_proc else None
-    accelerator.wait_for_everyone()
+    splits = on_main(accelerator, lambda: load_splits(args, sample_rate, run_dir, resuming, console))
     if splits is None:
         parts = {s: read_clip_csv(run_dir / "splits" / f"{s}.csv") for s in split_mod.SPLITS}
         splits = split_mod.Splits(parts["train"], parts["validation"], parts["test"])
@@ -262,13 +320,11 @@ def run(args: TrainArgs) -> TrainResult:
     pos = label2id[args.positive_label]
 
     # 3. model and feature extractor; the normalisation is the edge's, derived from the feature extractor
-    bb = build_backbone(args.base, args.tiny, label2id, sample_rate)
+    with accelerator.main_process_first():  # one download into the cache, not one per GPU
+        bb = build_backbone(args.base, args.tiny, label2id, sample_rate)
     model, fe = bb.model, bb.feature_extractor
     norm = Normalisation.from_feature_extractor(bool(getattr(fe, "do_normalize", True)))
-    if not args.train_feature_encoder and hasattr(model, "freeze_feature_encoder"):
-        model.freeze_feature_encoder()
-    if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    configure_model(model, args)
     if main_proc:
         write_run_config(run_dir, args, resuming, {
             "args": args.to_dict(), "seed": args.seed, "sample_rate": sample_rate, "labels": labels,
@@ -286,7 +342,9 @@ def run(args: TrainArgs) -> TrainResult:
     val_ds = ClipDataset(splits.validation, label2id, sample_rate, args.window_s, norm)
     test_ds = ClipDataset(splits.test, label2id, sample_rate, args.window_s, norm)
     sampler = EpochShuffle(len(train_ds), args.seed)
-    loader_kw = {"batch_size": args.batch_size, "num_workers": args.num_workers}
+    on_gpu = accelerator.device.type == "cuda"
+    workers = args.num_workers if args.num_workers is not None else default_workers(on_gpu)
+    loader_kw = {"batch_size": args.batch_size, "num_workers": workers, "pin_memory": on_gpu}
     train_dl = torch.utils.data.DataLoader(train_ds, sampler=sampler, **loader_kw)
     val_dl = torch.utils.data.DataLoader(val_ds, shuffle=False, **loader_kw)
     test_dl = torch.utils.data.DataLoader(test_ds, shuffle=False, **loader_kw)
@@ -318,29 +376,39 @@ def run(args: TrainArgs) -> TrainResult:
     progress = progress_bar(args.progress and main_proc, console)
     with progress:
         task = progress.add_task("training", total=(args.epochs - state["epoch"]) * len(train_dl), info="")
+        done_before = 0
         for epoch in range(state["epoch"], args.epochs):
             train_ds.set_epoch(epoch)
             train_dl.set_epoch(epoch)  # accelerate passes it on to EpochShuffle (its own counter restarts on resume)
             model.train()
-            running, seen = 0.0, 0
-            for batch in train_dl:
+            running, seen = torch.zeros((), device=accelerator.device), 0  # summed on the device: no sync a batch
+            n_batches = len(train_dl)
+            for b, batch in enumerate(train_dl):
                 with accelerator.accumulate(model):
                     with accelerator.autocast():
                         logits = model(input_values=batch["input_values"]).logits
                     loss = loss_fn(logits.float(), batch["labels"])
-                    accelerator.backward(loss)
+                    # accelerate divides by grad_accum; a short last group is divided by its own size instead
+                    accelerator.backward(loss * (args.grad_accum / accumulation_group_size(b, n_batches,
+                                                                                        args.grad_accum)))
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(params, 1.0)
-                        state["optimizer_steps"] += 1
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad()
-                running += loss.item() * len(batch["labels"])
+                    if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                        state["optimizer_steps"] += 1  # fp16 skips steps whose gradients overflowed
+                running += loss.detach() * len(batch["labels"])
                 seen += len(batch["labels"])
-                progress.update(task, advance=1, info=f"epoch {epoch + 1}/{args.epochs} loss {running / seen:.3f}")
+                if (b + 1) % LOG_EVERY == 0 or b + 1 == n_batches:
+                    progress.update(task, completed=done_before + b + 1,
+                                    info=f"epoch {epoch + 1}/{args.epochs} loss {running.item() / seen:.3f}")
+            done_before += n_batches
+            running = running.item()
             v_logits, v_labels, v_loss = evaluate(model, val_dl, accelerator)
-            m = binary_metrics(v_labels == pos, positive_scores(v_logits, pos))
-            m.update(loss=v_loss, train_loss=running / max(seen, 1), epoch=epoch + 1)
+            v_y, v_s = v_labels == pos, positive_scores(v_logits, pos)
+            m = binary_metrics(v_y, v_s)
+            m.update(best_f1=best_f1(v_y, v_s), loss=v_loss, train_loss=running / max(seen, 1), epoch=epoch + 1)
             state["history"].append(m)
             improved = state["best"] is None or selection_key(m, args.select_metric) > tuple(state["best"])
             if improved:
