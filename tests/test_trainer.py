@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -73,6 +74,14 @@ def test_run_folder_layout(trained):
     assert (run_dir / "checkpoints" / "trainer_state.json").is_file()
 
 
+def test_saved_model_reproduces_the_best_epoch(trained):
+    m = trained.metrics
+    y, s = owl_scores_from_saved_model(trained.run_dir, "validation")
+    best = m["history"][m["best_epoch"] - 1]
+    assert best["pr_auc"] == pytest.approx(average_precision_score(y, s), abs=1e-5)
+    assert m["validation"]["pr_auc"] == pytest.approx(best["pr_auc"], abs=1e-5)
+
+
 def test_refuses_non_empty_out_then_resumes_or_overwrites(trained, data):
     run_dir = trained.run_dir
     with pytest.raises(ConfigError, match="--resume.*--overwrite"):
@@ -118,6 +127,27 @@ def test_grad_accum_optimizer_steps_and_owl_as_label_0(tmp_path, batch_size, gra
     test = res.metrics["test"]
     n_owl = sum(c.label == "owl" for c in read_clip_csv(tmp_path / "run" / "splits" / "test.csv"))
     assert test["n_positive"] == n_owl and sum(test["confusion_matrix"][1]) == n_owl
+    # recomputed from RUN/model, reading the owl column by its name: a trainer that read the other column
+    # (the not-owl probability) would report another PR-AUC
+    y, s = owl_scores_from_saved_model(tmp_path / "run", "test")
+    assert test["pr_auc"] == pytest.approx(average_precision_score(y, s), abs=1e-5)
+    assert test["pr_auc"] != pytest.approx(average_precision_score(y, 1 - s), abs=1e-3)
+
+
+def owl_scores_from_saved_model(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Owl labels and owl probabilities of a split, computed here from RUN/model alone (as the edge would)."""
+    from transformers import AutoModelForAudioClassification
+
+    hw = json.loads((run_dir / "model" / "hootwatch.json").read_text())
+    model = AutoModelForAudioClassification.from_pretrained(run_dir / "model").eval()
+    clips = read_clip_csv(run_dir / "splits" / f"{split}.csv")
+    x = np.stack([c.cut(hw["sample_rate"], hw["window_s"]) for c in clips])
+    x = Normalisation.from_dict(hw["normalisation"]).apply(x)
+    with torch.no_grad():
+        probs = torch.softmax(model(input_values=torch.from_numpy(x)).logits.double(), -1).numpy()
+    owl = model.config.label2id[hw["positive_label"]]
+    return np.array([c.label == hw["positive_label"] for c in clips]), probs[:, owl]
+
 
 
 def test_edge_normalisation_equals_the_feature_extractor():
