@@ -42,6 +42,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--tz", default="Australia/Sydney", help="recorder timezone of the dump's Song Meter files")
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--hop", type=float, default=None)
+    p.add_argument("--min-hits", type=int, default=1, help="positive windows a detection needs (as scan --min-hits)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=None, help="folder for the dump and scan results (default: temp)")
     return p.parse_args()
@@ -65,7 +66,7 @@ def main() -> None:
         write_dump(dump, DumpConfig(hours=args.hours, seed=args.seed))
         console.print(f"synthesised {args.hours} h dump (seed {args.seed}) in {time.perf_counter() - t:.0f} s: {dump}")
     detector = Detector.load(args.bundle, threads=args.threads)
-    settings = ScanSettings(tz=args.tz, threshold=args.threshold, hop_s=args.hop)
+    settings = ScanSettings(tz=args.tz, threshold=args.threshold, hop_s=args.hop, min_hits=args.min_hits)
 
     t = time.perf_counter()
     summary, paths = scan_into([dump], detector, work / "scan_dump", settings)
@@ -74,7 +75,7 @@ def main() -> None:
     m = event_metrics(load_detections(paths["csv"]), load_truth(dump / "ground_truth.csv"), hours, root=dump)
 
     threshold = detector.manifest.threshold if args.threshold is None else args.threshold
-    table = Table(title=f"event-level accuracy of {args.bundle} (threshold {threshold:.3f})")
+    table = Table(title=f"event-level accuracy of {args.bundle} (threshold {threshold:.3f}, min hits {args.min_hits})")
     for col in ("audio", "hours", "owl calls", "found", "detections", "precision", "recall", "F1", "FP / hour",
                 "scan RTF"):
         table.add_column(col, justify="right")
@@ -84,7 +85,8 @@ def main() -> None:
     for folder in negatives(args):
         # real recordings: their file names carry UTC or unknown local time; times do not matter here
         real_summary, real_paths = scan_into([folder], detector, work / f"scan_{folder.parent.name}_{folder.name}",
-                                             ScanSettings(tz="UTC", threshold=args.threshold, hop_s=args.hop))
+                                             ScanSettings(tz="UTC", threshold=args.threshold, hop_s=args.hop,
+                                                          min_hits=args.min_hits))
         n = len(load_detections(real_paths["csv"]))
         real_h = real_summary.audio_s / 3600
         table.add_row(f"real, owl-free: {folder.relative_to(REAL) if folder.is_relative_to(REAL) else folder}", f"{real_h:.3f}", "0", "-", str(n), "-", "-", "-",
