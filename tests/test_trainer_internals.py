@@ -113,3 +113,13 @@ def test_data_loading_workers_default_on_gpu_only():
     assert train_mod.default_workers(False) == 0
     assert 0 <= train_mod.default_workers(True) <= 4
     assert make_args(data="D", out="R").num_workers is None and make_args(data="D", out="R", num_workers=2).num_workers == 2
+
+
+def test_incomplete_local_checkpoint_is_named_not_called_a_download_failure(tmp_path):
+    from hootwatch.edge.errors import HootwatchError
+    from hootwatch.trainer.model import build_backbone
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(HootwatchError) as err:
+        build_backbone(str(tmp_path), False, {"not_owl": 0, "owl": 1})
+    assert "preprocessor_config.json" in str(err.value) and "download" not in err.value.message

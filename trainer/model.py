@@ -92,6 +92,12 @@ def build_backbone(base: str, tiny: bool, label2id: dict[str, int], sample_rate:
     local = Path(base).expanduser()
     if not local.exists() and (base.startswith((".", "/", "~")) or base.count("/") > 1):
         raise HootwatchError(f"{base}: no such checkpoint folder", "pass an existing local folder or a hub id")
+    if local.is_dir():
+        missing = [f for f in ("config.json", "preprocessor_config.json") if not (local / f).is_file()]
+        if missing:
+            raise HootwatchError(f"{local}: not a complete checkpoint folder (missing {', '.join(missing)})",
+                                 "download the whole checkpoint (e.g. `huggingface-cli download facebook/wav2vec2-base "
+                                 "--local-dir DIR`) and pass that folder to --base")
     try:
         fe = AutoFeatureExtractor.from_pretrained(base)
         model = AutoModelForAudioClassification.from_pretrained(
