@@ -27,9 +27,9 @@ TARGET = 0.9                   # event-level precision and recall the tiny demo 
 @dataclass(frozen=True)
 class DemoOptions:
     out: Path = Path("hootwatch-demo")
-    clips: int = 700               # training clips
+    clips: int = 1200              # training clips
     hours: float = 1.0             # length of the synthetic night
-    epochs: int = 25
+    epochs: int = 30
     seed: int = 0
     backgrounds: Path | None = None
     synthetic_backgrounds: bool = False
@@ -180,7 +180,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.clips < 40 or args.hours <= 0 or args.epochs < 1:
         raise ConfigError("--clips must be at least 40, --hours positive and --epochs at least 1",
-                          "e.g. hootwatch demo --clips 700 --hours 1 --epochs 25")
+                          "e.g. hootwatch demo --clips 1200 --hours 1 --epochs 30")
     opts = DemoOptions(out=args.out, clips=args.clips, hours=args.hours, epochs=args.epochs, seed=args.seed,
                        backgrounds=args.backgrounds, synthetic_backgrounds=args.synthetic_backgrounds,
                        threads=args.threads, overwrite=args.overwrite)
