@@ -62,7 +62,7 @@ class ScanSettings:
     threshold: float | None = None      # None: the bundle's threshold
     min_hits: int = 1                   # minimum positive windows per detection
     tz: str | None = None               # recorder timezone (IANA name or +HH:MM) for local-time sources
-    batch_size: int = 8                 # windows per ONNX Runtime call
+    batch_size: int | None = None       # windows per ONNX Runtime call (None: the detector's, 1 on CPU)
     clips: bool = False                 # write padded audio clips + spectrograms for review
     block_s: float = 30.0               # seconds decoded at a time
     contiguous_tol_s: float = 1.0       # gap allowed between contiguous files
@@ -330,7 +330,7 @@ class Scanner:
         batch: list[tuple[int, np.ndarray]] = []
         for item in self._windows_of_file(path, next_path, progress, counter):
             batch.append(item)
-            if len(batch) >= self.settings.batch_size:
+            if len(batch) >= (self.settings.batch_size or self.detector.batch_size):
                 events += self._score_batch(batch, builder, None)
                 batch = []
         # the file's sample count is known only now; the stream may have run into the next file

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
                    help="recorder timezone, e.g. Australia/Melbourne (needed for Song Meter/Swift names)")
     p.add_argument("--clips", action="store_true", help="also write a padded audio clip + spectrogram per detection")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for the model (default: all)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="windows per model call (default 8)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="windows per model call (default: 1 on the CPU, where larger batches only cost memory; 8 on a GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -41,7 +42,7 @@ def _settings(args):
         raise ConfigError(f"--hop {args.hop} must be positive", "pass e.g. --hop 2.5")
     if args.min_hits < 1:
         raise ConfigError(f"--min-hits {args.min_hits} must be at least 1", "pass e.g. --min-hits 2")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be at least 1", "pass e.g. --batch-size 8")
     return ScanSettings(hop_s=args.hop, threshold=args.threshold, min_hits=args.min_hits, tz=args.tz,
                         batch_size=args.batch_size, clips=args.clips)
