@@ -19,6 +19,7 @@ import soxr
 from hootwatch.edge.daemon.config import MicrophoneConfig, config_from_dict
 from hootwatch.edge.daemon.microphone import Microphone, RawRecorder, RingBuffer
 from hootwatch.edge.daemon.service import Daemon
+from daemon_helpers import run_daemon_until
 from tiny_bundles import tone_bundle, tone_signal
 
 SR_MODEL = 8000
@@ -178,24 +179,13 @@ def _live_detections(db: Path) -> list[tuple]:
         c.close()
 
 
-def _run_daemon(daemon: Daemon, until, timeout: float) -> None:
-    t = threading.Thread(target=daemon.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + timeout
-    while not until() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    daemon.stop.set()
-    t.join(30)
-    assert not t.is_alive()
-
-
 def test_daemon_detects_a_tone_from_the_stand_in_stream(tmp_path):
     bundle = tone_bundle(tmp_path / "bundle", sample_rate=SR_MODEL)
     tone = tone_signal(6.0, 48000, tones=[(0.5, 5.5)])
     daemon = Daemon(_daemon_config(tmp_path, bundle), stream_factory=_factory(tone))
     db = tmp_path / "out" / "detections.sqlite"
     # stopping closes the live session: the detection still open at the end is written (drained, not lost)
-    _run_daemon(daemon, lambda: daemon.mic is not None and daemon.mic.samples_captured >= 6 * 48000, 30)
+    run_daemon_until(daemon, lambda: daemon.mic is not None and daemon.mic.samples_captured >= 6 * 48000, 30)
     rows = _live_detections(db)
     assert len(rows) == 1 and rows[0][0] == "mic:default"
     assert rows[0][1] < 1.0 and rows[0][2] > 5.0  # windows covering the tone, in capture-clock seconds
@@ -257,7 +247,7 @@ def test_daemon_detects_a_tone_played_into_a_real_portaudio_input(tmp_path, puls
         return bool(player) and player[0].poll() is not None and daemon.health.detections >= 1
 
     try:
-        _run_daemon(daemon, until, 40)
+        run_daemon_until(daemon, until, 40)
     finally:
         for p in player:
             p.kill()

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import sqlite3
-import threading
-import time
 
 import pytest
 
 from hootwatch.edge.daemon.config import config_from_dict
 from hootwatch.edge.daemon.service import Daemon
 
+from daemon_helpers import run_daemon_until
 from tiny_bundles import tone_bundle, write_tone
 
 SR = 8000
@@ -27,17 +26,6 @@ def _config(tmp_path, bundle, **folder):
     })
 
 
-def _run(daemon: Daemon, until, timeout: float = 30) -> None:
-    t = threading.Thread(target=daemon.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + timeout
-    while not until() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    daemon.stop.set()
-    t.join(30)
-    assert not t.is_alive()
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return tone_bundle(tmp_path_factory.mktemp("bundle") / "b", sample_rate=SR)
@@ -46,7 +34,7 @@ def bundle(tmp_path_factory):
 def test_song_meter_names_are_read_in_the_recorder_timezone_and_all_exports_written(tmp_path, bundle):
     write_tone(tmp_path / "in" / "SM4A_20240101_220000.wav", 20, SR, tones=[(10, 13)])
     daemon = Daemon(_config(tmp_path, bundle, recorder_timezone="+10:00"))
-    _run(daemon, lambda: daemon.health.files_done >= 1)
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 1)
     out = tmp_path / "out"
     [row] = list(csv.DictReader(open(out / "detections.csv")))
     # 22:00 on a UTC+10 recorder is 12:00 UTC, not 22:00 UTC (output.timezone); local times in the recorder's zone
@@ -69,7 +57,7 @@ def test_an_unexpected_error_in_one_job_does_not_stop_the_scanning_loop(tmp_path
             return super()._scan_job(job, store, progress)
 
     daemon = Flaky(_config(tmp_path, bundle))
-    _run(daemon, lambda: daemon.health.files_done >= 1 and daemon.health.files_failed >= 1)
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 1 and daemon.health.files_failed >= 1)
     assert (daemon.health.files_done, daemon.health.files_failed) == (1, 1)
     assert "RuntimeError: disk went away" in daemon.health.last_error
     rows = list(csv.DictReader(open(tmp_path / "out" / "detections.csv")))
