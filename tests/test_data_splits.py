@@ -233,12 +233,17 @@ def test_warns_when_every_file_is_its_own_recording(tmp_path):
     assert not any("its own recording" in n for n in loaded.notes)
 
 
-def test_train_and_test_folders_without_validation_carve_it_from_train(tmp_path):
-    make_label_folders(tmp_path / "train", n_recordings=4, clips_per_recording=2, seed=1)
-    make_label_folders(tmp_path / "test", n_recordings=2, clips_per_recording=2, seed=2)
-    for p in list((tmp_path / "test").rglob("*.wav")):
+def _train_and_test_folders(root, train_recordings: int, train_clips: int):
+    """root/train/ and root/test/ label folders (test files renamed so recordings differ), loaded."""
+    make_label_folders(root / "train", n_recordings=train_recordings, clips_per_recording=train_clips, seed=1)
+    make_label_folders(root / "test", n_recordings=max(1, train_recordings // 2), clips_per_recording=2, seed=2)
+    for p in list((root / "test").rglob("*.wav")):
         p.rename(p.with_name(f"test{p.name}"))
-    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    return load_clips(str(root), HarvestOptions(), 16000, root / "cache")
+
+
+def test_train_and_test_folders_without_validation_carve_it_from_train(tmp_path):
+    loaded = _train_and_test_folders(tmp_path, train_recordings=4, train_clips=2)
     s = apply_explicit_split(loaded.clips, loaded.explicit_split, 0.25, 0.25, seed=0)
     assert all("/train/" in c.source for c in s.train + s.validation)
     assert all("/test/" in c.source for c in s.test)
@@ -250,11 +255,7 @@ def test_train_and_test_folders_without_validation_carve_it_from_train(tmp_path)
 
 
 def test_carving_validation_needs_two_train_recordings_per_class(tmp_path):
-    make_label_folders(tmp_path / "train", n_recordings=1, clips_per_recording=3, seed=1)
-    make_label_folders(tmp_path / "test", n_recordings=1, clips_per_recording=2, seed=2)
-    for p in list((tmp_path / "test").rglob("*.wav")):
-        p.rename(p.with_name(f"test{p.name}"))
-    loaded = load_clips(str(tmp_path), HarvestOptions(), 16000, tmp_path / "cache")
+    loaded = _train_and_test_folders(tmp_path, train_recordings=1, train_clips=3)
     with pytest.raises(SplitError, match="validation/ folder"):
         apply_explicit_split(loaded.clips, loaded.explicit_split)
 
