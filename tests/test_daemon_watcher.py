@@ -155,3 +155,21 @@ def test_folder_moved_in_is_walked(tmp_path):
         h.wait_for(3)
         h.quiet(0.5)
     assert sorted(j.path.name for j, _ in h.seen) == ["n0.wav", "n1.wav", "n2.wav"]
+
+
+def test_a_late_event_for_a_file_already_scanned_hands_nothing_over(tmp_path):
+    """Events can re-notice a file after its hand-over (a folder moved in, a late close-write): the ledger decides."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    f = incoming / "a.wav"
+    f.write_bytes(_wav_bytes(tmp_path, seconds=0.5))
+    st = f.stat()
+    h = Harness(incoming, done={(str(f), st.st_size, st.st_mtime_ns)})  # already in the ledger
+    h.watcher.notice(f, closed=True, old_enough=True)
+    assert h.watcher.ready_jobs() == []
+    assert h.watcher.pending == 0
+    h.done.clear()  # not in the ledger (e.g. the file changed): handed over once, then not again while queued
+    h.watcher.notice(f, old_enough=True)
+    assert [j.path for j in h.watcher.ready_jobs()] == [f]
+    h.watcher.notice(f, old_enough=True)
+    assert h.watcher.ready_jobs() == []

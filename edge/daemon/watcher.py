@@ -171,8 +171,14 @@ class FolderWatcher:
                 if (stable_for >= self.cfg.settle_s or p.old_enough
                         or (p.closed and stable_for >= min(CLOSE_GRACE_S, self.cfg.settle_s))):
                     del self._pending[path]
-                    self._queued.add(path)
+                    if path in self._queued:
+                        continue
                     ready.append(FileJob(path, *key))
+        # the one gate before a hand-over: events (a folder moved in, a late close-write) can re-notice a file
+        # that was already handed over and scanned, and only the ledger knows
+        ready = [j for j in ready if self.needs_scan(j.path, j.size, j.mtime_ns)]
+        with self._lock:
+            self._queued.update(j.path for j in ready)
         return sorted(ready, key=lambda j: str(j.path))
 
     def _put(self, job: FileJob) -> bool:
