@@ -95,7 +95,7 @@ class Detector:
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """Raw logits for (batch, window_samples) raw audio windows (normalisation is applied here)."""
         m = self.manifest
-        x = m.normalisation.apply(np.atleast_2d(windows))
+        x = m.normalisation.apply(np.atleast_2d(windows), m.sample_rate)
         outs = []
         for i in range(0, len(x), self.batch_size):
             outs.append(self.session.run([m.output_name], {m.input_name: x[i:i + self.batch_size]})[0])

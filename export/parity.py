@@ -151,7 +151,7 @@ def check_parity(model, onnx_paths: dict[str, Path], clips, sample_rate: int, wi
                           f"{', '.join(found)}); F1 would be 0 for every model and prove nothing",
                           f"add {positive_label!r} clips (a sub-folder named {positive_label} under --audio), "
                           "or pass --positive-label with the owl's label")
-    x = normalisation.apply(cut_windows(clips, sample_rate, window_s))
+    x = normalisation.apply(cut_windows(clips, sample_rate, window_s), sample_rate)
     reference = torch_logits(model, x, threads)
     candidates: dict[str, np.ndarray | str] = {}
     for name, path in onnx_paths.items():

@@ -122,3 +122,47 @@ def test_normalisation_zero_mean_unit_variance_per_window():
     assert np.array_equal(Normalisation("none").apply(w), w)
     with pytest.raises(ValueError):
         Normalisation("minmax")
+
+
+def _tone(freq: float, sr: int = 16000, n: int = 80000, amp: float = 1.0) -> np.ndarray:
+    return (amp * np.sin(2 * np.pi * freq * np.arange(n) / sr)).astype(np.float32)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)))
+
+
+def test_band_limit_keeps_the_call_band_and_removes_rumble_and_insects():
+    from hootwatch.edge.preprocess import band_limit
+
+    sr = 16000
+    # order-4 Butterworth magnitude: -32 dB at 60 Hz, -24 dB at 6 kHz
+    for freq, lo, hi in ((450.0, 0.99, 1.01), (60.0, 0.0, 0.03), (6000.0, 0.0, 0.07)):
+        y = band_limit(_tone(freq)[None], sr, 150.0, 3000.0)[0]
+        assert lo <= _rms(y) / _rms(_tone(freq)) <= hi, freq
+    # zero phase: the owl-band tone comes out where it went in
+    y = band_limit(_tone(450.0)[None], sr, 150.0, 3000.0)[0]
+    assert np.corrcoef(y[1000:-1000], _tone(450.0)[1000:-1000])[0, 1] > 0.999
+
+
+def test_band_limited_normalisation_gives_a_call_under_wind_back_its_share():
+    sr = 16000
+    call, wind = _tone(450.0, amp=0.01), _tone(40.0, amp=0.2) + np.float32(0.03)   # 26 dB louder, DC offset too
+    plain = Normalisation().apply(call + wind)
+    banded = Normalisation(highpass_hz=150.0, lowpass_hz=3000.0).apply(call + wind, sr)
+    assert np.allclose(banded.mean(), 0, atol=1e-4) and np.isclose(banded.std(), 1, atol=1e-3)
+    # after scaling, the call is the window: correlation with it near 1 (near 0 without the band limit)
+    assert np.corrcoef(banded, call)[0, 1] > 0.98
+    assert abs(np.corrcoef(plain, call)[0, 1]) < 0.05
+    with pytest.raises(ValueError, match="sample rate"):
+        Normalisation(highpass_hz=150.0).apply(call)
+
+
+def test_normalisation_round_trips_and_refuses_what_it_does_not_know():
+    n = Normalisation(highpass_hz=150.0, lowpass_hz=3000.0)
+    assert Normalisation.from_dict(n.to_dict()) == n
+    assert Normalisation().to_dict() == {"kind": "zero_mean_unit_var", "eps": 1e-7}   # earlier bundles unchanged
+    with pytest.raises(ValueError, match="unknown normalisation field"):
+        Normalisation.from_dict({"kind": "zero_mean_unit_var", "eps": 1e-7, "pre_emphasis": 0.97})
+    with pytest.raises(ValueError):
+        Normalisation(highpass_hz=3000.0, lowpass_hz=150.0)

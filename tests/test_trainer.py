@@ -142,7 +142,7 @@ def owl_scores_from_saved_model(run_dir: Path, split: str) -> tuple[np.ndarray, 
     model = AutoModelForAudioClassification.from_pretrained(run_dir / "model").eval()
     clips = read_clip_csv(run_dir / "splits" / f"{split}.csv")
     x = np.stack([c.cut(hw["sample_rate"], hw["window_s"]) for c in clips])
-    x = Normalisation.from_dict(hw["normalisation"]).apply(x)
+    x = Normalisation.from_dict(hw["normalisation"]).apply(x, hw["sample_rate"])
     with torch.no_grad():
         probs = torch.softmax(model(input_values=torch.from_numpy(x)).logits.double(), -1).numpy()
     owl = model.config.label2id[hw["positive_label"]]

@@ -40,3 +40,22 @@ def test_optional_options_accept_null_and_snr_db_is_not_an_option(tmp_path):
         make_args(_cfg(tmp_path, {"snr_db": [0, 10]}))
     with pytest.raises(ConfigError, match="snr_db"):
         make_args(data="D", out="R", snr_db=(0, 10))
+
+
+def test_band_limit_defaults_to_the_owls_band_and_is_checked(tmp_path):
+    args = make_args(data="D", out="R")
+    assert (args.highpass_hz, args.lowpass_hz) == (150.0, 3000.0)
+    assert make_args(data="D", out="R", highpass_hz=0, lowpass_hz=0).highpass_hz == 0   # 0 switches it off
+    with pytest.raises(ConfigError, match="highpass_hz .* must be below lowpass_hz"):
+        make_args(data="D", out="R", highpass_hz=3000, lowpass_hz=200)
+    with pytest.raises(ConfigError, match="lowpass_hz must be 0"):
+        make_args(data="D", out="R", lowpass_hz=-5)
+
+
+def test_a_run_saved_before_the_band_limit_resumes_without_one(tmp_path):
+    # its model learned unfiltered windows: resuming it with today's default band would change its input
+    run = tmp_path / "old_run"
+    run.mkdir()
+    (run / "run_config.json").write_text(json.dumps({"args": {"data": "D", "out": str(run), "tiny": True}}))
+    args = make_args(out=str(run), resume=True)
+    assert args.resume and args.tiny and args.highpass_hz is None and args.lowpass_hz is None

@@ -31,6 +31,13 @@ class TrainArgs:
     window_s: float = field(default=5.0, metadata={"help": "clip (window) length in seconds"})
     hop_s: float | None = field(default=None, metadata={"help": "hop between windows at inference, saved with "
                                                                 "the model (default: half the window)"})
+    # the powerful owl calls at 150-550 Hz with harmonics below 2 kHz: wind rumble below and insect choruses
+    # above this band only drown the call once a window is scaled to unit variance (see edge/preprocess.py)
+    highpass_hz: float | None = field(default=150.0, metadata={"help": "band limit applied to every window before "
+                                                                       "normalisation, low edge in Hz (0: none); "
+                                                                       "saved in the bundle"})
+    lowpass_hz: float | None = field(default=3000.0, metadata={"help": "band limit, high edge in Hz (0: none); "
+                                                                       "saved in the bundle"})
     unfreeze_feature_encoder: bool | None = field(
         default=None, metadata={"help": "train the convolutional feature encoder too (default: frozen for a "
                                         "pretrained backbone, trained for --tiny, whose encoder is random)"})
@@ -110,6 +117,13 @@ class TrainArgs:
             raise ConfigError(f"unknown device {self.device!r}", "use auto, cpu or cuda")
         if self.data_format not in ("auto", "folders", "annotations", "hf"):
             raise ConfigError(f"unknown data_format {self.data_format!r}", "use auto, folders, annotations or hf")
+        for name in ("highpass_hz", "lowpass_hz"):
+            if (getattr(self, name) or 0) < 0:
+                raise ConfigError(f"{name} must be 0 (no filter) or positive, got {getattr(self, name)}",
+                                  f"fix --{name.replace('_', '-')}")
+        if self.highpass_hz and self.lowpass_hz and self.highpass_hz >= self.lowpass_hz:
+            raise ConfigError(f"highpass_hz ({self.highpass_hz:g}) must be below lowpass_hz ({self.lowpass_hz:g})",
+                              "fix --highpass-hz / --lowpass-hz (e.g. 150 and 3000)")
         if self.target_recall is not None and not 0 < self.target_recall <= 1:
             raise ConfigError(f"target_recall must be in (0, 1], got {self.target_recall}", "e.g. --target-recall 0.9")
         if not 0 < self.validation_fraction < 1 or not 0 < self.test_fraction < 1 or \
@@ -217,6 +231,10 @@ RUN_CONFIG = "run_config.json"
 RESUMABLE = ("epochs", "threads", "num_workers", "progress")
 
 
+# options added after runs were already saved, and what a run saved without them did
+ADDED_LATER = {"highpass_hz": None, "lowpass_hz": None}
+
+
 def saved_run_args(out: str | Path) -> dict:
     """The arguments of the run in `out`: RUN/run_config.json's args, with the options later resumes changed."""
     path = Path(out).expanduser() / RUN_CONFIG
@@ -231,7 +249,7 @@ def saved_run_args(out: str | Path) -> dict:
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: unreadable run configuration ({exc})", "start a new run with a new --out") from None
     known = {f.name for f in fields(TrainArgs)}
-    return convert_values({k: v for k, v in saved.items() if k in known}, str(path))
+    return convert_values({**ADDED_LATER, **{k: v for k, v in saved.items() if k in known}}, str(path))
 
 
 def resume_args(given: dict) -> TrainArgs:

@@ -323,7 +323,8 @@ def run(args: TrainArgs) -> TrainResult:
     with accelerator.main_process_first():  # one download into the cache, not one per GPU
         bb = build_backbone(args.base, args.tiny, label2id, sample_rate)
     model, fe = bb.model, bb.feature_extractor
-    norm = Normalisation.from_feature_extractor(bool(getattr(fe, "do_normalize", True)))
+    norm = Normalisation.from_feature_extractor(bool(getattr(fe, "do_normalize", True)), args.highpass_hz or None,
+                                                args.lowpass_hz or None)
     configure_model(model, args)
     if main_proc:
         write_run_config(run_dir, args, resuming, {

@@ -58,7 +58,7 @@ class ClipDataset(torch.utils.data.Dataset):
         return x
 
     def __getitem__(self, i: int) -> dict:
-        x = self.normalisation.apply(self.raw(i))
+        x = self.normalisation.apply(self.raw(i), self.sample_rate)
         return {"input_values": torch.from_numpy(x), "labels": self.label2id[self.clips[i].label]}
 
 
