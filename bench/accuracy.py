@@ -42,7 +42,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--tz", default="Australia/Sydney", help="recorder timezone of the dump's Song Meter files")
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--hop", type=float, default=None)
-    p.add_argument("--min-hits", type=int, default=1, help="positive windows a detection needs (as scan --min-hits)")
+    p.add_argument("--min-hits", type=int, default=None,
+                   help="positive windows a detection needs (as scan --min-hits; default: the bundle's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=None, help="folder for the dump and scan results (default: temp)")
     return p.parse_args()
@@ -75,7 +76,8 @@ def main() -> None:
     m = event_metrics(load_detections(paths["csv"]), load_truth(dump / "ground_truth.csv"), hours, root=dump)
 
     threshold = detector.manifest.threshold if args.threshold is None else args.threshold
-    table = Table(title=f"event-level accuracy of {args.bundle} (threshold {threshold:.3f}, min hits {args.min_hits})")
+    min_hits = detector.manifest.min_hits if args.min_hits is None else args.min_hits
+    table = Table(title=f"event-level accuracy of {args.bundle} (threshold {threshold:.3f}, min hits {min_hits})")
     for col in ("audio", "hours", "owl calls", "found", "detections", "precision", "recall", "F1", "FP / hour",
                 "scan RTF"):
         table.add_column(col, justify="right")

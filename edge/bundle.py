@@ -42,6 +42,7 @@ class Manifest:
     hop_s: float
     normalisation: Normalisation
     threshold: float
+    min_hits: int = 1                                   # positive windows a detection needs (operating point)
     input_name: str = "input_values"
     output_name: str = "logits"
     model_file: str = "model.onnx"
@@ -59,6 +60,8 @@ class Manifest:
                               "re-export the model; the manifest is inconsistent")
         if not 0.0 <= self.threshold <= 1.0:
             raise BundleError(f"threshold {self.threshold} is outside [0, 1]", "re-export the model")
+        if isinstance(self.min_hits, bool) or not isinstance(self.min_hits, int) or self.min_hits < 1:
+            raise BundleError(f"min_hits {self.min_hits!r} must be a whole number of at least 1", "re-export the model")
 
     @property
     def positive_index(self) -> int:
@@ -134,6 +137,7 @@ def onnx_metadata(manifest: Manifest) -> dict[str, str]:
         "hootwatch.window_s": str(manifest.window_s),
         "hootwatch.hop_s": str(manifest.hop_s),
         "hootwatch.threshold": str(manifest.threshold),
+        "hootwatch.min_hits": str(manifest.min_hits),
         "hootwatch.normalisation": json.dumps(manifest.normalisation.to_dict()),
         "hootwatch.backbone": manifest.backbone,
         "hootwatch.format_version": str(manifest.format_version),

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 class ScanSettings:
     hop_s: float | None = None          # None: the bundle's hop
     threshold: float | None = None      # None: the bundle's threshold
-    min_hits: int = 1                   # minimum positive windows per detection
+    min_hits: int | None = None         # minimum positive windows per detection (default: the bundle's)
     tz: str | None = None               # recorder timezone (IANA name or +HH:MM) for local-time sources
     batch_size: int | None = None       # windows per ONNX Runtime call (None: the detector's, 1 on CPU)
     clips: bool = False                 # write padded audio clips + spectrograms for review
@@ -192,9 +192,12 @@ class Scanner:
         threshold = m.threshold if settings.threshold is None else float(settings.threshold)
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold {threshold} is outside [0, 1]", "pass --threshold between 0 and 1")
+        min_hits = m.min_hits if settings.min_hits is None else int(settings.min_hits)
+        if min_hits < 1:
+            raise ConfigError(f"min_hits {min_hits} must be at least 1", "pass e.g. --min-hits 2")
         self.tz = parse_tz(settings.tz)
         self.run = RunInfo(model_id=m.model_id, model_sha256=m.files.get(m.model_file, ""), threshold=threshold,
-                           hop_s=self.spec.hop_s, min_hits=settings.min_hits, label=m.positive_label)
+                           hop_s=self.spec.hop_s, min_hits=min_hits, label=m.positive_label)
         self._stop = threading.Event()
 
     @property

@@ -24,8 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--hop", type=float, default=None, metavar="S", help="seconds between windows (default: bundle)")
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="score for a positive window, 0..1 (default: the bundle's)")
-    p.add_argument("--min-hits", type=int, default=1, metavar="K",
-                   help="minimum positive windows per detection (default 1)")
+    p.add_argument("--min-hits", type=int, default=None, metavar="K",
+                   help="minimum positive windows per detection (default: the bundle's)")
     p.add_argument("--tz", default=None, metavar="ZONE",
                    help="recorder timezone, e.g. Australia/Melbourne (needed for Song Meter/Swift names)")
     p.add_argument("--clips", action="store_true", help="also write a padded audio clip + spectrogram per detection")
@@ -40,7 +40,7 @@ def _settings(args):
     from .scan import ScanSettings
     if args.hop is not None and args.hop <= 0:
         raise ConfigError(f"--hop {args.hop} must be positive", "pass e.g. --hop 2.5")
-    if args.min_hits < 1:
+    if args.min_hits is not None and args.min_hits < 1:
         raise ConfigError(f"--min-hits {args.min_hits} must be at least 1", "pass e.g. --min-hits 2")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be at least 1", "pass e.g. --batch-size 8")

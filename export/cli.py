@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.add_argument("--positive-label", default=None, help="the owl label (needed for a checkpoint without an 'owl' label)")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the run's, else 0.5)")
+    p.add_argument("--min-hits", type=int, default=1, metavar="K",
+                   help="positive windows in a row a detection needs, saved in the bundle (default 1; 2 trades a "
+                        "little recall for far fewer false positives: choose it on annotated audio)")
     p.add_argument("--audio", type=Path, default=None, metavar="DIR",
                    help="recordings to check the export on: a folder per label, or unlabelled files")
     p.add_argument("--max-clips", type=int, default=None, metavar="N",
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     options = ExportOptions(
         source=args.source, out=args.out, target=args.target or default_target(), fp16=args.fp16,
         keep_fp32=args.keep_fp32, tolerance=args.tolerance, force=args.force, overwrite=args.overwrite,
-        positive_label=args.positive_label, threshold=args.threshold, audio_dir=args.audio,
+        positive_label=args.positive_label, threshold=args.threshold, min_hits=args.min_hits, audio_dir=args.audio,
         per_channel=args.per_channel, max_clips=args.max_clips, threads=args.threads, speed_repeats=args.speed_repeats,
     )
     with console.status("exporting (ONNX, int8, parity check)..."):

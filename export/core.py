@@ -43,6 +43,7 @@ class ExportOptions:
     overwrite: bool = False          # replace an existing non-empty bundle folder
     positive_label: str | None = None
     threshold: float | None = None
+    min_hits: int = 1                # positive windows a detection needs, written into the bundle
     audio_dir: Path | None = None    # parity clips for a bare checkpoint (or instead of the run's validation set)
     per_channel: bool = False
     opset: int = onnx_export.DEFAULT_OPSET
@@ -55,6 +56,9 @@ class ExportOptions:
             raise ConfigError(f"--target {self.target!r} is unknown", f"use one of {', '.join(quantize.TARGETS)}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"--threshold {self.threshold} is outside [0, 1]", "pass a probability such as 0.5")
+        if isinstance(self.min_hits, bool) or not isinstance(self.min_hits, int) or self.min_hits < 1:
+            raise ConfigError(f"--min-hits {self.min_hits} must be a whole number of at least 1",
+                              "pass e.g. --min-hits 2 (or leave it unset: 1)")
         if self.max_clips is not None and self.max_clips < 1:
             raise ConfigError(f"--max-clips {self.max_clips} must be at least 1", "leave it unset to check every clip")
         if self.opset < 14:
@@ -120,7 +124,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         manifest = Manifest(
             labels=source.labels, positive_label=source.positive_label, sample_rate=source.sample_rate,
             window_s=source.window_s, hop_s=source.hop_s, normalisation=source.normalisation,
-            threshold=source.threshold, input_name=fp32.input_name, output_name=fp32.output_name,
+            threshold=source.threshold, min_hits=options.min_hits, input_name=fp32.input_name, output_name=fp32.output_name,
             model_file=MODEL_FILE, variants=variants, backbone=source.backbone,
             metrics={"run": source.run_metrics, **report},
         )

@@ -40,6 +40,10 @@ def tiny_config(model_type: str = "wav2vec2"):
     return transformers.Wav2Vec2Config(**kw)
 
 
+# band-limited like a default training run: the edge must apply the same filter as the trainer
+NORM = Normalisation(highpass_hz=150.0, lowpass_hz=3000.0)
+
+
 def synth_clip(label: str, rng: np.random.Generator, seconds: float = 1.5) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
     noise = 0.3 * rng.standard_normal(len(t))
@@ -64,9 +68,8 @@ def write_clips(folder: Path, n_per_label: int, seed: int) -> list[ClipRef]:
 def quick_train(model, clips: list[ClipRef], folder: Path, steps: int = 200) -> None:
     """Fit the classification head on frozen random features, so the tiny model separates the classes
     (a random head sits at p=0.5, where parity would be meaningless); cheap because the encoder runs once."""
-    norm = Normalisation()
-    x = torch.from_numpy(norm.apply(np.stack([ClipRef(str(folder / c.source), c.region_start_s, c.region_end_s, c.label,
-                                                      c.recording).cut(SR, WINDOW_S) for c in clips])))
+    x = torch.from_numpy(NORM.apply(np.stack([ClipRef(str(folder / c.source), c.region_start_s, c.region_end_s, c.label,
+                                                      c.recording).cut(SR, WINDOW_S) for c in clips]), SR))
     y = torch.tensor([LABELS.index(c.label) for c in clips])
     model.eval()
     with torch.no_grad():
@@ -90,7 +93,7 @@ def make_run(root: Path, model_type: str = "wav2vec2") -> Path:
     transformers.Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=True).save_pretrained(run / "model")
     (run / "model" / "hootwatch.json").write_text(json.dumps({
         "positive_label": "owl", "sample_rate": SR, "window_s": WINDOW_S, "hop_s": WINDOW_S / 2, "threshold": 0.5,
-        "normalisation": {"kind": "zero_mean_unit_var", "eps": 1e-7}, "backbone": f"tiny-{model_type}"}))
+        "normalisation": NORM.to_dict(), "backbone": f"tiny-{model_type}"}))
     (run / "metrics.json").write_text(json.dumps({"test": {"f1": 0.9}, "validation": {"f1": 0.95}, "threshold": 0.5,
                                                   "positive_label": "owl"}))
     (run / "splits").mkdir()
@@ -108,14 +111,14 @@ def run_dir(tmp_path_factory) -> Path:
 def exported(run_dir):
     out = run_dir.parent / "bundle"
     result = export_bundle(ExportOptions(source=run_dir, out=out, target="x86", keep_fp32=True, fp16=True,
-                                         speed_repeats=1))
+                                         speed_repeats=1, min_hits=2))
     return result
 
 
 def torch_probs(run_dir: Path, windows: np.ndarray) -> np.ndarray:
     model = transformers.AutoModelForAudioClassification.from_pretrained(run_dir / "model").eval()
     with torch.inference_mode():
-        logits = model(torch.from_numpy(Normalisation().apply(windows))).logits.numpy()
+        logits = model(torch.from_numpy(NORM.apply(windows, SR))).logits.numpy()
     return softmax(logits.astype(np.float64))[:, LABELS.index("owl")]
 
 
@@ -154,6 +157,8 @@ def test_export_writes_a_bundle_the_edge_trusts(exported, run_dir):
     props = {p.key: p.value for p in onnx.load(str(bundle.model_path)).metadata_props}
     assert json.loads(props["hootwatch.labels"]) == list(LABELS) and props["hootwatch.positive_label"] == "owl"
     assert float(props["hootwatch.threshold"]) == m.threshold
+    assert m.min_hits == 2 and props["hootwatch.min_hits"] == "2"
+    assert m.normalisation == NORM and json.loads(props["hootwatch.normalisation"])["highpass_hz"] == 150.0
     # int8 really is quantized: it has integer MatMuls and is smaller than fp32
     ops = {n.op_type for n in onnx.load(str(bundle.model_path)).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops

@@ -59,3 +59,11 @@ def test_checkpoint_without_sampling_rate_is_refused_not_guessed(tmp_path):
     d2 = _checkpoint(tmp_path / "ckpt2", {"do_normalize": True, "sampling_rate": "16k"})
     with pytest.raises(ConfigError, match="not a sample rate"):
         resolve_source(d2, audio_dir=audio)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_min_hits_must_be_a_whole_number_of_at_least_one(tmp_path, bad):
+    from hootwatch.export.core import ExportOptions
+
+    with pytest.raises(ConfigError, match="--min-hits"):
+        ExportOptions(source=tmp_path, out=tmp_path / "b", min_hits=bad)

@@ -56,6 +56,19 @@ def test_threshold_hop_and_min_hits_change_results(detector, tmp_path):
         assert len(hits.store.detections()) == expected
 
 
+def test_the_bundles_min_hits_is_the_default_and_settings_override_it(tmp_path):
+    two = Detector.load(tone_bundle(tmp_path / "bundle", sample_rate=SR, min_hits=2), threads=1)
+    # hop 2.5 s: the short tone holds enough of one window only ([7.5, 12.5]), the long one of three in a row
+    p = write_tone(tmp_path / "rec" / "20240101_220000.WAV", 60, sample_rate=SR, tones=[(9.0, 10.8), (35, 40)])
+    by_bundle = scanner(two, tmp_path / "a")
+    by_bundle.scan_file(p)
+    assert [r["n_windows"] for r in by_bundle.store.detections()] == [3]
+    assert {r["min_hits"] for r in by_bundle.store.detections()} == {2}
+    overridden = scanner(two, tmp_path / "b", min_hits=1)
+    overridden.scan_file(p)
+    assert sorted(r["n_windows"] for r in overridden.store.detections()) == [1, 3]
+
+
 def test_rescan_adds_no_duplicates_and_bad_files_are_listed(detector, tmp_path):
     rec = tmp_path / "rec"
     write_tone(rec / "20240101_220000.wav", 30, SR, tones=[(10, 13)])

@@ -43,7 +43,8 @@ class ModelConfig:
     threads: int = spec(2, between=(1, 64), doc="ONNX Runtime threads")
     hop_s: float | None = spec(None, between=(0.1, 60.0), doc="seconds between window starts (default: the bundle's)")
     threshold: float | None = spec(None, between=(0.0, 1.0), doc="detection threshold (default: the bundle's)")
-    min_hits: int = spec(1, between=(1, 100), doc="consecutive windows over threshold to report a detection")
+    min_hits: int | None = spec(None, between=(1, 100), doc="consecutive windows over threshold to report a "
+                                                               "detection (default: the bundle's)")
     providers: list[str] = spec([], doc='ONNX Runtime providers, e.g. ["CUDAExecutionProvider"] (default: automatic)')
 
 
