@@ -3,9 +3,11 @@
 1. synthesise a labelled training set (folders per label, varied rates and lengths),
 2. train a tiny wav2vec2 on the CPU,
 3. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch,
-4. synthesise a night of SD-card files (another seed: other birds, other backgrounds) with ground truth,
-5. scan the night with the int8 bundle, as the field daemon would,
-6. score the detections against the ground truth, event by event.
+4. synthesise a validation night and choose on it how many positive windows in a row make a detection
+   (the bundle's min_hits), exporting the bundle with it,
+5. synthesise the test night of SD-card files (another seed: other birds, other backgrounds) with ground truth,
+6. scan the test night with the int8 bundle, as the field daemon would,
+7. score the detections against the ground truth, event by event.
 
 Real backgrounds from ../shared/data/real are used when present (else synthetic night noise).
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hootwatch.edge.errors import ConfigError
@@ -47,6 +49,7 @@ class DemoResult:
     metrics: object                # hootwatch.edge.evaluate.EventMetrics
     train_test: dict               # clip-level test metrics of the trained model
     timings: dict = field(default_factory=dict)
+    operating_point: object = None  # hootwatch.export.operating_point.OperatingPoint (validation night)
 
     @property
     def passed(self) -> bool:
@@ -77,6 +80,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     from hootwatch.edge.evaluate import audio_hours, event_metrics, load_detections, load_truth
     from hootwatch.edge.scan import ScanSettings, scan_into
     from hootwatch.export.core import ExportOptions, export_bundle
+    from hootwatch.export.operating_point import choose_min_hits
 
     from .args import make_args
     from .synth.dump import DumpConfig, write_dump
@@ -95,50 +99,63 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
         return time.perf_counter()
 
     # 1. training set
-    t = step("1/6 synthesising a training set")
+    t = step("1/7 synthesising a training set")
     data = out / "trainset"
     ts = write_trainset(data, TrainSetConfig(clips=opts.clips, seed=opts.seed, backgrounds=backgrounds))
     console.print(ts)
     timings["trainset_s"] = time.perf_counter() - t
 
     # 2. training
-    t = step("2/6 training a tiny wav2vec2 on the CPU")
+    t = step("2/7 training a tiny wav2vec2 on the CPU")
     result = train(make_args(data=str(data), out=str(out / "run"), tiny=True, epochs=opts.epochs, seed=opts.seed,
                              device="cpu", threads=opts.threads, progress=opts.progress))
     timings["train_s"] = time.perf_counter() - t
 
     # 3. export + int8 + parity
-    t = step("3/6 exporting to ONNX, quantizing to int8, checking parity")
-    exported = export_bundle(ExportOptions(source=out / "run", out=out / "bundle", threads=opts.threads or 2,
-                                           speed_repeats=opts.speed_repeats))
+    t = step("3/7 exporting to ONNX, quantizing to int8, checking parity")
+    export_opts = ExportOptions(source=out / "run", out=out / "bundle", threads=opts.threads or 2, speed_repeats=0)
+    export_bundle(export_opts)
     timings["export_s"] = time.perf_counter() - t
 
-    # 4. a night of SD-card files, other seed than the training set
-    t = step("4/6 synthesising a night of SD-card files")
+    # 4. the operating point, chosen on a validation night (its own seed), written into the bundle
+    t = step("4/7 choosing min_hits on a validation night")
+    validation = out / "validation_night"
+    write_dump(validation, DumpConfig(hours=opts.hours, seed=opts.seed + 2000, backgrounds=backgrounds, tz=DEMO_TZ))
+    point = choose_min_hits(out / "bundle", validation, validation / "ground_truth.csv", out / "calibration",
+                            tz=DEMO_TZ, threads=opts.threads)
+    for k, m in point.metrics.items():
+        console.print(f"min_hits {k}: precision {m.precision:.3f} recall {m.recall:.3f} F1 {m.f1:.3f}"
+                      f"{'  (chosen)' if k == point.min_hits else ''}")
+    exported = export_bundle(replace(export_opts, min_hits=point.min_hits, overwrite=True,
+                                     speed_repeats=opts.speed_repeats))
+    timings["operating_point_s"] = time.perf_counter() - t
+
+    # 5. the test night of SD-card files, other seeds than the training set and the validation night
+    t = step("5/7 synthesising the test night of SD-card files")
     night = out / "night"
     write_dump(night, DumpConfig(hours=opts.hours, seed=opts.seed + 1000, backgrounds=backgrounds, tz=DEMO_TZ))
     timings["dump_s"] = time.perf_counter() - t
 
-    # 5. scan it as the field device would
-    t = step("5/6 scanning the night with the int8 bundle")
+    # 6. scan it as the field device would (threshold and min_hits from the bundle)
+    t = step("6/7 scanning the test night with the int8 bundle")
     detector = Detector.load(exported.bundle, threads=opts.threads)
     results = out / "detections"
     summary, paths = scan_into([night], detector, results, ScanSettings(tz=DEMO_TZ))
     timings["scan_s"] = time.perf_counter() - t
     timings["scan_rtf"] = summary.realtime_factor
 
-    # 6. event-level evaluation against the ground truth
-    step("6/6 event-level evaluation")
+    # 7. event-level evaluation against the ground truth
+    step("7/7 event-level evaluation")
     metrics = event_metrics(load_detections(paths["csv"]), load_truth(night / "ground_truth.csv"),
                             audio_hours(night), root=night)
-    return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings)
+    return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings, point)
 
 
 def report(res: DemoResult, console) -> None:
     from rich.table import Table
 
     m = res.metrics
-    table = Table(title="event-level results on the synthetic night (owl calls)")
+    table = Table(title="event-level results on the synthetic test night (owl calls)")
     for col in ("precision", "recall", "F1", "false positives / hour", "owl calls", "found", "detections"):
         table.add_column(col, justify="right")
     table.add_row(f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", f"{m.fp_per_hour:.2f}",
@@ -147,6 +164,9 @@ def report(res: DemoResult, console) -> None:
     if m.by_confuser:
         console.print("false positives by what they overlapped: " +
                       ", ".join(f"{k} {v}" for k, v in m.by_confuser.items()))
+    if res.operating_point is not None:
+        console.print(f"detections need {res.operating_point.min_hits} positive window(s) in a row (min_hits, chosen "
+                      f"on the validation night by event-level F1, saved in the bundle)")
     tt = res.train_test
     if tt:
         console.print(f"clip-level test split of the training set: precision {tt.get('precision', 0):.3f}, "
@@ -168,7 +188,7 @@ def register(subparsers) -> None:
     p.add_argument("--clips", type=int, default=d.clips, help=f"training clips to synthesise (default {d.clips})")
     p.add_argument("--hours", type=float, default=d.hours, help=f"hours of night to synthesise (default {d.hours})")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (the night uses seed + 1000)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (the test night uses seed + 1000, the validation night seed + 2000)")
     p.add_argument("--backgrounds", type=Path, default=None, help="folder of real background recordings")
     p.add_argument("--synthetic-backgrounds", action="store_true", help="ignore ../shared/data/real")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
