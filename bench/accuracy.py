@@ -81,7 +81,8 @@ def main() -> None:
     for col in ("audio", "hours", "owl calls", "found", "detections", "precision", "recall", "F1", "FP / hour",
                 "scan RTF"):
         table.add_column(col, justify="right")
-    table.add_row(f"synthetic dump, seed {args.seed}", f"{hours:.2f}", str(m.n_true), str(m.n_found),
+    name = f"synthetic dump, seed {args.seed}" if args.dump is None else f"dump {args.dump}"
+    table.add_row(name, f"{hours:.2f}", str(m.n_true), str(m.n_found),
                   str(m.n_detections), f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}",
                   f"{m.fp_per_hour:.2f}", f"{hours * 3600 / scan_s:.0f}x")
     for folder in negatives(args):
