@@ -66,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
     sizes = ", ".join(f"{name} {mb:.1f} MB" for name, mb in m.metrics.get("file_mb", {}).items())
     console.print(f"files: {sizes}")
     console.print(f"bundle written: {result.bundle}  (model id {m.model_id}, labels {list(m.labels)}, "
-                  f"positive {m.positive_label!r}, threshold {m.threshold:.2f}, target {options.target})")
+                  f"positive {m.positive_label!r}, threshold {m.threshold:.2f}, min_hits {m.min_hits}, "
+                  f"target {options.target})")
     return 0
