@@ -64,8 +64,11 @@ def main() -> None:
         from hootwatch.trainer.synth.dump import DumpConfig, write_dump
         dump = work / "dump"
         t = time.perf_counter()
-        write_dump(dump, DumpConfig(hours=args.hours, seed=args.seed))
-        console.print(f"synthesised {args.hours} h dump (seed {args.seed}) in {time.perf_counter() - t:.0f} s: {dump}")
+        from hootwatch.trainer.synth.backgrounds import default_background_dir
+        backgrounds = default_background_dir()   # the demo's nights use them too; None: synthetic night noise
+        write_dump(dump, DumpConfig(hours=args.hours, seed=args.seed, backgrounds=backgrounds, tz=args.tz))
+        console.print(f"synthesised {args.hours} h dump (seed {args.seed}, backgrounds: "
+                      f"{backgrounds or 'synthetic'}) in {time.perf_counter() - t:.0f} s: {dump}")
     detector = Detector.load(args.bundle, threads=args.threads)
     settings = ScanSettings(tz=args.tz, threshold=args.threshold, hop_s=args.hop, min_hits=args.min_hits)
 

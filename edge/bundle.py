@@ -21,7 +21,11 @@ from .errors import BundleError
 from .preprocess import Normalisation
 from .windows import WindowSpec
 
-FORMAT_VERSION = 1
+# 2: min_hits and the band-limited normalisation. Version 1 bundles (neither) still load: their defaults are
+# exactly what version 1 meant. A hootwatch that reads only version 1 refuses version 2 and says to upgrade,
+# instead of silently dropping the band filter.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 
 
@@ -189,9 +193,10 @@ def load_bundle(bundle_dir: str | os.PathLike, verify: bool = True) -> Bundle:
     if not isinstance(raw, dict):
         raise BundleError(f"{mpath}: the manifest is not a JSON object (got {type(raw).__name__})", redo)
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BundleError(
-            f"{d}: bundle format version {version!r}, but this hootwatch reads version {FORMAT_VERSION}",
+            f"{d}: bundle format version {version!r}, but this hootwatch reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}",
             "upgrade hootwatch on this device, or re-export the model with the hootwatch version installed here",
         )
     try:

@@ -9,7 +9,10 @@ often dominated by sound far from the call: wind and handling rumble below 200 H
 3 kHz. Scaled to unit variance, such a window leaves the call a fraction of a percent of its energy (measured
 on the synthetic nights over real backgrounds: owl calls at 10-20 dB SNR in their own band held under 1 % of
 the window's energy). The filter is a zero-phase Butterworth magnitude response (order 4) applied in the
-frequency domain of the window, in numpy only, so the edge needs no scipy.
+frequency domain of the window, in numpy only, so the edge needs no scipy. The window is extended by 0.1 s
+on each side first, by odd reflection (as scipy's filtfilt does: value and slope stay continuous): the FFT treats a
+window as periodic, and without it the jump between its end and its start (wind never ends where it began) would
+ring at both edges.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 KINDS = ("zero_mean_unit_var", "none")
+# key under which the trainer stamps the normalisation into a checkpoint's preprocessor_config.json
+FEATURE_EXTRACTOR_KEY = "hootwatch_normalisation"
 FILTER_ORDER = 4
+EDGE_PAD_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,9 @@ class Normalisation:
         if self.band_limited:
             if not sample_rate:
                 raise ValueError("a band-limited normalisation needs the sample rate")
+            if self.highpass_hz and self.highpass_hz >= sample_rate / 2:
+                raise ValueError(f"highpass_hz {self.highpass_hz:g} is not below half the sample rate "
+                                 f"({sample_rate / 2:g} Hz): nothing would be left")
             x = band_limit(x, sample_rate, self.highpass_hz, self.lowpass_hz)
         if self.kind == "none":
             return x
@@ -94,6 +103,10 @@ def band_limit(x: np.ndarray, sample_rate: int, highpass_hz: float | None, lowpa
     n = x.shape[-1]
     if n < 2:
         return np.asarray(x, np.float32)
-    spectrum = np.fft.rfft(x.astype(np.float64), axis=-1)
-    spectrum *= band_gain(np.fft.rfftfreq(n, 1.0 / sample_rate), highpass_hz, lowpass_hz)
-    return np.fft.irfft(spectrum, n=n, axis=-1).astype(np.float32)
+    pad = min(n - 1, int(round(EDGE_PAD_S * sample_rate)))
+    padded = np.pad(np.asarray(x, np.float64), [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect",
+                    reflect_type="odd")
+    m = padded.shape[-1]
+    spectrum = np.fft.rfft(padded, axis=-1)
+    spectrum *= band_gain(np.fft.rfftfreq(m, 1.0 / sample_rate), highpass_hz, lowpass_hz)
+    return np.fft.irfft(spectrum, n=m, axis=-1)[..., pad:pad + n].astype(np.float32)

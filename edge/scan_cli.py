@@ -99,11 +99,21 @@ class RichProgress:
         self._update()
 
 
-def summary_table(summary, csv_path: Path, store_path: Path):
+def detection_rule(manifest, settings) -> str:
+    """The threshold and min_hits in force, and whether they are the bundle's (users compare runs by them)."""
+    def part(name, given, bundle, fmt):
+        return f"{name} {fmt.format(bundle if given is None else given)} ({'bundle' if given is None else 'given'})"
+    return ", ".join((part("threshold", settings.threshold, manifest.threshold, "{:.3f}"),
+                      part("min_hits", settings.min_hits, manifest.min_hits, "{}")))
+
+
+def summary_table(summary, csv_path: Path, store_path: Path, rule: str | None = None):
     from rich.table import Table
     t = Table(title="hootwatch scan", show_header=False)
     t.add_column("", style="bold")
     t.add_column("")
+    if rule:
+        t.add_row("detection rule", rule)
     t.add_row("files scanned", str(len(summary.done)))
     t.add_row("files already done (skipped)", str(len(summary.skipped)))
     t.add_row("files failed", str(len(summary.failed)))
@@ -167,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     report = Console()  # the summary goes to stdout, progress and warnings to stderr
     if not report.is_terminal:
         report = Console(width=200)  # piped to a file or a log: do not wrap paths
-    report.print(summary_table(summary, paths["csv"], store_path))
+    report.print(summary_table(summary, paths["csv"], store_path, detection_rule(detector.manifest, settings)))
     if summary.failed:
         report.print(failed_table(summary))
     if not summary.outcomes:

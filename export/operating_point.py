@@ -26,16 +26,16 @@ class OperatingPoint:
 def choose_min_hits(bundle: str | os.PathLike, audio_dir: str | os.PathLike, truth_csv: str | os.PathLike,
                     work_dir: str | os.PathLike, tz: str | None = None, candidates: tuple[int, ...] = CANDIDATES,
                     threads: int | None = None) -> OperatingPoint:
-    """Scan `audio_dir` with the bundle once per candidate min_hits; the best event-level F1 wins (ties: the
-    smaller min_hits, which keeps more of the short calls)."""
+    """Scan `audio_dir` with the bundle once (min_hits 1), then score each candidate min_hits by keeping the
+    detections of at least that many windows -- the detections a scan with it would make. The best event-level F1
+    wins (ties: the smaller min_hits, which keeps more of the short calls)."""
     from hootwatch.edge.detector import Detector
     from hootwatch.edge.scan import ScanSettings, scan_into
 
     detector = Detector.load(bundle, threads=threads)
     truth, hours = load_truth(truth_csv), audio_hours(audio_dir)
-    results = {}
-    for k in candidates:
-        _, paths = scan_into([audio_dir], detector, Path(work_dir) / f"min_hits_{k}", ScanSettings(tz=tz, min_hits=k))
-        results[k] = event_metrics(load_detections(paths["csv"]), truth, hours, root=audio_dir)
+    _, paths = scan_into([audio_dir], detector, Path(work_dir), ScanSettings(tz=tz, min_hits=1))
+    results = {k: event_metrics(load_detections(paths["csv"], min_windows=k), truth, hours, root=audio_dir)
+               for k in candidates}
     best = max(candidates, key=lambda k: (round(results[k].f1, 6), -k))
     return OperatingPoint(best, results)

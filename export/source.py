@@ -19,9 +19,17 @@ from pathlib import Path
 from hootwatch.edge import audio
 from hootwatch.edge.clips import ClipRef, read_clip_csv
 from hootwatch.edge.errors import AudioReadError, ConfigError
-from hootwatch.edge.preprocess import Normalisation
+from hootwatch.edge.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
 
 RUN_META = "hootwatch.json"
+
+
+def _normalisation(d: dict, path: Path) -> Normalisation:
+    try:
+        return Normalisation.from_dict(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: its normalisation {d!r} cannot be used ({exc})",
+                          "export with the hootwatch version that trained the model, or upgrade hootwatch") from None
 DEFAULT_WINDOW_S = 5.0
 DEFAULT_HOP_S = 2.5
 DEFAULT_THRESHOLD = 0.5
@@ -136,7 +144,7 @@ def _from_run(run: Path, model_dir: Path, positive_label, threshold, audio_dir) 
         positive_label=positive_label or meta.get("positive_label") or metrics.get("positive_label") or "owl",
         sample_rate=_sample_rate(meta.get("sample_rate"), model_dir / RUN_META, "sample_rate"), window_s=window_s, hop_s=float(meta.get("hop_s", DEFAULT_HOP_S)),
         threshold=float(threshold if threshold is not None else meta.get("threshold", metrics.get("threshold", DEFAULT_THRESHOLD))),
-        normalisation=Normalisation.from_dict(meta.get("normalisation", {"kind": "zero_mean_unit_var"})),
+        normalisation=_normalisation(meta.get("normalisation", {"kind": "zero_mean_unit_var"}), model_dir / RUN_META),
         backbone=str(meta.get("backbone", "")), run_metrics=metrics, clips=clips, clips_origin=origin,
     )
 
@@ -160,7 +168,10 @@ def _from_checkpoint(d: Path, positive_label, threshold, audio_dir) -> ExportSou
         model_dir=d, kind="checkpoint", labels=labels, positive_label=positive_label,
         sample_rate=_sample_rate(fe.get("sampling_rate"), d / "preprocessor_config.json", "sampling_rate"), window_s=DEFAULT_WINDOW_S, hop_s=DEFAULT_HOP_S,
         threshold=float(DEFAULT_THRESHOLD if threshold is None else threshold),
-        normalisation=Normalisation.from_feature_extractor(bool(fe.get("do_normalize", True))),
+        # a hootwatch run's checkpoint carries its band limit; any other checkpoint is plain wav2vec2 input
+        normalisation=(_normalisation(fe[FEATURE_EXTRACTOR_KEY], d / "preprocessor_config.json")
+                       if FEATURE_EXTRACTOR_KEY in fe
+                       else Normalisation.from_feature_extractor(bool(fe.get("do_normalize", True)))),
         backbone=str(config.get("_name_or_path") or config.get("model_type", "")),
         clips=audio_dir_clips(Path(audio_dir), DEFAULT_WINDOW_S), clips_origin=str(audio_dir),
     )

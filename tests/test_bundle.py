@@ -39,6 +39,11 @@ def test_the_unedited_bundle_loads(bundle):
     (lambda m: m | {"labels": "owl"}, "labels"),
     (lambda m: m | {"files": ["model.onnx"]}, "files"),
     (lambda m: m | {"variants": {"fp32": 3}}, "variants"),
+    (lambda m: m | {"min_hits": 0}, "min_hits"),
+    (lambda m: m | {"min_hits": "2"}, "min_hits"),
+    (lambda m: m | {"min_hits": 2.0}, "min_hits"),
+    (lambda m: m | {"normalisation": {"kind": "zero_mean_unit_var", "eps": 1e-7, "pre_emphasis": 0.97}},
+     "pre_emphasis"),
 ])
 def test_malformed_manifest_is_a_bundle_error(bundle, tmp_path, edit, needle):
     d = _edited(bundle, tmp_path, edit)
@@ -94,3 +99,41 @@ def test_cpu_detector_scores_one_window_at_a_time_unless_told(tmp_path):
     x = np.random.default_rng(0).normal(size=(5, cpu.manifest.window_spec.window_samples)).astype(np.float32)
     batched = Detector.load(path, providers=["CPUExecutionProvider"], batch_size=4).score(x)
     assert np.allclose(cpu.score(x), batched, atol=1e-6)
+
+
+def test_a_version_1_bundle_made_before_min_hits_still_loads(bundle, tmp_path):
+    def as_version_1(m):
+        m = dict(m)
+        del m["min_hits"]
+        return m | {"format_version": 1}
+    d = _edited(bundle, tmp_path, as_version_1)
+    m = load_bundle(d).manifest
+    assert (m.format_version, m.min_hits) == (1, 1)
+
+
+def test_a_newer_bundle_format_asks_for_an_upgrade(bundle, tmp_path):
+    d = _edited(bundle, tmp_path, lambda m: m | {"format_version": 3})
+    with pytest.raises(BundleError) as exc:
+        load_bundle(d)
+    assert "format version 3" in exc.value.message and "upgrade hootwatch" in exc.value.hint
+
+
+def test_the_detector_band_limits_at_the_bundles_own_sample_rate(tmp_path):
+    """At 8 kHz a 100 Hz hum is below the 150 Hz band edge; read as 16 kHz audio it would pass as 200 Hz."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from hootwatch.edge.detector import Detector
+    from hootwatch.edge.preprocess import Normalisation
+
+    norm = Normalisation(highpass_hz=150.0, lowpass_hz=3000.0)
+    path = tone_bundle(tmp_path / "b", sample_rate=8000, normalisation=norm)
+    det = Detector.load(path, threads=1)
+    n = det.manifest.window_spec.window_samples
+    t = np.arange(n) / 8000
+    x = (np.sin(2 * np.pi * 100 * t) + 0.05 * np.sin(2 * np.pi * 450 * t)).astype(np.float32)[None]
+    session = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    def logits(rate):
+        return session.run(["logits"], {"input_values": norm.apply(x, rate)})[0]
+    assert np.allclose(det.logits(x), logits(8000), atol=1e-5)
+    assert not np.allclose(logits(8000), logits(16000), atol=1e-2)

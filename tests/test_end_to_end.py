@@ -37,6 +37,8 @@ def test_synthesise_train_export_quantize_detect(tmp_path):
     m = bundle.manifest
     assert m.positive_label == "owl" and "owl" in m.labels and m.sample_rate == 16000
     assert m.threshold == pytest.approx(metrics["threshold"])
+    assert m.normalisation.band_limited                             # the trainer's default band travels with it
+    assert m.min_hits == res.operating_point.min_hits               # chosen on the validation night
     assert "MatMulInteger" in _ops(bundle.model_path)
     assert m.metrics["parity"]["passed"] and m.metrics["parity"]["variants"]["int8"]["agreement"] >= 0.9
 
@@ -57,6 +59,7 @@ def test_synthesise_train_export_quantize_detect(tmp_path):
         assert night_start <= begin <= night_start + timedelta(hours=2)
         assert float(r["end_s"]) > float(r["start_s"]) >= 0
         assert float(r["score"]) >= m.threshold and r["model_id"] == m.model_id
+        assert int(r["min_hits"]) == m.min_hits and int(r["n_windows"]) >= m.min_hits
     assert res.metrics.n_true > 0  # the night has owl calls to find
 
 

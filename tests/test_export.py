@@ -19,7 +19,7 @@ from hootwatch.edge.bundle import MANIFEST_NAME, load_bundle  # noqa: E402
 from hootwatch.edge.clips import ClipRef, read_clip_csv, write_clip_csv  # noqa: E402
 from hootwatch.edge.detector import Detector, softmax  # noqa: E402
 from hootwatch.edge.errors import BundleError, ConfigError  # noqa: E402
-from hootwatch.edge.preprocess import Normalisation  # noqa: E402
+from hootwatch.edge.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation  # noqa: E402
 from hootwatch.export import onnx_export  # noqa: E402
 from hootwatch.export.core import ExportOptions, export_bundle  # noqa: E402
 from hootwatch.export.parity import ParityError  # noqa: E402
@@ -90,7 +90,9 @@ def make_run(root: Path, model_type: str = "wav2vec2") -> Path:
     model = cls(tiny_config(model_type))
     quick_train(model, clips, run / "audio")
     model.save_pretrained(run / "model")
-    transformers.Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=True).save_pretrained(run / "model")
+    fe = transformers.Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=True)
+    setattr(fe, FEATURE_EXTRACTOR_KEY, NORM.to_dict())   # as the trainer stamps every checkpoint it saves
+    fe.save_pretrained(run / "model")
     (run / "model" / "hootwatch.json").write_text(json.dumps({
         "positive_label": "owl", "sample_rate": SR, "window_s": WINDOW_S, "hop_s": WINDOW_S / 2, "threshold": 0.5,
         "normalisation": NORM.to_dict(), "backbone": f"tiny-{model_type}"}))
@@ -274,6 +276,23 @@ def test_bare_checkpoint_with_unlabelled_audio(run_dir, tmp_path):
     assert result.parity.get("int8").agreement >= 0.98
     m = load_bundle(result.bundle).manifest
     assert m.positive_label == "owl" and m.window_s == 5.0 and m.threshold == 0.5
+    assert m.normalisation == NORM   # RUN/model without hootwatch.json (an interrupted run) keeps its band limit
+    # a checkpoint from elsewhere has plain wav2vec2 input
+    pre = json.loads((bare / "preprocessor_config.json").read_text())
+    del pre[FEATURE_EXTRACTOR_KEY]
+    (bare / "preprocessor_config.json").write_text(json.dumps(pre))
+    other = export_bundle(ExportOptions(source=bare, out=tmp_path / "c", audio_dir=audio, speed_repeats=0))
+    assert not load_bundle(other.bundle).manifest.normalisation.band_limited
+
+
+def test_a_normalisation_this_version_does_not_know_is_a_clear_error(run_dir, tmp_path):
+    run = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    meta = json.loads((run / "model" / "hootwatch.json").read_text())
+    meta["normalisation"]["pre_emphasis"] = 0.97
+    (run / "model" / "hootwatch.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError) as exc:
+        export_bundle(ExportOptions(source=run, out=tmp_path / "b", speed_repeats=0))
+    assert "hootwatch.json" in exc.value.message and "pre_emphasis" in exc.value.message
 
 
 def test_hubert_exports_too(tmp_path):

@@ -18,6 +18,7 @@ def test_scan_command_writes_exports_and_clips(tmp_path, capsys):
     assert main(args + ["--tz", "Australia/Hobart", "--clips", "--quiet"]) == 0
     report = capsys.readouterr().out
     assert "files failed" in report and "bad.wav" in report and "detections.csv" in report
+    assert "threshold 0.500 (bundle), min_hits 1 (bundle)" in report
     [row] = list(csv.DictReader(open(out / "detections.csv")))
     assert (row["begin_utc"], row["begin_local"], row["recorder_id"]) == (
         "2024-01-01T11:00:07.500+00:00", "2024-01-01T22:00:07.500+11:00", "SM4")
@@ -29,6 +30,9 @@ def test_scan_command_writes_exports_and_clips(tmp_path, capsys):
     assert (out / "detections.selections.txt").is_file() and (out / "labels" / "SM4_A_20240101_220000.txt").is_file()
     # again: nothing new
     assert main(args + ["--tz", "Australia/Hobart", "--quiet"]) == 0
+    assert "min_hits 1 (bundle)" in capsys.readouterr().out
+    assert main(args + ["--tz", "Australia/Hobart", "--quiet", "--min-hits", "2", "--out", str(tmp_path / "o2")]) == 0
+    assert "threshold 0.500 (bundle), min_hits 2 (given)" in capsys.readouterr().out
     assert len(list(csv.DictReader(open(out / "detections.csv")))) == 1
 
 

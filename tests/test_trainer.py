@@ -56,11 +56,13 @@ def test_run_folder_layout(trained):
     hw = json.loads((run_dir / "model" / "hootwatch.json").read_text())
     assert hw["sample_rate"] == 8000 and hw["window_s"] == 2.0 and hw["hop_s"] == 1.0
     assert hw["threshold"] == m["threshold"] and hw["positive_label"] == "owl"
-    assert Normalisation.from_dict(hw["normalisation"]).kind == "zero_mean_unit_var"
+    norm = Normalisation.from_dict(hw["normalisation"])
+    assert (norm.kind, norm.highpass_hz, norm.lowpass_hz) == ("zero_mean_unit_var", 150.0, 3000.0)   # the default band
     cfg = json.loads((run_dir / "model" / "config.json").read_text())
     assert cfg["label2id"] == {"not_owl": 0, "owl": 1}
     pre = json.loads((run_dir / "model" / "preprocessor_config.json").read_text())
     assert pre["sampling_rate"] == 8000
+    assert Normalisation.from_dict(pre["hootwatch_normalisation"]) == norm   # RUN/model alone carries the band
     rc = json.loads((run_dir / "run_config.json").read_text())
     assert rc["seed"] == 1 and rc["versions"]["torch"] and rc["args"]["epochs"] == 10
     summ = json.loads((run_dir / "data_summary.json").read_text())

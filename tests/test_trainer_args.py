@@ -45,7 +45,8 @@ def test_optional_options_accept_null_and_snr_db_is_not_an_option(tmp_path):
 def test_band_limit_defaults_to_the_owls_band_and_is_checked(tmp_path):
     args = make_args(data="D", out="R")
     assert (args.highpass_hz, args.lowpass_hz) == (150.0, 3000.0)
-    assert make_args(data="D", out="R", highpass_hz=0, lowpass_hz=0).highpass_hz == 0   # 0 switches it off
+    off = make_args(data="D", out="R", highpass_hz=0, lowpass_hz=0)   # 0 switches it off
+    assert (off.highpass_hz, off.lowpass_hz) == (None, None)
     with pytest.raises(ConfigError, match="highpass_hz .* must be below lowpass_hz"):
         make_args(data="D", out="R", highpass_hz=3000, lowpass_hz=200)
     with pytest.raises(ConfigError, match="lowpass_hz must be 0"):
@@ -59,3 +60,5 @@ def test_a_run_saved_before_the_band_limit_resumes_without_one(tmp_path):
     (run / "run_config.json").write_text(json.dumps({"args": {"data": "D", "out": str(run), "tiny": True}}))
     args = make_args(out=str(run), resume=True)
     assert args.resume and args.tiny and args.highpass_hz is None and args.lowpass_hz is None
+    # saying "no filter" again, as 0, is the same setting, not a change
+    assert make_args(out=str(run), resume=True, highpass_hz=0, lowpass_hz=0).highpass_hz is None

@@ -59,13 +59,14 @@ def tone_model(path: Path, sample_rate: int = 8000, window_s: float = 5.0, tone_
 
 
 def tone_bundle(bundle_dir: str | Path, sample_rate: int = 8000, window_s: float = 5.0, hop_s: float = 2.5,
-                threshold: float = 0.5, tone_hz: float = TONE_HZ, min_hits: int = 1) -> Path:
+                threshold: float = 0.5, tone_hz: float = TONE_HZ, min_hits: int = 1,
+                normalisation: Normalisation = Normalisation("zero_mean_unit_var")) -> Path:
     d = Path(bundle_dir)
     d.mkdir(parents=True, exist_ok=True)
     tone_model(d / "model.onnx", sample_rate, window_s, tone_hz)
     write_manifest(d, Manifest(
         labels=("not_owl", "owl"), positive_label="owl", sample_rate=sample_rate, window_s=window_s, hop_s=hop_s,
-        normalisation=Normalisation("zero_mean_unit_var"), threshold=threshold, min_hits=min_hits,
+        normalisation=normalisation, threshold=threshold, min_hits=min_hits,
         backbone="tiny-tone-test",
         created_utc="2024-01-01T00:00:00+00:00"))
     return d

@@ -15,6 +15,13 @@ from hootwatch.edge.errors import ConfigError
 DEFAULT_BASE = "facebook/wav2vec2-base"
 
 
+OFF_WHEN_ZERO = ("highpass_hz", "lowpass_hz")   # 0 is how users say "no filter"; None is how it is stored
+
+
+def canonical(name: str, value):
+    return None if name in OFF_WHEN_ZERO and value == 0 else value
+
+
 @dataclass(frozen=True)
 class TrainArgs:
     # data and run folder
@@ -82,6 +89,10 @@ class TrainArgs:
     resume: bool = field(default=False, metadata={"help": "continue the run in --out from its last checkpoint"})
     overwrite: bool = field(default=False, metadata={"help": "delete --out and start again"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        for name in OFF_WHEN_ZERO:
+            object.__setattr__(self, name, canonical(name, getattr(self, name)))
 
     @property
     def lr(self) -> float:
@@ -264,6 +275,7 @@ def resume_args(given: dict) -> TrainArgs:
         raise ConfigError("--resume needs the run folder", "pass --out RUN (the folder of the interrupted run)")
     saved = saved_run_args(out)
     ignore = set(RESUMABLE) | {"resume", "out", "overwrite"}
+    given = {k: canonical(k, v) for k, v in given.items()}
     differ = sorted(k for k, v in given.items() if k not in ignore and v != saved.get(k, _default(k)))
     if differ:
         shown = ", ".join(f"{k} (run: {saved.get(k, _default(k))!r}, now: {given[k]!r})" for k in differ)

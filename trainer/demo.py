@@ -5,7 +5,8 @@
 3. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch,
 4. synthesise a validation night and choose on it how many positive windows in a row make a detection
    (the bundle's min_hits), exporting the bundle with it,
-5. synthesise the test night of SD-card files (another seed: other birds, other backgrounds) with ground truth,
+5. synthesise the test night of SD-card files (another seed: other birds, other stretches of the background
+   recordings) with ground truth,
 6. scan the test night with the int8 bundle, as the field daemon would,
 7. score the detections against the ground truth, event by event.
 
@@ -180,15 +181,18 @@ def report(res: DemoResult, console) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="synthesise data, train a tiny model, export, scan a night, score it",
+    p = subparsers.add_parser("demo", help="synthesise data, train a tiny model, export it, choose min_hits on a "
+                                           "validation night, scan a test night, score it",
                               description=__doc__.splitlines()[0])
     d = DemoOptions()
     p.add_argument("--out", type=Path, default=d.out, help=f"folder for everything the demo makes (default {d.out})")
     p.add_argument("--overwrite", action="store_true", help="replace the --out folder if it holds an earlier demo")
     p.add_argument("--clips", type=int, default=d.clips, help=f"training clips to synthesise (default {d.clips})")
-    p.add_argument("--hours", type=float, default=d.hours, help=f"hours of night to synthesise (default {d.hours})")
+    p.add_argument("--hours", type=float, default=d.hours,
+                   help=f"length of the validation night and of the test night, in hours (default {d.hours})")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (the test night uses seed + 1000, the validation night seed + 2000)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="random seed (the test night uses seed + 1000, the validation night seed + 2000)")
     p.add_argument("--backgrounds", type=Path, default=None, help="folder of real background recordings")
     p.add_argument("--synthetic-backgrounds", action="store_true", help="ignore ../shared/data/real")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")

@@ -33,7 +33,7 @@ import numpy as np
 
 from hootwatch.edge.clips import ClipRef, read_clip_csv, write_clip_csv
 from hootwatch.edge.errors import ConfigError, HootwatchError
-from hootwatch.edge.preprocess import Normalisation
+from hootwatch.edge.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
 
 from .args import RESUMABLE, RUN_CONFIG, TrainArgs, resume_args
 from .augment import AugmentOptions
@@ -304,6 +304,9 @@ def run(args: TrainArgs) -> TrainResult:
     # 1. hardware, backbone rate (fails early when offline), run folder, seed
     accelerator, precision = make_accelerator(args)
     sample_rate = backbone_rate(args.base, args.tiny, args.sample_rate)
+    if args.highpass_hz and args.highpass_hz >= sample_rate / 2:
+        raise ConfigError(f"--highpass-hz {args.highpass_hz:g} is not below half the analysis rate ({sample_rate} Hz)",
+                          "lower --highpass-hz (150 suits the powerful owl), or pass 0 for no filter")
     main_proc = accelerator.is_main_process
     run_dir = Path(args.out)
     resuming = on_main(accelerator, lambda: prepare_run_dir(args, console))  # None on the other processes
@@ -325,6 +328,8 @@ def run(args: TrainArgs) -> TrainResult:
     model, fe = bb.model, bb.feature_extractor
     norm = Normalisation.from_feature_extractor(bool(getattr(fe, "do_normalize", True)), args.highpass_hz or None,
                                                 args.lowpass_hz or None)
+    # every checkpoint saved in RUN/model carries the band, so exporting an interrupted run keeps it
+    setattr(fe, FEATURE_EXTRACTOR_KEY, norm.to_dict())
     configure_model(model, args)
     if main_proc:
         write_run_config(run_dir, args, resuming, {
