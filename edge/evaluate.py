@@ -67,17 +67,13 @@ def load_truth(path: str | os.PathLike) -> list[TruthEvent]:
                 for r in csv.DictReader(f)]
 
 
-def load_detections(path: str | os.PathLike, positive_label: str = POSITIVE, min_windows: int = 1) -> list[Detection]:
-    """Detections of the positive label (rows without a label column all count). `min_windows` > 1 keeps those of
-    at least that many positive windows (hootwatch's n_windows column): exactly what a scan with that min_hits
-    would have reported."""
+def load_detections(path: str | os.PathLike, positive_label: str = POSITIVE) -> list[Detection]:
+    """Detections of the positive label (rows without a label column all count)."""
     out = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             label = (r.get("label") or positive_label).strip()
             if label != positive_label:
-                continue
-            if min_windows > 1 and int(r.get("n_windows") or 1) < min_windows:
                 continue
             out.append(Detection(r["file"], float(r["start_s"]), float(r["end_s"]), label,
                                  _float(r, "score") or 0.0))

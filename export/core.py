@@ -44,6 +44,7 @@ class ExportOptions:
     positive_label: str | None = None
     threshold: float | None = None
     min_hits: int = 1                # positive windows a detection needs, written into the bundle
+    operating_point: dict | None = None   # how threshold and min_hits were chosen, recorded in the bundle
     audio_dir: Path | None = None    # parity clips for a bare checkpoint (or instead of the run's validation set)
     per_channel: bool = False
     opset: int = onnx_export.DEFAULT_OPSET
@@ -143,6 +144,8 @@ def _report(source: ExportSource, options: ExportOptions, parity: ParityReport, 
         "parity": parity.to_dict(),
         "speed": speed.to_dict() if speed else None,
     }
+    if options.operating_point:
+        report["operating_point"] = dict(options.operating_point)
     if forced:
         report["warning"] = f"FORCED: int8 failed the parity check and was written anyway (--force): {parity.message}"
     return report

@@ -36,9 +36,13 @@ def test_synthesise_train_export_quantize_detect(tmp_path):
     bundle = load_bundle(res.bundle)
     m = bundle.manifest
     assert m.positive_label == "owl" and "owl" in m.labels and m.sample_rate == 16000
-    assert m.threshold == pytest.approx(metrics["threshold"])
     assert m.normalisation.band_limited                             # the trainer's default band travels with it
-    assert m.min_hits == res.operating_point.min_hits               # chosen on the validation night
+    # the operating point chosen on the validation night, recorded with how it was chosen; the run's own threshold
+    # stays in the run metrics
+    point = m.metrics["operating_point"]
+    assert (m.threshold, m.min_hits) == (res.operating_point.threshold, res.operating_point.min_hits)
+    assert (point["threshold"], point["min_hits"]) == (m.threshold, m.min_hits) and "seed 2000" in point["chosen_on"]
+    assert m.metrics["run"]["threshold"] == pytest.approx(metrics["threshold"])
     assert "MatMulInteger" in _ops(bundle.model_path)
     assert m.metrics["parity"]["passed"] and m.metrics["parity"]["variants"]["int8"]["agreement"] >= 0.9
 

@@ -1,42 +1,54 @@
-"""min_hits chosen on annotated audio by event-level F1, with the deterministic tone bundle."""
+"""The bundle's operating point (threshold, min_hits) chosen on annotated audio, with the deterministic tone bundle."""
 
 import csv
 
 from hootwatch.edge.detector import Detector
 from hootwatch.edge.evaluate import load_detections
 from hootwatch.edge.scan import ScanSettings, scan_into
-from hootwatch.export.operating_point import choose_min_hits
+from hootwatch.export.operating_point import choose_operating_point, detections_at, score_windows
 
 from tiny_bundles import tone_bundle, write_tone
 
 SR = 8000
+FILE = "AM01/20240501_090000.WAV"
+
+
+def _night(root, owls, others):
+    write_tone(root / FILE, 60, sample_rate=SR, tones=owls + [span for span, _ in others])
+    with open(root / "ground_truth.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "start_s", "end_s", "label", "snr_db"])
+        w.writerows([[FILE, a, b, "owl", 10] for a, b in owls] + [[FILE, a, b, label, 10] for (a, b), label in others])
+    return root
 
 
 def test_min_hits_is_chosen_where_one_window_blips_are_false_alarms(tmp_path):
     bundle = tone_bundle(tmp_path / "bundle", sample_rate=SR)
-    night = tmp_path / "night"
-    owls, blips = [(10.0, 15.0), (35.0, 40.0)], [(24.0, 25.8), (49.0, 50.8)]   # blips fill one window (hop 2.5 s)
-    write_tone(night / "AM01" / "20240501_090000.WAV", 60, sample_rate=SR, tones=owls + blips)
-    with open(night / "ground_truth.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "start_s", "end_s", "label", "snr_db"])
-        w.writerows([["AM01/20240501_090000.WAV", a, b, "owl", 10] for a, b in owls] +
-                    [["AM01/20240501_090000.WAV", a, b, "boobook", 10] for a, b in blips])
+    # hop 2.5 s: each owl lies whole in two windows (1.6 s: 32 % of each), each boobook blip in one (1.8 s: 36 %),
+    # so no threshold keeps the owls and drops the blips; two windows in a row do
+    night = _night(tmp_path / "night", [(10.4, 12.0), (35.4, 37.0)],
+                   [((24.0, 25.8), "boobook"), ((49.0, 50.8), "boobook")])
 
-    point = choose_min_hits(bundle, night, night / "ground_truth.csv", tmp_path / "work", tz="UTC", threads=1)
+    point = choose_operating_point(bundle, night, night / "ground_truth.csv", threads=1)
 
-    one, two, three = point.metrics[1], point.metrics[2], point.metrics[3]
+    assert all(m.f1 < 1.0 for (t, k), m in point.grid.items() if k == 1)
+    one = point.grid[(0.5, 1)]
     assert (one.precision, one.recall, one.by_confuser) == (0.5, 1.0, {"boobook": 2})
-    assert (two.precision, two.recall) == (1.0, 1.0) and (three.precision, three.recall) == (1.0, 1.0)
-    assert point.min_hits == 2        # a tie goes to the smaller min_hits, which keeps more short calls
+    assert point.min_hits == 2 and (point.metrics.precision, point.metrics.recall) == (1.0, 1.0)
+    # every threshold that separates tone from noise ties: the middle of them is taken, not an edge
+    tied = sorted(t for (t, k), m in point.grid.items() if k == 2 and m.f1 == 1.0)
+    assert len(tied) > 2 and point.threshold == tied[len(tied) // 2]
+    d = point.to_dict("a test night")
+    assert (d["threshold"], d["min_hits"], d["precision"], d["chosen_on"]) == (point.threshold, 2, 1.0, "a test night")
 
 
-def test_keeping_detections_of_k_windows_equals_scanning_with_min_hits_k(tmp_path):
+def test_scored_windows_merge_into_exactly_the_scans_detections(tmp_path):
     detector = Detector.load(tone_bundle(tmp_path / "bundle", sample_rate=SR), threads=1)
-    rec = write_tone(tmp_path / "rec" / "20240501_090000.WAV", 90, sample_rate=SR,
-                     tones=[(3.0, 4.6), (10.0, 15.0), (24.0, 25.8), (35.0, 44.0), (60.0, 63.0)])
-    _, once = scan_into([rec], detector, tmp_path / "k1", ScanSettings(tz="UTC", min_hits=1))
+    night = _night(tmp_path / "night", [(3.0, 4.6), (10.0, 15.0), (35.0, 44.0)], [((24.0, 25.8), "boobook")])
+    files = score_windows(detector, night)
+    m = detector.manifest
     for k in (1, 2, 3):
-        _, direct = scan_into([rec], detector, tmp_path / f"direct{k}", ScanSettings(tz="UTC", min_hits=k))
-        assert load_detections(once["csv"], min_windows=k) == load_detections(direct["csv"]), k
-    assert len(load_detections(once["csv"])) > len(load_detections(once["csv"], min_windows=3)) > 0
+        _, paths = scan_into([night], detector, tmp_path / f"scan{k}", ScanSettings(tz="UTC", min_hits=k))
+        scanned = [(d.start_s, d.end_s) for d in load_detections(paths["csv"])]
+        ours = [(d.start_s, d.end_s) for d in detections_at(files, m.window_spec.window_samples, SR, m.threshold, k)]
+        assert ours == scanned and scanned, k

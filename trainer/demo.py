@@ -3,8 +3,8 @@
 1. synthesise a labelled training set (folders per label, varied rates and lengths),
 2. train a tiny wav2vec2 on the CPU,
 3. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch,
-4. synthesise a validation night and choose on it how many positive windows in a row make a detection
-   (the bundle's min_hits), exporting the bundle with it,
+4. synthesise a validation night and choose on it the score threshold and how many positive windows in a row
+   make a detection (the bundle's operating point), exporting the bundle with them,
 5. synthesise the test night of SD-card files (another seed: other birds, other stretches of the background
    recordings) with ground truth,
 6. scan the test night with the int8 bundle, as the field daemon would,
@@ -81,7 +81,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     from hootwatch.edge.evaluate import audio_hours, event_metrics, load_detections, load_truth
     from hootwatch.edge.scan import ScanSettings, scan_into
     from hootwatch.export.core import ExportOptions, export_bundle
-    from hootwatch.export.operating_point import choose_min_hits
+    from hootwatch.export.operating_point import choose_operating_point
 
     from .args import make_args
     from .synth.dump import DumpConfig, write_dump
@@ -118,17 +118,16 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     export_bundle(export_opts)
     timings["export_s"] = time.perf_counter() - t
 
-    # 4. the operating point, chosen on a validation night (its own seed), written into the bundle
-    t = step("4/7 choosing min_hits on a validation night")
+    # 4. the operating point (threshold, min_hits), chosen on a validation night (its own seed), into the bundle
+    t = step("4/7 choosing the operating point on a validation night")
     validation = out / "validation_night"
     write_dump(validation, DumpConfig(hours=opts.hours, seed=opts.seed + 2000, backgrounds=backgrounds, tz=DEMO_TZ))
-    point = choose_min_hits(out / "bundle", validation, validation / "ground_truth.csv", out / "calibration",
-                            tz=DEMO_TZ, threads=opts.threads)
-    for k, m in point.metrics.items():
-        console.print(f"min_hits {k}: precision {m.precision:.3f} recall {m.recall:.3f} F1 {m.f1:.3f}"
-                      f"{'  (chosen)' if k == point.min_hits else ''}")
-    exported = export_bundle(replace(export_opts, min_hits=point.min_hits, overwrite=True,
-                                     speed_repeats=opts.speed_repeats))
+    point = choose_operating_point(out / "bundle", validation, validation / "ground_truth.csv", threads=opts.threads)
+    report_operating_point(point, result.threshold, console)
+    exported = export_bundle(replace(
+        export_opts, threshold=point.threshold, min_hits=point.min_hits, overwrite=True,
+        speed_repeats=opts.speed_repeats,
+        operating_point=point.to_dict(f"synthetic validation night, seed {opts.seed + 2000}, {opts.hours:g} h")))
     timings["operating_point_s"] = time.perf_counter() - t
 
     # 5. the test night of SD-card files, other seeds than the training set and the validation night
@@ -166,8 +165,9 @@ def report(res: DemoResult, console) -> None:
         console.print("false positives by what they overlapped: " +
                       ", ".join(f"{k} {v}" for k, v in m.by_confuser.items()))
     if res.operating_point is not None:
-        console.print(f"detections need {res.operating_point.min_hits} positive window(s) in a row (min_hits, chosen "
-                      f"on the validation night by event-level F1, saved in the bundle)")
+        p = res.operating_point
+        console.print(f"operating point (chosen on the validation night by event-level F1, saved in the bundle): "
+                      f"threshold {p.threshold:g}, detections need {p.min_hits} positive window(s) in a row")
     tt = res.train_test
     if tt:
         console.print(f"clip-level test split of the training set: precision {tt.get('precision', 0):.3f}, "
@@ -178,6 +178,17 @@ def report(res: DemoResult, console) -> None:
     console.print(f"detections CSV: [bold]{res.csv}[/]")
     console.print(f"Raven table:    {res.csv.with_name('detections.selections.txt')}")
     console.print(f"model bundle:   [bold]{res.bundle}[/]  (copy this folder to the field device)")
+
+
+def report_operating_point(point, run_threshold: float, console) -> None:
+    """The chosen point, and what the training run's threshold alone would have given on the same night."""
+    def line(m) -> str:
+        return f"precision {m.precision:.3f} recall {m.recall:.3f} F1 {m.f1:.3f} ({m.fp_per_hour:.1f} FP/hour)"
+    nearest = min((t for t, _ in point.grid), key=lambda t: abs(t - run_threshold))
+    console.print(f"validation night, the training run's threshold {run_threshold:.3f}, min_hits 1: "
+                  f"{line(point.grid[(nearest, 1)])}")
+    console.print(f"validation night, chosen threshold {point.threshold:g}, min_hits {point.min_hits}: "
+                  f"{line(point.metrics)}")
 
 
 def register(subparsers) -> None:
