@@ -15,6 +15,7 @@ import onnx
 import pytest
 
 from hootwatch.edge.bundle import load_bundle
+from hootwatch.edge.clips import read_clip_csv
 from hootwatch.edge.store import STORE_NAME, DetectionStore
 from hootwatch.trainer.demo import TARGET, DemoOptions, run
 
@@ -24,13 +25,21 @@ def _ops(path) -> set[str]:
 
 
 def test_synthesise_train_export_quantize_detect(tmp_path):
-    res = run(DemoOptions(out=tmp_path / "demo", clips=80, hours=0.05, epochs=2, threads=1, speed_repeats=0,
-                          progress=False))
+    res = run(DemoOptions(out=tmp_path / "demo", clips=80, hours=0.05, epochs=2, mining_hours=0.05, mining_epochs=1,
+                          threads=1, speed_repeats=0, progress=False))
 
     # the run: owl-class metrics on the test split and a threshold chosen on validation
     metrics = json.loads((res.out / "run" / "metrics.json").read_text())
     assert {"precision", "recall", "f1", "pr_auc"} <= set(metrics["test"])
     assert 0.0 < metrics["threshold"] < 1.0
+
+    # training on with the mined hard examples kept every recording of the first run on its side
+    def sides(run):
+        return {c.recording: split for split in ("train", "validation", "test")
+                for c in read_clip_csv(res.out / run / "splits" / f"{split}.csv")}
+    first, second = sides("run_clips"), sides("run")
+    assert first and all(second[r] == split for r, split in first.items())
+    assert any(r.startswith("MINE_") for r in second)
 
     # the bundle: verified hashes, the run's threshold, an int8 graph that is smaller than the fp32 one would be
     bundle = load_bundle(res.bundle)

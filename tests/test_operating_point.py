@@ -5,7 +5,8 @@ import csv
 from hootwatch.edge.detector import Detector
 from hootwatch.edge.evaluate import load_detections
 from hootwatch.edge.scan import ScanSettings, scan_into
-from hootwatch.export.operating_point import choose_operating_point, detections_at, score_windows
+from hootwatch.edge.window_scores import detections_at, score_windows
+from hootwatch.export.operating_point import choose_operating_point
 
 from tiny_bundles import tone_bundle, write_tone
 
@@ -38,8 +39,19 @@ def test_min_hits_is_chosen_where_one_window_blips_are_false_alarms(tmp_path):
     # every threshold that separates tone from noise ties: the middle of them is taken, not an edge
     tied = sorted(t for (t, k), m in point.grid.items() if k == 2 and m.f1 == 1.0)
     assert len(tied) > 2 and point.threshold == tied[len(tied) // 2]
-    d = point.to_dict("a test night")
-    assert (d["threshold"], d["min_hits"], d["precision"], d["chosen_on"]) == (point.threshold, 2, 1.0, "a test night")
+
+
+def test_a_wide_plateau_beats_a_slightly_higher_f1_on_a_cliff():
+    from hootwatch.export.operating_point import pick
+
+    thresholds = (0.1, 0.3, 0.5, 0.7, 0.9, 0.98)
+    # min_hits 1: one lucky threshold on a cliff edge; min_hits 2: a plateau just below it
+    f1 = {(t, 1): 0.80 for t in thresholds} | {(0.98, 1): 0.955}
+    f1 |= {(t, 2): 0.95 for t in (0.3, 0.5, 0.7, 0.9)} | {(0.1, 2): 0.90, (0.98, 2): 0.93}
+    assert pick(f1) == (0.7, 2)            # the middle (upper of the two central ones) of 0.3-0.9
+    assert pick(f1, tolerance=0.0) == (0.98, 1)
+    # equal plateaus: fewer windows
+    assert pick({(0.5, 1): 0.9, (0.6, 1): 0.9, (0.5, 2): 0.9, (0.6, 2): 0.9}) == (0.6, 1)
 
 
 def test_scored_windows_merge_into_exactly_the_scans_detections(tmp_path):

@@ -31,8 +31,11 @@ TARGET = 0.9                   # event-level precision and recall the tiny demo 
 class DemoOptions:
     out: Path = Path("hootwatch-demo")
     clips: int = 1200              # training clips
-    hours: float = 1.0             # length of the synthetic night
-    epochs: int = 30
+    hours: float = 1.0             # length of the validation night and of the test night
+    epochs: int = 20               # training on the clips
+    mining_hours: float = 2.0      # synthetic night the hard examples are mined from
+    mining_epochs: int = 8         # training on, with the hard examples added
+    mining_lr: float = 2e-4
     seed: int = 0
     backgrounds: Path | None = None
     synthetic_backgrounds: bool = False
@@ -84,6 +87,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     from hootwatch.export.operating_point import choose_operating_point
 
     from .args import make_args
+    from .mining import MiningConfig, keep_splits_and_split_the_rest, mine_hard_examples
     from .synth.dump import DumpConfig, write_dump
     from .synth.trainset import TrainSetConfig, write_trainset
     from .train import run as train
@@ -100,26 +104,46 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
         return time.perf_counter()
 
     # 1. training set
-    t = step("1/7 synthesising a training set")
+    t = step("1/9 synthesising a training set")
     data = out / "trainset"
     ts = write_trainset(data, TrainSetConfig(clips=opts.clips, seed=opts.seed, backgrounds=backgrounds))
     console.print(ts)
     timings["trainset_s"] = time.perf_counter() - t
 
-    # 2. training
-    t = step("2/7 training a tiny wav2vec2 on the CPU")
-    result = train(make_args(data=str(data), out=str(out / "run"), tiny=True, epochs=opts.epochs, seed=opts.seed,
-                             device="cpu", threads=opts.threads, progress=opts.progress))
+    # 2. training on the clips
+    t = step("2/9 training a tiny wav2vec2 on the CPU")
+    train(make_args(data=str(data), out=str(out / "run_clips"), tiny=True, epochs=opts.epochs, seed=opts.seed,
+                    device="cpu", threads=opts.threads, progress=opts.progress))
     timings["train_s"] = time.perf_counter() - t
 
-    # 3. export + int8 + parity
-    t = step("3/7 exporting to ONNX, quantizing to int8, checking parity")
+    # 3. hard examples: what that model gets wrong on a night of its own (another seed), added to the data
+    t = step("3/9 mining hard examples from a synthetic night")
+    export_bundle(ExportOptions(source=out / "run_clips", out=out / "bundle_clips", threads=opts.threads or 2,
+                                speed_repeats=0))
+    mining = out / "mining_night"
+    write_dump(mining, DumpConfig(hours=opts.mining_hours, seed=opts.seed + 3000, backgrounds=backgrounds, tz=DEMO_TZ))
+    mined = mine_hard_examples(Detector.load(out / "bundle_clips", threads=opts.threads), mining,
+                               mining / "ground_truth.csv", data, MiningConfig(seed=opts.seed))
+    keep_splits_and_split_the_rest(data, out / "run_clips" / "splits", mined, opts.seed)
+    kinds = {k: sum(c.kind == k for c in mined) for k in ("hard_positive", "hard_negative", "random_negative")}
+    console.print("mined: " + ", ".join(f"{n} {k.replace('_', ' ')}s" for k, n in kinds.items()))
+    timings["mining_s"] = time.perf_counter() - t
+
+    # 4. training on from that model, with the hard examples (its splits kept: no clip changes side)
+    t = step("4/9 training on with the hard examples")
+    result = train(make_args(data=str(data), out=str(out / "run"), base=str(out / "run_clips" / "model"),
+                             unfreeze_feature_encoder=True, learning_rate=opts.mining_lr, epochs=opts.mining_epochs,
+                             seed=opts.seed, device="cpu", threads=opts.threads, progress=opts.progress))
+    timings["train_on_s"] = time.perf_counter() - t
+
+    # 5. export + int8 + parity
+    t = step("5/9 exporting to ONNX, quantizing to int8, checking parity")
     export_opts = ExportOptions(source=out / "run", out=out / "bundle", threads=opts.threads or 2, speed_repeats=0)
     export_bundle(export_opts)
     timings["export_s"] = time.perf_counter() - t
 
-    # 4. the operating point (threshold, min_hits), chosen on a validation night (its own seed), into the bundle
-    t = step("4/7 choosing the operating point on a validation night")
+    # 6. the operating point (threshold, min_hits), chosen on a validation night (its own seed), into the bundle
+    t = step("6/9 choosing the operating point on a validation night")
     validation = out / "validation_night"
     write_dump(validation, DumpConfig(hours=opts.hours, seed=opts.seed + 2000, backgrounds=backgrounds, tz=DEMO_TZ))
     point = choose_operating_point(out / "bundle", validation, validation / "ground_truth.csv", threads=opts.threads)
@@ -130,22 +154,22 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
         operating_point=point.to_dict(f"synthetic validation night, seed {opts.seed + 2000}, {opts.hours:g} h")))
     timings["operating_point_s"] = time.perf_counter() - t
 
-    # 5. the test night of SD-card files, other seeds than the training set and the validation night
-    t = step("5/7 synthesising the test night of SD-card files")
+    # 7. the test night of SD-card files, a seed of its own
+    t = step("7/9 synthesising the test night of SD-card files")
     night = out / "night"
     write_dump(night, DumpConfig(hours=opts.hours, seed=opts.seed + 1000, backgrounds=backgrounds, tz=DEMO_TZ))
     timings["dump_s"] = time.perf_counter() - t
 
-    # 6. scan it as the field device would (threshold and min_hits from the bundle)
-    t = step("6/7 scanning the test night with the int8 bundle")
+    # 8. scan it as the field device would (threshold and min_hits from the bundle)
+    t = step("8/9 scanning the test night with the int8 bundle")
     detector = Detector.load(exported.bundle, threads=opts.threads)
     results = out / "detections"
     summary, paths = scan_into([night], detector, results, ScanSettings(tz=DEMO_TZ))
     timings["scan_s"] = time.perf_counter() - t
     timings["scan_rtf"] = summary.realtime_factor
 
-    # 7. event-level evaluation against the ground truth
-    step("7/7 event-level evaluation")
+    # 9. event-level evaluation against the ground truth
+    step("9/9 event-level evaluation")
     metrics = event_metrics(load_detections(paths["csv"]), load_truth(night / "ground_truth.csv"),
                             audio_hours(night), root=night)
     return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings, point)
