@@ -2,13 +2,16 @@
 
 1. synthesise a labelled training set (folders per label, varied rates and lengths),
 2. train a tiny wav2vec2 on the CPU,
-3. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch,
-4. synthesise a validation night and choose on it the score threshold and how many positive windows in a row
+3. mine hard examples: scan a synthetic night (its own seed) with that model and add the windows it gets wrong
+   (and the lowest-scored calls) to the training data, the first run's splits kept,
+4. train on from the first model with them,
+5. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch,
+6. synthesise a validation night and choose on it the score threshold and how many positive windows in a row
    make a detection (the bundle's operating point), exporting the bundle with them,
-5. synthesise the test night of SD-card files (another seed: other birds, other stretches of the background
+7. synthesise the test night of SD-card files (another seed: other birds, other stretches of the background
    recordings) with ground truth,
-6. scan the test night with the int8 bundle, as the field daemon would,
-7. score the detections against the ground truth, event by event.
+8. scan the test night with the int8 bundle, as the field daemon would,
+9. score the detections against the ground truth, event by event.
 
 Real backgrounds from ../shared/data/real are used when present (else synthetic night noise).
 """
@@ -216,8 +219,8 @@ def report_operating_point(point, run_threshold: float, console) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="synthesise data, train a tiny model, export it, choose min_hits on a "
-                                           "validation night, scan a test night, score it",
+    p = subparsers.add_parser("demo", help="synthesise data, train a tiny model (with mined hard examples), export "
+                                           "it, choose its operating point, scan a test night, score it",
                               description=__doc__.splitlines()[0])
     d = DemoOptions()
     p.add_argument("--out", type=Path, default=d.out, help=f"folder for everything the demo makes (default {d.out})")
@@ -225,9 +228,12 @@ def register(subparsers) -> None:
     p.add_argument("--clips", type=int, default=d.clips, help=f"training clips to synthesise (default {d.clips})")
     p.add_argument("--hours", type=float, default=d.hours,
                    help=f"length of the validation night and of the test night, in hours (default {d.hours})")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help=f"training epochs on the clips (default {d.epochs}; then {d.mining_epochs} more with the "
+                        f"mined hard examples)")
     p.add_argument("--seed", type=int, default=d.seed,
-                   help="random seed (the test night uses seed + 1000, the validation night seed + 2000)")
+                   help="random seed (the test night uses seed + 1000, the validation night seed + 2000, the "
+                        "mining night seed + 3000)")
     p.add_argument("--backgrounds", type=Path, default=None, help="folder of real background recordings")
     p.add_argument("--synthetic-backgrounds", action="store_true", help="ignore ../shared/data/real")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
@@ -239,7 +245,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.clips < 40 or args.hours <= 0 or args.epochs < 1:
         raise ConfigError("--clips must be at least 40, --hours positive and --epochs at least 1",
-                          "e.g. hootwatch demo --clips 1200 --hours 1 --epochs 30")
+                          f"e.g. hootwatch demo --clips 1200 --hours 1 --epochs {DemoOptions().epochs}")
     opts = DemoOptions(out=args.out, clips=args.clips, hours=args.hours, epochs=args.epochs, seed=args.seed,
                        backgrounds=args.backgrounds, synthetic_backgrounds=args.synthetic_backgrounds,
                        threads=args.threads, overwrite=args.overwrite)
