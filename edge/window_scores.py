@@ -49,7 +49,7 @@ def score_windows(detector, audio_dir: str | os.PathLike) -> list[FileScores]:
             pending.extend(stream.finish())
             flush(final=True)
         except AudioReadError as exc:
-            log.warning("%s (left out of the operating point)", exc)
+            log.warning("%s (left out)", exc)
             continue
         out.append(FileScores(path.relative_to(root).as_posix(), np.asarray(starts, np.int64),
                               np.concatenate(scores) if scores else np.zeros(0, np.float32)))
