@@ -114,6 +114,14 @@ class ScanSummary:
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
+def detection_rule(manifest, settings) -> str:
+    """The threshold and min_hits in force, and whether they are the bundle's (users compare runs by them)."""
+    def part(name, given, bundle, fmt):
+        return f"{name} {fmt.format(bundle if given is None else given)} ({'bundle' if given is None else 'given'})"
+    return ", ".join((part("threshold", settings.threshold, manifest.threshold, "{:.3f}"),
+                      part("min_hits", settings.min_hits, manifest.min_hits, "{}")))
+
+
 @dataclass(frozen=True)
 class PlannedFile:
     path: Path

@@ -99,14 +99,6 @@ class RichProgress:
         self._update()
 
 
-def detection_rule(manifest, settings) -> str:
-    """The threshold and min_hits in force, and whether they are the bundle's (users compare runs by them)."""
-    def part(name, given, bundle, fmt):
-        return f"{name} {fmt.format(bundle if given is None else given)} ({'bundle' if given is None else 'given'})"
-    return ", ".join((part("threshold", settings.threshold, manifest.threshold, "{:.3f}"),
-                      part("min_hits", settings.min_hits, manifest.min_hits, "{}")))
-
-
 def summary_table(summary, csv_path: Path, store_path: Path, rule: str | None = None):
     from rich.table import Table
     t = Table(title="hootwatch scan", show_header=False)
@@ -154,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .detector import Detector
-    from .scan import scan_into
+    from .scan import detection_rule, scan_into
     from .store import STORE_NAME
 
     console = Console(stderr=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..detector import Detector
 from ..errors import ConfigError
-from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings
+from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings, detection_rule
 from ..store import STORE_NAME, DetectionStore
 from .config import DaemonConfig
 from .diskguard import DiskGuard
@@ -87,6 +87,7 @@ class Daemon:
                                      min_hits=cfg.model.min_hits, tz=cfg.recorder_timezone, clips=cfg.output.clips)
         with DetectionStore(self.out_dir / DB_NAME) as store:
             self.run_key = Scanner(self.detector, store, self.settings).run.run_key
+        log.info("detection rule: %s", detection_rule(self.detector.manifest, self.settings))
         self.guard.check()
         self._check_schedule()
         scheduler = self._start_jobs()
