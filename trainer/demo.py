@@ -148,8 +148,8 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     # 6. the operating point (threshold, min_hits), chosen on a validation night (its own seed), into the bundle
     t = step("6/9 choosing the operating point on a validation night")
     validation = out / "validation_night"
-    # twice the test night: the operating point is estimated from ~300 calls, not ~150 (on one hour the choice
-    # between min_hits 1 and 2 turned on a call or two)
+    # twice the test night: the operating point is estimated from ~300 calls rather than ~150 (one hour's F1
+    # differences between candidate points were of one or two calls)
     validation_hours = 2 * opts.hours
     write_dump(validation, DumpConfig(hours=validation_hours, seed=opts.seed + 2000, backgrounds=backgrounds,
                                       tz=DEMO_TZ))
