@@ -40,6 +40,10 @@ def test_hard_examples_are_the_windows_the_model_gets_wrong(tmp_path):
     # windows [27.5, 32.5], [30, 35], [32.5, 37.5] of each file hold the frogmouth tone: scored >= 0.5, no owl
     assert len(kinds["hard_negative"]) == 6 and all(c.score >= 0.5 for c in kinds["hard_negative"])
     assert len(kinds["random_negative"]) == 3 and all(c.score < 0.5 for c in kinds["random_negative"])
+    capped = mine_hard_examples(det, night, night / "ground_truth.csv", tmp_path / "capped",
+                                MiningConfig(negative_score=0.5, max_negatives=2, max_positives=0, random_negatives=0))
+    assert [c.kind for c in capped] == ["hard_negative"] * 2
+    assert min(c.score for c in capped) >= max(c.score for c in kinds["hard_negative"] if c not in capped) - 1e-6
     for c in mined:
         x, sr = sf.read(data / c.file)
         assert sr == SR and len(x) == 5 * SR and c.file.startswith(c.label + "/")

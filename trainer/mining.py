@@ -34,6 +34,7 @@ from hootwatch.edge.windows import fit_length
 @dataclass(frozen=True)
 class MiningConfig:
     negative_score: float = 0.2       # owl-free windows scoring this or more are hard negatives
+    max_negatives: int = 500          # at most this many of them, the highest-scored (a weak model on a long night)
     max_positives: int = 150          # lowest-scored windows holding a whole owl call
     random_negatives: int = 150       # ordinary owl-free windows, drawn at random
     margin_s: float = 1.0             # negatives keep this far from any owl call (reverb tails)
@@ -74,6 +75,7 @@ def mine_hard_examples(detector, audio_dir: str | os.PathLike, truth_csv: str | 
                 (hard if score >= cfg.negative_score else ordinary).append(item)
     rng = np.random.default_rng(cfg.seed)
     positives = sorted(positives, key=lambda x: x[2])[: cfg.max_positives]
+    hard = sorted(hard, key=lambda x: -x[2])[: cfg.max_negatives]
     ordinary = [ordinary[i] for i in sorted(rng.choice(len(ordinary), min(cfg.random_negatives, len(ordinary)),
                                                        replace=False))]
     chosen = ([(x, positive_label, "hard_positive") for x in positives] +
