@@ -36,3 +36,23 @@ class MissingExtraError(HootwatchError):
             f"pip install 'hootwatch[{extra}]'",
         )
         self.extra = extra
+
+
+class DiskFullError(HootwatchError):
+    """The disk holding the store or the exports is full. Not the recording's fault: it is never counted against
+    a file; intake pauses and resumes when space returns."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an OSError / sqlite3 error means 'no space left' (ENOSPC, EDQUOT, SQLITE_FULL)."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == 13 or "database or disk is full" in str(exc)  # 13 = SQLITE_FULL
+    return False
