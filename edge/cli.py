@@ -29,7 +29,7 @@ def _plugins() -> dict:
 def _edge_commands() -> dict:
     # field commands: (module, register function), imported lazily to keep `--help` fast
     return {"scan": "hootwatch.edge.scan_cli", "run": "hootwatch.edge.daemon.cli",
-            "check-config": "hootwatch.edge.daemon.cli_check"}
+            "check-config": "hootwatch.edge.daemon.cli_check", "systemd-unit": "hootwatch.edge.systemd_unit"}
 
 
 def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:
