@@ -2,6 +2,7 @@
 
 from datetime import datetime, timezone
 
+import numpy as np
 import pytest
 
 from hootwatch.edge.detector import Detector
@@ -191,3 +192,53 @@ def test_review_clips_of_two_recorders_with_the_same_file_name_do_not_collide(de
     wavs = sorted(p.name for p in (tmp_path / "out" / "clips").glob("*.wav"))
     assert len(wavs) == 2 and wavs[0].startswith("moth_A_20240101_100000_") and wavs[1].startswith("moth_B_")
     assert len(list((tmp_path / "out" / "clips").glob("*.png"))) == 2
+
+
+def test_compute_file_touches_no_store_and_commit_records_it(detector, tmp_path):
+    p = write_tone(tmp_path / "rec" / "20240101_220000.wav", 40, SR, tones=[(10, 13)])
+    sc = scanner(detector, tmp_path)
+    result = sc.compute_file(p)
+    assert sc.store.count() == 0 and sc.store.ledger(p, sc.run.run_key) is None
+    assert (result.audio_s, result.time_source, result.start_utc) == (40.0, "filename_audiomoth",
+                                                                     "2024-01-01T22:00:00.000+00:00")
+    # every window of the file, scored: regular hops of 2.5 s over 40 s
+    assert list(result.starts) == [int(s * SR) for s in np.arange(0, 35.1, 2.5)]
+    assert len(result.scores) == len(result.starts) and (result.scores >= 0.5).sum() == 2
+    sc.commit(result)
+    [row] = sc.store.detections()
+    assert (row["start_s"], row["end_s"]) == (7.5, 15.0)
+    assert sc.store.ledger(p, sc.run.run_key).status == "done"
+    assert sc.scan_file(p).status == "skipped"
+
+
+class CountingScorer:
+    """Any scorer with .score/.manifest/.batch_size (a cascade, say) runs the scan: no ONNX internals assumed."""
+
+    def __init__(self, inner, batch_size):
+        self.inner, self.batch_size, self.calls = inner, batch_size, []
+
+    @property
+    def manifest(self):
+        return self.inner.manifest
+
+    def score(self, windows):
+        self.calls.append(len(windows))
+        return self.inner.score(windows)
+
+
+def test_scan_live_audio_and_window_scores_run_one_loop_with_any_scorer(detector, tmp_path):
+    from hootwatch.edge.window_scores import detections_at, score_windows
+
+    p = write_tone(tmp_path / "rec" / "20240101_220000.wav", 40, SR, tones=[(10, 13), (30, 34)])
+    scorer = CountingScorer(detector, batch_size=4)
+    sc = scanner(scorer, tmp_path)
+    sc.scan_file(p)
+    assert scorer.calls == [4, 4, 4, 3]            # 15 windows in batches of the scorer's size
+    scanned = [(r["start_s"], r["end_s"]) for r in sc.store.detections()]
+    live = LiveSession(scanner(detector, tmp_path / "live"), "mic0", datetime(2024, 1, 1, 22, tzinfo=timezone.utc))
+    x = tone_signal(40, SR, tones=[(10, 13), (30, 34)])
+    got = [d for i in range(0, len(x), 1000) for d in live.push(x[i:i + 1000])] + live.close()
+    m = detector.manifest
+    files = score_windows(detector, tmp_path / "rec")
+    offline = [(d.start_s, d.end_s) for d in detections_at(files, m.window_spec.window_samples, SR, m.threshold, 1)]
+    assert scanned == [(d.start_s, d.end_s) for d in got] == offline == [(7.5, 15.0), (27.5, 35.0)]
