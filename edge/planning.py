@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .audio import AudioInfo, is_audio_file, probe
-from .errors import AudioReadError
+from .errors import AudioReadError, HootwatchError
 from .recorder_time import FileTime, file_time
 from .store import file_key
 
@@ -84,8 +84,16 @@ def next_contiguous(path: str | os.PathLike, tz: tzinfo | None, tol_s: float) ->
         siblings = sorted(f for f in path.parent.iterdir() if f.is_file() and is_audio_file(f))
     except OSError:
         return None
-    me = plan_file(path, tz)
-    if me.info is None:
+    me = _plan_quietly(path, tz)
+    if me is None or me.info is None:
+        return None  # scanning it says what is wrong
+    others = [_plan_quietly(f, tz) for f in siblings if f != path]
+    return link_contiguous([me] + [f for f in others if f is not None], tol_s)[0].next_path
+
+
+def _plan_quietly(path: Path, tz: tzinfo | None) -> PlannedFile | None:
+    """plan_file, or None when the file's time cannot be read (that file fails when it is scanned itself)."""
+    try:
+        return plan_file(path, tz)
+    except (HootwatchError, ValueError, OverflowError):
         return None
-    planned = link_contiguous([me] + [plan_file(f, tz) for f in siblings if f != path], tol_s)
-    return planned[0].next_path

@@ -27,8 +27,10 @@ window grid starts at its own first sample; its last windows run on into the fir
 instead of being end-aligned, so every moment is covered with no gap, and a window spanning the boundary
 belongs to the file it starts in. Each file's rows thus depend only on that file and the head of the next,
 both fixed on disk: re-processing gives identical rows and keys, and per-file commits stay crash safe.
-An event still open at a boundary ends there (a call across two files gives two abutting rows, one per file).
-`scan_file(path)` alone (the daemon, where the next file may not exist yet) end-aligns the last window.
+An event still open at a boundary ends there (a call across two files gives two abutting rows, one per file,
+never overlapping ones): in scan, in `window_scores` (operating point, mining), and in the daemon, which passes
+`next_contiguous(path)` when the next file is already there. `scan_file(path)` with no next file end-aligns the
+last window.
 
 Bad input (corrupt, truncated, empty, not audio, unreadable) fails that file only: the ledger records it as
 failed with the reason, the outcome says why, and the scan goes on.

@@ -51,7 +51,6 @@ class ScoreStream:
         self._starts: list[int] = []
         self._scores: list[np.ndarray] = []
         self._end: int | None = None
-        self._ran_on = False
 
     @property
     def samples_seen(self) -> int:
@@ -69,6 +68,7 @@ class ScoreStream:
         """The recording ends at the samples pushed so far: windows pushed later (the next file's head) count only
         if they start before here, and every event ends here at the latest."""
         self._end = self.samples_seen
+        self._builder.end_at(self._end)
 
     def push(self, block: np.ndarray, score_all: bool = False) -> list[Event]:
         """Feed mono float32 audio; windows are scored in full batches (all of them with `score_all`, for live
@@ -79,15 +79,13 @@ class ScoreStream:
     def finish(self) -> list[Event]:
         """End of the audio: the end-aligned tail window (or the padded window of audio shorter than one window)
         when the hops left the end uncovered, every pending window scored, the open event closed."""
-        end = self.samples_seen if self._end is None else self._end
-        if not self._ran_on:
-            self._builder.end_at(end)  # audio shorter than a window was padded: an event ends with the audio
+        if self._end is None:  # audio shorter than a window was padded: an event ends with the audio
+            self._builder.end_at(self.samples_seen)
         self._take(self._windows.finish())
         return self._score(True) + self._builder.flush()
 
     def _take(self, windows: list[tuple[int, np.ndarray]]) -> None:
         if self._end is not None:
-            self._ran_on = True
             windows = [(s, w) for s, w in windows if s < self._end]
         self._pending += windows
 
@@ -137,10 +135,11 @@ def score_file(scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int
             on_block(len(block))
         events += stream.push(block)
     stream.end_here()
+    n_samples = stream.samples_seen
     head = read_head(next_path, spec.sample_rate, spec.window_s) if next_path is not None else None
     if head is not None and len(head):
         events += stream.push(head)
     events += stream.finish()
-    return ScoredFile(tuple(events), stream.starts, stream.scores, stream.samples_seen,
+    return ScoredFile(tuple(events), stream.starts, stream.scores, n_samples,
                       head is not None and len(head) > 0)
 

@@ -40,19 +40,24 @@ def score_windows(detector, audio_dir: str | os.PathLike, tz: str | None = None)
     """
     from .errors import AudioReadError
     from .audio import is_audio_file
+    from .planning import plan_files
+    from .recorder_time import parse_tz
     from .score_stream import score_file
 
     m = detector.manifest
     spec = m.window_spec
     root = Path(audio_dir)
     out = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p)):
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p))
+    for f in plan_files(paths, parse_tz(tz or "UTC"), CONTIGUOUS_TOL_S):
         try:
-            scored = score_file(detector, spec, m.threshold, m.min_hits, path, None, batch_size=BATCH)
+            scored = score_file(detector, spec, m.threshold, m.min_hits, f.path, f.next_path, batch_size=BATCH)
         except AudioReadError as exc:
             log.warning("%s (left out)", exc)
             continue
-        out.append(FileScores(path.relative_to(root).as_posix(), scored.starts, scored.scores, scored.n_samples))
+        nxt = f.next_path.relative_to(root).as_posix() if scored.linked else ""
+        out.append(FileScores(f.path.relative_to(root).as_posix(), scored.starts, scored.scores, scored.n_samples,
+                              nxt))
     return out
 
 
@@ -63,7 +68,7 @@ def detections_at(files: list[FileScores], window_samples: int, sample_rate: int
     dets = []
     for f in files:
         for e in merge_windows(f.starts, f.starts + window_samples, f.scores, threshold, min_hits,
-                               end_sample=f.n_samples if not f.next_file else None):
+                               end_sample=f.n_samples):
             dets.append(Detection(f.file, e.start_sample / sample_rate, e.end_sample / sample_rate, label,
                                   e.max_score))
     return dets

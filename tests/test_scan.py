@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from hootwatch.edge.detector import Detector
 from hootwatch.edge.scan import LiveSession, Progress, ScanSettings, Scanner
@@ -100,8 +101,9 @@ def test_contiguous_files_continue_the_window_stream(detector, tmp_path):
     assert [f.next_path for f in plan] == [b, None]
     sc.scan_paths([rec])
     rows = {r["file"]: r for r in sc.store.detections()}
-    # the window starting at 27.5 s in `a` runs 2.5 s into `b` and hears the tone: it belongs to `a`
-    assert (rows[str(a)]["start_s"], rows[str(a)]["end_s"]) == (27.5, 32.5)
+    # the window starting at 27.5 s in `a` runs 2.5 s into `b` and hears the tone: it belongs to `a`, and its
+    # event ends where `a` ends
+    assert (rows[str(a)]["start_s"], rows[str(a)]["end_s"]) == (27.5, 30.0)
     assert rows[str(a)]["begin_utc"] == "2024-01-01T22:00:27.500+00:00"
     assert rows[str(b)]["start_s"] == 0.0
     # alone, `a` ends with an end-aligned window [25, 30] that hears nothing
@@ -242,3 +244,48 @@ def test_scan_live_audio_and_window_scores_run_one_loop_with_any_scorer(detector
     files = score_windows(detector, tmp_path / "rec")
     offline = [(d.start_s, d.end_s) for d in detections_at(files, m.window_spec.window_samples, SR, m.threshold, 1)]
     assert scanned == [(d.start_s, d.end_s) for d in got] == offline == [(7.5, 15.0), (27.5, 35.0)]
+
+
+def _straddling_call(rec):
+    """Two contiguous 30 s files of one recorder and a 6 s call from 27 s in `a` to 3 s in `b`."""
+    x = tone_signal(60, SR, tones=[(27, 33)])
+    a, b = rec / "20240101_220000.wav", rec / "20240101_220030.wav"
+    rec.mkdir(parents=True)
+    sf.write(a, x[:30 * SR], SR, subtype="FLOAT")
+    sf.write(b, x[30 * SR:], SR, subtype="FLOAT")
+    return a, b
+
+
+def _abut(rows):
+    """(file, begin_utc, end_utc) in time order, and whether each row ends where the next begins (no overlap)."""
+    rows = sorted(rows, key=lambda r: r[1])
+    return rows, all(r[2] <= n[1] for r, n in zip(rows, rows[1:]))
+
+
+def test_a_call_across_a_file_boundary_gives_abutting_rows_not_overlapping_ones(detector, tmp_path):
+    from hootwatch.edge.window_scores import detections_at, score_windows
+
+    a, b = _straddling_call(tmp_path / "rec")
+    sc = scanner(detector, tmp_path)
+    assert [f.next_path for f in sc.plan([tmp_path / "rec"])] == [b, None]
+    assert [o.audio_s for o in sc.scan_paths([tmp_path / "rec"]).outcomes] == [30.0, 30.0]
+    rows, abutting = _abut([(r["file"], r["begin_utc"], r["end_utc"]) for r in sc.store.detections()])
+    assert abutting, rows
+    # `a`: windows from 25 s (one runs into `b`) up to the end of `a`; `b`: from its first sample
+    assert rows == [(str(a), "2024-01-01T22:00:25.000+00:00", "2024-01-01T22:00:30.000+00:00"),
+                    (str(b), "2024-01-01T22:00:30.000+00:00", "2024-01-01T22:00:35.000+00:00")]
+    # window_scores (the operating point, mining) links the files as the scan does and gives the same rows
+    m = detector.manifest
+    files = score_windows(detector, tmp_path / "rec")
+    assert [f.next_file for f in files] == [b.name, ""]
+    offline = [(d.file, d.start_s, d.end_s) for d in detections_at(files, m.window_spec.window_samples, SR,
+                                                                    m.threshold, 1)]
+    assert offline == [(a.name, 25.0, 30.0), (b.name, 0.0, 5.0)]
+
+
+def test_next_contiguous_finds_the_file_that_continues_a_recording(detector, tmp_path):
+    a, b = _straddling_call(tmp_path / "rec")
+    write_tone(tmp_path / "rec" / "20240101_230000.wav", 30, SR)           # an hour later: not contiguous
+    sc = scanner(detector, tmp_path)
+    assert sc.next_contiguous(a) == b and sc.next_contiguous(b) is None
+    assert sc.next_contiguous(tmp_path / "rec" / "20240101_230000.wav") is None
