@@ -7,12 +7,17 @@ with fewer than `min_hits` positive windows are dropped. An event never ends aft
 there. Positions are integer sample offsets in the stream, so re-processing the same audio yields exactly the
 same events (the store keys on them).
 
+`min_hits` is stated at the bundle's hop. It stands for a stretch of positive windows, min_hits x the bundle's
+hop in seconds (2 x 2.5 s = 5 s), which is what it keeps meaning at another hop: `windows_at_hop` converts it to
+ceil(min_hits x bundle hop / hop) windows (5 at a 1 s hop), so a finer hop does not let one-window blips through.
+
 `EventBuilder` works on a stream (windows arrive in order, events are emitted when they close);
 `merge_windows` is the same over arrays.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +30,12 @@ class Event:
     max_score: float
     mean_score: float
     n_windows: int
+
+
+def windows_at_hop(min_hits: int, bundle_hop_s: float, hop_s: float) -> int:
+    """The positive windows in a row that make a detection at `hop_s`, for `min_hits` stated at the bundle's hop:
+    the same seconds of positive windows, min_hits x bundle_hop_s, rounded up to whole windows (at least 1)."""
+    return max(1, math.ceil(min_hits * bundle_hop_s / hop_s - 1e-9))
 
 
 class EventBuilder:

@@ -54,7 +54,7 @@ import numpy as np
 
 from .audio import probe
 from .errors import AudioReadError, ConfigError, HootwatchError
-from .events import Event
+from .events import Event, windows_at_hop
 from .planning import PlannedFile, collect_audio, next_contiguous, plan_files
 from .recorder_time import FileTime, file_time, parse_tz
 from .score_stream import ScoreStream, score_file
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 class ScanSettings:
     hop_s: float | None = None          # None: the bundle's hop
     threshold: float | None = None      # None: the bundle's threshold
-    min_hits: int | None = None         # minimum positive windows per detection (default: the bundle's)
+    min_hits: int | None = None         # positive windows per detection, at the bundle's hop (default: the bundle's)
     tz: str | None = None               # recorder timezone (IANA name or +HH:MM) for local-time sources
     batch_size: int | None = None       # windows per ONNX Runtime call (None: the detector's, 1 on CPU)
     clips: bool = False                 # write padded audio clips + spectrograms for review
@@ -123,11 +123,18 @@ class ScanSummary:
 
 
 def detection_rule(manifest, settings) -> str:
-    """The threshold and min_hits in force, and whether they are the bundle's (users compare runs by them)."""
+    """The threshold and min_hits in force, and whether they are the bundle's (users compare runs by them); at a
+    hop other than the bundle's, the windows min_hits stands for there (events.windows_at_hop)."""
     def part(name, given, bundle, fmt):
         return f"{name} {fmt.format(bundle if given is None else given)} ({'bundle' if given is None else 'given'})"
-    return ", ".join((part("threshold", settings.threshold, manifest.threshold, "{:.3f}"),
+    rule = ", ".join((part("threshold", settings.threshold, manifest.threshold, "{:.3f}"),
                       part("min_hits", settings.min_hits, manifest.min_hits, "{}")))
+    hop = settings.hop_s or manifest.hop_s
+    if hop != manifest.hop_s:
+        k = manifest.min_hits if settings.min_hits is None else int(settings.min_hits)
+        rule += (f" = {windows_at_hop(k, manifest.hop_s, hop)} windows at hop {hop:g} s (min_hits counts windows "
+                 f"at the bundle's hop, {manifest.hop_s:g} s: {k * manifest.hop_s:g} s of positive windows)")
+    return rule
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,8 @@ class Scanner:
         min_hits = m.min_hits if settings.min_hits is None else int(settings.min_hits)
         if min_hits < 1:
             raise ConfigError(f"min_hits {min_hits} must be at least 1", "pass e.g. --min-hits 2")
+        # stated at the bundle's hop; RunInfo (and every row) holds the windows in a row needed at this hop
+        min_hits = windows_at_hop(min_hits, m.hop_s, self.spec.hop_s)
         self.tz = parse_tz(settings.tz)
         self.run = RunInfo(model_id=m.model_id, model_sha256=m.files.get(m.model_file, ""), threshold=threshold,
                            hop_s=self.spec.hop_s, min_hits=min_hits, label=m.positive_label)

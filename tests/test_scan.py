@@ -52,7 +52,8 @@ def test_threshold_hop_and_min_hits_change_results(detector, tmp_path):
     strict = scanner(detector, tmp_path / "c", threshold=0.999999)
     strict.scan_file(p)
     assert strict.store.detections() == []
-    for k, expected in ((5, 1), (6, 0)):
+    # min_hits counts windows at the bundle's hop (2.5 s): at hop 1 s, 2 of them are 5 windows (the tone gives 5)
+    for k, expected in ((2, 1), (3, 0)):
         hits = scanner(detector, tmp_path / f"k{k}", hop_s=1.0, min_hits=k)
         hits.scan_file(p)
         assert len(hits.store.detections()) == expected
@@ -289,3 +290,22 @@ def test_next_contiguous_finds_the_file_that_continues_a_recording(detector, tmp
     sc = scanner(detector, tmp_path)
     assert sc.next_contiguous(a) == b and sc.next_contiguous(b) is None
     assert sc.next_contiguous(tmp_path / "rec" / "20240101_230000.wav") is None
+
+
+def test_min_hits_means_the_same_stretch_of_positive_windows_at_any_hop(tmp_path):
+    from hootwatch.edge.scan import detection_rule
+
+    two = Detector.load(tone_bundle(tmp_path / "bundle", sample_rate=SR, min_hits=2), threads=1)
+    # a 1.8 s blip fills one window at the bundle's hop (2.5 s): no detection with min_hits 2; at hop 1 s it fills
+    # 4 windows, which must not pass for "2 windows in a row"; a 5 s call passes at both hops
+    p = write_tone(tmp_path / "rec" / "20240101_220000.WAV", 60, sample_rate=SR, tones=[(9.0, 10.8), (35, 40)])
+    rows = {}
+    for hop in (None, 1.0, 1.25):
+        sc = scanner(two, tmp_path / f"hop{hop}", hop_s=hop)
+        sc.scan_file(p)
+        rows[hop] = [(r["start_s"] > 30, r["min_hits"], r["hop_s"]) for r in sc.store.detections()]
+    # 2 windows x 2.5 s = 5 s of positive windows: 5 windows at hop 1 s, 4 at hop 1.25 s
+    assert rows == {None: [(True, 2, 2.5)], 1.0: [(True, 5, 1.0)], 1.25: [(True, 4, 1.25)]}
+    rule = detection_rule(two.manifest, ScanSettings(hop_s=1.0))
+    assert "min_hits 2 (bundle)" in rule and "5 windows at hop 1 s" in rule
+    assert "windows at hop" not in detection_rule(two.manifest, ScanSettings())
