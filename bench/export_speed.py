@@ -63,7 +63,8 @@ def main() -> None:
     from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
     from hootwatch.export.onnx_export import export_onnx, fold_weight_norm
-    from hootwatch.export.parity import ort_logits, torch_logits
+    from hootwatch.edge.preprocess import Normalisation
+    from hootwatch.export.parity import edge_detector, torch_logits
     from hootwatch.export.quantize import quantize_int8
     from hootwatch.export.report import measure_speed
 
@@ -89,9 +90,11 @@ def main() -> None:
 
         rng = np.random.default_rng(1)
         x = rng.standard_normal((4, int(SR * WINDOW_S))).astype(np.float32)
-        x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
-        reference = torch_logits(model, x, args.threads)
-        diffs = {name: float(np.abs(ort_logits(p, x, args.threads) - reference).max()) for name, p in paths.items()}
+        norm = Normalisation()
+        reference = torch_logits(model, norm.apply(x, SR), args.threads)
+        diffs = {name: float(np.abs(edge_detector(p, SR, WINDOW_S, norm, ("not_owl", "owl"), "owl", 0.5,
+                                                  args.threads).logits(x) - reference).max())
+                 for name, p in paths.items()}
 
         speed = measure_speed(model, paths, int(SR * WINDOW_S), WINDOW_S, args.threads, args.repeats)
 

@@ -47,6 +47,24 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def open_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None):
+    """An ONNX Runtime session over one model file, with the edge's options (all graph optimisations; `threads`
+    intra-op threads and one inter-op thread). BundleError when ONNX Runtime cannot load it."""
+    ort = _onnxruntime()
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=choose_providers(providers))
+    except BundleError:
+        raise
+    except Exception as exc:
+        raise BundleError(f"{path}: ONNX Runtime cannot load this model ({exc})",
+                          "re-export the bundle, or upgrade onnxruntime") from None
+
+
 @dataclass
 class Detector:
     bundle: Bundle
@@ -59,24 +77,20 @@ class Detector:
         """`batch_size` None: 1 on the CPU, 8 with a GPU provider. On the CPU a batch of eight 5 s windows is
         no faster than one at a time (measured with wav2vec2-base int8, 2 threads: 31.1 vs 32.8 s for 5 min of
         audio) but peaks at 1.4 GB instead of 0.43 GB of memory, too much for a Raspberry Pi."""
-        ort = _onnxruntime()
         bundle = load_bundle(bundle_dir)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
         path = bundle.variant_path(variant)
-        try:
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=choose_providers(providers))
-        except Exception as exc:
-            raise BundleError(f"{path}: ONNX Runtime cannot load this model ({exc})",
-                              "re-export the bundle, or upgrade onnxruntime") from None
+        session = open_session(path, threads, providers)
         try:
             found = dict(session.get_modelmeta().custom_metadata_map)
         except Exception:  # a build without model metadata: the hashes still vouch for the file
             found = {}
         check_onnx_metadata(path, bundle.manifest, found)
+        return cls.from_session(bundle, session, batch_size, warmup)
+
+    @classmethod
+    def from_session(cls, bundle: Bundle, session, batch_size: int | None = None, warmup: bool = True) -> "Detector":
+        """A detector over an open session (`open_session`) whose model obeys `bundle.manifest`; export's parity
+        check scores candidate models, before any bundle is written, this way."""
         if batch_size is None:
             batch_size = 8 if session.get_providers()[0] in GPU_PROVIDERS else 1
         det = cls(bundle, session, int(batch_size))

@@ -6,14 +6,18 @@ Used by `hootwatch scan` (edge/scan_cli.py) and by the daemon (edge/daemon/).
     with DetectionStore(out_dir / STORE_NAME) as store:
         scanner = Scanner(detector, store, ScanSettings(tz="Australia/Melbourne"), out_dir)
         outcome = scanner.scan_file(path)              # one file -> FileOutcome (done | skipped | failed)
+        result = scanner.compute_file(path)            # the same in two steps: compute (no store touched) ...
+        scanner.commit(result)                         # ... and record (one transaction)
         summary = scanner.scan_paths([folder])         # files and folders, recursive -> ScanSummary
         live = LiveSession(scanner, "mic0", start_utc) # live audio at the model's sample rate
         detections = live.push(block); ...; live.close()
 
-Per file: decode in blocks at the bundle's sample rate (`audio.iter_blocks`), slide windows (`WindowStream`,
-window from the bundle, hop from the bundle or `hop_s`), score them in batches (`Detector.score`), merge
-positive windows into events (`events.EventBuilder`), give each its absolute time (`recorder_time.file_time`),
-then commit the file's detections and its ledger row in ONE transaction (`DetectionStore.commit_file`).
+Per file, `compute_file` (pure: no store, so a worker process can run it) decodes in blocks at the bundle's sample
+rate (`audio.iter_blocks`) and runs the one window -> score -> event loop (`score_stream`: `WindowStream`, window
+from the bundle, hop from the bundle or `hop_s`; the scorer's `score` in batches; `events.EventBuilder`), gives
+each event its absolute time (`recorder_time.file_time`) and returns a `FileResult` (ledger facts, detections,
+every window's start and score); `commit` then writes the file's detections and its ledger row in ONE
+transaction (`DetectionStore.commit_file`). The scorer is anything with `.score`, `.manifest` and `.batch_size`.
 A file already done with the same settings (and unchanged size/mtime) is skipped, so re-scanning adds no
 duplicates; an interrupted file (Ctrl-C, `Scanner.stop()`, kill -9) leaves nothing behind and is redone.
 
@@ -23,8 +27,10 @@ window grid starts at its own first sample; its last windows run on into the fir
 instead of being end-aligned, so every moment is covered with no gap, and a window spanning the boundary
 belongs to the file it starts in. Each file's rows thus depend only on that file and the head of the next,
 both fixed on disk: re-processing gives identical rows and keys, and per-file commits stay crash safe.
-An event still open at a boundary ends there (a call across two files gives two abutting rows, one per file).
-`scan_file(path)` alone (the daemon, where the next file may not exist yet) end-aligns the last window.
+An event still open at a boundary ends there (a call across two files gives two abutting rows, one per file,
+never overlapping ones): in scan, in `window_scores` (operating point, mining), and in the daemon, which passes
+`next_contiguous(path)` when the next file is already there. `scan_file(path)` with no next file end-aligns the
+last window.
 
 Bad input (corrupt, truncated, empty, not audio, unreadable) fails that file only: the ledger records it as
 failed with the reason, the outcome says why, and the scan goes on.
@@ -39,19 +45,21 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
-from .audio import AudioInfo, iter_blocks, is_audio_file, probe
+from .audio import probe
 from .errors import AudioReadError, ConfigError, HootwatchError
-from .events import Event, EventBuilder
+from .events import Event, windows_at_hop
+from .planning import PlannedFile, collect_audio, next_contiguous, plan_files
 from .recorder_time import FileTime, file_time, parse_tz
+from .score_stream import ScoreStream, score_file
 from .store import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso
-from .windows import WindowSpec, WindowStream
+from .windows import WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,7 @@ log = logging.getLogger(__name__)
 class ScanSettings:
     hop_s: float | None = None          # None: the bundle's hop
     threshold: float | None = None      # None: the bundle's threshold
-    min_hits: int | None = None         # minimum positive windows per detection (default: the bundle's)
+    min_hits: int | None = None         # positive windows per detection, at the bundle's hop (default: the bundle's)
     tz: str | None = None               # recorder timezone (IANA name or +HH:MM) for local-time sources
     batch_size: int | None = None       # windows per ONNX Runtime call (None: the detector's, 1 on CPU)
     clips: bool = False                 # write padded audio clips + spectrograms for review
@@ -115,19 +123,34 @@ class ScanSummary:
 
 
 def detection_rule(manifest, settings) -> str:
-    """The threshold and min_hits in force, and whether they are the bundle's (users compare runs by them)."""
+    """The threshold and min_hits in force, and whether they are the bundle's (users compare runs by them); at a
+    hop other than the bundle's, the windows min_hits stands for there (events.windows_at_hop)."""
     def part(name, given, bundle, fmt):
         return f"{name} {fmt.format(bundle if given is None else given)} ({'bundle' if given is None else 'given'})"
-    return ", ".join((part("threshold", settings.threshold, manifest.threshold, "{:.3f}"),
+    rule = ", ".join((part("threshold", settings.threshold, manifest.threshold, "{:.3f}"),
                       part("min_hits", settings.min_hits, manifest.min_hits, "{}")))
+    hop = settings.hop_s or manifest.hop_s
+    if hop != manifest.hop_s:
+        k = manifest.min_hits if settings.min_hits is None else int(settings.min_hits)
+        rule += (f" = {windows_at_hop(k, manifest.hop_s, hop)} windows at hop {hop:g} s (min_hits counts windows "
+                 f"at the bundle's hop, {manifest.hop_s:g} s: {k * manifest.hop_s:g} s of positive windows)")
+    return rule
 
 
 @dataclass(frozen=True)
-class PlannedFile:
+class FileResult:
+    """One file computed, not yet recorded (`Scanner.compute_file` -> `Scanner.commit`): what the ledger row
+    and the detection rows will hold, and the score of every window (start sample at the model's rate)."""
     path: Path
-    info: AudioInfo | None              # None when the header cannot be read (the file will fail)
-    time: FileTime | None
-    next_path: Path | None = None       # the contiguous next file of the same recorder, if any
+    key: str                            # store.file_key: the recording's identity
+    audio_s: float
+    start_utc: str                      # ISO, from recorder_time.file_time
+    time_source: str
+    recorder_id: str
+    detections: tuple[Detection, ...]
+    starts: np.ndarray = field(compare=False, repr=False)
+    scores: np.ndarray = field(compare=False, repr=False)
+    notes: tuple[str, ...] = ()         # warnings that did not fail the file (shown in the outcome)
 
 
 class ScanInterrupted(Exception):
@@ -141,23 +164,6 @@ class Progress:
     def file_started(self, path: Path, duration_s: float) -> None: ...
     def advance(self, audio_s: float) -> None: ...
     def file_finished(self, outcome: FileOutcome) -> None: ...
-
-
-def collect_audio(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files given directly (whatever their extension) plus audio files found recursively in folders, sorted."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and is_audio_file(f))
-        else:
-            out.append(p)
-    seen, unique = set(), []
-    for p in out:
-        k = file_key(p)
-        if k not in seen:
-            seen.add(k)
-            unique.append(p)
-    return unique
 
 
 def check_wav_complete(path: Path) -> None:
@@ -203,6 +209,8 @@ class Scanner:
         min_hits = m.min_hits if settings.min_hits is None else int(settings.min_hits)
         if min_hits < 1:
             raise ConfigError(f"min_hits {min_hits} must be at least 1", "pass e.g. --min-hits 2")
+        # stated at the bundle's hop; RunInfo (and every row) holds the windows in a row needed at this hop
+        min_hits = windows_at_hop(min_hits, m.hop_s, self.spec.hop_s)
         self.tz = parse_tz(settings.tz)
         self.run = RunInfo(model_id=m.model_id, model_sha256=m.files.get(m.model_file, ""), threshold=threshold,
                            hop_s=self.spec.hop_s, min_hits=min_hits, label=m.positive_label)
@@ -219,28 +227,13 @@ class Scanner:
     # planning
     def plan(self, paths: Iterable[str | os.PathLike]) -> list[PlannedFile]:
         """Probe every file, find its start time (ConfigError if a timezone is needed and missing) and link
-        contiguous files of the same recorder."""
-        files = []
-        for p in collect_audio(paths):
-            try:
-                info = probe(p)
-            except AudioReadError:  # it fails (and is recorded) when scanned; no time needed
-                files.append(PlannedFile(p, None, None))
-                continue
-            files.append(PlannedFile(p, info, file_time(p, self.tz)))
-        groups: dict[tuple, list[int]] = {}
-        for i, f in enumerate(files):
-            if f.info is not None:
-                groups.setdefault((f.path.parent.resolve(), f.time.recorder_id, f.info.sample_rate), []).append(i)
-        linked = list(files)
-        for idx in groups.values():
-            idx.sort(key=lambda i: files[i].time.start_utc)
-            for a, b in zip(idx, idx[1:]):
-                fa, fb = files[a], files[b]
-                end_a = fa.time.at(fa.info.duration_s)
-                if abs((fb.time.start_utc - end_a).total_seconds()) <= self.settings.contiguous_tol_s:
-                    linked[a] = PlannedFile(fa.path, fa.info, fa.time, fb.path)
-        return linked
+        contiguous files of the same recorder (edge/planning.py)."""
+        return plan_files(collect_audio(paths), self.tz, self.settings.contiguous_tol_s)
+
+    def next_contiguous(self, path: str | os.PathLike) -> Path | None:
+        """The file that continues `path` (same folder and recorder, starting where it ends), if already there:
+        the daemon passes it to scan_file as a scan of the folder would."""
+        return next_contiguous(path, self.tz, self.settings.contiguous_tol_s)
 
     # scanning
     def scan_paths(self, paths: Iterable[str | os.PathLike], progress: Progress | None = None) -> ScanSummary:
@@ -260,9 +253,9 @@ class Scanner:
 
     def scan_file(self, path: str | os.PathLike, next_path: str | os.PathLike | None = None,
                   ftime: FileTime | None = None, progress: Progress | None = None) -> FileOutcome:
-        """Scan one file and record it. Raises ScanInterrupted after stop(), KeyboardInterrupt on Ctrl-C,
-        ConfigError when the file's time needs a timezone; every problem with the file itself is a
-        'failed' outcome recorded in the ledger."""
+        """Scan one file and record it: `compute_file` then `commit`. Raises ScanInterrupted after stop(),
+        KeyboardInterrupt on Ctrl-C, ConfigError when the file's time needs a timezone; every problem with the
+        file itself is a 'failed' outcome recorded in the ledger."""
         progress = progress or Progress()
         path = Path(path)
         t0 = time.perf_counter()
@@ -272,15 +265,8 @@ class Scanner:
             progress.file_finished(outcome)
             return outcome
         try:
-            info = probe(path)
-            check_wav_complete(path)
-            ftime = ftime or file_time(path, self.tz)
-            progress.file_started(path, info.duration_s)
-            events, n_samples = self._events_of_file(path, Path(next_path) if next_path else None, progress)
-            detections = [self._detection(path, ftime, e) for e in events]
-            audio_s = n_samples / self.sample_rate
-            self.store.commit_file(path, self.run, detections, audio_s=audio_s, start_utc=iso(ftime.start_utc),
-                                   time_source=ftime.source, recorder_id=ftime.recorder_id)
+            result = self.compute_file(path, next_path, ftime, progress)
+            self.commit(result)
         except (ScanInterrupted, KeyboardInterrupt, ConfigError):
             raise
         except HootwatchError as exc:
@@ -288,16 +274,50 @@ class Scanner:
         except Exception as exc:  # a bug or a runtime failure must not stop a night's scan
             log.exception("%s: unexpected error", path)
             return self._failed(path, f"{type(exc).__name__}: {exc}", t0, progress)
-        if self.settings.clips and self.out_dir is not None and detections:
-            from .review import write_review
-            try:
-                write_review(path, detections, self.out_dir / "clips", pad_s=self.settings.clip_pad_s)
-            except (OSError, HootwatchError) as exc:  # a full disk must not stop the scan: detections are committed
-                log.warning("%s: review clips not written (%s); its detections are saved", path,
-                            getattr(exc, "message", exc))
-        outcome = FileOutcome(path, "done", "", len(detections), audio_s, time.perf_counter() - t0)
+        self._write_review(result)
+        outcome = FileOutcome(path, "done", "; ".join(result.notes), len(result.detections), result.audio_s,
+                              time.perf_counter() - t0)
         progress.file_finished(outcome)
         return outcome
+
+    def compute_file(self, path: str | os.PathLike, next_path: str | os.PathLike | None = None,
+                     ftime: FileTime | None = None, progress: Progress | None = None) -> FileResult:
+        """One file -> FileResult, touching no store (a worker process can run it; `commit` records it).
+        Raises HootwatchError naming the file when it cannot be scanned, ScanInterrupted after stop()."""
+        progress = progress or Progress()
+        path = Path(path)
+        info = probe(path)
+        check_wav_complete(path)
+        ftime = ftime or file_time(path, self.tz)
+        progress.file_started(path, info.duration_s)
+
+        def on_block(n: int) -> None:
+            if self._stop.is_set():
+                raise ScanInterrupted(str(path))
+            progress.advance(n / self.sample_rate)
+
+        scored = score_file(self.detector, self.spec, self.run.threshold, self.run.min_hits, path,
+                            Path(next_path) if next_path else None, block_s=self.settings.block_s,
+                            batch_size=self.settings.batch_size, on_block=on_block)
+        detections = tuple(self._detection(path, ftime, e) for e in scored.events)
+        return FileResult(path, file_key(path), scored.n_samples / self.sample_rate, iso(ftime.start_utc),
+                          ftime.source, ftime.recorder_id, detections, scored.starts, scored.scores)
+
+    def commit(self, result: FileResult) -> None:
+        """Record a computed file: its detections and its ledger row 'done', in one transaction."""
+        self.store.commit_file(result.path, self.run, result.detections, audio_s=result.audio_s,
+                               start_utc=result.start_utc, time_source=result.time_source,
+                               recorder_id=result.recorder_id)
+
+    def _write_review(self, result: FileResult) -> None:
+        if not (self.settings.clips and self.out_dir is not None and result.detections):
+            return
+        from .review import write_review
+        try:
+            write_review(result.path, list(result.detections), self.out_dir / "clips", pad_s=self.settings.clip_pad_s)
+        except (OSError, HootwatchError) as exc:  # a full disk must not stop the scan: detections are committed
+            log.warning("%s: review clips not written (%s); its detections are saved", result.path,
+                        getattr(exc, "message", exc))
 
     def _failed(self, path: Path, reason: str, t0: float, progress: Progress) -> FileOutcome:
         log.warning("skipping %s", reason)
@@ -306,63 +326,9 @@ class Scanner:
         progress.file_finished(outcome)
         return outcome
 
-    def _windows_of_file(self, path: Path, next_path: Path | None, progress: Progress,
-                         counter: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        sr, stream = self.sample_rate, WindowStream(self.spec)
-        for block in iter_blocks(path, sr, block_s=self.settings.block_s):
-            if self._stop.is_set():
-                raise ScanInterrupted(str(path))
-            counter[0] += len(block)
-            progress.advance(len(block) / sr)
-            yield from stream.push(block)
-        n = counter[0]
-        head = self._head(next_path) if next_path is not None else None
-        if head is None or len(head) == 0:
-            yield from stream.finish()
-            return
-        pending = [(s, w) for s, w in stream.push(head) if s < n]
-        yield from pending
-        # a next file shorter than a window: end-align what is still missing
-        yield from [(s, w) for s, w in stream.finish() if s < n]
-
-    def _head(self, next_path: Path) -> np.ndarray | None:
-        """The first window's worth of the next contiguous file, or None if it cannot be read."""
-        try:
-            blocks = list(iter_blocks(next_path, self.sample_rate, block_s=self.spec.window_s,
-                                      duration_s=self.spec.window_s))
-        except AudioReadError:
-            return None
-        return np.concatenate(blocks) if blocks else None
-
-    def _events_of_file(self, path: Path, next_path: Path | None, progress: Progress) -> tuple[list[Event], int]:
-        counter = [0]
-        builder = EventBuilder(self.run.threshold, self.run.min_hits)
-        events: list[Event] = []
-        batch: list[tuple[int, np.ndarray]] = []
-        for item in self._windows_of_file(path, next_path, progress, counter):
-            batch.append(item)
-            if len(batch) >= (self.settings.batch_size or self.detector.batch_size):
-                events += self._score_batch(batch, builder, None)
-                batch = []
-        # the file's sample count is known only now; the stream may have run into the next file
-        events += self._score_batch(batch, builder, None)
-        events += builder.flush()
-        n = counter[0]
-        if next_path is None:  # audio shorter than a window was padded: a detection ends with the audio
-            events = [replace(e, end_sample=min(e.end_sample, n)) for e in events]
-        return events, n
-
-    def _score_batch(self, batch: list[tuple[int, np.ndarray]], builder: EventBuilder,
-                     total: int | None) -> list[Event]:
-        if not batch:
-            return []
-        scores = self.detector.score(np.stack([w for _, w in batch]))
-        win = self.spec.window_samples
-        events = []
-        for (s, _), p in zip(batch, scores):
-            end = s + win if total is None else min(s + win, max(total, 1))
-            events += builder.push(s, end, float(p))
-        return events
+    def score_stream(self) -> ScoreStream:
+        """The window -> score -> event loop with this scan's settings (live audio)."""
+        return ScoreStream(self.detector, self.spec, self.run.threshold, self.run.min_hits, self.settings.batch_size)
 
     def _detection(self, path: Path, ftime: FileTime, e: Event, key: str | None = None,
                    name: str | None = None) -> Detection:
@@ -388,8 +354,7 @@ class LiveSession:
     source_id: str
     start_utc: datetime
     recorder_id: str = ""
-    _stream: WindowStream = field(init=False)
-    _builder: EventBuilder = field(init=False)
+    _stream: ScoreStream = field(init=False)
     _time: FileTime = field(init=False)
     _key: str = field(init=False)
 
@@ -397,8 +362,7 @@ class LiveSession:
         if self.start_utc.tzinfo is None:
             raise ValueError("start_utc must be timezone-aware (UTC)")
         s = self.scanner
-        self._stream = WindowStream(s.spec)
-        self._builder = EventBuilder(s.run.threshold, s.run.min_hits)
+        self._stream = s.score_stream()
         self._time = FileTime(self.start_utc.astimezone(timezone.utc), s.tz or timezone.utc, "capture_clock",
                               self.recorder_id)
         self._key = f"live:{self.source_id}:{iso(self._time.start_utc)}"
@@ -409,15 +373,11 @@ class LiveSession:
 
     def push(self, block: np.ndarray) -> list[Detection]:
         """Feed mono float32 audio at the model's rate; returns (and stores) detections that closed."""
-        windows = self._stream.push(np.asarray(block, np.float32).reshape(-1))
-        events = self.scanner._score_batch(windows, self._builder, None)
-        return self._record(events)
+        return self._record(self._stream.push(block, score_all=True))
 
     def close(self) -> list[Detection]:
         """End of the stream: score the end-aligned tail window and close any open event."""
-        total = self._stream.samples_seen
-        events = self.scanner._score_batch(self._stream.finish(), self._builder, total)
-        return self._record(events + self._builder.flush())
+        return self._record(self._stream.finish())
 
     def _record(self, events: list[Event]) -> list[Detection]:
         if not events:

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="score for a positive window, 0..1 (default: the bundle's)")
     p.add_argument("--min-hits", type=int, default=None, metavar="K",
-                   help="minimum positive windows per detection (default: the bundle's)")
+                   help="minimum positive windows per detection, counted at the bundle's hop (default: the bundle's)")
     p.add_argument("--tz", default=None, metavar="ZONE",
                    help="recorder timezone, e.g. Australia/Melbourne (needed for Song Meter/Swift names)")
     p.add_argument("--clips", action="store_true", help="also write a padded audio clip + spectrogram per detection")

@@ -1,11 +1,16 @@
-"""Window scores of recordings, windowed exactly as a scan windows each file, and the detections any
-(threshold, min_hits) makes of them: score once, then try operating points or pick training examples cheaply."""
+"""Window scores of recordings, windowed exactly as a scan windows them, and the detections any
+(threshold, min_hits) makes of them: score once, then try operating points or pick training examples cheaply.
+
+Files are planned and linked as a scan plans them (edge/planning.py: contiguous files of one recorder continue
+each other's window stream) and go through the same loop (edge/score_stream.py), so `detections_at` gives
+exactly the rows a scan with that operating point gives.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,44 +20,44 @@ from .evaluate import Detection
 log = logging.getLogger(__name__)
 
 BATCH = 64   # windows scored per call: bounds memory on long files
+CONTIGUOUS_TOL_S = 1.0   # as ScanSettings.contiguous_tol_s
 
 
 @dataclass(frozen=True)
 class FileScores:
     file: str                # path relative to the audio folder (as the truth table names it)
-    starts: np.ndarray       # window start samples at the model's rate
-    scores: np.ndarray       # owl probability of each window
+    starts: np.ndarray = field(compare=False)      # window start samples at the model's rate
+    scores: np.ndarray = field(compare=False)      # owl probability of each window
+    n_samples: int = 0       # samples of the file at the model's rate: events end there at the latest
+    next_file: str = ""      # the contiguous next file its last windows ran on into ("" when none)
 
 
-def score_windows(detector, audio_dir: str | os.PathLike) -> list[FileScores]:
-    """Window scores of every audio file under `audio_dir`, windowed exactly as a scan windows one file."""
-    from . import audio
+def score_windows(detector, audio_dir: str | os.PathLike, tz: str | None = None) -> list[FileScores]:
+    """Window scores of every audio file under `audio_dir`, windowed exactly as a scan windows them.
+
+    `tz` (the recorder's timezone) only serves to link contiguous files; without it, local-time names are read as
+    UTC, which links the same files (a fixed offset does not change which files abut).
+    """
     from .errors import AudioReadError
-    from .windows import WindowStream
+    from .audio import is_audio_file
+    from .planning import plan_files
+    from .recorder_time import parse_tz
+    from .score_stream import score_file
 
-    spec = detector.manifest.window_spec
+    m = detector.manifest
+    spec = m.window_spec
     root = Path(audio_dir)
     out = []
-    for path in sorted(p for p in root.rglob("*") if audio.is_audio_file(p)):
-        stream, starts, scores, pending = WindowStream(spec), [], [], []
-
-        def flush(final: bool = False) -> None:
-            while pending and (final or len(pending) >= BATCH):
-                batch, pending[:] = pending[:BATCH], pending[BATCH:]
-                starts.extend(s for s, _ in batch)
-                scores.append(detector.score(np.stack([w for _, w in batch])))
-
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p))
+    for f in plan_files(paths, parse_tz(tz or "UTC"), CONTIGUOUS_TOL_S):
         try:
-            for block in audio.iter_blocks(path, spec.sample_rate):
-                pending.extend(stream.push(block))
-                flush()
-            pending.extend(stream.finish())
-            flush(final=True)
+            scored = score_file(detector, spec, m.threshold, m.min_hits, f.path, f.next_path, batch_size=BATCH)
         except AudioReadError as exc:
             log.warning("%s (left out)", exc)
             continue
-        out.append(FileScores(path.relative_to(root).as_posix(), np.asarray(starts, np.int64),
-                              np.concatenate(scores) if scores else np.zeros(0, np.float32)))
+        nxt = f.next_path.relative_to(root).as_posix() if scored.linked else ""
+        out.append(FileScores(f.path.relative_to(root).as_posix(), scored.starts, scored.scores, scored.n_samples,
+                              nxt))
     return out
 
 
@@ -62,7 +67,8 @@ def detections_at(files: list[FileScores], window_samples: int, sample_rate: int
 
     dets = []
     for f in files:
-        for e in merge_windows(f.starts, f.starts + window_samples, f.scores, threshold, min_hits):
+        for e in merge_windows(f.starts, f.starts + window_samples, f.scores, threshold, min_hits,
+                               end_sample=f.n_samples):
             dets.append(Detection(f.file, e.start_sample / sample_rate, e.end_sample / sample_rate, label,
                                   e.max_score))
     return dets

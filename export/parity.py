@@ -1,7 +1,8 @@
 """Proof before a bundle is written: PyTorch, ONNX fp32 and ONNX int8 on the same clips, compared.
 
-Clips are cut exactly as evaluation cuts them (the centred window of each ClipRef) and normalised with the
-bundle's Normalisation, exactly as the edge does. For each ONNX variant: the largest absolute logit difference
+Clips are cut exactly as evaluation cuts them (the centred window of each ClipRef). The ONNX variants are scored
+by the edge `Detector` itself (its session options, its normalisation); PyTorch gets the same windows normalised
+with the same Normalisation. For each ONNX variant: the largest absolute logit difference
 from PyTorch, the fraction of clips whose decision at the threshold agrees with PyTorch, and the F1 of the
 positive label when the clips are labelled. The int8 model fails the check when more than `tolerance` of
 its decisions change by a real margin, and, on labelled clips, also when its F1 falls more than `tolerance`
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hootwatch.edge.bundle import Bundle, Manifest
 from hootwatch.edge.clips import ClipRef
-from hootwatch.edge.detector import softmax
+from hootwatch.edge.detector import Detector, softmax
 from hootwatch.edge.errors import ConfigError, HootwatchError
 from hootwatch.edge.preprocess import Normalisation
 
@@ -81,20 +83,22 @@ def torch_logits(model, x: np.ndarray, threads: int | None = None) -> np.ndarray
 
 
 def ort_session(path: Path, threads: int | None = 2):
-    ort = require("onnxruntime")
+    """The edge's ONNX Runtime session over one model file, on the CPU (the speed report times it)."""
+    from hootwatch.edge.detector import open_session
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return open_session(path, threads, ["CPUExecutionProvider"])
 
 
-def ort_logits(path: Path, x: np.ndarray, threads: int | None = 2) -> np.ndarray:
-    sess = ort_session(path, threads)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i:i + BATCH]})[0] for i in range(0, len(x), BATCH)]).astype(np.float32)
+def edge_detector(path: Path, sample_rate: int, window_s: float, normalisation: Normalisation,
+                  labels: tuple[str, ...], positive_label: str, threshold: float, threads: int | None = 2) -> Detector:
+    """The edge `Detector` over a candidate ONNX file, with the audio contract the bundle will carry: parity
+    scores through the very code the field runs (normalisation included), on the CPU."""
+    session = ort_session(path, threads)
+    manifest = Manifest(labels=tuple(labels), positive_label=positive_label, sample_rate=int(sample_rate),
+                        window_s=float(window_s), hop_s=float(window_s) / 2, normalisation=normalisation,
+                        threshold=float(threshold), input_name=session.get_inputs()[0].name,
+                        output_name=session.get_outputs()[0].name, model_file=Path(path).name)
+    return Detector.from_session(Bundle(Path(path).parent, manifest), session, BATCH, warmup=False)
 
 
 def _f1(truth: np.ndarray | None, decisions: np.ndarray) -> float | None:
@@ -151,12 +155,14 @@ def check_parity(model, onnx_paths: dict[str, Path], clips, sample_rate: int, wi
                           f"{', '.join(found)}); F1 would be 0 for every model and prove nothing",
                           f"add {positive_label!r} clips (a sub-folder named {positive_label} under --audio), "
                           "or pass --positive-label with the owl's label")
-    x = normalisation.apply(cut_windows(clips, sample_rate, window_s), sample_rate)
-    reference = torch_logits(model, x, threads)
+    raw = cut_windows(clips, sample_rate, window_s)
+    reference = torch_logits(model, normalisation.apply(raw, sample_rate), threads)
     candidates: dict[str, np.ndarray | str] = {}
     for name, path in onnx_paths.items():
         try:
-            candidates[name] = ort_logits(path, x, threads)
+            detector = edge_detector(path, sample_rate, window_s, normalisation, labels, positive_label, threshold,
+                                     threads)
+            candidates[name] = detector.logits(raw).astype(np.float32)
         except Exception as exc:  # fp16 graphs may not run on a CPU; that is reported, not fatal
             if name == "int8":
                 raise

@@ -34,6 +34,43 @@ DEFAULT_WINDOW_S = 5.0
 DEFAULT_HOP_S = 2.5
 DEFAULT_THRESHOLD = 0.5
 
+# what `hootwatch train` writes into RUN/model/hootwatch.json (every version has written all of these)
+RUN_META_REQUIRED = ("positive_label", "sample_rate", "window_s", "hop_s", "threshold", "normalisation")
+RUN_META_OPTIONAL = ("backbone", "labels")   # labels: a copy of config.json's id2label
+
+
+def read_run_meta(path: Path, labels: tuple[str, ...]) -> dict:
+    """RUN/model/hootwatch.json, strictly: a missing, unknown or mistyped key is a ConfigError naming the file
+    (a silent default would export a model with another audio contract or threshold than it was trained with)."""
+    meta = _read_json(path)
+    redo = "restore the file `hootwatch train` wrote (or train again); do not edit it by hand"
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: not a JSON object", redo)
+    unknown = sorted(set(meta) - set(RUN_META_REQUIRED) - set(RUN_META_OPTIONAL))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: "
+                          f"{', '.join(RUN_META_REQUIRED + RUN_META_OPTIONAL)})",
+                          "remove or correct them; a newer hootwatch may have written this run: upgrade hootwatch")
+    missing = [k for k in RUN_META_REQUIRED if k not in meta]
+    if missing:
+        raise ConfigError(f"{path}: missing key(s) {', '.join(missing)}", redo)
+    for key in ("window_s", "hop_s", "threshold"):
+        v = meta[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ConfigError(f"{path}: {key} is {v!r}, not a number", redo)
+    if not 0 < meta["hop_s"] <= meta["window_s"] or not 0 <= meta["threshold"] <= 1:
+        raise ConfigError(f"{path}: window_s {meta['window_s']}, hop_s {meta['hop_s']} or threshold "
+                          f"{meta['threshold']} is out of range", redo)
+    for key in ("positive_label", "backbone"):
+        if key in meta and not isinstance(meta[key], str):
+            raise ConfigError(f"{path}: {key} is {meta[key]!r}, not a name", redo)
+    if not isinstance(meta["normalisation"], dict):
+        raise ConfigError(f"{path}: normalisation is {meta['normalisation']!r}, not an object", redo)
+    if "labels" in meta and (not isinstance(meta["labels"], list) or tuple(meta["labels"]) != labels):
+        raise ConfigError(f"{path}: labels {meta['labels']} differ from config.json's {list(labels)}: the files "
+                          "come from different runs", "copy the whole RUN/model folder of one run")
+    return meta
+
 
 @dataclass(frozen=True)
 class ExportSource:
@@ -125,11 +162,11 @@ def resolve_source(path: str | Path, positive_label: str | None = None, threshol
 
 
 def _from_run(run: Path, model_dir: Path, positive_label, threshold, audio_dir) -> ExportSource:
-    meta = _read_json(model_dir / RUN_META)
     labels = _labels(_read_json(model_dir / "config.json"), model_dir)
+    meta = read_run_meta(model_dir / RUN_META, labels)
     metrics_path = run / "metrics.json"
     metrics = _read_json(metrics_path) if metrics_path.is_file() else {}
-    window_s = float(meta.get("window_s", DEFAULT_WINDOW_S))
+    window_s = float(meta["window_s"])
     if audio_dir is not None:
         clips, origin = audio_dir_clips(Path(audio_dir), window_s), str(audio_dir)
     else:
@@ -141,11 +178,11 @@ def _from_run(run: Path, model_dir: Path, positive_label, threshold, audio_dir) 
             raise ConfigError(f"{val}: lists no clips", "pass --audio DIR with recordings to check the exported model on")
     return ExportSource(
         model_dir=model_dir, kind="run", labels=labels,
-        positive_label=positive_label or meta.get("positive_label") or metrics.get("positive_label") or "owl",
-        sample_rate=_sample_rate(meta.get("sample_rate"), model_dir / RUN_META, "sample_rate"), window_s=window_s, hop_s=float(meta.get("hop_s", DEFAULT_HOP_S)),
-        threshold=float(threshold if threshold is not None else meta.get("threshold", metrics.get("threshold", DEFAULT_THRESHOLD))),
-        normalisation=_normalisation(meta.get("normalisation", {"kind": "zero_mean_unit_var"}), model_dir / RUN_META),
-        backbone=str(meta.get("backbone", "")), run_metrics=metrics, clips=clips, clips_origin=origin,
+        positive_label=positive_label or meta["positive_label"],
+        sample_rate=_sample_rate(meta["sample_rate"], model_dir / RUN_META, "sample_rate"), window_s=window_s,
+        hop_s=float(meta["hop_s"]), threshold=float(threshold if threshold is not None else meta["threshold"]),
+        normalisation=_normalisation(meta["normalisation"], model_dir / RUN_META),
+        backbone=meta.get("backbone", ""), run_metrics=metrics, clips=clips, clips_origin=origin,
     )
 
 

@@ -67,3 +67,38 @@ def test_min_hits_must_be_a_whole_number_of_at_least_one(tmp_path, bad):
 
     with pytest.raises(ConfigError, match="--min-hits"):
         ExportOptions(source=tmp_path, out=tmp_path / "b", min_hits=bad)
+
+
+def _run_folder(root, meta: dict):
+    model = root / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps({"id2label": {"0": "not_owl", "1": "owl"}}))
+    (model / "hootwatch.json").write_text(json.dumps(meta))
+    (root / "splits").mkdir()
+    (root / "splits" / "validation.csv").write_text("source,region_start_s,region_end_s,label,recording\n"
+                                                    "a.wav,0,5,owl,a\n")
+    return root
+
+
+RUN_META = {"positive_label": "owl", "sample_rate": 16000, "window_s": 5.0, "hop_s": 2.5, "threshold": 0.7,
+            "normalisation": {"kind": "zero_mean_unit_var", "highpass_hz": 150.0, "lowpass_hz": 3000.0},
+            "backbone": "tiny-wav2vec2", "labels": ["not_owl", "owl"]}
+
+
+def test_run_meta_is_read_strictly_and_an_old_run_folder_still_loads(tmp_path):
+    src = resolve_source(_run_folder(tmp_path / "ok", RUN_META))
+    assert (src.sample_rate, src.window_s, src.hop_s, src.threshold, src.backbone) == (16000, 5.0, 2.5, 0.7,
+                                                                                        "tiny-wav2vec2")
+    # runs written before `labels` was stamped (the labels are in config.json too) still load
+    old = {k: v for k, v in RUN_META.items() if k != "labels"}
+    assert resolve_source(_run_folder(tmp_path / "old", old)).labels == ("not_owl", "owl")
+    for name, meta, words in (
+            ("typo", RUN_META | {"treshold": 0.9}, ["unknown key", "treshold"]),
+            ("nohop", {k: v for k, v in RUN_META.items() if k != "hop_s"}, ["missing", "hop_s"]),
+            ("nothr", {k: v for k, v in RUN_META.items() if k != "threshold"}, ["missing", "threshold"]),
+            ("badwin", RUN_META | {"window_s": "5 s"}, ["window_s"]),
+            ("labels", RUN_META | {"labels": ["owl", "not_owl"]}, ["labels", "config.json"])):
+        with pytest.raises(ConfigError) as exc:
+            resolve_source(_run_folder(tmp_path / name, meta))
+        assert "hootwatch.json" in exc.value.message and exc.value.hint, name
+        assert all(w in exc.value.message for w in words), (name, exc.value.message)

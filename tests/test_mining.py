@@ -82,3 +82,18 @@ def test_an_earlier_runs_recordings_keep_their_side_and_mined_ones_are_split_by_
     new = [side[f"M{i}"] for i in range(20)]
     assert (new.count("validation"), new.count("test"), new.count("train")) == (3, 3, 14)
     assert len(rows) == 10 + 40
+
+
+def test_a_window_running_into_the_next_file_is_never_mined(tmp_path):
+    # two contiguous files of one recorder; the owl call is 0.5-2.5 s into `b`: `a`'s last windows hear it
+    # through `b`'s head, but `a`'s truth has no owl, so they must not become "not owl" clips
+    det = Detector.load(tone_bundle(tmp_path / "bundle", sample_rate=SR), threads=1)
+    night = tmp_path / "night"
+    write_tone(night / "AM01" / "20240501_090000.WAV", 30, sample_rate=SR)
+    write_tone(night / "AM01" / "20240501_090030.WAV", 30, sample_rate=SR, tones=[(0.5, 2.5)], seed=1)
+    with open(night / "ground_truth.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["file", "start_s", "end_s", "label"], ["AM01/20240501_090030.WAV", 0.5, 2.5, "owl"]])
+    mined = mine_hard_examples(det, night, night / "ground_truth.csv", tmp_path / "data",
+                               MiningConfig(negative_score=0.5, random_negatives=0))
+    assert [c.kind for c in mined] == ["hard_positive"]
+    assert mined[0].recording == "MINE_AM01_20240501_090030"

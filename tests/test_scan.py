@@ -2,7 +2,9 @@
 
 from datetime import datetime, timezone
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from hootwatch.edge.detector import Detector
 from hootwatch.edge.scan import LiveSession, Progress, ScanSettings, Scanner
@@ -50,7 +52,8 @@ def test_threshold_hop_and_min_hits_change_results(detector, tmp_path):
     strict = scanner(detector, tmp_path / "c", threshold=0.999999)
     strict.scan_file(p)
     assert strict.store.detections() == []
-    for k, expected in ((5, 1), (6, 0)):
+    # min_hits counts windows at the bundle's hop (2.5 s): at hop 1 s, 2 of them are 5 windows (the tone gives 5)
+    for k, expected in ((2, 1), (3, 0)):
         hits = scanner(detector, tmp_path / f"k{k}", hop_s=1.0, min_hits=k)
         hits.scan_file(p)
         assert len(hits.store.detections()) == expected
@@ -99,8 +102,9 @@ def test_contiguous_files_continue_the_window_stream(detector, tmp_path):
     assert [f.next_path for f in plan] == [b, None]
     sc.scan_paths([rec])
     rows = {r["file"]: r for r in sc.store.detections()}
-    # the window starting at 27.5 s in `a` runs 2.5 s into `b` and hears the tone: it belongs to `a`
-    assert (rows[str(a)]["start_s"], rows[str(a)]["end_s"]) == (27.5, 32.5)
+    # the window starting at 27.5 s in `a` runs 2.5 s into `b` and hears the tone: it belongs to `a`, and its
+    # event ends where `a` ends
+    assert (rows[str(a)]["start_s"], rows[str(a)]["end_s"]) == (27.5, 30.0)
     assert rows[str(a)]["begin_utc"] == "2024-01-01T22:00:27.500+00:00"
     assert rows[str(b)]["start_s"] == 0.0
     # alone, `a` ends with an end-aligned window [25, 30] that hears nothing
@@ -191,3 +195,117 @@ def test_review_clips_of_two_recorders_with_the_same_file_name_do_not_collide(de
     wavs = sorted(p.name for p in (tmp_path / "out" / "clips").glob("*.wav"))
     assert len(wavs) == 2 and wavs[0].startswith("moth_A_20240101_100000_") and wavs[1].startswith("moth_B_")
     assert len(list((tmp_path / "out" / "clips").glob("*.png"))) == 2
+
+
+def test_compute_file_touches_no_store_and_commit_records_it(detector, tmp_path):
+    p = write_tone(tmp_path / "rec" / "20240101_220000.wav", 40, SR, tones=[(10, 13)])
+    sc = scanner(detector, tmp_path)
+    result = sc.compute_file(p)
+    assert sc.store.count() == 0 and sc.store.ledger(p, sc.run.run_key) is None
+    assert (result.audio_s, result.time_source, result.start_utc) == (40.0, "filename_audiomoth",
+                                                                     "2024-01-01T22:00:00.000+00:00")
+    # every window of the file, scored: regular hops of 2.5 s over 40 s
+    assert list(result.starts) == [int(s * SR) for s in np.arange(0, 35.1, 2.5)]
+    assert len(result.scores) == len(result.starts) and (result.scores >= 0.5).sum() == 2
+    sc.commit(result)
+    [row] = sc.store.detections()
+    assert (row["start_s"], row["end_s"]) == (7.5, 15.0)
+    assert sc.store.ledger(p, sc.run.run_key).status == "done"
+    assert sc.scan_file(p).status == "skipped"
+
+
+class CountingScorer:
+    """Any scorer with .score/.manifest/.batch_size (a cascade, say) runs the scan: no ONNX internals assumed."""
+
+    def __init__(self, inner, batch_size):
+        self.inner, self.batch_size, self.calls = inner, batch_size, []
+
+    @property
+    def manifest(self):
+        return self.inner.manifest
+
+    def score(self, windows):
+        self.calls.append(len(windows))
+        return self.inner.score(windows)
+
+
+def test_scan_live_audio_and_window_scores_run_one_loop_with_any_scorer(detector, tmp_path):
+    from hootwatch.edge.window_scores import detections_at, score_windows
+
+    p = write_tone(tmp_path / "rec" / "20240101_220000.wav", 40, SR, tones=[(10, 13), (30, 34)])
+    scorer = CountingScorer(detector, batch_size=4)
+    sc = scanner(scorer, tmp_path)
+    sc.scan_file(p)
+    assert scorer.calls == [4, 4, 4, 3]            # 15 windows in batches of the scorer's size
+    scanned = [(r["start_s"], r["end_s"]) for r in sc.store.detections()]
+    live = LiveSession(scanner(detector, tmp_path / "live"), "mic0", datetime(2024, 1, 1, 22, tzinfo=timezone.utc))
+    x = tone_signal(40, SR, tones=[(10, 13), (30, 34)])
+    got = [d for i in range(0, len(x), 1000) for d in live.push(x[i:i + 1000])] + live.close()
+    m = detector.manifest
+    files = score_windows(detector, tmp_path / "rec")
+    offline = [(d.start_s, d.end_s) for d in detections_at(files, m.window_spec.window_samples, SR, m.threshold, 1)]
+    assert scanned == [(d.start_s, d.end_s) for d in got] == offline == [(7.5, 15.0), (27.5, 35.0)]
+
+
+def _straddling_call(rec):
+    """Two contiguous 30 s files of one recorder and a 6 s call from 27 s in `a` to 3 s in `b`."""
+    x = tone_signal(60, SR, tones=[(27, 33)])
+    a, b = rec / "20240101_220000.wav", rec / "20240101_220030.wav"
+    rec.mkdir(parents=True)
+    sf.write(a, x[:30 * SR], SR, subtype="FLOAT")
+    sf.write(b, x[30 * SR:], SR, subtype="FLOAT")
+    return a, b
+
+
+def _abut(rows):
+    """(file, begin_utc, end_utc) in time order, and whether each row ends where the next begins (no overlap)."""
+    rows = sorted(rows, key=lambda r: r[1])
+    return rows, all(r[2] <= n[1] for r, n in zip(rows, rows[1:]))
+
+
+def test_a_call_across_a_file_boundary_gives_abutting_rows_not_overlapping_ones(detector, tmp_path):
+    from hootwatch.edge.window_scores import detections_at, score_windows
+
+    a, b = _straddling_call(tmp_path / "rec")
+    sc = scanner(detector, tmp_path)
+    assert [f.next_path for f in sc.plan([tmp_path / "rec"])] == [b, None]
+    assert [o.audio_s for o in sc.scan_paths([tmp_path / "rec"]).outcomes] == [30.0, 30.0]
+    rows, abutting = _abut([(r["file"], r["begin_utc"], r["end_utc"]) for r in sc.store.detections()])
+    assert abutting, rows
+    # `a`: windows from 25 s (one runs into `b`) up to the end of `a`; `b`: from its first sample
+    assert rows == [(str(a), "2024-01-01T22:00:25.000+00:00", "2024-01-01T22:00:30.000+00:00"),
+                    (str(b), "2024-01-01T22:00:30.000+00:00", "2024-01-01T22:00:35.000+00:00")]
+    # window_scores (the operating point, mining) links the files as the scan does and gives the same rows
+    m = detector.manifest
+    files = score_windows(detector, tmp_path / "rec")
+    assert [f.next_file for f in files] == [b.name, ""]
+    offline = [(d.file, d.start_s, d.end_s) for d in detections_at(files, m.window_spec.window_samples, SR,
+                                                                    m.threshold, 1)]
+    assert offline == [(a.name, 25.0, 30.0), (b.name, 0.0, 5.0)]
+
+
+def test_next_contiguous_finds_the_file_that_continues_a_recording(detector, tmp_path):
+    a, b = _straddling_call(tmp_path / "rec")
+    write_tone(tmp_path / "rec" / "20240101_230000.wav", 30, SR)           # an hour later: not contiguous
+    sc = scanner(detector, tmp_path)
+    assert sc.next_contiguous(a) == b and sc.next_contiguous(b) is None
+    assert sc.next_contiguous(tmp_path / "rec" / "20240101_230000.wav") is None
+
+
+def test_min_hits_means_the_same_stretch_of_positive_windows_at_any_hop(tmp_path):
+    from hootwatch.edge.scan import detection_rule
+
+    two = Detector.load(tone_bundle(tmp_path / "bundle", sample_rate=SR, min_hits=2), threads=1)
+    # a 1.8 s blip fills one window at the bundle's hop (2.5 s): no detection with min_hits 2; at hop 1 s it fills
+    # 4 windows, which must not pass for "2 windows in a row"; a 5 s call passes at both hops
+    p = write_tone(tmp_path / "rec" / "20240101_220000.WAV", 60, sample_rate=SR, tones=[(9.0, 10.8), (35, 40)])
+    rows = {}
+    for hop in (None, 1.0, 1.25):
+        sc = scanner(two, tmp_path / f"hop{hop}", hop_s=hop)
+        sc.scan_file(p)
+        rows[hop] = [(r["start_s"] > 30, r["min_hits"], r["hop_s"]) for r in sc.store.detections()]
+    # 2 windows x 2.5 s = 5 s of positive windows: 5 windows at hop 1 s, 4 at hop 1.25 s
+    assert rows == {None: [(True, 2, 2.5)], 1.0: [(True, 5, 1.0)], 1.25: [(True, 4, 1.25)]}
+    rule = detection_rule(two.manifest, ScanSettings(hop_s=1.0))
+    assert "min_hits 2 (bundle)" in rule and "5 windows at hop 1 s" in rule
+    assert "windows at hop" not in detection_rule(two.manifest, ScanSettings())

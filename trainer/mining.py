@@ -67,6 +67,8 @@ def mine_hard_examples(detector, audio_dir: str | os.PathLike, truth_csv: str | 
     for f in score_windows(detector, audio_dir):
         calls = owls.get(f.file, [])
         for start, score in zip(f.starts, f.scores):
+            if f.next_file and start + win > f.n_samples:
+                continue  # it hears the next file, whose calls this file's truth does not list
             a, b = start / sr, (start + win) / sr
             item = (f.file, int(start), float(score))
             if any(a + cfg.call_margin_s <= c0 and c1 <= b - cfg.call_margin_s for c0, c1 in calls):

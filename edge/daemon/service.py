@@ -242,7 +242,7 @@ class Daemon:
         # clips obey the disk guard (ScanSettings is read per file)
         self.scanner.settings = dataclasses.replace(self.settings,
                                                     clips=self.settings.clips and self.guard.writes_allowed)
-        outcome = self.scanner.scan_file(job.path, progress=progress)
+        outcome = self.scanner.scan_file(job.path, next_path=self.scanner.next_contiguous(job.path), progress=progress)
         if outcome.status == "failed":
             self.health.add(files_failed=1)
             self.health.update(last_error=f"{job.path.name}: {outcome.reason}")
