@@ -54,7 +54,7 @@ def test_optimum_pin_allows_only_what_optimum_onnx_accepts(extra):
 
 
 def test_wheel_carries_the_systemd_unit_and_example_config(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                         str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     names = zipfile.ZipFile(next(tmp_path.glob("hootwatch-*.whl"))).namelist()
