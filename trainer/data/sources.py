@@ -27,7 +27,8 @@ from hootwatch.edge import audio
 from hootwatch.edge.clips import ClipRef
 from hootwatch.edge.errors import AudioReadError, HootwatchError
 
-from .annotations import Annotation, AnnotationError, audio_for_table, find_tables, read_table
+from .annotations import (RAVEN_SUFFIX, Annotation, AnnotationError, audio_for_table, find_tables, is_multi_file_raven,
+                          read_table)
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,8 @@ def clips_from_annotations(root: Path, opts: HarvestOptions, skipped: list[str],
     for table in find_tables(root):
         if table.name == RECORDINGS_CSV:
             continue
-        if table.suffix.lower() == ".txt":
+        # a table of one recording lies beside it; a Raven multi-file table names its recordings in its rows
+        if table.suffix.lower() == ".txt" and not (table.name.endswith(RAVEN_SUFFIX) and is_multi_file_raven(table)):
             beside = audio_for_table(table)
             if beside is None:
                 log.warning("skipping %s: no recording with the same name beside it", table)
