@@ -260,3 +260,26 @@ def test_recording_listed_in_recordings_csv_without_rows_is_negative(tmp_path):
     loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "c")
     assert {(c.recording, c.label) for c in loaded.clips} == {("A", "owl"), ("A", "not_owl"), ("B", "not_owl")}
     assert not loaded.skipped
+
+
+def test_label_folders_and_annotation_tables_in_one_set_are_merged(tmp_path):
+    """One annotated recording among label folders used to switch the loader to tables only and drop every
+    folder clip; both layouts are now read, and the merge is said in the notes."""
+    from hootwatch.trainer.data.sources import load_clips
+
+    for label, calls in (("owl", [1.0]), ("not_owl", [])):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            make_annotated_recording(tmp_path / label / f"rec{i}_{label}.wav", 16000, 6.0, calls, seed=i)
+    make_annotated_recording(tmp_path / "long.wav", 16000, 30.0, [5.0, 20.0], seed=9)
+    write_raven(tmp_path / "long.Table.1.selections.txt", [(5.0, 6.4, "owl"), (20.0, 21.4, "owl")])
+    loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "c")
+    by_label: dict[str, set[str]] = {}
+    for c in loaded.clips:
+        by_label.setdefault(c.label, set()).add(Path(c.source).name)
+    assert {f"rec{i}_owl.wav" for i in range(4)} | {"long.wav"} == by_label["owl"]
+    assert {f"rec{i}_not_owl.wav" for i in range(4)} <= by_label["not_owl"] and "long.wav" in by_label["not_owl"]
+    assert sum(c.label == "owl" and c.source.endswith("long.wav") for c in loaded.clips) == 2
+    assert not loaded.skipped
+    [note] = [n for n in loaded.notes if "merged" in n]
+    assert "1 recording(s) with annotation tables" in note and "4 file(s) in owl/" in note
