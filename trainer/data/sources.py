@@ -178,11 +178,11 @@ def clips_from_label_folders(root: Path, opts: HarvestOptions, skipped: list[str
     clips = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for f in sorted(p for p in label_dir.rglob("*") if p.is_file() and audio.is_audio_file(p)):
-            clips.extend(_folder_clips(f, label_dir.name, opts, skipped, rec_map, base))
+            clips.extend(folder_clips(f, label_dir.name, opts, skipped, rec_map, base))
     return clips
 
 
-def _folder_clips(f: Path, label: str, opts: HarvestOptions, skipped: list[str], rec_map: dict,
+def folder_clips(f: Path, label: str, opts: HarvestOptions, skipped: list[str], rec_map: dict,
                   base: Path) -> list[ClipRef]:
     """The clip regions of one file in a label folder."""
     info = _probe_or_skip(f, skipped)
@@ -300,7 +300,7 @@ def _merge_label_folders(root: Path, untabled: list[str], opts: HarvestOptions, 
     clips = []
     for label, files in sorted(per_label.items()):
         for f in files:
-            clips.extend(_folder_clips(Path(f), label, opts, skipped, rec_map, base))
+            clips.extend(folder_clips(Path(f), label, opts, skipped, rec_map, base))
     if per_label:
         msg = (f"{root}: {MERGED} {n_annotated} recording(s) with annotation tables, and "
                + ", ".join(f"{len(v)} file(s) in {k}/ as class {k!r}" for k, v in sorted(per_label.items()))
