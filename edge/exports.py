@@ -26,6 +26,8 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .label_tables import Annotation
+from .label_tables import audacity_text as audacity_track_text
 from .label_tables import raven_text as raven_table_text
 from .store import DetectionStore
 
@@ -72,7 +74,8 @@ def raven_text(rows: list[dict], high_freq_hz: float, low_freq_hz: float = 0.0) 
 
 
 def audacity_text(rows: list[dict]) -> str:
-    return "".join(f"{r['start_s']:.3f}\t{r['end_s']:.3f}\t{r['label']} {r['max_score']:.2f}\n" for r in rows)
+    return audacity_track_text([Annotation(r["file"], r["start_s"], r["end_s"], f"{r['label']} {r['max_score']:.2f}")
+                                for r in rows])
 
 
 def label_file_names(files: list[str]) -> dict[str, str]:

@@ -283,3 +283,18 @@ def test_label_folders_and_annotation_tables_in_one_set_are_merged(tmp_path):
     assert not loaded.skipped
     [note] = [n for n in loaded.notes if "merged" in n]
     assert "1 recording(s) with annotation tables" in note and "4 file(s) in owl/" in note
+
+
+def test_label_tables_written_are_read_back(tmp_path):
+    """One module writes what it reads: Raven (per recording and multi-file columns), Audacity and CSV."""
+    from hootwatch.edge.label_tables import annotation_csv_text, audacity_text, raven_text, read_table
+
+    rec = make_annotated_recording(tmp_path / "rec.wav", 16000, 20.0, [2.0])
+    anns = [Annotation(str(rec), 2.0, 3.5, "owl"), Annotation(str(rec), 10.25, 11.0, "boobook")]
+    (tmp_path / "rec.txt").write_text(audacity_text(anns))
+    (tmp_path / "all.csv").write_text(annotation_csv_text(anns))
+    rows = [{"begin_s": a.start_s, "end_s": a.end_s, "low_hz": 0.0, "high_hz": 4000.0, "path": a.audio,
+             "offset_s": a.start_s, "Annotation": a.label} for a in anns]
+    (tmp_path / "rec.Table.1.selections.txt").write_text(raven_text(rows, ("Annotation",)))
+    for name in ("rec.txt", "all.csv", "rec.Table.1.selections.txt"):
+        assert read_table(tmp_path / name) == anns, name
