@@ -1,13 +1,18 @@
-"""Benchmark: event-level accuracy of a model bundle on a synthetic SD-card dump with ground truth, and its false
-positives on real recordings that hold no powerful owl.
+"""Benchmark: event-level accuracy of a model bundle on annotated recordings (a synthetic SD-card dump, or your
+own), and its false positives on real recordings that hold no powerful owl.
 
 A detection counts as a true positive when it overlaps a true owl call; each call counts once however many
-detections overlap it (hootwatch.edge.evaluate). False positives per hour are reported for the dump and, when
-../shared/data/real is present (or --negatives DIR is given), for those real owl-free recordings: real boobook
-calls, wind, night soundscapes. Every detection there is a false positive.
+detections overlap it (hootwatch.edge.evaluate). `--dump DIR` takes every annotation format the trainer reads,
+through the same reader (hootwatch.edge.label_tables): a `ground_truth.csv` / any CSV `file,start_s,end_s,label`,
+Raven selection tables (one per recording, or multi-file) and Audacity label tracks. With CSV tables the whole
+folder is scanned (files without a row hold no owl); with per-recording tables only the recordings they annotate.
+False positives per hour are reported for DIR and, when ../shared/data/real is present (or --negatives DIR is
+given), for its evaluation-only owl-free recordings (real boobook calls, a site and hours never used as training
+backgrounds: see hootwatch.trainer.synth.backgrounds). Every detection there is a false positive.
 
     python bench/accuracy.py --bundle hootwatch-demo/bundle --hours 2 --seed 7
-    python bench/accuracy.py --bundle bundle --dump CARD          # an existing dump with ground_truth.csv
+    python bench/accuracy.py --bundle bundle --dump CARD          # a dump with ground_truth.csv
+    python bench/accuracy.py --bundle bundle --dump SURVEY --default-label owl   # recordings + Raven tables
 """
 
 from __future__ import annotations
@@ -22,20 +27,25 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from hootwatch.edge import audio
 from hootwatch.edge.detector import Detector
-from hootwatch.edge.evaluate import audio_hours, event_metrics, load_detections, load_truth
+from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.evaluate import TruthEvent, event_metrics, load_detections
+from hootwatch.edge.label_tables import audio_for_table, find_tables, is_multi_file_raven, read_table
 from hootwatch.edge.scan import ScanSettings, scan_into
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-# boobook/positive: real southern boobook calls (never used in synthesis); the rest are also used as
-# synthetic backgrounds, so their rows measure robustness to seen noise rather than to new sites
-OWL_FREE = ("boobook/positive", "boobook/negative", "soundscape_sm4", "misc", "recorder_fixtures")
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", type=Path, required=True)
-    p.add_argument("--dump", type=Path, default=None, help="existing dump folder with ground_truth.csv")
+    p.add_argument("--dump", type=Path, default=None,
+                   help="annotated recordings: ground_truth.csv, any CSV file,start_s,end_s,label, Raven or Audacity "
+                        "tables (as `hootwatch train` reads them)")
+    p.add_argument("--positive-label", default="owl", help="the label of the calls to detect (default owl)")
+    p.add_argument("--label-column", default=None, help="label column of Raven tables")
+    p.add_argument("--default-label", default=None, help="label of Raven selections with no label")
     p.add_argument("--hours", type=float, default=1.0, help="hours to synthesise when --dump is not given")
     p.add_argument("--seed", type=int, default=12345, help="dump seed (use one the model was not trained on)")
     p.add_argument("--negatives", type=Path, default=None, help="folder of real recordings without powerful owls")
@@ -49,10 +59,58 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def negatives(args: argparse.Namespace) -> list[Path]:
+def negatives(args: argparse.Namespace) -> list[tuple[str, list[Path]]]:
+    """(name, files) of the owl-free recordings: --negatives, else the evaluation-only part of ../shared/data/real
+    (never the training backgrounds)."""
     if args.negatives:
-        return [args.negatives]
-    return [REAL / p for p in OWL_FREE if (REAL / p).exists()]
+        return [(str(args.negatives), [args.negatives])]
+    if not REAL.is_dir():
+        return []
+    from hootwatch.trainer.synth.backgrounds import evaluation_files
+    return list(evaluation_files(REAL).items())
+
+
+def ground_truth(folder: Path, label_column: str | None = None, default_label: str | None = None
+                 ) -> tuple[list[TruthEvent], list[Path]]:
+    """The truth of an annotated folder, read as the trainer reads it, and the recordings to scan."""
+    tables = find_tables(folder)
+    if not tables:
+        raise HootwatchError(f"{folder}: no annotation table found",
+                             "put ground_truth.csv (file,start_s,end_s,label), Raven selection tables or Audacity "
+                             "label tracks beside the recordings")
+    root = folder.resolve()
+    truth, annotated = [], set()
+    for table in tables:
+        if table.suffix.lower() == ".txt" and not is_multi_file_raven(table):
+            beside = audio_for_table(table)
+            if beside is not None:
+                annotated.add(beside.resolve())   # an empty table: a recording without calls
+        for a in read_table(table, label_column, default_label):
+            path = Path(a.audio).resolve()
+            annotated.add(path)
+            truth.append(TruthEvent(path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path),
+                                    a.start_s, a.end_s, a.label))
+    if any(t.suffix.lower() == ".csv" for t in tables):
+        files = sorted(p for p in folder.rglob("*") if audio.is_audio_file(p))
+    else:
+        files = sorted(p for p in annotated if p.is_file())
+    return truth, files
+
+
+def hours_of(files: list[Path]) -> float:
+    return sum(audio.probe(p).duration_s for p in files) / 3600
+
+
+def score(detector, dump: Path, settings: ScanSettings, work: Path, positive_label: str = "owl",
+          label_column: str | None = None, default_label: str | None = None):
+    """(event metrics, audio hours, scan seconds) of `detector` over the annotated folder `dump`."""
+    truth, files = ground_truth(dump, label_column, default_label)
+    t = time.perf_counter()
+    _, paths = scan_into(files, detector, work, settings)
+    scan_s = time.perf_counter() - t
+    hours = hours_of(files)
+    return (event_metrics(load_detections(paths["csv"], positive_label), truth, hours, root=dump,
+                          positive_label=positive_label), hours, scan_s)
 
 
 def main() -> None:
@@ -72,11 +130,8 @@ def main() -> None:
     detector = Detector.load(args.bundle, threads=args.threads)
     settings = ScanSettings(tz=args.tz, threshold=args.threshold, hop_s=args.hop, min_hits=args.min_hits)
 
-    t = time.perf_counter()
-    summary, paths = scan_into([dump], detector, work / "scan_dump", settings)
-    scan_s = time.perf_counter() - t
-    hours = audio_hours(dump)
-    m = event_metrics(load_detections(paths["csv"]), load_truth(dump / "ground_truth.csv"), hours, root=dump)
+    m, hours, scan_s = score(detector, dump, settings, work / "scan_dump", args.positive_label, args.label_column,
+                             args.default_label)
 
     threshold = detector.manifest.threshold if args.threshold is None else args.threshold
     min_hits = detector.manifest.min_hits if args.min_hits is None else args.min_hits
@@ -88,15 +143,15 @@ def main() -> None:
     table.add_row(name, f"{hours:.2f}", str(m.n_true), str(m.n_found),
                   str(m.n_detections), f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}",
                   f"{m.fp_per_hour:.2f}", f"{hours * 3600 / scan_s:.0f}x")
-    for folder in negatives(args):
+    for name, real_files in negatives(args):
         # real recordings: their file names carry UTC or unknown local time; times do not matter here
-        real_summary, real_paths = scan_into([folder], detector, work / f"scan_{folder.parent.name}_{folder.name}",
+        real_summary, real_paths = scan_into(real_files, detector, work / f"scan_{name.replace('/', '_')}",
                                              ScanSettings(tz="UTC", threshold=args.threshold, hop_s=args.hop,
                                                           min_hits=args.min_hits))
-        n = len(load_detections(real_paths["csv"]))
+        n = len(load_detections(real_paths["csv"], args.positive_label))
         real_h = real_summary.audio_s / 3600
-        table.add_row(f"real, owl-free: {folder.relative_to(REAL) if folder.is_relative_to(REAL) else folder}", f"{real_h:.3f}", "0", "-", str(n), "-", "-", "-",
-                      f"{n / real_h:.1f}" if real_h else "-", "-")
+        table.add_row(f"real, owl-free, evaluation-only: {name} ({len(real_files)} files)", f"{real_h:.3f}", "0",
+                      "-", str(n), "-", "-", "-", f"{n / real_h:.1f}" if real_h else "-", "-")
     console.print(table)
     if m.by_confuser:
         console.print("dump false positives by what they overlapped: " +

@@ -15,7 +15,14 @@ Sources, first match wins (each detection records which one gave its time as `ti
    - `filename_songmeter`: Wildlife Acoustics, `PREFIX_YYYYMMDD_HHMMSS` (the prefix may hold underscores, e.g.
      `S4A03895_0+1_...`; the prefix is the recorder id; recorder local time);
    - `filename_datetime`: any other `YYYYMMDD_HHMMSS` / `YYYYMMDDTHHMMSS` inside the name (local time).
-4. `mtime`: the file's modification time (with a warning: copying a card can change it).
+4. `mtime`: the file's modification time minus the recording's duration (with a warning). Recorders close a file
+   when they stop writing it, so its modification time is the END of the recording, not its start (copying a
+   card can change it too).
+
+Impossible metadata (an AudioMoth comment with day 41, month 13, year 0 or `UTC+25`; a recorder-pattern name with
+an impossible date, or one outside the years 1990-2100, such as year 0001 or 9999; an unreadable modification
+time) raises `RecorderTimeError` naming the file and the reason: that file fails alone, never with a made-up time
+such as 1970.
 
 Sources in recorder local time need the recorder's timezone (`--tz Australia/Melbourne`); without it
 `file_time` raises ConfigError naming the file and the flag. Local times are shown in `--tz` when given, else in
@@ -32,7 +39,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from .errors import ConfigError, HootwatchError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,25 @@ _AUDIOMOTH = re.compile(r"^(\d{8})_(\d{6})(?:_\d+)?$")
 _HEX = re.compile(r"^[0-9A-Fa-f]{8}$")
 _PREFIXED = re.compile(r"^(?P<prefix>.+)_(?P<d>\d{8})_(?P<t>\d{6})(?:_\d+)?$")
 _ANY = re.compile(r"(?<!\d)(\d{8})[_T-]?(\d{6})(?!\d)")
+YEARS = (1990, 2100)    # plausible recording years: outside them the recorder's clock was never set or is broken
+MAX_OFFSET_H = 14       # UTC-12 ... UTC+14 are the offsets in use
+
+
+class RecorderTimeError(HootwatchError):
+    """A recording whose time metadata is impossible or unreadable: that file fails alone, with the reason."""
+
+
+def _bad_time(path: Path, source: str, what: str) -> RecorderTimeError:
+    return RecorderTimeError(
+        f"{path}: impossible start time in the {source.replace('_', ' ')} ({what})",
+        "the recorder's clock was probably not set: fix its clock for the next deployment, and rename this file "
+        "to its true start time (e.g. YYYYMMDD_HHMMSS.WAV, UTC) to scan it")
+
+
+def _plausible(start: datetime, path: Path, source: str) -> datetime:
+    if not YEARS[0] <= start.year <= YEARS[1]:
+        raise _bad_time(path, source, f"year {start.year}, outside {YEARS[0]}-{YEARS[1]}")
+    return start
 
 
 @dataclass(frozen=True)
@@ -84,6 +110,7 @@ def _need_tz(path: Path, source: str) -> ConfigError:
 
 
 def _localise(naive: datetime, tz: tzinfo | None, path: Path, source: str) -> datetime:
+    _plausible(naive, path, source)
     if tz is None:
         raise _need_tz(path, source)
     return naive.replace(tzinfo=tz).astimezone(timezone.utc)
@@ -100,22 +127,31 @@ def _wav_comment(path: Path) -> tuple[str, str]:
         return "", ""
 
 
-def parse_audiomoth_comment(comment: str) -> tuple[datetime, tzinfo, str] | None:
-    """(start UTC, recorder offset, serial) from an AudioMoth comment, or None."""
+def parse_audiomoth_comment(comment: str, path: Path | None = None) -> tuple[datetime, tzinfo, str] | None:
+    """(start UTC, recorder offset, serial) from an AudioMoth comment, or None; RecorderTimeError when the comment
+    holds an impossible date, time or offset."""
     m = _AM_COMMENT.search(comment or "")
     if not m:
         return None
     hh, mi, ss, dd, mo, yy, oh, om, serial = m.groups()
+    where = path or Path("AudioMoth comment")
+    hours, minutes = abs(int(oh or 0)), int(om or 0)
+    if hours * 60 + minutes > MAX_OFFSET_H * 60 or minutes >= 60:
+        raise _bad_time(where, "audiomoth_header", f"offset UTC{oh}{':' + om if om else ''}")
     sign = -1 if (oh or "+").startswith("-") else 1
-    offset = timezone(sign * timedelta(hours=abs(int(oh or 0)), minutes=int(om or 0)))
-    local = datetime(int(yy), int(mo), int(dd), int(hh), int(mi), int(ss), tzinfo=offset)
+    offset = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        local = datetime(int(yy), int(mo), int(dd), int(hh), int(mi), int(ss), tzinfo=offset)
+    except ValueError as exc:
+        raise _bad_time(where, "audiomoth_header", f"{hh}:{mi}:{ss} {dd}/{mo}/{yy}: {exc}") from None
+    _plausible(local, where, "audiomoth_header")
     return local.astimezone(timezone.utc), offset, serial.upper()
 
 
 def _from_audiomoth_header(path: Path) -> FileTime | None:
     if path.suffix.lower() != ".wav":
         return None
-    parsed = parse_audiomoth_comment(_wav_comment(path)[0])
+    parsed = parse_audiomoth_comment(_wav_comment(path)[0], path)
     if parsed is None:
         return None
     start, offset, serial = parsed
@@ -136,38 +172,47 @@ def _from_guano(path: Path, tz: tzinfo | None) -> FileTime | None:
     recorder = str(g.get("Serial", "") or g.get("Model", "") or "")
     if ts.tzinfo is None:
         return FileTime(_localise(ts, tz, path, "guano"), tz, "guano", recorder)
+    _plausible(ts, path, "guano")
     return FileTime(ts.astimezone(timezone.utc), ts.tzinfo, "guano", recorder)
 
 
-def _naive(d: str, t: str) -> datetime | None:
+def _naive(d: str, t: str, path: Path | None = None, source: str = "") -> datetime | None:
+    """The date and time of a name; None when they are not a date, unless the name follows a recorder's pattern
+    (`path` given): then an impossible date is an error, not a reason to guess."""
     try:
         return datetime.strptime(d + t, "%Y%m%d%H%M%S")
     except ValueError:
-        return None
+        if path is None:
+            return None
+        raise _bad_time(path, source, f"{d}_{t} is not a valid date and time") from None
 
 
 def _from_name(path: Path, tz: tzinfo | None) -> FileTime | None:
     stem = path.stem
     if m := _BARLT.search(stem):
-        naive = _naive(m.group(1), m.group(2))
+        naive = _naive(m.group(1), m.group(2), path, "filename_barlt")
         if naive:
+            _plausible(naive, path, "filename_barlt")
+            if int(m.group(4)) * 60 + int(m.group(5)) > MAX_OFFSET_H * 60:
+                raise _bad_time(path, "filename_barlt", f"offset {m.group(3)}{m.group(4)}{m.group(5)}")
             sign = 1 if m.group(3) == "+" else -1
             offset = timezone(sign * timedelta(hours=int(m.group(4)), minutes=int(m.group(5))))
             start = naive.replace(tzinfo=offset).astimezone(timezone.utc)
             return FileTime(start, tz or offset, "filename_barlt", "")
     if m := _AUDIOMOTH.match(stem):
-        naive = _naive(m.group(1), m.group(2))
+        naive = _naive(m.group(1), m.group(2), path, "filename_audiomoth")
         if naive:
+            _plausible(naive, path, "filename_audiomoth")
             return FileTime(naive.replace(tzinfo=timezone.utc), tz or timezone.utc, "filename_audiomoth", "")
     if _HEX.match(stem) and not stem.isdigit():
         start = datetime.fromtimestamp(int(stem, 16), timezone.utc)
         if 2000 <= start.year <= 2100:
             return FileTime(start, tz or timezone.utc, "filename_audiomoth_hex", "")
     if m := _PREFIXED.match(stem):
-        naive = _naive(m.group("d"), m.group("t"))
+        prefix = m.group("prefix")
+        source = "filename_swift" if prefix.upper().startswith("SWIFT") else "filename_songmeter"
+        naive = _naive(m.group("d"), m.group("t"), path, source)
         if naive:
-            prefix = m.group("prefix")
-            source = "filename_swift" if prefix.upper().startswith("SWIFT") else "filename_songmeter"
             recorder = prefix.split("_")[0]
             return FileTime(_localise(naive, tz, path, source), tz, source, recorder)
     if m := _ANY.search(stem):
@@ -201,8 +246,10 @@ def _warn_utc_name(path: Path, zone: tzinfo | None, found: FileTime) -> None:
                 "off by its UTC offset: rename the files or keep the AudioMoth header", path.parent, zone)
 
 
-def file_time(path: str | os.PathLike, tz: str | tzinfo | None = None) -> FileTime:
-    """Start time of `path` from the best source available; ConfigError when a needed timezone is missing."""
+def file_time(path: str | os.PathLike, tz: str | tzinfo | None = None, duration_s: float | None = None) -> FileTime:
+    """Start time of `path` from the best source available; ConfigError when a needed timezone is missing,
+    RecorderTimeError when its time metadata is impossible. `duration_s` (probed when not given) is only needed
+    for the modification-time fallback."""
     p = Path(path)
     zone = parse_tz(tz) if isinstance(tz, str) or tz is None else tz
     for source in (lambda: _from_audiomoth_header(p), lambda: _from_guano(p, zone), lambda: _from_name(p, zone)):
@@ -214,9 +261,15 @@ def file_time(path: str | os.PathLike, tz: str | tzinfo | None = None) -> FileTi
             return found
     try:
         mtime = p.stat().st_mtime
-    except OSError:
-        mtime = 0.0
-    log.warning("%s: no time in its header or name; using the file's modification time, which copying can "
-                "change (rename files to the recorder's pattern, e.g. YYYYMMDD_HHMMSS.WAV)", p)
-    start = datetime.fromtimestamp(mtime, timezone.utc)
+        end = datetime.fromtimestamp(mtime, timezone.utc)
+    except (OSError, OverflowError, ValueError) as exc:
+        raise RecorderTimeError(f"{p}: no time in its header or name, and its modification time cannot be read "
+                                f"({exc})", "rename the file to its start time, e.g. YYYYMMDD_HHMMSS.WAV (UTC)") from None
+    if duration_s is None:
+        from .audio import probe
+        duration_s = probe(p).duration_s
+    start = _plausible(end - timedelta(seconds=duration_s), p, "mtime")
+    log.warning("%s: no time in its header or name; taking its modification time as the END of the recording "
+                "(start = modification time - %.1f s duration); copying a card can change it (rename files to the "
+                "recorder's pattern, e.g. YYYYMMDD_HHMMSS.WAV)", p, duration_s)
     return FileTime(start, zone or timezone.utc, "mtime", "")

@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .detector import Detector
+    from .exports import exports_note
     from .scan import detection_rule, scan_into
     from .store import STORE_NAME
 
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     if not report.is_terminal:
         report = Console(width=200)  # piped to a file or a log: do not wrap paths
     report.print(summary_table(summary, paths["csv"], store_path, detection_rule(detector.manifest, settings)))
+    report.print(exports_note(paths))
     if summary.failed:
         report.print(failed_table(summary))
     if not summary.outcomes:

@@ -39,7 +39,7 @@ def test_song_meter_names_are_read_in_the_recorder_timezone_and_all_exports_writ
     [row] = list(csv.DictReader(open(out / "detections.csv")))
     # 22:00 on a UTC+10 recorder is 12:00 UTC, not 22:00 UTC (output.timezone); local times in the recorder's zone
     assert (row["begin_utc"], row["begin_local"]) == ("2024-01-01T12:00:07.500+00:00", "2024-01-01T22:00:07.500+10:00")
-    assert (out / "detections.selections.txt").is_file()
+    assert (out / "raven" / "SM4A_20240101_220000.Table.1.selections.txt").is_file()
     assert (out / "labels" / "SM4A_20240101_220000.txt").read_text().startswith("7.500\t15.000\towl")
     for store in (daemon._ledger_store, daemon._scan_store):  # every connection closed at stop
         with pytest.raises(sqlite3.ProgrammingError):

@@ -72,7 +72,7 @@ def test_real_tables_harvest_regions(shared_real, tmp_path):
             assert q.region_end_s <= a.start_s - 1.0 + 1e-9 or q.region_start_s >= a.end_s + 1.0 - 1e-9
 
 
-def test_raven_with_label_column_via_crowsetta(tmp_path):
+def test_raven_with_label_column(tmp_path):
     make_annotated_recording(tmp_path / "rec1.wav", 16000, 30.0, [3.0, 15.0])
     t = write_raven(tmp_path / "rec1.Table.1.selections.txt", [(3.0, 4.4, "owl"), (15.0, 16.2, "owl")], col="Species")
     anns = read_raven(t)
@@ -80,6 +80,77 @@ def test_raven_with_label_column_via_crowsetta(tmp_path):
     assert anns[0].audio == str(tmp_path / "rec1.wav")
     with pytest.raises(HootwatchError, match="--label-column"):
         read_raven(t, label_column="Call type")
+
+
+@pytest.mark.shared
+def test_real_tables_saved_with_two_views_give_one_annotation_per_selection(shared_real, tmp_path):
+    """Raven Pro saves each selection once per view: a real table, saved as Raven does with a Waveform view open
+    too, must give the same annotations, not twice as many."""
+    import shutil
+
+    total = 0
+    for table in sorted((shared_real / "boobook" / "positive").glob("*.selections.txt")):
+        single = read_raven(table, default_label="boobook")
+        lines = table.read_text(encoding="utf-8-sig").splitlines()
+        doubled = [lines[0]] + [ln for row in lines[1:] if row.strip()
+                                for ln in (row.replace("Spectrogram 1", "Waveform 1", 1), row)]
+        copy = tmp_path / table.name
+        copy.write_text("\n".join(doubled) + "\n")
+        audio = audio_for_table(table)
+        shutil.copy(audio, tmp_path / audio.name)
+        both = read_raven(copy, default_label="boobook")
+        assert [(a.start_s, a.end_s) for a in both] == [(a.start_s, a.end_s) for a in single]
+        assert len(both) == len({ln.split("\t")[0] for ln in lines[1:] if ln.strip()})
+        total += len(both)
+    assert total >= 15
+    calls = [c for c in clips_from_annotations(tmp_path, HarvestOptions(default_label="boobook"), [])
+             if c.label == "boobook"]
+    assert len(calls) == total  # one clip per call, not one per view
+
+
+def test_multi_view_table_keeps_one_row_per_selection(tmp_path):
+    make_annotated_recording(tmp_path / "rec.wav", 16000, 30.0, [3.0, 15.0])
+    rows = [(1, "Waveform 1", 3.0, 4.4), (1, "Spectrogram 1", 3.0, 4.4), (2, "Waveform 1", 15.0, 16.2),
+            (2, "Spectrogram 1", 15.0, 16.2)]
+    text = RAVEN_HEADER.format(col="Annotation") + "".join(
+        f"{sel}\t{view}\t1\t{b}\t{e}\t300\t900\towl\n" for sel, view, b, e in rows)
+    (tmp_path / "rec.Table.1.selections.txt").write_text(text)
+    anns = read_raven(tmp_path / "rec.Table.1.selections.txt")
+    assert [(a.start_s, a.end_s) for a in anns] == [(3.0, 4.4), (15.0, 16.2)]
+
+
+MULTI_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\t"
+                "Begin Path\tFile Offset (s)\tBegin File\tSpecies\n")
+
+
+def test_multi_file_table_puts_each_selection_in_its_own_file(tmp_path):
+    """A table over files opened together: Begin Time runs on across files; File Offset is the time in the file."""
+    a = make_annotated_recording(tmp_path / "a.wav", 16000, 20.0, [4.0])
+    b = make_annotated_recording(tmp_path / "b.wav", 24000, 30.0, [2.0, 12.0])
+    rows = [(1, "Spectrogram 1", 4.0, 5.4, "/elsewhere/a.wav", 4.0, "a.wav"),
+            (1, "Waveform 1", 4.0, 5.4, "/elsewhere/a.wav", 4.0, "a.wav"),
+            (2, "Spectrogram 1", 22.0, 23.4, str(b), 2.0, "b.wav"),
+            (3, "Spectrogram 1", 32.0, 33.5, str(b), 12.0, "b.wav")]
+    (tmp_path / "night.selections.txt").write_text(MULTI_HEADER + "".join(
+        f"{s}\t{v}\t1\t{t0}\t{t1}\t300\t900\t{path}\t{off}\t{name}\towl\n"
+        for s, v, t0, t1, path, off, name in rows))
+    anns = read_raven(tmp_path / "night.selections.txt")
+    assert [(Path(x.audio).name, x.start_s, round(x.end_s, 6)) for x in anns] == [
+        ("a.wav", 4.0, 5.4), ("b.wav", 2.0, 3.4), ("b.wav", 12.0, 13.5)]
+    assert anns[0].audio == str(a)  # Begin Path does not exist here: Begin File beside the table
+    clips = clips_from_annotations(tmp_path, HarvestOptions(window_s=5.0), [])
+    owls = sorted((Path(c.source).name, c.region_start_s) for c in clips if c.label == "owl")
+    assert [n for n, _ in owls] == ["a.wav", "b.wav", "b.wav"]
+
+
+def test_audacity_label_track_with_frequency_lines_and_no_label(tmp_path):
+    make_annotated_recording(tmp_path / "r.wav", 16000, 20.0, [2.0])
+    (tmp_path / "r.txt").write_text("2.0\t3.5\towl\n\\\t300.0\t900.0\n7\t8\t\n")
+    anns = read_audacity(tmp_path / "r.txt")
+    assert [(a.start_s, a.end_s, a.label) for a in anns] == [(2.0, 3.5, "owl"), (7.0, 8.0, "")]
+    (tmp_path / "r.txt").write_text("2.0\t3.5\towl\nstart end\n")
+    with pytest.raises(HootwatchError, match="line 2"):
+        read_audacity(tmp_path / "r.txt")
 
 
 def test_raven_table_without_audio_is_named(tmp_path):
@@ -189,3 +260,41 @@ def test_recording_listed_in_recordings_csv_without_rows_is_negative(tmp_path):
     loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "c")
     assert {(c.recording, c.label) for c in loaded.clips} == {("A", "owl"), ("A", "not_owl"), ("B", "not_owl")}
     assert not loaded.skipped
+
+
+def test_label_folders_and_annotation_tables_in_one_set_are_merged(tmp_path):
+    """One annotated recording among label folders used to switch the loader to tables only and drop every
+    folder clip; both layouts are now read, and the merge is said in the notes."""
+    from hootwatch.trainer.data.sources import load_clips
+
+    for label, calls in (("owl", [1.0]), ("not_owl", [])):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            make_annotated_recording(tmp_path / label / f"rec{i}_{label}.wav", 16000, 6.0, calls, seed=i)
+    make_annotated_recording(tmp_path / "long.wav", 16000, 30.0, [5.0, 20.0], seed=9)
+    write_raven(tmp_path / "long.Table.1.selections.txt", [(5.0, 6.4, "owl"), (20.0, 21.4, "owl")])
+    loaded = load_clips(str(tmp_path), HarvestOptions(window_s=5.0), 16000, tmp_path / "c")
+    by_label: dict[str, set[str]] = {}
+    for c in loaded.clips:
+        by_label.setdefault(c.label, set()).add(Path(c.source).name)
+    assert {f"rec{i}_owl.wav" for i in range(4)} | {"long.wav"} == by_label["owl"]
+    assert {f"rec{i}_not_owl.wav" for i in range(4)} <= by_label["not_owl"] and "long.wav" in by_label["not_owl"]
+    assert sum(c.label == "owl" and c.source.endswith("long.wav") for c in loaded.clips) == 2
+    assert not loaded.skipped
+    [note] = [n for n in loaded.notes if "merged" in n]
+    assert "1 recording(s) with annotation tables" in note and "4 file(s) in owl/" in note
+
+
+def test_label_tables_written_are_read_back(tmp_path):
+    """One module writes what it reads: Raven (per recording and multi-file columns), Audacity and CSV."""
+    from hootwatch.edge.label_tables import annotation_csv_text, audacity_text, raven_text, read_table
+
+    rec = make_annotated_recording(tmp_path / "rec.wav", 16000, 20.0, [2.0])
+    anns = [Annotation(str(rec), 2.0, 3.5, "owl"), Annotation(str(rec), 10.25, 11.0, "boobook")]
+    (tmp_path / "rec.txt").write_text(audacity_text(anns))
+    (tmp_path / "all.csv").write_text(annotation_csv_text(anns))
+    rows = [{"begin_s": a.start_s, "end_s": a.end_s, "low_hz": 0.0, "high_hz": 4000.0, "path": a.audio,
+             "offset_s": a.start_s, "Annotation": a.label} for a in anns]
+    (tmp_path / "rec.Table.1.selections.txt").write_text(raven_text(rows, ("Annotation",)))
+    for name in ("rec.txt", "all.csv", "rec.Table.1.selections.txt"):
+        assert read_table(tmp_path / name) == anns, name

@@ -137,7 +137,7 @@ def test_split_column_in_recordings_csv(tmp_path):
         apply_explicit_split(loaded.clips, loaded.explicit_split)
 
 
-def write_parquet_dataset(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
+def write_parquet_dataset(root: Path, splits: dict[str, int], seed: int = 0, length_s: float = 2.5) -> Path:
     """A Hugging Face audio dataset as the hub stores it (parquet with an Audio column and a ClassLabel)."""
     import io
 
@@ -156,7 +156,7 @@ def write_parquet_dataset(root: Path, splits: dict[str, int], seed: int = 0) -> 
             lab = i % 2
             sr = (22050, 48000)[i % 2]
             buf = io.BytesIO()
-            sf.write(buf, clip(("not_owl", "owl")[lab], sr, 2.5, rng), sr, format="FLAC")
+            sf.write(buf, clip(("not_owl", "owl")[lab], sr, length_s, rng), sr, format="FLAC")
             rows["audio"].append({"bytes": buf.getvalue(), "path": f"{split}_{i}.flac"})
             rows["label"].append(lab)
             rows["recording"].append(f"{split}-rec{i // 2}")
@@ -175,9 +175,32 @@ def test_hf_dataset_decoded_resampled_and_split(tmp_path, monkeypatch):
     assert sorted(loaded.explicit_split.values()).count("test") == 4
     assert {c.recording for c in loaded.clips} >= {"train-rec0", "test-rec1"}
     for c in loaded.clips:
-        assert sf.info(c.source).samplerate == 8000
+        assert sf.info(c.source).samplerate in (22050, 48000)  # stored as encoded; the edge decoder resamples
         assert c.region_end_s == pytest.approx(2.5, abs=1e-3)
         assert c.cut(8000, 2.0).shape == (16000,)
+
+
+def test_hf_dataset_of_long_clips_is_harvested_like_label_folders(tmp_path, monkeypatch):
+    """A long owl clip holds its call somewhere: it stays one region (the folder rule), never several "owl"
+    regions of which some are call-free; long negatives give several regions. Cut by the edge decoder."""
+    pytest.importorskip("datasets")
+    from hootwatch.edge import audio
+    from hootwatch.trainer.data.sources import clips_from_label_folders
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    data = write_parquet_dataset(tmp_path / "ds", {"train": 4}, length_s=12.0)
+    loaded = load_clips(str(data), HarvestOptions(window_s=2.0), 8000, tmp_path / "cache", fmt="hf")
+    owl = [c for c in loaded.clips if c.label == "owl"]
+    neg = [c for c in loaded.clips if c.label == "not_owl"]
+    assert len(owl) == 2 and all((c.region_start_s, round(c.region_end_s, 3)) == (0.0, 12.0) for c in owl)
+    assert len(neg) == 2 * 6
+    # the same files in label folders give the same regions
+    folders = clips_from_label_folders(tmp_path / "cache" / "train", HarvestOptions(window_s=2.0), [])
+    assert sorted((c.label, c.region_start_s, c.region_end_s) for c in folders) == sorted(
+        (c.label, c.region_start_s, c.region_end_s) for c in loaded.clips)
+    c = owl[0]
+    expected = audio.load(c.source, 8000, start_s=c.window_start(2.0), duration_s=2.0)
+    assert np.array_equal(c.cut(8000, 2.0), expected)
 
 
 def test_hf_hub_id_offline_says_to_pass_a_local_path(tmp_path, monkeypatch):

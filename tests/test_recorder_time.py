@@ -2,8 +2,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hootwatch.edge.errors import ConfigError
-from hootwatch.edge.recorder_time import file_time, parse_audiomoth_comment, parse_tz
+from hootwatch.edge.errors import ConfigError, HootwatchError
+from hootwatch.edge.recorder_time import RecorderTimeError, file_time, parse_audiomoth_comment, parse_tz
 
 
 def utc(*a):
@@ -53,13 +53,73 @@ def test_file_name_patterns(tmp_path, name, tz, expected, source, recorder):
     assert (t.start_utc, t.source, t.recorder_id) == (expected, source, recorder)
 
 
-def test_mtime_fallback(tmp_path, caplog):
-    p = touch(tmp_path, "nightrecording.wav")
+def _wav(path, seconds, comment=None, sr=8000):
+    import numpy as np
+    import soundfile as sf
+
+    with sf.SoundFile(str(path), "w", sr, 1, subtype="PCM_16") as f:
+        if comment:
+            f.comment = comment
+        f.write(np.zeros(int(seconds * sr), np.float32))
+    return path
+
+
+def test_mtime_fallback_is_the_end_of_the_recording(tmp_path, caplog):
+    """Recorders (and copies) set the modification time when the file is closed: the start is mtime - duration."""
+    p = _wav(tmp_path / "nightrecording.wav", 60.0)
     import os
     os.utime(p, (1_600_000_000, 1_600_000_000))
     t = file_time(p)
-    assert t.source == "mtime" and t.start_utc == datetime.fromtimestamp(1_600_000_000, timezone.utc)
-    assert "modification time" in caplog.text
+    assert t.source == "mtime" and t.start_utc == datetime.fromtimestamp(1_600_000_000 - 60, timezone.utc)
+    assert file_time(p, duration_s=30.0).start_utc == datetime.fromtimestamp(1_600_000_000 - 30, timezone.utc)
+    assert "modification time" in caplog.text and "END of the recording" in caplog.text
+
+
+def test_unreadable_mtime_fails_the_file_never_1970(tmp_path, monkeypatch):
+    p = _wav(tmp_path / "nightrecording.wav", 1.0)
+    real_stat = type(p).stat
+
+    def stat(self, *a, **k):
+        if self.name == "nightrecording.wav":
+            raise PermissionError(13, "Permission denied")
+        return real_stat(self, *a, **k)
+
+    monkeypatch.setattr(type(p), "stat", stat)
+    with pytest.raises(RecorderTimeError, match="modification time cannot be read") as e:
+        file_time(p)
+    assert "nightrecording.wav" in str(e.value) and "YYYYMMDD_HHMMSS" in str(e.value)
+
+
+AM = "Recorded at {} ({}) by AudioMoth 24F319055FDF2F5B at medium gain"
+
+
+@pytest.mark.parametrize("when, zone, reason", [
+    ("21:00:00 41/02/2022", "UTC+10", "day is out of range"),
+    ("21:00:00 14/13/2022", "UTC", "month must be in 1..12"),
+    ("21:00:00 14/02/0000", "UTC", "year 0"),
+    ("21:00:00 14/02/2022", "UTC+25", "offset UTC+25"),
+])
+def test_impossible_audiomoth_header_fails_that_file_with_the_reason(tmp_path, when, zone, reason):
+    p = _wav(tmp_path / "rec.WAV", 0.1, AM.format(when, zone))
+    with pytest.raises(RecorderTimeError) as e:
+        file_time(p, "UTC")
+    assert isinstance(e.value, HootwatchError) and "rec.WAV" in str(e.value) and reason in str(e.value)
+    assert "audiomoth header" in str(e.value) and "clock" in e.value.hint
+
+
+@pytest.mark.parametrize("name, tz, reason", [
+    ("SMM04127_00010101_213000.wav", "Australia/Sydney", "year 1, outside 1990-2100"),
+    ("SMM04127_00010101_213000.wav", None, "year 1"),          # not the missing --tz: this file alone fails
+    ("99991231_235959.WAV", None, "year 9999"),
+    ("SWIFT08_99991231_190000.wav", "+10:00", "year 9999"),
+    ("site_12_99991231_120000_30_0.wav", "UTC", "year 9999"),
+    ("20191003T050000+9900_REC.flac", None, "offset +9900"),
+    ("SMM04127_20211305_213000.wav", "UTC", "20211305_213000 is not a valid date"),
+])
+def test_impossible_file_name_times_fail_that_file_with_the_reason(tmp_path, name, tz, reason):
+    with pytest.raises(RecorderTimeError) as e:
+        file_time(touch(tmp_path, name), tz)
+    assert name in str(e.value) and reason in str(e.value)
 
 
 def test_bad_tz_is_a_clear_error():

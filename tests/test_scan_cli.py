@@ -19,6 +19,7 @@ def test_scan_command_writes_exports_and_clips(tmp_path, capsys):
     report = capsys.readouterr().out
     assert "files failed" in report and "bad.wav" in report and "detections.csv" in report
     assert "threshold 0.500 (bundle), min_hits 1 (bundle)" in report
+    assert "exports hold run" in report and "t=0.5" in report
     [row] = list(csv.DictReader(open(out / "detections.csv")))
     assert (row["begin_utc"], row["begin_local"], row["recorder_id"]) == (
         "2024-01-01T11:00:07.500+00:00", "2024-01-01T22:00:07.500+11:00", "SM4")
@@ -27,7 +28,8 @@ def test_scan_command_writes_exports_and_clips(tmp_path, capsys):
     assert len(pngs) == len(wavs) == 1 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import soundfile as sf
     assert sf.info(str(wavs[0])).duration == 9.5  # 7.5..15 s padded by 1 s each side
-    assert (out / "detections.selections.txt").is_file() and (out / "labels" / "SM4_A_20240101_220000.txt").is_file()
+    assert (out / "raven" / "SM4_A_20240101_220000.Table.1.selections.txt").is_file()
+    assert (out / "labels" / "SM4_A_20240101_220000.txt").is_file()
     # again: nothing new
     assert main(args + ["--tz", "Australia/Hobart", "--quiet"]) == 0
     assert "min_hits 1 (bundle)" in capsys.readouterr().out

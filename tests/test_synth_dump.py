@@ -209,3 +209,38 @@ def test_audiomoth_and_song_meter_names_give_one_timeline(tmp_path):
     dusk_utc = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)  # 19:00 in Sydney (AEST, UTC+10)
     for source, times in starts.items():
         assert all(0 <= (t - dusk_utc).total_seconds() <= 3600 for t in times), (source, times)
+
+
+def test_training_backgrounds_and_evaluation_recordings_are_disjoint(shared_real):
+    """No false-positive figure is measured on a recording the model heard as a training background."""
+    from hootwatch.trainer.synth.backgrounds import evaluation_files, find_background_files
+
+    train = {p.resolve() for p in find_background_files(shared_real)}
+    evaluation = {p.resolve() for files in evaluation_files(shared_real).values() for p in files}
+    every = {p.resolve() for p in shared_real.rglob("*") if p.suffix.lower() in (".wav", ".ogg", ".flac")}
+    assert train and evaluation
+    assert not train & evaluation
+    assert train | evaluation == every
+    names = {p.name for p in evaluation}
+    assert any(n.startswith("miles_") for n in names)            # a site the model never heard
+    assert "S4A03895_20190522_000000.wav" in names and "S4A03895_20190522_190000.wav" not in names
+    assert not any("positive" in p.parts or "misc" in p.parts for p in train)
+
+
+def test_demo_says_which_backgrounds_it_uses_and_why(tmp_path, shared_real):
+    from hootwatch.trainer.demo import DemoOptions, choose_backgrounds
+
+    folder, why = choose_backgrounds(DemoOptions(backgrounds=None))
+    assert folder == shared_real.resolve() or folder == shared_real
+    assert why.startswith("real:") and "evaluation-only" in why
+    assert choose_backgrounds(DemoOptions(synthetic_backgrounds=True)) == (
+        None, "synthetic night noise (--synthetic-backgrounds)")
+
+
+def test_demo_without_shared_recordings_says_it_uses_synthetic_noise(monkeypatch):
+    from hootwatch.trainer import demo
+    from hootwatch.trainer.synth import backgrounds
+
+    monkeypatch.setattr(backgrounds, "default_background_dir", lambda: None)
+    folder, why = demo.choose_backgrounds(demo.DemoOptions())
+    assert folder is None and "synthetic" in why and "fresh clone" in why and "--backgrounds" in why

@@ -19,6 +19,7 @@ Real backgrounds from ../shared/data/real are used when present (else synthetic 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -73,11 +74,23 @@ def _prepare_out(opts: DemoOptions) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _backgrounds(opts: DemoOptions) -> Path | None:
-    from .synth.backgrounds import default_background_dir
+def choose_backgrounds(opts: DemoOptions) -> tuple[Path | None, str]:
+    """The background folder the demo mixes its calls into (None: synthetic night noise), and why, in words."""
+    from .synth.backgrounds import TRAINING_BACKGROUNDS, default_background_dir, find_background_files
     if opts.synthetic_backgrounds:
-        return None
-    return opts.backgrounds or default_background_dir()
+        return None, "synthetic night noise (--synthetic-backgrounds)"
+    if opts.backgrounds is not None:
+        n = len(find_background_files(opts.backgrounds))
+        return opts.backgrounds, f"real: {n} recordings from {opts.backgrounds} (--backgrounds)"
+    found = default_background_dir()
+    if found is None:
+        return None, ("synthetic night noise: no ../shared/data/real beside this checkout (a fresh clone has none), "
+                      "so the figures differ from the README's real-background ones; pass --backgrounds DIR with "
+                      "owl-free night recordings to use real ones")
+    n = len(find_background_files(found))
+    kept = "; ".join(f"{k}: {v}" for k, v in TRAINING_BACKGROUNDS.items())
+    return found, (f"real: {n} training-background recordings from {found} ({kept}; boobook/positive, misc and "
+                   "recorder_fixtures are never mixed in: they are evaluation-only)")
 
 
 def run(opts: DemoOptions, console=None) -> DemoResult:
@@ -98,13 +111,17 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     console = console or Console(stderr=True)
     _prepare_out(opts)
     out, timings = opts.out, {}
-    backgrounds = _backgrounds(opts)
+    backgrounds, why = choose_backgrounds(opts)
     console.rule("[bold]hootwatch demo")
-    console.print(f"backgrounds: {backgrounds or 'synthetic night noise'}")
+    console.print(f"backgrounds: {why}")
+    started = time.perf_counter()
+    last: list = []
 
     def step(name: str):
+        _done(last, timings, console, started)
         console.rule(f"[bold]{name}")
-        return time.perf_counter()
+        last[:] = [name, time.perf_counter()]
+        return last[1]
 
     # 1. training set
     t = step("1/9 synthesising a training set")
@@ -179,7 +196,18 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     step("9/9 event-level evaluation")
     metrics = event_metrics(load_detections(paths["csv"]), load_truth(night / "ground_truth.csv"),
                             audio_hours(night), root=night)
+    _done(last, timings, console, started)
+    timings["total_s"] = time.perf_counter() - started
     return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings, point)
+
+
+def _done(last: list, timings: dict, console, started: float) -> None:
+    """Print how long the stage that just ended took (the demo's own clock, so a loaded machine shows where)."""
+    if last:
+        name, t = last
+        elapsed = time.perf_counter() - t
+        console.print(f"[dim]{name.split(' ', 1)[1]}: {elapsed:.0f} s (demo so far {time.perf_counter() - started:.0f} s, "
+                      f"load average {os.getloadavg()[0]:.1f})[/]")
 
 
 def report(res: DemoResult, console) -> None:
@@ -204,10 +232,13 @@ def report(res: DemoResult, console) -> None:
         console.print(f"clip-level test split of the training set: precision {tt.get('precision', 0):.3f}, "
                       f"recall {tt.get('recall', 0):.3f}, F1 {tt.get('f1', 0):.3f}, PR-AUC {tt.get('pr_auc', 0):.3f}")
     console.print("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items()))
+    if "total_s" in res.timings:
+        console.print(f"demo wall time {res.timings['total_s'] / 60:.1f} min on {os.cpu_count()} CPUs "
+                      f"(load average {os.getloadavg()[0]:.1f}: other work on the machine slows every stage)")
     verdict = "[green]PASS[/]" if res.passed else "[red]BELOW TARGET[/]"
     console.print(f"{verdict}: target is precision and recall >= {TARGET}")
     console.print(f"detections CSV: [bold]{res.csv}[/]")
-    console.print(f"Raven table:    {res.csv.with_name('detections.selections.txt')}")
+    console.print(f"Raven tables:   {res.csv.with_name('raven')}  (one per recording)")
     console.print(f"model bundle:   [bold]{res.bundle}[/]  (copy this folder to the field device)")
 
 

@@ -1,9 +1,12 @@
 """A Hugging Face `datasets` audio dataset (a hub id, its local parquet copy, or a local `audiofolder`) as ClipRefs.
 
-Audio is read undecoded (`Audio(decode=False)`, so no torchcodec is needed), decoded with soundfile, mixed to
-mono, resampled with soxr to the model rate and written once as WAV files under the run's cache folder; from
-there it is the same ClipRef path as every other layout (cut by `ClipRef.cut`). Dataset splits named
-train/validation/test become an explicit split; a `recording` or `site` column gives the split groups.
+Audio is read undecoded (`Audio(decode=False)`, so no torchcodec is needed) and each item's encoded bytes are
+written once, as they are, under the run's cache folder (`CACHE/SPLIT/LABEL/`), or used in place when the item is
+a local file. From there it is exactly the label-folder path: the same harvesting rule (a long clip of the positive
+label stays one region, the call lies somewhere in it; other long clips give several regions) and the edge
+decoder (`ClipRef.cut` -> hootwatch.edge.audio: mono, soxr resampling to the model rate), so a dataset never
+decodes audio its own way. Dataset splits named train/validation/test become an explicit split; a `recording` or
+`site` column gives the split groups.
 (datasets >= 4 needs torchcodec to build an `audiofolder`, not to read parquet datasets; hootwatch reads the
 audiofolder layout, a folder per label, directly anyway.)
 """
@@ -12,14 +15,11 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
-import soxr
 
-from hootwatch.edge.audio import to_mono
-from hootwatch.edge.clips import ClipRef
 from hootwatch.edge.errors import HootwatchError
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,29 @@ def _load(data: str):
                              "without internet, download it elsewhere and pass its local folder with --data") from None
 
 
-def _decode(item: dict) -> tuple[np.ndarray, int]:
-    src = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
-    x, sr = sf.read(src, dtype="float32", always_2d=True)
-    return to_mono(x), int(sr)
+def _store(item: dict, dest_stem: Path) -> Path:
+    """The item's audio as a file: its local path when it has one and no bytes, else its bytes written as they
+    are (the extension from its name, or from the format soundfile recognises)."""
+    data = item.get("bytes")
+    if not data:
+        return Path(item["path"])
+    suffix = Path(item.get("path") or "").suffix
+    if not suffix:
+        try:
+            suffix = "." + sf.info(io.BytesIO(data)).format.lower()
+        except Exception:
+            suffix = ".wav"   # not audio: the edge decoder says so when it probes the file
+    dest = dest_stem.with_name(dest_stem.name + suffix)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.is_file() or dest.stat().st_size != len(data):
+        dest.write_bytes(data)
+    return dest
 
 
 def clips_from_hf_dataset(data: str, opts, sample_rate: int, cache_dir: Path):
     import datasets
 
-    from .sources import SPLIT_NAMES, LoadedClips, clip_key, recording_from_name, split_long
+    from .sources import SPLIT_NAMES, LoadedClips, folder_clips, clip_key, recording_from_name
 
     dsd = _load(data)
     if isinstance(dsd, datasets.Dataset):
@@ -79,23 +92,10 @@ def clips_from_hf_dataset(data: str, opts, sample_rate: int, cache_dir: Path):
             label = names[row[label_col]] if names else str(row[label_col])
             item = row[audio_col]
             name = Path(item.get("path") or f"{split_name}_{i}").name
-            try:
-                x, sr = _decode(item)
-            except Exception as exc:
-                log.warning("skipping undecodable audio %s in %s: %s", name, data, exc)
-                skipped.append(f"{name}: {exc}")
-                continue
-            if len(x) == 0:
-                skipped.append(f"{name}: empty")
-                continue
-            if sr != sample_rate:
-                x = soxr.resample(x, sr, sample_rate, quality="HQ").astype(np.float32)
-            dest = out_dir / label / f"{i:06d}_{Path(name).stem}.wav"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(dest, x, sample_rate, subtype="FLOAT")
+            src = _store(item, out_dir / label / f"{i:06d}_{Path(name).stem}")
             group = str(row.get("site") or row.get("recording") or recording_from_name(Path(name)))
-            for a, b in split_long(0.0, len(x) / sample_rate, opts.window_s, opts.max_regions_per_file):
-                c = ClipRef(str(dest.resolve()), a, b, label, group)
+            for c in folder_clips(src, label, opts, skipped, {}, src.parent):
+                c = replace(c, recording=group)
                 clips.append(c)
                 explicit[clip_key(c)] = SPLIT_NAMES.get(split_name.lower(), split_name)
     explicit_split = explicit if len(dsd) > 1 else None

@@ -27,7 +27,8 @@ from hootwatch.edge import audio
 from hootwatch.edge.clips import ClipRef
 from hootwatch.edge.errors import AudioReadError, HootwatchError
 
-from .annotations import Annotation, AnnotationError, audio_for_table, find_tables, read_table
+from .annotations import (RAVEN_SUFFIX, Annotation, AnnotationError, audio_for_table, find_tables, is_multi_file_raven,
+                          read_table)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ _NUM = r"\d+(?:\.\d+)?"
 _TIME_OFFSET = re.compile(rf"[_\-. ](?:(?:t|start|offset|from)?{_NUM}s(?:[-_]{_NUM}s?)?|t{_NUM}|\d+\.\d+(?:[-_]{_NUM}s?)?"
                           rf"|\d+-{_NUM}s)$", re.IGNORECASE)
 MIB = 1 << 20
+MERGED = "both layouts found and merged:"
 
 
 @dataclass(frozen=True)
@@ -176,15 +178,21 @@ def clips_from_label_folders(root: Path, opts: HarvestOptions, skipped: list[str
     clips = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for f in sorted(p for p in label_dir.rglob("*") if p.is_file() and audio.is_audio_file(p)):
-            info = _probe_or_skip(f, skipped)
-            if info is None:
-                continue
-            group = _group(f, base, rec_map)
-            # a long owl clip holds its call somewhere: cutting it up would label call-free parts "owl"
-            most = 1 if label_dir.name == opts.positive_label else opts.max_regions_per_file
-            for a, b in split_long(0.0, info.duration_s, opts.window_s, most):
-                clips.append(ClipRef(str(f.resolve()), a, b, label_dir.name, group))
+            clips.extend(folder_clips(f, label_dir.name, opts, skipped, rec_map, base))
     return clips
+
+
+def folder_clips(f: Path, label: str, opts: HarvestOptions, skipped: list[str], rec_map: dict,
+                  base: Path) -> list[ClipRef]:
+    """The clip regions of one file in a label folder."""
+    info = _probe_or_skip(f, skipped)
+    if info is None:
+        return []
+    group = _group(f, base, rec_map)
+    # a long owl clip holds its call somewhere: cutting it up would label call-free parts "owl"
+    most = 1 if label == opts.positive_label else opts.max_regions_per_file
+    return [ClipRef(str(f.resolve()), a, b, label, group)
+            for a, b in split_long(0.0, info.duration_s, opts.window_s, most)]
 
 
 def call_region(ann: Annotation, duration_s: float, window_s: float) -> tuple[float, float]:
@@ -212,19 +220,23 @@ def negative_regions(anns: list[Annotation], duration_s: float, opts: HarvestOpt
 
 
 def clips_from_annotations(root: Path, opts: HarvestOptions, skipped: list[str],
-                           rec_map: dict[str, dict] | None = None, base: Path | None = None) -> list[ClipRef]:
+                           rec_map: dict[str, dict] | None = None, base: Path | None = None,
+                           notes: list[str] | None = None, merge_folders: bool = False) -> list[ClipRef]:
     """Recordings with annotation tables: a region around each call, negatives from the unannotated stretches.
 
     A recording whose table is empty (header only, or an empty Audacity label file), or one listed in
     recordings.csv without any rows in a CSV table, holds no calls: all of it gives negatives. A recording with
-    no table at all is not used (nobody said whether it holds calls) and is listed among the skipped files."""
+    no table at all is not used (nobody said whether it holds calls) and is listed among the skipped files --
+    except, with `merge_folders`, a file inside a folder below `root` (`root/LABEL/...`): that is a label-folder
+    clip of class LABEL, merged with the annotated recordings (and said so in `notes`)."""
     base = base or root
     rec_map = read_recordings_csv(base) if rec_map is None else rec_map
     by_audio: dict[str, list[Annotation]] = {}
     for table in find_tables(root):
         if table.name == RECORDINGS_CSV:
             continue
-        if table.suffix.lower() == ".txt":
+        # a table of one recording lies beside it; a Raven multi-file table names its recordings in its rows
+        if table.suffix.lower() == ".txt" and not (table.name.endswith(RAVEN_SUFFIX) and is_multi_file_raven(table)):
             beside = audio_for_table(table)
             if beside is None:
                 log.warning("skipping %s: no recording with the same name beside it", table)
@@ -241,6 +253,9 @@ def clips_from_annotations(root: Path, opts: HarvestOptions, skipped: list[str],
             by_audio.setdefault(str(f), [])
     untabled = sorted(str(f.resolve()) for f in root.rglob("*")
                       if f.is_file() and audio.is_audio_file(f) and str(f.resolve()) not in by_audio)
+    clips = []
+    if merge_folders:
+        clips, untabled = _merge_label_folders(root, untabled, opts, skipped, rec_map, base, len(by_audio), notes)
     if untabled:
         log.warning("%d recording(s) without an annotation table are not used (e.g. %s); give a recording "
                     "without owl calls an empty table (header only) to use it as negatives", len(untabled),
@@ -248,7 +263,6 @@ def clips_from_annotations(root: Path, opts: HarvestOptions, skipped: list[str],
         skipped.extend(f"{f}: no annotation table (not used; an empty table marks a recording without calls)"
                        for f in untabled)
     rng = np.random.default_rng(opts.seed)
-    clips = []
     for src in sorted(by_audio):
         anns = by_audio[src]
         info = _probe_or_skip(Path(src), skipped)
@@ -271,16 +285,45 @@ def clips_from_annotations(root: Path, opts: HarvestOptions, skipped: list[str],
     return clips
 
 
+def _merge_label_folders(root: Path, untabled: list[str], opts: HarvestOptions, skipped: list[str], rec_map: dict,
+                         base: Path, n_annotated: int, notes: list[str] | None) -> tuple[list[ClipRef], list[str]]:
+    """Folder clips of the untabled files inside `root/LABEL/` folders; returns them and the files still unused."""
+    root_r = root.resolve()
+    per_label: dict[str, list[str]] = {}
+    rest = []
+    for f in untabled:
+        rel = Path(f).relative_to(root_r)
+        if len(rel.parts) > 1 and not rel.parts[0].startswith("."):
+            per_label.setdefault(rel.parts[0], []).append(f)
+        else:
+            rest.append(f)
+    clips = []
+    for label, files in sorted(per_label.items()):
+        for f in files:
+            clips.extend(folder_clips(Path(f), label, opts, skipped, rec_map, base))
+    if per_label:
+        msg = (f"{root}: {MERGED} {n_annotated} recording(s) with annotation tables, and "
+               + ", ".join(f"{len(v)} file(s) in {k}/ as class {k!r}" for k, v in sorted(per_label.items()))
+               + " (files without a table in a label folder count as clips of that folder's label)")
+        log.warning(msg)
+        if notes is not None:
+            notes.append(msg)
+    return clips, rest
+
+
 def _has_label_folders(root: Path) -> bool:
     return any(p.is_dir() and any(audio.is_audio_file(q) for q in p.rglob("*")) for p in root.iterdir())
 
 
 def _load_layout(root: Path, opts: HarvestOptions, skipped: list[str], rec_map: dict, base: Path,
-                 fmt: str = "auto", layouts: list[str] | None = None) -> list[ClipRef]:
+                 fmt: str = "auto", layouts: list[str] | None = None, notes: list[str] | None = None) -> list[ClipRef]:
     layouts = [] if layouts is None else layouts
     if fmt == "annotations" or (fmt == "auto" and find_tables(root)):
         layouts.append("annotations")
-        return clips_from_annotations(root, opts, skipped, rec_map, base)
+        clips = clips_from_annotations(root, opts, skipped, rec_map, base, notes, merge_folders=fmt == "auto")
+        if any(n.startswith(f"{root}: {MERGED}") for n in notes or []):
+            layouts.append("folders")
+        return clips
     if fmt == "folders" or _has_label_folders(root):
         layouts.append("folders")
         return clips_from_label_folders(root, opts, skipped, rec_map, base)
@@ -316,13 +359,13 @@ def load_clips(data: str, opts: HarvestOptions, sample_rate: int, cache_dir: Pat
     if split_dirs:
         clips, explicit = [], {}
         for split, d in sorted(split_dirs.items()):
-            part = _load_layout(d, opts, skipped, rec_map, root, fmt, layouts)
+            part = _load_layout(d, opts, skipped, rec_map, root, fmt, layouts, notes)
             clips.extend(part)
             explicit.update({clip_key(c): split for c in part})
         clips = drop_duplicate_files(clips, explicit, notes)
         notes.extend(name_grouping_notes(clips, rec_map, layouts))
         return LoadedClips(clips, explicit, skipped, notes)
-    clips = _load_layout(root, opts, skipped, rec_map, root, fmt, layouts)
+    clips = _load_layout(root, opts, skipped, rec_map, root, fmt, layouts, notes)
     explicit = None
     if rec_map and any((r.get("split") or "").strip() for r in rec_map.values()):
         explicit = {}

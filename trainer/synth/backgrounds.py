@@ -2,9 +2,11 @@
 night noise (pink/brown noise plus faint insects) when none are available.
 
 Real recordings are read through hootwatch.edge.audio, the same decoder and resampler the edge uses.
-From a folder laid out like ../shared/data/real we take only sound without owls or boobooks in it: the Song
-Meter night soundscapes (18:00-06:00) and boobook/negative; any other folder is used whole, except subfolders
-named positive/, owl/ or misc/.
+From a folder laid out like ../shared/data/real we take only sound without owls or boobooks in it, and only the
+recordings set aside for training (`TRAINING_BACKGROUNDS`): the Song Meter evening soundscapes (18:00-23:59) and
+boobook/negative of the Dalby sites. The rest (`is_evaluation_only`) is kept for measuring false positives
+(bench/accuracy.py), so that no figure is measured on a recording the model has heard. Any other folder is used
+whole, except subfolders named positive/, owl/, misc/ or recorder_fixtures/.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ _EXCLUDED_DIRS = {"positive", "owl", "misc", "recorder_fixtures"}
 _SM_TIME = re.compile(r"_(\d{8})_(\d{2})(\d{2})(\d{2})")
 CROSSFADE_S = 0.5
 
+# The split of ../shared/data/real (see README "How good is it?"): training backgrounds are these, by site and hour;
+# everything else there is evaluation-only. Split by site for boobook/negative (Dalby: training, Miles: a site the
+# model never heard) and by hour for the one Song Meter site (evening: training, after midnight and day:
+# evaluation).
+TRAINING_BACKGROUNDS = {
+    "boobook/negative": "Dalby sites (dalby_*); the Miles sites (miles_*) are evaluation-only",
+    "soundscape_sm4": "18:00-23:59; 00:00-17:59 is evaluation-only",
+}
+
 
 def default_background_dir() -> Path | None:
     """../shared/data/real beside the working directory or beside the source checkout, when present."""
@@ -36,24 +47,50 @@ def default_background_dir() -> Path | None:
     return None
 
 
-def _is_night(path: Path) -> bool:
+def _hour(path: Path) -> int | None:
     m = _SM_TIME.search(path.name)
-    if not m:
+    return int(m.group(2)) if m else None
+
+
+def is_evaluation_only(rel: Path) -> bool:
+    """Whether a file of the ../shared/data/real layout (path relative to it) is kept out of training."""
+    parts = rel.parts
+    if set(parts[:-1]) & _EXCLUDED_DIRS:
         return True
-    hour = int(m.group(2))
-    return hour >= 18 or hour < 6
+    if "soundscape" in str(rel):
+        hour = _hour(rel)
+        return hour is None or hour < 18
+    if "negative" in parts[:-1]:
+        return not rel.name.startswith("dalby_")
+    return False
+
+
+def _is_shared_layout(root: Path) -> bool:
+    return (root / "boobook").is_dir() or (root / "soundscape_sm4").is_dir()
+
+
+def evaluation_files(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """The evaluation-only audio of a ../shared/data/real layout, by folder (what bench/accuracy.py scans)."""
+    root = Path(root)
+    groups: dict[str, list[Path]] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if audio.is_audio_file(p) and is_evaluation_only(rel):
+            groups.setdefault(str(rel.parent), []).append(p)
+    return groups
 
 
 def find_background_files(folder: str | os.PathLike) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"{root}: background folder not found", "pass --backgrounds with a folder of recordings")
+    shared = _is_shared_layout(root)
     files = []
     for p in sorted(root.rglob("*")):
-        rel_parts = set(p.relative_to(root).parts[:-1])
-        if rel_parts & _EXCLUDED_DIRS or not audio.is_audio_file(p):
+        rel = p.relative_to(root)
+        if set(rel.parts[:-1]) & _EXCLUDED_DIRS or not audio.is_audio_file(p):
             continue
-        if "soundscape" in str(p.relative_to(root)) and not _is_night(p):
+        if shared and is_evaluation_only(rel):
             continue
         files.append(p)
     if not files:
