@@ -1,4 +1,4 @@
-"""Exports of the detections in the store, written atomically (temporary file + os.replace).
+"""Exports of the detections in the store, written atomically and durably (edge/fsio.py).
 
 - `OUTDIR/detections.csv`: one row per detection (file, offsets, UTC and local times, label, scores,
   recorder, time source, model, threshold).
@@ -18,6 +18,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from . import fsio
 from .store import DetectionStore, LedgerRow
 
 CSV_COLUMNS = ("file", "start_s", "end_s", "begin_utc", "end_utc", "label", "score", "max_score", "mean_score",
@@ -29,15 +30,7 @@ RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
-    return p
+    return fsio.write_atomic(path, text)  # temporary file, fsync, rename, fsync of the folder
 
 
 def csv_text(rows: list[dict]) -> str:
