@@ -10,7 +10,7 @@ disk, or keep an unlink whose reason (a database commit) was lost. So:
   file and both folders, and only then remove the source. At every moment the recording exists complete in
   at least one of the two places.
 - `remove(path)`: unlink and fsync the folder.
-- `makedirs(path)`: create missing folders and fsync the parent of each new one.
+- `makedirs(path)`: create missing folders and fsync the parent of each new one (and of `path`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 
 def makedirs(path: str | os.PathLike) -> Path:
-    """`mkdir -p` whose new folders survive a power cut (each new folder's parent is fsynced)."""
+    """`mkdir -p` whose folders survive a power cut: the parent of each new folder is fsynced, and so is the
+    parent of `path` itself even when `path` existed (whoever made it may not have fsynced its name)."""
     p = Path(path)
     missing = []
     while not p.is_dir():
@@ -54,6 +55,8 @@ def makedirs(path: str | os.PathLike) -> Path:
                 raise
             continue
         fsync_dir(d.parent)
+    if not missing and Path(path).parent != Path(path):
+        fsync_dir(Path(path).parent)
     return Path(path)
 
 

@@ -168,3 +168,9 @@ def test_bundle_is_fsynced_before_it_is_published_and_its_folder_after(tmp_path,
     assert _index(syscalls, "fsync_dir", staged) < r
     assert ("fsync_dir", str(out.parent)) in syscalls[r + 1:]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "sub"]
+
+
+def test_makedirs_fsyncs_the_parent_of_a_folder_someone_else_made(tmp_path, syscalls):
+    (tmp_path / "out").mkdir()  # made without an fsync of tmp_path (the daemon's own mkdir, say)
+    fsio.makedirs(tmp_path / "out")
+    assert syscalls == [("fsync_dir", str(tmp_path))]
