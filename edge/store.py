@@ -29,6 +29,8 @@ Durability: commits run with synchronous=NORMAL (a crash loses nothing; a power 
 commits). Before a recording is deleted or archived, `record_moved` notes where it went in a synchronous=FULL
 commit, which makes that note and every commit before it (the file's detections) durable first.
 
+Live detections (`add_detections`) are committed the same way at once: live audio cannot be scanned again.
+
 A full disk raises DiskFullError (at open and on any write), and a failed COMMIT is rolled back so the
 connection is never left inside a transaction.
 
@@ -360,18 +362,15 @@ class DetectionStore:
         row = self.ledger(path, run_key)
         if row is None or row.status != "done":
             return False
-        self.conn.execute("PRAGMA synchronous=FULL")
-        try:
-            with self._transaction() as cur:
-                cur.execute("UPDATE files SET moved_to=? WHERE file_key=? AND run_key=?",
-                            (str(moved_to), row.file_key, run_key))
-        finally:
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+        with self._transaction(durable=True) as cur:
+            cur.execute("UPDATE files SET moved_to=? WHERE file_key=? AND run_key=?",
+                        (str(moved_to), row.file_key, run_key))
         return True
 
     def add_detections(self, run: RunInfo, detections: Iterable[Detection]) -> int:
-        """Insert detections without a ledger row (live audio); idempotent like commit_file."""
-        with self._transaction() as cur:
+        """Insert detections without a ledger row (live audio); idempotent like commit_file. Durable at once
+        (synchronous=FULL): live audio cannot be scanned again, and detections are few."""
+        with self._transaction(durable=True) as cur:
             return self._insert(cur, run, list(detections), utc_now())
 
     def _insert(self, cur, run: RunInfo, dets: list[Detection], now: str) -> int:
@@ -383,8 +382,8 @@ class DetectionStore:
                                  run.run_key, now) for d in dets])
         return self.conn.total_changes - before
 
-    def _transaction(self):
-        return _Transaction(self.conn, self.path)
+    def _transaction(self, durable: bool = False):
+        return _Transaction(self.conn, self.path, durable)
 
     # reading
     def detections(self, run_key: str | None = None) -> list[dict]:
@@ -412,19 +411,32 @@ class _Transaction:
     itself fails (SQLite leaves the transaction open then: the connection would be wedged). A full disk is
     raised as DiskFullError."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self.conn, self.path = conn, path
+    def __init__(self, conn: sqlite3.Connection, path: Path, durable: bool = False) -> None:
+        self.conn, self.path, self.durable = conn, path, durable
 
     def __enter__(self) -> sqlite3.Cursor:
+        if self.durable:  # this commit fsyncs the WAL: it and every commit before it survive a power cut
+            self.conn.execute("PRAGMA synchronous=FULL")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self._normal()
             if is_disk_full(exc):
                 raise _disk_full(self.path, "cannot be written") from exc
             raise
         return self.conn.cursor()
 
+    def _normal(self) -> None:
+        if self.durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+
     def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._end(exc_type, exc)
+        finally:
+            self._normal()
+
+    def _end(self, exc_type, exc) -> None:
         if exc_type is None:
             try:
                 self.conn.execute("COMMIT")

@@ -178,3 +178,13 @@ def test_where_a_recording_went_is_recorded_by_a_durable_commit(tmp_path):
     update = next(i for i, s in enumerate(sql) if s.startswith("UPDATE files SET moved_to"))
     commit = next(i for i, s in enumerate(sql) if s == "COMMIT" and i > update)
     assert full < update < commit < sql.index("PRAGMA synchronous=NORMAL")
+
+
+def test_live_detections_are_committed_durably(tmp_path):
+    with DetectionStore(tmp_path / "d.sqlite") as st:
+        sql: list[str] = []
+        st.conn.set_trace_callback(sql.append)
+        st.add_detections(RUN, [det(tmp_path / "live", 0)])
+        st.conn.set_trace_callback(None)
+        assert st.count() == 1
+    assert sql.index("PRAGMA synchronous=FULL") < sql.index("COMMIT") < sql.index("PRAGMA synchronous=NORMAL")
