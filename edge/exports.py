@@ -1,4 +1,4 @@
-"""Exports of the detections in the store, written atomically (temporary file + os.replace).
+"""Exports of the detections in the store, written atomically and durably (edge/fsio.py).
 
 For the run just scanned (its settings: model, threshold, hop, min_hits = its `run_key`):
 - `OUTDIR/detections.csv`: one row per detection (file, offsets, UTC and local times, label, scores,
@@ -26,6 +26,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import fsio
 from .label_tables import Annotation
 from .label_tables import audacity_text as audacity_track_text
 from .label_tables import raven_text as raven_table_text
@@ -41,15 +42,7 @@ INDEX_NAME = "exports.json"
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
-    return p
+    return fsio.write_atomic(path, text)  # temporary file, fsync, rename, fsync of the folder
 
 
 def csv_text(rows: list[dict]) -> str:

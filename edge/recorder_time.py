@@ -6,6 +6,7 @@ Sources, first match wins (each detection records which one gave its time as `ti
    read by our own parser (metamoth rejects the comment formats of the real files we test on). Carries its zone.
 2. `guano`: the GUANO `Timestamp` (bat-detector style metadata). Carries its zone when it has an offset.
 3. The file name:
+   - `filename_utc`: `YYYYMMDDTHHMMSS[_mmm]Z` (UTC, as the daemon names its own raw recordings);
    - `filename_barlt`: Frontier Labs BAR-LT, `20191003T050000+1000_...` (carries its offset);
    - `filename_audiomoth`: `YYYYMMDD_HHMMSS.WAV` (AudioMoth names are UTC, the firmware's default; --tz does
      not change them, but a --tz other than UTC logs a warning once per folder, since a recorder set to local
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 _AM_COMMENT = re.compile(
     r"Recorded at (\d{2}):(\d{2}):(\d{2}) (\d{2})/(\d{2})/(\d{4}) \(UTC([+-]\d{1,2})?(?::?(\d{2}))?\)"
     r"(?: during deployment \S+)? by AudioMoth ([0-9A-Fa-f]{16})")
+_UTC_NAME = re.compile(r"^(\d{8})T(\d{6})(?:_(\d{3}))?Z$")
 _BARLT = re.compile(r"(\d{8})T(\d{6})([+-])(\d{2}):?(\d{2})")
 _AUDIOMOTH = re.compile(r"^(\d{8})_(\d{6})(?:_\d+)?$")
 _HEX = re.compile(r"^[0-9A-Fa-f]{8}$")
@@ -189,6 +191,9 @@ def _naive(d: str, t: str, path: Path | None = None, source: str = "") -> dateti
 
 def _from_name(path: Path, tz: tzinfo | None) -> FileTime | None:
     stem = path.stem
+    if (m := _UTC_NAME.match(stem)) and (naive := _naive(m.group(1), m.group(2))):
+        start = naive.replace(tzinfo=timezone.utc) + timedelta(milliseconds=int(m.group(3) or 0))
+        return FileTime(start, tz or timezone.utc, "filename_utc", "")
     if m := _BARLT.search(stem):
         naive = _naive(m.group(1), m.group(2), path, "filename_barlt")
         if naive:

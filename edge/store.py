@@ -8,7 +8,7 @@ Tables
               UNIQUE(file_key, run_key, start_sample): INSERT OR IGNORE makes re-processing idempotent.
   files       the ledger: one row per (file_key, run_key): path (where it was last scanned from, resolved),
               size, mtime_ns, status done|failed, reason, attempts, processed_at, audio_s, n_detections,
-              start_utc, time_source, recorder_id.
+              start_utc, time_source, recorder_id, moved_to (where the daemon archived it, or "deleted").
 
 `file_key` is the recording's content identity (file name, size, sha256 of its first and last MiB), not its
 path: the same card scanned from another mount point, or a copied folder, adds no detections.
@@ -21,6 +21,18 @@ Crash safety: `commit_file` writes a file's detections AND its ledger row in ONE
 A file rewritten in place (its size or mtime changed at the path it was recorded from) is processed again (its
 old rows are replaced in the same transaction). Failed files are recorded with the reason and retried on the next run
 (`attempts` counts them; the daemon may give up after a few).
+
+Schema versions: PRAGMA user_version holds the schema version; opening an older store migrates it (in one
+transaction, see MIGRATIONS), opening a store of a newer hootwatch is refused with a message to upgrade.
+
+Durability: commits run with synchronous=NORMAL (a crash loses nothing; a power cut may roll back the last
+commits). Before a recording is deleted or archived, `record_moved` notes where it went in a synchronous=FULL
+commit, which makes that note and every commit before it (the file's detections) durable first.
+
+Live detections (`add_detections`) are committed the same way at once: live audio cannot be scanned again.
+
+A full disk raises DiskFullError (at open and on any write), and a failed COMMIT is rolled back so the
+connection is never left inside a transaction.
 
 Usage (the daemon does the same):
     store = DetectionStore(out_dir / "detections.sqlite")
@@ -38,6 +50,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+from . import fsio
+from .errors import DiskFullError, HootwatchError, is_disk_full
+
+# version 1: the tables below as first released (stores of then have user_version 0)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS detections (
     id INTEGER PRIMARY KEY,
@@ -84,6 +100,17 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (file_key, run_key)
 );
 """
+
+# version -> the statements that bring a store of the version before up to it
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE files ADD COLUMN moved_to TEXT NOT NULL DEFAULT ''",),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+DELETED = "deleted"  # moved_to of a recording the daemon deleted
+
+
+class StoreVersionError(HootwatchError):
+    """A store written by a newer hootwatch, whose schema this version does not know."""
 
 DETECTION_COLUMNS = ("file_key", "file", "start_sample", "start_s", "end_s", "begin_utc", "end_utc", "begin_local",
                      "end_local", "label", "max_score", "mean_score", "n_windows", "time_source", "recorder_id")
@@ -181,6 +208,7 @@ class LedgerRow:
     start_utc: str
     time_source: str
     recorder_id: str
+    moved_to: str = ""  # '' (still at path), the archive path, or DELETED
 
 
 def _stat(path: str | os.PathLike) -> tuple[int | None, int | None]:
@@ -196,13 +224,44 @@ class DetectionStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=30000")
-        self.conn.executescript(SCHEMA)
+        self.conn = None
+        try:
+            fsio.makedirs(self.path.parent)  # durably: SQLite fsyncs the store's folder, not the ones above it
+            self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except BaseException as exc:
+            if self.conn is not None:
+                self.conn.close()
+            if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+                raise _disk_full(self.path, "cannot be opened") from exc
+            raise
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION (one transaction; another process may be doing the same)."""
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._transaction() as cur:
+            version = self._version()
+            if version > SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"{self.path}: written by a newer hootwatch (store schema {version}; this hootwatch knows up "
+                    f"to {SCHEMA_VERSION})",
+                    "upgrade hootwatch (pip install -U hootwatch) on this machine, or use another output folder")
+            if version == 0:  # new, or of the first release: CREATE ... IF NOT EXISTS makes both version 1
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    cur.execute(statement)
+                version = 1
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[v]:
+                    cur.execute(statement)
+            cur.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
         self.conn.close()
@@ -296,9 +355,22 @@ class DetectionStore:
                 (key, run.run_key, where, size, mtime_ns, reason, (prev["attempts"] if prev else 0) + 1,
                  utc_now()))
 
+    def record_moved(self, path: str | os.PathLike, run_key: str, moved_to: str) -> bool:
+        """Note durably where a recorded file is going (an archive path, or DELETED), BEFORE it is moved or
+        deleted: one synchronous=FULL commit, which makes this note and every earlier commit (the file's
+        detections) survive a power cut. False (nothing noted) when the file is not recorded as done."""
+        row = self.ledger(path, run_key)
+        if row is None or row.status != "done":
+            return False
+        with self._transaction(durable=True) as cur:
+            cur.execute("UPDATE files SET moved_to=? WHERE file_key=? AND run_key=?",
+                        (str(moved_to), row.file_key, run_key))
+        return True
+
     def add_detections(self, run: RunInfo, detections: Iterable[Detection]) -> int:
-        """Insert detections without a ledger row (live audio); idempotent like commit_file."""
-        with self._transaction() as cur:
+        """Insert detections without a ledger row (live audio); idempotent like commit_file. Durable at once
+        (synchronous=FULL): live audio cannot be scanned again, and detections are few."""
+        with self._transaction(durable=True) as cur:
             return self._insert(cur, run, list(detections), utc_now())
 
     def _insert(self, cur, run: RunInfo, dets: list[Detection], now: str) -> int:
@@ -310,8 +382,8 @@ class DetectionStore:
                                  run.run_key, now) for d in dets])
         return self.conn.total_changes - before
 
-    def _transaction(self):
-        return _Transaction(self.conn)
+    def _transaction(self, durable: bool = False):
+        return _Transaction(self.conn, self.path, durable)
 
     # reading
     def detections(self, run_key: str | None = None) -> list[dict]:
@@ -327,18 +399,60 @@ class DetectionStore:
         return self.conn.execute("SELECT COUNT(*) FROM detections WHERE run_key=?", (run_key,)).fetchone()[0]
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (KeyboardInterrupt included)."""
+def _disk_full(path: Path, what: str) -> DiskFullError:
+    return DiskFullError(
+        f"{path}: the disk is full; the store {what}",
+        f"free space on the disk holding {path.parent} (old clips, raw recordings or archives); nothing was "
+        "half-written, and the recording is scanned again once there is room")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (KeyboardInterrupt included) and when the COMMIT
+    itself fails (SQLite leaves the transaction open then: the connection would be wedged). A full disk is
+    raised as DiskFullError."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, durable: bool = False) -> None:
+        self.conn, self.path, self.durable = conn, path, durable
 
     def __enter__(self) -> sqlite3.Cursor:
-        self.conn.execute("BEGIN IMMEDIATE")
+        if self.durable:  # this commit fsyncs the WAL: it and every commit before it survive a power cut
+            self.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._normal()
+            if is_disk_full(exc):
+                raise _disk_full(self.path, "cannot be written") from exc
+            raise
         return self.conn.cursor()
 
+    def _normal(self) -> None:
+        if self.durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+
     def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._end(exc_type, exc)
+        finally:
+            self._normal()
+
+    def _end(self, exc_type, exc) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error as failed:
+                self._rollback()
+                if is_disk_full(failed):
+                    raise _disk_full(self.path, "cannot be written") from failed
+                raise
+        self._rollback()
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise _disk_full(self.path, "cannot be written") from exc
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:  # SQLite may have rolled back already (e.g. on SQLITE_FULL)
+                pass

@@ -1,7 +1,7 @@
 """Writing the bundle folder so that a failed export never leaves half a bundle.
 
 Everything is built in a hidden staging folder next to BUNDLE (same filesystem, so the final step is one
-rename). Key manifest fields are mirrored into model.onnx's metadata_props before hashing, so the ONNX file
+rename, after every file and folder in it is fsynced; the parent folder is fsynced after it). Key manifest fields are mirrored into model.onnx's metadata_props before hashing, so the ONNX file
 alone still says what it is. The manifest itself is written by hootwatch.edge.bundle.write_manifest, which
 hashes every file; the edge verifies those hashes with load_bundle.
 """
@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator
 
+from hootwatch.edge import fsio
 from hootwatch.edge.bundle import Manifest, onnx_metadata, write_manifest
 from hootwatch.edge.errors import ConfigError
 
@@ -46,9 +47,21 @@ def staging(out: Path) -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def fsync_tree(folder: Path) -> None:
+    """fsync every file, then every folder (deepest first), so the bundle is on the disk before it is renamed
+    into place: a power cut never leaves a bundle whose names exist and whose bytes do not."""
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            fsio.fsync_file(p)
+    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        fsio.fsync_dir(d)
+    fsio.fsync_dir(folder)
+
+
 def publish(bundle_dir: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished bundle to `out` (replacing an old one only with overwrite)."""
+    """Move the finished bundle to `out` (replacing an old one only with overwrite), durably."""
     check_destination(out, overwrite)
+    fsync_tree(bundle_dir)
     old = None
     if out.is_dir():
         if any(out.iterdir()):
@@ -57,6 +70,7 @@ def publish(bundle_dir: Path, out: Path, overwrite: bool) -> None:
         else:
             out.rmdir()
     bundle_dir.rename(out)
+    fsio.fsync_dir(out.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -1,7 +1,7 @@
 """The status file: one small JSON document a person (or a monitoring script) can read over SSH.
 
-Written atomically (temporary file in the same folder, fsync, rename) so a reader never sees half a file,
-even if the box loses power mid-write.
+Written atomically (temporary file in the same folder, fsync, rename, fsync of the folder: edge/fsio.py) so a
+reader never sees half a file, even if the box loses power mid-write.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from .. import fsio
 
 
 def utc_now_iso() -> str:
@@ -64,19 +64,4 @@ class Health:
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    fsio.write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

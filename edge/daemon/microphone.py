@@ -10,8 +10,9 @@ gap and a new one starts at the capture time of the first sample after it, howev
 in the ring, so window times stay true to the capture clock.
 
 A device that disappears (USB unplugged, PortAudio error) is reopened with exponential back-off up to
-`reopen_max_s`. Optional raw recording writes rolling FLAC/WAV segments, deleting the oldest beyond the budget,
-and stops while the disk guard says the disk is low.
+`reopen_max_s`. Optional raw recording writes rolling FLAC/WAV segments named by the capture time of their first
+sample, starts a new one after lost audio, deletes the oldest beyond the budget, stops while the disk guard says
+the disk is low, and survives a power cut (RawRecorder).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import fsio
 from ..audio import StreamResampler
 from .config import MicrophoneConfig
 
@@ -108,8 +111,19 @@ class RingBuffer:
                 t = t0 + (self._r - idx) / self.rate
             self._r += n
         return out, t, after_gap
+RAW_SYNC_S = 10.0          # a raw segment is flushed and fsynced every this many seconds of audio
+OPEN_MARK = ".recording"   # in the raw folder while a segment is being written: its name
+
+
 class RawRecorder:
-    """Rolling raw-audio segments (FLAC or WAV) named by their UTC start, within a disk budget."""
+    """Rolling raw-audio segments (FLAC or WAV) within a disk budget, each named by the UTC capture time of its
+    first sample (`20260621T100000_250Z.flac`, read back as UTC by recorder_time). Audio after lost samples
+    starts a new segment, so a segment never spans a gap.
+
+    Power cuts: the segment being written is named in OPEN_MARK (written durably) and flushed + fsynced every
+    RAW_SYNC_S; a new recorder (the daemon starting again) repairs a segment that was never closed, so it is
+    readable up to the cut (a WAV header is fixed to the data on disk; a FLAC file, whose sample count is only
+    written at close, is re-encoded from the frames that decode)."""
 
     def __init__(self, folder: Path, sample_rate: int, channels: int, fmt: str, segment_s: float,
                  budget_mb: float, allowed: Callable[[], bool] = lambda: True) -> None:
@@ -119,9 +133,13 @@ class RawRecorder:
         self.allowed = allowed
         self._file = None
         self._frames = 0
+        self._synced = 0
         self.paused = False
+        self.recovered = self.recover()
 
-    def write(self, block: np.ndarray, t_utc: dt.datetime) -> None:
+    def write(self, block: np.ndarray, t_utc: dt.datetime | None, after_gap: bool = False) -> None:
+        """Append `block` (frames x channels) whose first sample was captured at `t_utc`; `after_gap`: samples
+        were lost just before it."""
         if not self.allowed():
             if not self.paused:
                 log.warning("raw recording paused: disk low")
@@ -131,23 +149,61 @@ class RawRecorder:
         self.paused = False
         import soundfile as sf
 
+        if after_gap:
+            self.close()
         if self._file is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if t_utc is None:
+                t_utc = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=len(block) / self.sample_rate)
+            fsio.makedirs(self.folder)
+            t_utc = t_utc.astimezone(dt.timezone.utc)
             name = t_utc.strftime("%Y%m%dT%H%M%S") + f"_{t_utc.microsecond // 1000:03d}Z.{self.fmt}"
+            fsio.write_atomic(self.folder / OPEN_MARK, name)
             self._file = sf.SoundFile(str(self.folder / name), "w", self.sample_rate, self.channels,
                                       subtype="PCM_16", format=self.fmt.upper())
-            self._frames = 0
+            self._frames = self._synced = 0
             self.enforce_budget()
         self._file.write(block)
         self._frames += len(block)
         if self._frames >= self.segment_frames:
             self.close()
+        elif self._frames - self._synced >= RAW_SYNC_S * self.sample_rate:
+            self._sync()
+
+    def _sync(self) -> None:
+        self._file.flush()  # libsndfile writes what it holds (and a WAV header that covers it)
+        fsio.fsync_file(self._file.name)
+        if self._synced == 0:
+            fsio.fsync_dir(self.folder)
+        self._synced = self._frames
 
     def close(self) -> None:
         if self._file is not None:
+            name = self._file.name
             self._file.close()
             self._file = None
+            fsio.fsync_file(name)
+            fsio.fsync_dir(self.folder)
+            fsio.remove(self.folder / OPEN_MARK)
             self.enforce_budget()
+
+    def recover(self) -> list[Path]:
+        """Repair the segment a power cut (or kill -9) left open; returns it ([] when there was none)."""
+        mark = self.folder / OPEN_MARK
+        try:
+            name = mark.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return []
+        path = self.folder / Path(name).name
+        done = []
+        try:
+            if path.is_file():
+                seconds = _repair_segment(path, self.sample_rate, self.channels)
+                log.warning("%s: raw recording cut short (power cut or kill); %.1f s recovered", path, seconds)
+                done.append(path)
+        except Exception as exc:  # a segment that cannot be repaired is kept as it is; recording goes on
+            log.warning("%s: raw recording cut short and cannot be repaired (%s); kept as it is", path, exc)
+        fsio.remove(mark)
+        return done
 
     def enforce_budget(self) -> list[Path]:
         """Delete the oldest segments until the folder is within budget; returns what was deleted."""
@@ -162,6 +218,65 @@ class RawRecorder:
             total -= sizes[p]
             deleted.append(p)
         return deleted
+
+
+def _repair_segment(path: Path, sample_rate: int, channels: int) -> float:
+    """Make a segment that was never closed readable up to its last bytes; returns its duration in seconds."""
+    import soundfile as sf
+
+    if path.suffix.lower() == ".wav":
+        _fix_wav_sizes(path)
+        fsio.fsync_file(path)
+        return sf.info(str(path)).duration
+    # FLAC: STREAMINFO says 0 samples until close. Read the frames that decode, write them as a whole file.
+    data = bytearray(path.read_bytes())
+    if data[:4] != b"fLaC" or len(data) < 26:
+        raise ValueError("no FLAC stream header")
+    head = int.from_bytes(data[18:26], "big")
+    data[18:26] = (head | ((1 << 36) - 1)).to_bytes(8, "big")  # "as many samples as there are"
+    probe = path.with_name(f".{path.name}.probe")
+    blocks = []
+    try:
+        probe.write_bytes(bytes(data))
+        with sf.SoundFile(str(probe)) as f:
+            while True:
+                try:
+                    b = f.read(1024, dtype="float32", always_2d=True)
+                except RuntimeError:  # the cut: the rest does not decode
+                    break
+                if not len(b):
+                    break
+                blocks.append(b)
+    finally:
+        probe.unlink(missing_ok=True)
+    audio = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+    tmp = path.with_name(f".{path.name}.repair")
+    sf.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="FLAC")
+    fsio.durable_move(tmp, path)
+    return len(audio) / sample_rate
+
+
+def _fix_wav_sizes(path: Path) -> None:
+    """Set the RIFF and data chunk sizes from the file's length (libsndfile writes them at flush and close)."""
+    import struct
+
+    with open(path, "r+b") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise ValueError("no RIFF/WAVE header")
+        size = os.fstat(f.fileno()).st_size
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, n = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                f.seek(pos + 4)
+                f.write(struct.pack("<I", size - pos - 8))
+                f.seek(4)
+                f.write(struct.pack("<I", size - 8))
+                return
+            pos += 8 + n + (n & 1)
+        raise ValueError("no data chunk")
 
 
 def sounddevice_stream(**kw):
@@ -183,7 +298,9 @@ class Microphone:
         self.health, self.raw, self.stream_factory, self.active = health, raw, stream_factory, active
         self.ring = RingBuffer(int(cfg.ring_s * cfg.sample_rate), rate=cfg.sample_rate)
         raw_ring = int(cfg.ring_s * cfg.sample_rate) * cfg.channels if raw is not None else 1
-        self.raw_ring = RingBuffer(raw_ring) if raw is not None else None
+        # interleaved frames: `rate` in samples per second of all channels, for the capture times
+        self.raw_ring = RingBuffer(raw_ring, rate=cfg.sample_rate * cfg.channels) if raw is not None else None
+        self._raw_gap = False
         self.overruns = 0
         self._failed = threading.Event()   # the stream reported an error / finished unexpectedly
         self.state = "closed"
@@ -206,14 +323,18 @@ class Microphone:
     def _callback(self, indata, frames, time_info, status) -> None:
         if status and status.input_overflow:
             self.ring.mark_gap()
+            if self.raw_ring is not None:
+                self.raw_ring.mark_gap()
             self._overrun("PortAudio input overflow")
         mono = indata.mean(axis=1) if indata.ndim == 2 and indata.shape[1] > 1 else indata.reshape(-1)
         t_capture = self._capture_time(frames, time_info)
         if not self.ring.write(mono.astype(np.float32, copy=False), t_capture):
             self._overrun("ring buffer full (processing too slow)")
+            if self.raw_ring is not None:  # the raw segment must not run on over the block dropped here
+                self.raw_ring.mark_gap()
             return
         if self.raw_ring is not None:
-            self.raw_ring.write(np.asarray(indata, np.float32).reshape(-1))
+            self.raw_ring.write(np.asarray(indata, np.float32).reshape(-1), t_capture)
 
     def _overrun(self, why: str) -> None:
         self.overruns += 1
@@ -295,15 +416,25 @@ class Microphone:
                 if len(out):
                     self.on_audio(out, t_block)
             if self.raw_ring is not None:
-                raw = self.raw_ring.read(timeout=0)
-                if len(raw):
-                    self.raw.write(raw.reshape(-1, self.cfg.channels), dt.datetime.now(dt.timezone.utc))
+                self._drain_raw()
             if final:
                 if self._failed.is_set() and not self.stop.is_set():
                     self._set_state("lost; reopening")
                 return
             if not getattr(stream, "active", True):
                 self._failed.set()
+
+    def _drain_raw(self) -> None:
+        """Everything in the raw ring to the raw recorder, a read per stretch between gaps, each stamped with
+        the capture time of its first sample."""
+        while True:
+            raw, t_first, after_gap = self.raw_ring.read_stamped(timeout=0)
+            self._raw_gap = self._raw_gap or after_gap  # a gap read with nothing after it yet still counts
+            if not len(raw):
+                return
+            t = dt.datetime.fromtimestamp(t_first, dt.timezone.utc) if t_first is not None else None
+            self.raw.write(raw.reshape(-1, self.cfg.channels), t, after_gap=self._raw_gap)
+            self._raw_gap = False
 
     def _wait(self, seconds: float) -> None:
         end = time.monotonic() + seconds

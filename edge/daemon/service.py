@@ -20,16 +20,16 @@ import dataclasses
 import datetime as dt
 import logging
 import queue
-import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 
 from ..detector import Detector
-from ..errors import ConfigError
+from .. import fsio
+from ..errors import ConfigError, DiskFullError
 from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings, detection_rule
-from ..store import STORE_NAME, DetectionStore
+from ..store import DELETED, STORE_NAME, DetectionStore
 from .config import DaemonConfig
 from .diskguard import DiskGuard
 from .health import Health, utc_now_iso, write_json_atomic
@@ -256,20 +256,28 @@ class Daemon:
         self._after(job.path)
 
     def _after(self, path: Path) -> None:
-        """Archive or delete a recording whose detections are committed (done or already done)."""
+        """Archive or delete a recording whose detections are committed (done or already done). First the ledger
+        notes where it goes, in a commit that makes the file's detections durable too (store.record_moved); only
+        then is it moved (file and both folders fsynced) or unlinked: a power cut never leaves a recording
+        gone whose detections may roll back."""
         fcfg = self.cfg.sources.folder
+        if fcfg.after == "keep":
+            return
+        if fcfg.after == "archive":
+            try:
+                rel = path.relative_to(fcfg.path)
+            except ValueError:
+                rel = Path(path.name)
+            dest = Path(fcfg.archive_dir) / rel
         try:
+            if not self._scan_store.record_moved(path, self.run_key, DELETED if fcfg.after == "delete" else dest):
+                log.warning("%s: not recorded as done; it is kept", path)
+                return
             if fcfg.after == "delete":
-                path.unlink()
-            elif fcfg.after == "archive":
-                try:
-                    rel = path.relative_to(fcfg.path)
-                except ValueError:
-                    rel = Path(path.name)
-                dest = Path(fcfg.archive_dir) / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(path), str(dest))
-        except OSError as exc:
+                fsio.remove(path)
+            else:
+                fsio.durable_move(path, dest)
+        except (OSError, DiskFullError) as exc:
             log.warning("%s: cannot %s it: %s", path, fcfg.after, exc)
 
     # ------------------------------------------------------------ microphone

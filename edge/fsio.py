@@ -1,0 +1,133 @@
+"""Writes that survive a power cut: the one implementation of atomic and durable file operations.
+
+A file's bytes reach the disk when the file is fsynced; a name (a new file, a rename, an unlink) when the
+folder holding it is fsynced. Without the second, a power cut can undo a rename whose data was already on the
+disk, or keep an unlink whose reason (a database commit) was lost. So:
+
+- `write_atomic(path, data)`: write a temporary file in the same folder, fsync it, rename it over `path`,
+  fsync the folder. A reader sees the old file or the new one, never half of one, before and after a cut.
+- `durable_move(src, dst)`: rename (or, across disks, copy to a temporary name, fsync, rename), fsync the
+  file and both folders, and only then remove the source. At every moment the recording exists complete in
+  at least one of the two places.
+- `remove(path)`: unlink and fsync the folder.
+- `makedirs(path)`: create missing folders and fsync the parent of each new one (and of `path`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# folders that cannot be fsynced (some network and FAT drivers): nothing better can be done there
+_NO_DIR_FSYNC = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make the names in folder `path` (created, renamed, removed) durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_DIR_FSYNC:
+            raise
+    finally:
+        os.close(fd)
+
+
+def makedirs(path: str | os.PathLike) -> Path:
+    """`mkdir -p` whose folders survive a power cut: the parent of each new folder is fsynced, and so is the
+    parent of `path` itself even when `path` existed (whoever made it may not have fsynced its name)."""
+    p = Path(path)
+    missing = []
+    while not p.is_dir():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            if not d.is_dir():
+                raise
+            continue
+        fsync_dir(d.parent)
+    if not missing and Path(path).parent != Path(path):
+        fsync_dir(Path(path).parent)
+    return Path(path)
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes, encoding: str = "utf-8") -> Path:
+    """Replace `path` with `data` (text is written as `encoding`, newlines as given): all or nothing, durable."""
+    p = Path(path)
+    makedirs(p.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode(encoding) if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(p.parent)
+    return p
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_move(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Move `src` to `dst` (replacing it) so that a power cut at any moment leaves the file complete in `dst`,
+    in `src`, or in both; never in neither, never half a file under the name `dst`."""
+    src, dst = Path(src), Path(dst)
+    makedirs(dst.parent)
+    try:
+        fsync_file(src)  # its bytes first: whoever wrote it may never have fsynced them
+        os.rename(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_durably(src, dst)
+        fsync_dir(dst.parent)
+        os.unlink(src)
+    else:
+        fsync_dir(dst.parent)
+    fsync_dir(src.parent)
+    return dst
+
+
+def _copy_durably(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.partial")  # one fixed name: a copy cut short is overwritten next time
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            fout.flush()
+            os.fsync(fout.fileno())
+        shutil.copystat(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Unlink `path` and make the removal durable."""
+    p = Path(path)
+    p.unlink()
+    fsync_dir(p.parent)
