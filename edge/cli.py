@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from importlib.metadata import entry_points
-
 from .errors import HootwatchError, MissingExtraError
 
 # extra that provides each workstation command (for the message when it is not installed)
@@ -23,6 +21,8 @@ QUIET_LOGGERS = ("accelerate", "transformers", "optimum", "datasets", "apschedul
 
 
 def _plugins() -> dict:
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group="hootwatch.commands")}
 
 
@@ -64,6 +64,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if next((a for a in argv if not a.startswith("-")), None) == "run":
+        from .daemon import signals  # before any other import: systemd may stop us at any moment
+        signals.install()
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)

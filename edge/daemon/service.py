@@ -21,7 +21,6 @@ import datetime as dt
 import logging
 import queue
 import shutil
-import signal
 import threading
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from .config import DaemonConfig
 from .diskguard import DiskGuard
 from .health import Health, utc_now_iso, write_json_atomic
 from .notify import Heartbeats, Notifier
+from . import signals
 from .schedule import is_active, next_change
 from .watcher import FileJob, FolderWatcher, stat_key
 
@@ -79,9 +79,14 @@ class Daemon:
     def run(self) -> int:
         cfg = self.cfg
         self._install_signals()
+        if self.stop.is_set():
+            return 0
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status("loading model")
         self.detector = self._load_model()
+        if self.stop.is_set():  # stopped while the model loaded: nothing started, nothing to drain
+            log.info("stopped before start-up finished")
+            return 0
         # recorder local-time file names are read in the recorders' zone; live audio is shown in the site's
         self.settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold,
                                      min_hits=cfg.model.min_hits, tz=cfg.recorder_timezone, clips=cfg.output.clips)
@@ -117,13 +122,7 @@ class Daemon:
         return det
 
     def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        def handler(signum, frame):
-            log.info("%s received: stopping", signal.Signals(signum).name)
-            self.stop.set()
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        signals.install(self.stop)  # `hootwatch run` installed it already, before its imports; this is for tests
 
     # ------------------------------------------------------------ periodic jobs
     def _start_jobs(self):
