@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in QUIET_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `hootwatch check-config FILE | head`: the reader has seen enough
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # 128 + SIGPIPE, as a shell reports it
     except HootwatchError as exc:
         print(f"hootwatch: error: {exc}", file=sys.stderr)
         return 2
