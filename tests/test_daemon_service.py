@@ -89,3 +89,94 @@ def test_shutdown_does_not_close_the_live_session_under_a_running_microphone_thr
     daemon.mic.is_alive = lambda: False
     daemon._shutdown(Scheduler())
     assert closed == [True]
+
+
+def test_odd_folder_entries_are_reported_once_and_skipped_while_the_rest_is_scanned(tmp_path, bundle, caplog):
+    import json
+    import logging
+    import os
+    incoming = tmp_path / "in"
+    write_tone(incoming / "20240101_100000.wav", 20, SR, tones=[(10, 13)])
+    with open(os.fsencode(incoming) + b"/owl\xff\xfe.wav", "wb") as f:  # a FAT card's latin-1 name
+        f.write((incoming / "20240101_100000.wav").read_bytes())
+    (incoming / "loop.wav").symlink_to(incoming / "loop.wav")
+    (incoming / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    (incoming / "null.wav").symlink_to("/dev/null")
+    os.mkfifo(incoming / "pipe.wav")
+    write_tone(incoming / "late" / "20240101_110000.wav", 20, SR, tones=[(10, 13)])
+    daemon = Daemon(_config(tmp_path, bundle, retry_after_s=1.0))  # walks every second: reported once anyway
+    with caplog.at_level(logging.WARNING):
+        run_daemon_until(daemon, lambda: daemon.health.files_done >= 2, timeout=20)
+        skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert daemon.health.files_done == 2 and daemon.health.files_failed == 0
+    for name in ("owl\\xff\\xfe.wav", "loop.wav", "gone.wav", "null.wav", "pipe.wav"):
+        assert sum(name in m for m in skipped) == 1, (name, skipped)
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["state"] == "stopped" and status["detections"] == 2
+
+
+def test_a_dead_worker_thread_marks_the_status_failed_stops_the_watchdog_and_exits_non_zero(tmp_path, bundle):
+    import json
+
+    from hootwatch.edge.daemon.notify import Notifier
+    (tmp_path / "in").mkdir()
+
+    class Recording(Notifier):
+        def __init__(self):
+            super().__init__(address="@test", watchdog_usec="400000", watchdog_pid="")
+            self.sent = []
+
+        def send(self, *fields):
+            self.sent.extend(fields)
+            return True
+
+    cfg = _config(tmp_path, bundle)
+    cfg = type(cfg)(**{**cfg.__dict__, "health": type(cfg.health)(**{**cfg.health.__dict__, "watchdog": True})})
+    notifier = Recording()
+    daemon = Daemon(cfg, notifier=notifier)
+    import hootwatch.edge.daemon.watcher as watcher_mod
+
+    def broken_walk(self):
+        raise RuntimeError("an unforeseen bug")
+    original = watcher_mod.FolderWatcher.walk
+    watcher_mod.FolderWatcher.walk = broken_walk
+    import threading
+    result = []
+    t = threading.Thread(target=lambda: result.append(daemon.run()), daemon=True)
+    try:
+        t.start()
+        t.join(20)  # returns by itself: nobody sets the stop event
+    finally:
+        watcher_mod.FolderWatcher.walk = original
+        daemon.stop.set()
+        t.join(30)
+    assert result == [1]
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["state"] == "failed" and "folder watcher" in status["last_error"]
+    assert "RuntimeError: an unforeseen bug" in status["last_error"]
+    n = notifier.sent.count("WATCHDOG=1")
+    assert not daemon.beats.beat("folder") and notifier.sent.count("WATCHDOG=1") == n  # fed no more
+
+
+def test_a_dead_microphone_thread_is_seen_too(tmp_path, bundle, monkeypatch):
+    import json
+    import threading
+
+    from hootwatch.edge.daemon import microphone
+    cfg = config_from_dict({"model": {"bundle": str(bundle)}, "sources": {"microphone": {}},
+                            "output": {"dir": str(tmp_path / "out"), "timezone": "UTC"},
+                            "health": {"watchdog": False, "status_every_s": 0.5}})
+
+    def broken(self):
+        raise OSError("device vanished mid-read")
+    monkeypatch.setattr(microphone.Microphone, "run", broken)
+    daemon = Daemon(cfg, stream_factory=lambda **kw: None)
+    result = []
+    t = threading.Thread(target=lambda: result.append(daemon.run()), daemon=True)
+    t.start()
+    t.join(20)
+    daemon.stop.set()
+    t.join(30)
+    assert result == [1]
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["state"] == "failed" and "microphone thread died (OSError" in status["last_error"]

@@ -23,7 +23,7 @@ def utc_now_iso() -> str:
 @dataclass
 class Health:
     """Counters the pipeline updates; `snapshot()` is what goes into the status file."""
-    state: str = "starting"               # starting, listening, idle (outside schedule), stopping, stopped
+    state: str = "starting"               # starting, running, stopping, stopped, failed (a worker thread died)
     started_utc: str = field(default_factory=utc_now_iso)
     last_audio_utc: str | None = None     # newest audio the model has seen (file or microphone)
     last_detection_utc: str | None = None

@@ -73,6 +73,8 @@ class Daemon:
         self.mic = None
         self._live: LiveSession | None = None
         self._threads: list[threading.Thread] = []
+        self._errors: dict[str, BaseException] = {}  # what killed a worker thread, by thread name
+        self.failure: str | None = None  # set when a worker thread died: the daemon stops with exit status 1
         self._given_up: set[str] = set()
 
     # ------------------------------------------------------------ main
@@ -105,9 +107,35 @@ class Daemon:
         self.notifier.ready(self._status_line())
         log.info("ready: %s", self._status_line())
         while not self.stop.wait(1.0):
-            pass
+            dead = self._dead_worker()
+            if dead:
+                self._fail(dead)
+                break
         self._shutdown(scheduler)
-        return 0
+        return 1 if self.failure else 0
+
+    def _dead_worker(self) -> str | None:
+        """'<what> died (<error>)' for a worker thread that ended while the daemon was not stopping."""
+        if self.stop.is_set():
+            return None
+        workers = [("folder watcher", self.watcher, lambda: self.watcher.error)] if self.watcher else []
+        workers += [(t.name.removeprefix("hootwatch-") + " loop", t, lambda t=t: self._errors.get(t.name))
+                    for t in self._threads]
+        if self.mic is not None:
+            workers.append(("microphone", self.mic, lambda: self.mic.error))
+        for what, w, error in workers:
+            if not w.is_alive():
+                exc = error()
+                return f"{what} thread died ({type(exc).__name__}: {exc})" if exc else f"{what} thread ended"
+        return None
+
+    def _fail(self, why: str) -> None:
+        """A worker died: say so everywhere, stop feeding the watchdog, stop (exit 1: systemd restarts us)."""
+        self.failure = why
+        self.beats.fail()
+        log.error("%s: stopping; restart hootwatch (systemd does so by itself) and report this as a bug", why)
+        self.health.update(state="failed", last_error=why)
+        self._write_status()
 
     def _load_model(self) -> Detector:
         m = self.cfg.model
@@ -189,9 +217,17 @@ class Daemon:
         self.scanner = Scanner(self.detector, self._scan_store, self.settings, self.out_dir)
         self.beats.register("folder")
         self.watcher.start()
-        t = threading.Thread(target=self._folder_loop, name="hootwatch-scan", daemon=True)
+        t = threading.Thread(target=self._guarded, args=(self._folder_loop,), name="hootwatch-scan", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _guarded(self, loop) -> None:
+        """Run a worker loop; what kills it is kept for the status file (the main loop checks liveness)."""
+        try:
+            loop()
+        except BaseException as exc:
+            self._errors[threading.current_thread().name] = exc
+            log.exception("%s stopped", threading.current_thread().name)
 
     def _needs_scan(self, path: Path, size: int, mtime_ns: int) -> bool:
         fcfg = self.cfg.sources.folder
@@ -314,6 +350,7 @@ class Daemon:
 
     # ------------------------------------------------------------ stop
     def _shutdown(self, scheduler) -> None:
+        self.stop.set()  # also when a worker died: the others stop too
         self.health.update(state="stopping")
         self.notifier.stopping("draining")
         log.info("stopping: draining the windows in flight")
@@ -339,7 +376,7 @@ class Daemon:
             self._ledger_store.close()
         if getattr(self, "_mic_store", None) is not None and not self.mic.is_alive():
             self._mic_store.close()
-        self.health.update(state="stopped")
+        self.health.update(state="failed" if self.failure else "stopped")
         self._write_status()
         self.notifier.close()
         log.info("stopped")
