@@ -180,3 +180,21 @@ def test_a_dead_microphone_thread_is_seen_too(tmp_path, bundle, monkeypatch):
     assert result == [1]
     status = json.loads((tmp_path / "out" / "status.json").read_text())
     assert status["state"] == "failed" and "microphone thread died (OSError" in status["last_error"]
+
+
+def test_status_fields_mean_what_they_say_and_survive_a_restart(tmp_path, bundle):
+    import json
+    write_tone(tmp_path / "in" / "20240101_100000.wav", 20, SR, tones=[(10, 13)])
+    (tmp_path / "in" / "bad.wav").write_bytes(b"RIFF nonsense")
+    daemon = Daemon(_config(tmp_path, bundle))
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 1 and daemon.health.files_failed >= 1)
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["last_detection_utc"] == "2024-01-01T10:00:07.500+00:00"  # the call's time, not the scan's
+    assert status["last_audio_utc"] == "2024-01-01T10:00:20.000+00:00"  # the recording's end
+    assert (status["files_done"], status["files_failed"], status["detections"]) == (1, 1, 1)
+    again = Daemon(_config(tmp_path, bundle))  # nothing new to scan: the counters come from the store
+    run_daemon_until(again, lambda: again.health.state == "running")
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert (status["files_done"], status["files_failed"], status["detections"]) == (1, 1, 1)
+    assert status["last_detection_utc"] == "2024-01-01T10:00:07.500+00:00"
+    assert status["last_audio_utc"] == "2024-01-01T10:00:20.000+00:00"

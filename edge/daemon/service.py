@@ -31,7 +31,7 @@ from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings
 from ..store import STORE_NAME, DetectionStore
 from .config import DaemonConfig
 from .diskguard import DiskGuard
-from .health import Health, utc_now_iso, write_json_atomic
+from .health import Health, write_json_atomic
 from .notify import Heartbeats, Notifier
 from . import signals
 from .schedule import is_active, next_change
@@ -45,15 +45,22 @@ SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
 
 
+def _audio_end(row) -> str | None:
+    """The recording's clock time at the end of its scanned audio (ISO, UTC), from its ledger row."""
+    if not row.start_utc:
+        return None
+    start = dt.datetime.fromisoformat(row.start_utc)
+    return (start + dt.timedelta(seconds=row.audio_s or 0.0)).isoformat(timespec="milliseconds")
+
+
 class _Beat(Progress):
     """Scan progress hook: a heartbeat per decoded block, so a long file is not taken for a stall."""
 
-    def __init__(self, beats: Heartbeats, health: Health) -> None:
-        self.beats, self.health = beats, health
+    def __init__(self, beats: Heartbeats) -> None:
+        self.beats = beats
 
     def advance(self, audio_s: float) -> None:
         self.beats.beat("folder")
-        self.health.update(last_audio_utc=utc_now_iso())
 
 
 class Daemon:
@@ -94,6 +101,7 @@ class Daemon:
                                      min_hits=cfg.model.min_hits, tz=cfg.recorder_timezone, clips=cfg.output.clips)
         with DetectionStore(self.out_dir / DB_NAME) as store:
             self.run_key = Scanner(self.detector, store, self.settings).run.run_key
+            self._counters_from(store)
         log.info("detection rule: %s", detection_rule(self.detector.manifest, self.settings))
         self.guard.check()
         self._check_schedule()
@@ -148,6 +156,18 @@ class Daemon:
         log.info("model %s loaded (%s, %d Hz, %.1f s windows)", m.bundle, det.providers[0], man.sample_rate,
                  man.window_s)
         return det
+
+    def _counters_from(self, store: DetectionStore) -> None:
+        """Status counters and times of this run (model and settings) as the store has them, so a restart does
+        not read as a fresh start."""
+        rows = store.ledger_rows(self.run_key)
+        done = [r for r in rows if r.status == "done"]
+        ends = [_audio_end(r) for r in done]
+        newest = store.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE run_key=?",
+                                    (self.run_key,)).fetchone()[0]
+        self.health.update(files_done=len(done), files_failed=sum(r.status == "failed" for r in rows),
+                           detections=store.count(self.run_key), last_detection_utc=newest,
+                           last_audio_utc=max((e for e in ends if e), default=None))
 
     def _install_signals(self) -> None:
         signals.install(self.stop)  # `hootwatch run` installed it already, before its imports; this is for tests
@@ -240,7 +260,7 @@ class Daemon:
 
     def _folder_loop(self) -> None:
         store = self._scan_store
-        progress = _Beat(self.beats, self.health)
+        progress = _Beat(self.beats)
         try:
             while not self.stop.is_set():
                 self.beats.beat("folder")
@@ -278,17 +298,29 @@ class Daemon:
         self.scanner.settings = dataclasses.replace(self.settings,
                                                     clips=self.settings.clips and self.guard.writes_allowed)
         outcome = self.scanner.scan_file(job.path, progress=progress)
+        was_failed = row is not None and row.status == "failed"  # a retry: already counted as failed
         if outcome.status == "failed":
-            self.health.add(files_failed=1)
+            if not was_failed:
+                self.health.add(files_failed=1)
             self.health.update(last_error=f"{job.path.name}: {outcome.reason}")
             return
         if outcome.status == "done":
-            self.health.add(files_done=1, detections=outcome.n_detections)
+            self.health.add(files_done=1, detections=outcome.n_detections, files_failed=-int(was_failed))
+            self._times_of(job.path, store)
             if outcome.wall_s > 0:
                 self.health.update(real_time_factor=round(outcome.audio_s / outcome.wall_s, 1))
             log.info("%s: %d detection(s) in %.0f s of audio (%.0fx real time)", job.path.name,
                      outcome.n_detections, outcome.audio_s, outcome.audio_s / max(outcome.wall_s, 1e-9))
         self._after(job.path)
+
+    def _times_of(self, path: Path, store: DetectionStore) -> None:
+        """last_audio_utc: the recording's own time at the end of what was scanned; last_detection_utc: the
+        newest detection of the run (a backlog of older cards does not move it back)."""
+        row = store.ledger(path, self.run_key)
+        end = _audio_end(row) if row is not None else None
+        newest = store.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE run_key=?",
+                                    (self.run_key,)).fetchone()[0]
+        self.health.update(**({"last_audio_utc": end} if end else {}), last_detection_utc=newest)
 
     def _after(self, path: Path) -> None:
         """Archive or delete a recording whose detections are committed (done or already done)."""
@@ -333,11 +365,12 @@ class Daemon:
         dets = self._live.push(block)
         wall = time.perf_counter() - t0
         audio_s = len(block) / self.detector.manifest.sample_rate
-        self.health.update(last_audio_utc=utc_now_iso(),
+        end = t_utc + dt.timedelta(seconds=audio_s)
+        self.health.update(last_audio_utc=end.isoformat(timespec="milliseconds"),
                            real_time_factor=round(audio_s / wall, 1) if wall > 0 else None)
         if dets:
             self.health.add(detections=len(dets))
-            self.health.update(last_detection_utc=dets[-1].begin_utc)
+            self.health.update(last_detection_utc=max(d.begin_utc for d in dets))
             for d in dets:
                 log.info("microphone: %s detection at %s (score %.2f)", d.label, d.begin_local, d.max_score)
 
@@ -346,6 +379,7 @@ class Daemon:
             dets = self._live.close()
             if dets:
                 self.health.add(detections=len(dets))
+                self.health.update(last_detection_utc=max(d.begin_utc for d in dets))
             self._live = None
 
     # ------------------------------------------------------------ stop
