@@ -234,8 +234,9 @@ class Microphone:
         return stream
 
     def _set_state(self, state: str) -> None:
-        if state != self.state:
-            log.info("microphone: %s", state)
+        if state != self.state:  # a lost device is worth a warning; the back-off makes it rare
+            log.log(logging.WARNING if state.startswith(("unavailable", "lost")) else logging.INFO,
+                    "microphone: %s", state)
         self.state = state
         if self.health is not None:
             self.health.update(mic_state=state)

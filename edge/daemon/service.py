@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 from ..detector import Detector
-from ..errors import ConfigError
 from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings, detection_rule
 from ..store import STORE_NAME, DetectionStore
-from .config import DaemonConfig
+from .config import DaemonConfig, all_problems
 from .diskguard import DiskGuard
 from .health import Health, write_json_atomic
 from .notify import Heartbeats, Notifier
+from .preflight import preflight
 from . import signals
 from .schedule import is_active, next_change
 from .watcher import FileJob, FolderWatcher, stat_key
@@ -90,6 +90,9 @@ class Daemon:
         self._install_signals()
         if self.stop.is_set():
             return 0
+        problems = preflight(cfg, check_microphone=self.stream_factory is None)
+        if problems:  # what check-config reports: refuse to start (exit 2), every problem at once
+            raise all_problems(problems, str(cfg.source_file or "config"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status("loading model")
         self.detector = self._load_model()
@@ -148,10 +151,7 @@ class Daemon:
     def _load_model(self) -> Detector:
         m = self.cfg.model
         det = Detector.load(m.bundle, threads=m.threads, providers=m.providers or None, warmup=True)
-        man = det.manifest
-        if m.hop_s is not None and m.hop_s > man.window_s:
-            raise ConfigError(f"model.hop_s: must be at most the model's window ({man.window_s:g} s), got {m.hop_s:g}",
-                              "use a smaller hop_s, or remove it to use the bundle's")
+        man = det.manifest  # hop_s against its window: checked by preflight
         self.health.update(model=f"{man.backbone or 'model'} {man.model_id} on {det.providers[0]}")
         log.info("model %s loaded (%s, %d Hz, %.1f s windows)", m.bundle, det.providers[0], man.sample_rate,
                  man.window_s)
