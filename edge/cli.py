@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from .errors import HootwatchError, MissingExtraError
+from .errors import DiskFullError, HootwatchError, MissingExtraError
 
 # extra that provides each workstation command (for the message when it is not installed)
 EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export"}  # else "edge"
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, as a shell reports it
     except HootwatchError as exc:
         print(f"hootwatch: error: {exc}", file=sys.stderr)
-        return 2
+        return 4 if isinstance(exc, DiskFullError) else 2  # 2: systemd does not restart (a config to fix)
     except KeyboardInterrupt:
         print("hootwatch: interrupted", file=sys.stderr)
         return 130

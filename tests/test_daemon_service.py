@@ -198,3 +198,77 @@ def test_status_fields_mean_what_they_say_and_survive_a_restart(tmp_path, bundle
     assert (status["files_done"], status["files_failed"], status["detections"]) == (1, 1, 1)
     assert status["last_detection_utc"] == "2024-01-01T10:00:07.500+00:00"
     assert status["last_audio_utc"] == "2024-01-01T10:00:20.000+00:00"
+
+
+def test_a_full_disk_pauses_intake_with_one_message_and_resumes_losing_and_counting_nothing(tmp_path, bundle,
+                                                                                            monkeypatch, caplog):
+    import logging
+    import sqlite3
+
+    from hootwatch.edge.daemon import service
+    from hootwatch.edge.errors import DiskFullError
+    from hootwatch.edge.scan import Scanner
+    for i in range(3):
+        write_tone(tmp_path / "in" / f"2024010{i + 1}_100000.wav", 20, SR, tones=[(10, 13)])
+    monkeypatch.setattr(service, "DISK_FULL_POLL_S", 0.05)
+    monkeypatch.setattr(service, "DISK_FULL_RETRY_S", 0.3)
+    real_scan = Scanner.scan_file
+    full = {"left": 6}  # the disk is full for the next six tries, of whichever file, then space is freed
+
+    def scan_file(self, path, *a, **kw):
+        if full["left"] > 0:
+            full["left"] -= 1
+            raise (DiskFullError("database or disk is full") if full["left"] % 2
+                   else sqlite3.OperationalError("database or disk is full"))
+        return real_scan(self, path, *a, **kw)
+    monkeypatch.setattr(Scanner, "scan_file", scan_file)
+    daemon = Daemon(_config(tmp_path, bundle, max_attempts=1))  # one disk error counted would give a file up
+    with caplog.at_level(logging.WARNING):
+        run_daemon_until(daemon, lambda: daemon.health.files_done >= 3, timeout=30)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("disk full" in m and "intake paused" in m for m in messages) == 1, messages
+    assert sum("disk space back" in m and "intake resumed" in m for m in messages) == 1, messages
+    assert not any(r.exc_info for r in caplog.records)  # no traceback
+    assert (daemon.health.files_done, daemon.health.files_failed, daemon.health.detections) == (3, 0, 3)
+    assert daemon.health.disk_full is False
+    with sqlite3.connect(tmp_path / "out" / "detections.sqlite") as c:
+        assert c.execute("SELECT status, attempts FROM files").fetchall() == [("done", 1)] * 3
+        assert c.execute("SELECT COUNT(*) FROM detections").fetchone()[0] == 3
+
+
+def test_clips_check_the_free_space_before_each_file_not_only_on_the_timer(tmp_path, bundle, monkeypatch):
+    from hootwatch.edge.daemon.diskguard import DiskGuard
+    write_tone(tmp_path / "in" / "20240101_100000.wav", 20, SR, tones=[(10, 13)])
+    measured = []
+
+    def free_space_mb(self):  # start-up's check sees plenty; then the disk fills (another process, clips...)
+        measured.append(1)
+        return 10_000.0 if len(measured) == 1 else 100.0
+    monkeypatch.setattr(DiskGuard, "free_space_mb", free_space_mb)
+    cfg = _config(tmp_path, bundle)
+    cfg = type(cfg)(**{**cfg.__dict__, "output": type(cfg.output)(**{**cfg.output.__dict__, "clips": True})})
+    daemon = Daemon(cfg)
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 1)
+    assert daemon.health.detections == 1
+    assert not list((tmp_path / "out").glob("clips/*.wav"))  # below the 500 MB floor: the detection, no clip
+
+
+def test_microphone_detections_are_held_while_the_disk_is_full_and_written_when_space_returns():
+    import sqlite3
+
+    from hootwatch.edge.daemon.service import _HoldWhenFull
+
+    class Store:
+        full, rows = True, []
+
+        def add_detections(self, run, dets):
+            if self.full:
+                raise sqlite3.OperationalError("database or disk is full")
+            self.rows += dets
+            return len(dets)
+    store, events = Store(), []
+    held = _HoldWhenFull(store, lambda exc: events.append("full"), lambda: events.append("written"))
+    assert held.add_detections("run", ["d1"]) == 0 and held.add_detections("run", ["d2"]) == 0
+    store.full = False
+    assert held.add_detections("run", ["d3"]) == 3
+    assert store.rows == ["d1", "d2", "d3"] and held.held == [] and events == ["full", "full", "written"]

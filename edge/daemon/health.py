@@ -38,7 +38,8 @@ class Health:
     overruns: int = 0                     # microphone blocks lost (ring buffer full or PortAudio overflow)
     mic_state: str | None = None
     disk_free_mb: float | None = None
-    disk_low: bool = False
+    disk_low: bool = False                # below health.min_free_mb: clips and raw audio paused
+    disk_full: bool = False               # writes failed for want of space: intake paused until space returns
     schedule_active: bool = True
     next_schedule_change_utc: str | None = None
     last_error: str | None = None

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ..detector import Detector
+from ..errors import DiskFullError, is_disk_full
 from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings, detection_rule
 from ..store import STORE_NAME, DetectionStore
 from .config import DaemonConfig, all_problems
@@ -43,6 +44,9 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job r
 DB_NAME = STORE_NAME
 SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
+DISK_FULL_POLL_S = 2.0    # while intake is paused on a full disk: how often to look at the free space
+DISK_FULL_RETRY_S = 60.0  # ... and retry the file at the latest after this long (space may come back unseen)
+DISK_FULL_FREED = 1e6     # bytes freed since it filled that make it worth trying again at once
 
 
 def _audio_end(row) -> str | None:
@@ -82,6 +86,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._errors: dict[str, BaseException] = {}  # what killed a worker thread, by thread name
         self.failure: str | None = None  # set when a worker thread died: the daemon stops with exit status 1
+        self._quiet: set[str] = set()  # what has already said "disk full" (one message each until space returns)
         self._given_up: set[str] = set()
 
     # ------------------------------------------------------------ main
@@ -102,9 +107,15 @@ class Daemon:
         # recorder local-time file names are read in the recorders' zone; live audio is shown in the site's
         self.settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold,
                                      min_hits=cfg.model.min_hits, tz=cfg.recorder_timezone, clips=cfg.output.clips)
-        with DetectionStore(self.out_dir / DB_NAME) as store:
-            self.run_key = Scanner(self.detector, store, self.settings).run.run_key
-            self._counters_from(store)
+        try:
+            with DetectionStore(self.out_dir / DB_NAME) as store:
+                self.run_key = Scanner(self.detector, store, self.settings).run.run_key
+                self._counters_from(store)
+        except Exception as exc:
+            if is_disk_full(exc):  # exit status 4: systemd starts it again (RestartSec) until there is space
+                raise DiskFullError(f"the disk holding {self.out_dir} is full: the detection store cannot be opened",
+                                    "free some space there; hootwatch starts again by itself under systemd") from None
+            raise
         log.info("detection rule: %s", detection_rule(self.detector.manifest, self.settings))
         self.guard.check()
         self._check_schedule()
@@ -181,7 +192,7 @@ class Daemon:
         sched.add_job(self._check_schedule, "interval", seconds=SCHEDULE_CHECK_S, id="schedule")
         sched.add_job(self.guard.check, "interval", seconds=DISK_CHECK_S, id="disk")
         if self.cfg.output.export_every_min > 0:
-            sched.add_job(self._export, "interval", minutes=self.cfg.output.export_every_min, id="export")
+            sched.add_job(self._export_now, "interval", minutes=self.cfg.output.export_every_min, id="export")
         sched.start()
         return sched
 
@@ -200,8 +211,13 @@ class Daemon:
                            disk_low=not self.guard.writes_allowed)
         try:
             write_json_atomic(self.cfg.status_file, self.health.snapshot())
+            self._space_back("the status file")
         except OSError as exc:
-            log.warning("cannot write status file %s: %s", self.cfg.status_file, exc)
+            if not is_disk_full(exc):
+                log.warning("cannot write status file %s: %s", self.cfg.status_file, exc)
+            elif "the status file" not in self._quiet:
+                self._quiet.add("the status file")
+                log.error("disk full: the status file %s is not updated until space is freed", self.cfg.status_file)
         self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:
@@ -213,9 +229,24 @@ class Daemon:
             parts.append(f"{h.files_failed} failed")
         if h.mic_state:
             parts.append(f"mic {h.mic_state}")
-        if h.disk_low:
+        if h.disk_full:
+            parts.append("DISK FULL: intake paused until space is freed")
+        elif h.disk_low:
             parts.append("DISK LOW: clips/raw paused")
         return "; ".join(parts)
+
+    def _export_now(self) -> None:
+        """The periodic export: a full disk is one message (the store keeps every detection), not a traceback."""
+        try:
+            self._export()
+            self._space_back("exports")
+        except Exception as exc:
+            if not is_disk_full(exc):
+                log.exception("export failed")
+            elif "exports" not in self._quiet:
+                self._quiet.add("exports")
+                log.error("disk full: exports not written (%s); every detection is in the store, and the exports "
+                          "are written again once space is freed", getattr(exc, "message", exc))
 
     def _export(self) -> None:
         from ..exports import write_exports
@@ -269,7 +300,7 @@ class Daemon:
                 except queue.Empty:
                     continue
                 try:
-                    self._scan_job(job, store, progress)
+                    self._scan_until_space(job, store, progress)
                 except ScanInterrupted:
                     log.info("%s: interrupted by stop; it will be scanned again at the next start", job.path)
                     break
@@ -281,6 +312,47 @@ class Daemon:
                     self.watcher.done(job.path)
         finally:
             store.close()
+
+    def _scan_until_space(self, job: FileJob, store: DetectionStore, progress: Progress) -> None:
+        """Scan the job; on a full disk pause intake (one message), wait for space, scan it again. A full disk
+        is never the recording's fault: nothing of it is recorded, it counts no attempt."""
+        while True:
+            try:
+                self._scan_job(job, store, progress)
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                if not self._wait_for_space("intake", exc, job.path):
+                    raise ScanInterrupted() from None
+                continue
+            self._space_back("intake")
+            return
+
+    def _wait_for_space(self, what: str, exc: BaseException, path: Path | None = None) -> bool:
+        """Say once that `what` is paused on a full disk; return when space may be back (False: stopping)."""
+        if what not in self._quiet:
+            self._quiet.add(what)
+            log.error("disk full on %s (%s): %s paused, nothing is lost%s; it resumes by itself when space is "
+                      "freed (delete old clips or raw audio, or move the exports off the disk)", self.out_dir,
+                      getattr(exc, "message", exc), what, f" ({path.name} will be scanned again)" if path else "")
+            self.health.update(state="paused: disk full", disk_full=True,
+                               last_error=f"disk full: {what} paused")
+        free0 = shutil.disk_usage(self.guard.existing_path()).free
+        waited = 0.0
+        while not self.stop.is_set():
+            self.beats.beat("folder")  # waiting for space is not a stall: a restart would not help
+            self.stop.wait(DISK_FULL_POLL_S)
+            waited += DISK_FULL_POLL_S
+            if shutil.disk_usage(self.guard.existing_path()).free > free0 + DISK_FULL_FREED or waited >= DISK_FULL_RETRY_S:
+                return True
+        return False
+
+    def _space_back(self, what: str) -> None:
+        if what in self._quiet:
+            self._quiet.discard(what)
+            log.warning("disk space back on %s: %s resumed", self.out_dir, what)
+            if not self._quiet:
+                self.health.update(state="running", disk_full=False)
 
     def _scan_job(self, job: FileJob, store: DetectionStore, progress: Progress) -> None:
         fcfg = self.cfg.sources.folder
@@ -294,9 +366,9 @@ class Daemon:
                 log.warning("%s: gave up after %d attempts (%s); replace the file to try again",
                             job.path, row.attempts, row.reason)
             return
-        # clips obey the disk guard (ScanSettings is read per file)
-        self.scanner.settings = dataclasses.replace(self.settings,
-                                                    clips=self.settings.clips and self.guard.writes_allowed)
+        # clips obey the disk guard, measured now: detections come first (ScanSettings is read per file)
+        clips = self.settings.clips and self.guard.check()
+        self.scanner.settings = dataclasses.replace(self.settings, clips=clips)
         outcome = self.scanner.scan_file(job.path, progress=progress)
         was_failed = row is not None and row.status == "failed"  # a retry: already counted as failed
         if outcome.status == "failed":
@@ -345,13 +417,14 @@ class Daemon:
 
         mcfg = self.cfg.sources.microphone
         self._mic_store = DetectionStore(self.out_dir / DB_NAME)
-        self._mic_scanner = Scanner(self.detector, self._mic_store,
+        self._mic_held = _HoldWhenFull(self._mic_store, self._mic_disk_full, lambda: self._space_back("microphone"))
+        self._mic_scanner = Scanner(self.detector, self._mic_held,
                                     dataclasses.replace(self.settings, tz=self.cfg.output.timezone), self.out_dir)
         self._mic_source = f"mic:{mcfg.device or 'default'}"
         raw = None
         if mcfg.record_raw:
             raw = RawRecorder(self.cfg.raw_dir, mcfg.sample_rate, mcfg.channels, mcfg.raw_format,
-                              mcfg.raw_segment_s, mcfg.raw_budget_mb, allowed=lambda: self.guard.writes_allowed)
+                              mcfg.raw_segment_s, mcfg.raw_budget_mb, allowed=self.guard.allows_optional)
         self.beats.register("microphone")
         self.mic = Microphone(mcfg, self.detector.manifest.sample_rate, self._on_audio, self._on_restart, self.stop,
                               health=self.health, raw=raw, stream_factory=self.stream_factory or sounddevice_stream,
@@ -373,6 +446,14 @@ class Daemon:
             self.health.update(last_detection_utc=max(d.begin_utc for d in dets))
             for d in dets:
                 log.info("microphone: %s detection at %s (score %.2f)", d.label, d.begin_local, d.max_score)
+
+    def _mic_disk_full(self, exc: BaseException) -> None:
+        if "microphone" not in self._quiet:
+            self._quiet.add("microphone")
+            log.error("disk full on %s (%s): microphone detections are held in memory and written as soon as "
+                      "space is freed", self.out_dir, getattr(exc, "message", exc))
+            self.health.update(state="paused: disk full", disk_full=True, last_error="disk full: microphone "
+                                                                                      "detections held in memory")
 
     def _on_restart(self) -> None:
         if self._live is not None:
@@ -403,14 +484,53 @@ class Daemon:
         scheduler.shutdown(wait=True)
         try:
             self._export()
-        except OSError as exc:
-            log.warning("final export failed: %s", exc)
+        except Exception as exc:  # a full disk at stop: every detection is in the store
+            log.warning("final export failed: %s; every detection is in the store, `hootwatch run` exports again",
+                        getattr(exc, "message", exc))
         # the scanning loop closes its own connection; these two belong to threads that have stopped
         if getattr(self, "_ledger_store", None) is not None and not self.watcher.is_alive():
             self._ledger_store.close()
         if getattr(self, "_mic_store", None) is not None and not self.mic.is_alive():
+            if self._mic_held.held:
+                self._mic_held.flush()
+            if self._mic_held.held:
+                log.error("%d microphone detection(s) could not be written (disk full) and are lost: %s",
+                          len(self._mic_held.held), ", ".join(d.begin_utc for d in self._mic_held.held))
             self._mic_store.close()
         self.health.update(state="failed" if self.failure else "stopped")
         self._write_status()
         self.notifier.close()
         log.info("stopped")
+
+
+class _HoldWhenFull:
+    """The microphone's store: detections that cannot be written (disk full) are held in memory and written
+    with the next ones (INSERT OR IGNORE keeps that idempotent), so a full disk loses none while we run."""
+
+    def __init__(self, store: DetectionStore, on_full, on_written) -> None:
+        self.store, self.on_full, self.on_written = store, on_full, on_written
+        self.held: list = []
+        self._run = None
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def add_detections(self, run, detections) -> int:
+        self._run = run
+        batch = self.held + list(detections)
+        try:
+            n = self.store.add_detections(run, batch)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.held = batch
+            self.on_full(exc)
+            return 0
+        if self.held:
+            self.on_written()
+        self.held = []
+        return n
+
+    def flush(self) -> None:
+        if self.held and self._run is not None:
+            self.add_detections(self._run, [])
