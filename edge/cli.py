@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from importlib.metadata import entry_points
-
-from .errors import HootwatchError, MissingExtraError
+from .errors import DiskFullError, HootwatchError, MissingExtraError
 
 # extra that provides each workstation command (for the message when it is not installed)
 EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export"}  # else "edge"
@@ -23,6 +21,8 @@ QUIET_LOGGERS = ("accelerate", "transformers", "optimum", "datasets", "apschedul
 
 
 def _plugins() -> dict:
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group="hootwatch.commands")}
 
 
@@ -64,6 +64,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if next((a for a in argv if not a.startswith("-")), None) == "run":
+        from .daemon import signals  # before any other import: systemd may stop us at any moment
+        signals.install()
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)
@@ -73,9 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             for name in QUIET_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `hootwatch check-config FILE | head`: the reader has seen enough
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # 128 + SIGPIPE, as a shell reports it
     except HootwatchError as exc:
         print(f"hootwatch: error: {exc}", file=sys.stderr)
-        return 2
+        return 4 if isinstance(exc, DiskFullError) else 2  # 2: systemd does not restart (a config to fix)
     except KeyboardInterrupt:
         print("hootwatch: interrupted", file=sys.stderr)
         return 130

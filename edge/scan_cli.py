@@ -10,14 +10,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, is_disk_full
+
+# exit statuses (also in README.md, Troubleshooting)
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_AUDIO, EXIT_DISK_FULL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES = """exit status:
+  0   every file was scanned (or had been already)
+  1   some files could not be scanned: they are listed with the reason; the others' results are written
+  2   bad arguments, bundle or timezone: nothing was scanned and no output folder was created
+  3   nothing to scan: no audio file in the paths given
+  4   the disk is full: free space and run the same command again (finished files are kept)
+  130 interrupted (Ctrl-C): run the same command again to continue"""
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "scan", help="scan recordings (files or folders) for owl calls",
-        description=__doc__.splitlines()[0],
-        epilog="example: hootwatch scan /media/sdcard --model bundle/ --out results/ --tz Australia/Melbourne")
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: hootwatch scan /media/sdcard --model bundle/ --out results/ --tz Australia/Melbourne\n\n"
+               + EXIT_CODES)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     p.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle folder (from `hootwatch export`)")
     p.add_argument("--out", required=True, metavar="OUTDIR", help="folder for the results")
@@ -37,13 +48,21 @@ def register(subparsers) -> None:
 
 
 def _settings(args):
+    from .recorder_time import parse_tz
     from .scan import ScanSettings
     if args.hop is not None and args.hop <= 0:
         raise ConfigError(f"--hop {args.hop} must be positive", "pass e.g. --hop 2.5")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ConfigError(f"--threshold {args.threshold} is outside [0, 1]", "pass --threshold between 0 and 1")
     if args.min_hits is not None and args.min_hits < 1:
         raise ConfigError(f"--min-hits {args.min_hits} must be at least 1", "pass e.g. --min-hits 2")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be at least 1", "pass e.g. --batch-size 8")
+    try:
+        parse_tz(args.tz)
+    except ValueError:  # an offset beyond +-24 h
+        raise ConfigError(f"unknown timezone {args.tz!r}",
+                          "use an IANA name such as Australia/Melbourne, or an offset such as +10:00") from None
     return ScanSettings(hop_s=args.hop, threshold=args.threshold, min_hits=args.min_hits, tz=args.tz,
                         batch_size=args.batch_size, clips=args.clips)
 
@@ -142,23 +161,37 @@ def _log_through(console) -> None:
     root.setLevel(level)
 
 
+def _disk_full(out: Path, exc: BaseException) -> int:
+    print(f"hootwatch: error: the disk holding {out} is full ({getattr(exc, 'message', exc)})\n"
+          "  fix: free some space there (or give --out on another disk) and run the same command again; "
+          "files already finished are kept", file=sys.stderr)
+    return EXIT_DISK_FULL
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .detector import Detector
     from .exports import exports_note
-    from .scan import detection_rule, scan_into
+    from .scan import collect_audio, detection_rule, scan_into
     from .store import STORE_NAME
 
     console = Console(stderr=True)
     _log_through(console)
     settings = _settings(args)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder", "give --out a new or existing folder")
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(missing)}", "check the paths (is the SD card mounted?)")
     detector = Detector.load(args.model, threads=args.threads, batch_size=args.batch_size)
+    if not collect_audio(args.paths):
+        print("hootwatch: no audio files found in the given paths (nothing was scanned)\n"
+              "  fix: check the paths (is the SD card mounted, are the recordings in a sub-folder?)", file=sys.stderr)
+        return EXIT_NO_AUDIO
     store_path = out / STORE_NAME
+    created = not out.exists()
     progress = RichProgress(console, enabled=not args.quiet and console.is_terminal)
     try:
         with progress:
@@ -166,7 +199,16 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: the file being scanned was not recorded; finished files are kept. "
                       "Run the same command again to continue.")
-        return 130
+        return EXIT_INTERRUPTED
+    except ConfigError:  # e.g. a local-time name and no --tz: the empty store would read as "no detections"
+        if created:
+            import shutil
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            return _disk_full(out, exc)
+        raise
     report = Console()  # the summary goes to stdout, progress and warnings to stderr
     if not report.is_terminal:
         report = Console(width=200)  # piped to a file or a log: do not wrap paths
@@ -174,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
     report.print(exports_note(paths))
     if summary.failed:
         report.print(failed_table(summary))
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
     if not summary.outcomes:
         print("hootwatch: no audio files found in the given paths", file=sys.stderr)
-    return 130 if summary.interrupted else 0
+        return EXIT_NO_AUDIO
+    return EXIT_FAILED if summary.failed else EXIT_OK

@@ -84,16 +84,26 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     assert load_config(f).sources.folder.path == tmp_path / "site" / "incoming"
 
 
+def _on_this_machine(tmp_path) -> str:
+    """MINIMAL with a real bundle and watched folder (check-config checks that they exist)."""
+    from tiny_bundles import tone_bundle
+    bundle = tone_bundle(tmp_path / "bundle")
+    (tmp_path / "incoming").mkdir()
+    return (MINIMAL.replace("/path/to/bundle", str(bundle)).replace("/path/to/incoming", str(tmp_path / "incoming"))
+            .replace("/path/to/detections", str(tmp_path / "detections")))
+
+
 def test_check_config_prints_effective_config_or_the_error(tmp_path, capsys):
+    minimal = _on_this_machine(tmp_path)
     good = tmp_path / "good.toml"
-    good.write_text(MINIMAL)
+    good.write_text(minimal)
     assert cli_main(["check-config", str(good)]) == 0
     printed = capsys.readouterr().out
     effective = tomllib.loads(printed)  # the effective config is itself valid TOML...
     assert effective["sources"]["folder"]["settle_s"] == 5.0  # ...with the defaults filled in
-    assert config_from_dict(effective) == config_from_dict(tomllib.loads(MINIMAL))
+    assert config_from_dict(effective) == config_from_dict(tomllib.loads(minimal))
     bad = tmp_path / "bad.toml"
-    bad.write_text(MINIMAL.replace("[output]", "[output]\nexport_every_min = -1"))
+    bad.write_text(minimal.replace("[output]", "[output]\nexport_every_min = -1"))
     assert cli_main(["check-config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "output.export_every_min: must be between 0 and 1440, got -1" in err and "bad.toml" in err
@@ -258,3 +268,48 @@ def test_timezone_is_required_and_recorder_timezone_defaults_to_it():
     assert cfg.recorder_timezone == "+10:00" and cfg.output.timezone == "Australia/Sydney"
     with pytest.raises(ConfigError, match="sources.folder.recorder_timezone: unknown time zone 'Sydney'"):
         config_from_dict(_with('recorder_timezone = "Sydney"'))
+
+
+def test_every_problem_of_a_file_is_reported_at_once():
+    data = _with('poll_interval_s = 0\nafter = "burn"\npol = true')
+    data["model"]["threads"] = 2.5
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(data)
+    msg = e.value.message
+    assert msg.startswith("4 problems:")
+    for part in ("sources.folder.poll_interval_s: must be between", "sources.folder.after: must be one of",
+                 "sources.folder.pol: unknown key", "model.threads: must be a whole number"):
+        assert part in msg, part
+    assert msg.count("fix:") == 4
+
+
+def test_check_config_checks_what_run_checks_and_reports_it_all(tmp_path, capsys, monkeypatch):
+    """A bundle or watched folder that is not there, and a microphone without PortAudio: all named at once, and
+    `run` refuses the same config with the same words (exit 2), before writing anything."""
+    import builtins
+    real_import = builtins.__import__
+
+    def no_portaudio(name, *a, **kw):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *a, **kw)
+    monkeypatch.setattr(builtins, "__import__", no_portaudio)
+    cfg = tmp_path / "h.toml"
+    cfg.write_text(MINIMAL.replace("/path/to/bundle", str(tmp_path / "nobundle"))
+                   .replace("/path/to/incoming", str(tmp_path / "not_mounted"))
+                   .replace("/path/to/detections", str(tmp_path / "out")) + "[sources.microphone]\n")
+    assert cli_main(["check-config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "3 problems" in err and "Traceback" not in err
+    assert "model.bundle:" in err and "no such bundle folder" in err
+    assert "sources.folder.path:" in err and "not_mounted does not exist" in err
+    assert "the microphone cannot work: PortAudio library not found" in err and "libportaudio2" in err
+    import signal
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert cli_main(["run", "--config", str(cfg)]) == 2
+    finally:
+        for sig, h in handlers.items():  # `run` installs its own; give pytest its Ctrl-C back
+            signal.signal(sig, h)
+    assert capsys.readouterr().err.split("error: ", 1)[1] == err.split("error: ", 1)[1]
+    assert not (tmp_path / "out").exists()

@@ -173,3 +173,33 @@ def test_kill_9_mid_folder_then_restart_gives_every_detection_exactly_once(tmp_p
     got = [(Path(k).name, s, sc) for k, s, sc in _rows(db)]
     assert got == reference
     assert set(_ledger(db).values()) == {"done"}
+
+
+def _catches_sigterm(pid: int) -> bool:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        pass
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_sigterm_right_after_start_stops_cleanly_before_the_model_is_loaded(tmp_path, bundle):
+    incoming, out = tmp_path / "incoming", tmp_path / "out"
+    incoming.mkdir()
+    cfg = _config(tmp_path, bundle, incoming, out)
+    for trial in range(3):
+        proc = _start(cfg)
+        try:
+            # the handler is the first thing `run` installs: SIGTERM as soon as it is there
+            assert _wait(lambda: _catches_sigterm(proc.pid), timeout=10, proc=proc)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(30)
+            log = proc.stdout.read().decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert rc == 0, (trial, rc, log)
+        assert "Traceback" not in log and "loaded" not in log, log  # stopped before loading the model

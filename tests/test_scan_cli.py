@@ -15,7 +15,8 @@ def test_scan_command_writes_exports_and_clips(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "SM4_A_20240101_220000.wav" in err and "--tz" in err and "Traceback" not in err
-    assert main(args + ["--tz", "Australia/Hobart", "--clips", "--quiet"]) == 0
+    assert not out.exists()  # no empty store and CSV that would read as "no detections"
+    assert main(args + ["--tz", "Australia/Hobart", "--clips", "--quiet"]) == 1  # bad.wav failed
     report = capsys.readouterr().out
     assert "files failed" in report and "bad.wav" in report and "detections.csv" in report
     assert "threshold 0.500 (bundle), min_hits 1 (bundle)" in report
@@ -30,9 +31,10 @@ def test_scan_command_writes_exports_and_clips(tmp_path, capsys):
     assert sf.info(str(wavs[0])).duration == 9.5  # 7.5..15 s padded by 1 s each side
     assert (out / "raven" / "SM4_A_20240101_220000.Table.1.selections.txt").is_file()
     assert (out / "labels" / "SM4_A_20240101_220000.txt").is_file()
-    # again: nothing new
-    assert main(args + ["--tz", "Australia/Hobart", "--quiet"]) == 0
+    # again: nothing new (bad.wav fails again)
+    assert main(args + ["--tz", "Australia/Hobart", "--quiet"]) == 1
     assert "min_hits 1 (bundle)" in capsys.readouterr().out
+    (rec / "bad.wav").unlink()
     assert main(args + ["--tz", "Australia/Hobart", "--quiet", "--min-hits", "2", "--out", str(tmp_path / "o2")]) == 0
     assert "threshold 0.500 (bundle), min_hits 2 (given)" in capsys.readouterr().out
     assert len(list(csv.DictReader(open(out / "detections.csv")))) == 1
@@ -53,3 +55,59 @@ def test_hop_longer_than_the_window_is_a_clear_error(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "hop 10 s" in err and "window (5 s)" in err and "Traceback" not in err
+
+
+def test_exit_codes_and_no_output_before_the_arguments_are_valid(tmp_path, capsys):
+    bundle = tone_bundle(tmp_path / "b")
+    rec, out = tmp_path / "rec", tmp_path / "out"
+    write_tone(rec / "20240101_100000.wav", 6, 8000)
+    base = ["--model", str(bundle), "--out", str(out), "--quiet", "--threads", "1"]
+    for tz in ("Mars/Olympus", "+25:00"):
+        assert main(["scan", str(rec), *base, "--tz", tz]) == 2
+        assert "timezone" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "field_notes.txt").write_text("owl at 22:10")
+    for folder in ("empty", "notes"):
+        assert main(["scan", str(tmp_path / folder), *base]) == 3
+        assert "no audio files" in capsys.readouterr().err and not out.exists()
+    assert main(["scan", str(rec), "--model", str(tmp_path / "nobundle"), "--out", str(out)]) == 2
+    assert not out.exists()
+    out.write_text("not a folder")
+    assert main(["scan", str(rec), *base]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and "Traceback" not in err
+
+
+def test_help_documents_the_exit_codes(capsys):
+    import pytest
+    with pytest.raises(SystemExit):
+        main(["scan", "--help"])
+    text = capsys.readouterr().out
+    for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
+        assert f"\n  {code}" in text, code
+
+
+def test_scan_on_a_full_disk_says_so_without_a_traceback(tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    from hootwatch.edge import store
+    bundle = tone_bundle(tmp_path / "b")
+    write_tone(tmp_path / "rec" / "20240101_100000.wav", 6, 8000)
+
+    def full(self, path):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(store.DetectionStore, "__init__", full)
+    assert main(["scan", str(tmp_path / "rec"), "--model", str(bundle), "--out", str(tmp_path / "o"), "--quiet"]) == 4
+    err = capsys.readouterr().err
+    assert "disk" in err and "full" in err and "free" in err and "Traceback" not in err
+
+
+def test_check_config_into_a_closed_pipe_is_no_traceback():
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "check-config", "--example"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # `| head -1` that has already exited
+    err = proc.stderr.read().decode()
+    assert proc.wait(30) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -16,7 +16,11 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .service import Daemon
+    from . import signals
 
     cfg = load_config(args.config)
-    return Daemon(cfg).run()
+    if signals.STOP.is_set():  # stopped while starting: no model to load, nothing to drain
+        return 0
+    from .service import Daemon
+
+    return Daemon(cfg, stop=signals.STOP).run()

@@ -1,11 +1,15 @@
-"""`hootwatch check-config FILE`: say what is wrong with a daemon config, or print it with defaults filled in."""
+"""`hootwatch check-config FILE`: say what is wrong with a daemon config, or print it with defaults filled in.
+
+It checks what `hootwatch run` checks at start-up on this machine (the bundle loads, the watched folder exists,
+the output folders are writable, the microphone can work) and reports every problem at once; exit status 0 when
+`run` would start, 2 otherwise."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .config import example_toml, load_config, to_toml
+from .config import all_problems, example_toml, load_config, to_toml
 
 
 def register(sub) -> None:
@@ -24,6 +28,12 @@ def main(args: argparse.Namespace) -> int:
         print("hootwatch: error: give a config FILE, or --example for a starting point", file=sys.stderr)
         return 2
     cfg = load_config(args.file)  # ConfigError -> `hootwatch: error: ...`, exit 2
-    print(f"# {args.file}: OK. Effective configuration (defaults filled in):")
+    from .preflight import preflight
+
+    problems = preflight(cfg)  # what `run` checks on this machine: bundle, folders, microphone
+    if problems:
+        raise all_problems(problems, args.file)
+    print(f"# {args.file}: OK (bundle, folders and sources checked on this machine). "
+          "Effective configuration (defaults filled in):")
     print(to_toml(cfg))
     return 0

@@ -3,6 +3,8 @@
 Every field declares its type and bounds next to its default (as Frigate does with pydantic), so a typo or an
 out-of-range value is rejected at start-up naming the key, e.g.
 `sources.folder.poll_interval_s: must be between 0.5 and 3600, got 0`, instead of failing at 3 a.m. in the bush.
+Every problem of a file is reported at once, each with its key and its fix. What only the machine can tell
+(does the bundle load, does the watched folder exist, is PortAudio there) is checked by `preflight.py`.
 Relative paths are taken relative to the folder holding the config file.
 """
 
@@ -203,16 +205,19 @@ def _convert(key: str, value, annotation, base: Path):
     raise TypeError(f"unsupported config type {annotation!r}")  # pragma: no cover - a programming error
 
 
-def _build(cls, table, prefix: str, base: Path):
+def _build(cls, table, prefix: str, base: Path, problems: list[ConfigError]):
+    """The section as `cls`, or None when it has problems (each appended to `problems`, none raised), so one
+    check reports every wrong key at once."""
     if not isinstance(table, dict):
-        raise _fail(prefix, f"must be a table ([{prefix}]), got {table!r}")
+        problems.append(_fail(prefix, f"must be a table ([{prefix}]), got {table!r}"))
+        return None
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source_file"}
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise _fail(key, "unknown key", f"known keys{' in [' + prefix + ']' if prefix else ''}: "
-                                        f"{', '.join(known)} (check the spelling)")
+    n_before = len(problems)
+    for name in sorted(set(table) - set(known)):
+        key = f"{prefix}.{name}" if prefix else name
+        problems.append(_fail(key, "unknown key", f"known keys{' in [' + prefix + ']' if prefix else ''}: "
+                                                  f"{', '.join(known)} (check the spelling)"))
     values = {}
     for name, f in known.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -220,25 +225,42 @@ def _build(cls, table, prefix: str, base: Path):
         sub = next((a for a in (typing.get_args(annotation) or (annotation,)) if dataclasses.is_dataclass(a)), None)
         if sub is not None:
             if name in table:
-                values[name] = _build(sub, table[name], key, base)
+                values[name] = _build(sub, table[name], key, base, problems)
             elif f.metadata.get("required"):
-                raise _fail(key, "missing section", f"add a [{key}] section")
+                problems.append(_fail(key, "missing section", f"add a [{key}] section"))
             elif prefix == "" and name in ("sources", "schedule", "health"):
-                values[name] = _build(sub, {}, key, base)
+                values[name] = _build(sub, {}, key, base, problems)
             continue
         if name not in table:
             if f.metadata.get("required"):
-                raise _fail(key, "missing", f.metadata.get("hint") or f"add `{name} = ...` under [{prefix}]")
+                problems.append(_fail(key, "missing", f.metadata.get("hint") or f"add `{name} = ...` under [{prefix}]"))
             continue
-        value = _convert(key, table[name], annotation, base)
+        try:
+            value = _convert(key, table[name], annotation, base)
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
         lo_hi = f.metadata.get("between")
         if lo_hi and value is not None and not lo_hi[0] <= value <= lo_hi[1]:
-            raise _fail(key, f"must be between {lo_hi[0]:g} and {lo_hi[1]:g}, got {value:g}")
+            problems.append(_fail(key, f"must be between {lo_hi[0]:g} and {lo_hi[1]:g}, got {value:g}"))
+            continue
         choices = f.metadata.get("choices")
         if choices and value not in choices:
-            raise _fail(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+            problems.append(_fail(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}"))
+            continue
         values[name] = value
-    return cls(**values)
+    return cls(**values) if len(problems) == n_before else None
+
+
+def all_problems(problems: list[ConfigError], where: str = "") -> ConfigError:
+    """One error for one problem or many (each with its key and fix), optionally prefixed with the file."""
+    head = f"{where}: " if where else ""
+    if len(problems) == 1:
+        return ConfigError(head + problems[0].message, problems[0].hint)
+    lines = [f"{head}{len(problems)} problems:"]
+    for p in problems:
+        lines.append(f"  - {p.message}" + (f"\n      fix: {p.hint}" if p.hint else ""))
+    return ConfigError("\n".join(lines), "fix each one above; `hootwatch check-config FILE` checks again")
 
 
 def parse_window(text: str, key: str = "schedule.windows") -> tuple[dt.time, dt.time]:
@@ -253,45 +275,57 @@ def parse_window(text: str, key: str = "schedule.windows") -> tuple[dt.time, dt.
     return dt.time(h1, m1), dt.time(h2 % 24, m2)
 
 
-def _check_together(cfg: DaemonConfig) -> None:
+def _check_together(cfg: DaemonConfig) -> list[ConfigError]:
+    """Problems of keys that depend on each other (all of them, none raised)."""
+    problems: list[ConfigError] = []
     src = cfg.sources
     if src.folder is None and src.microphone is None:
-        raise _fail("sources", "no source configured", "add a [sources.folder] or [sources.microphone] section")
+        problems.append(_fail("sources", "no source configured",
+                              "add a [sources.folder] or [sources.microphone] section"))
     try:
         ZoneInfo(cfg.output.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _fail("output.timezone", f"unknown time zone {cfg.output.timezone!r}",
-                    'use an IANA name such as "Australia/Sydney" or "UTC"') from None
+        problems.append(_fail("output.timezone", f"unknown time zone {cfg.output.timezone!r}",
+                              'use an IANA name such as "Australia/Sydney" or "UTC"'))
     if src.folder is not None:
         if src.folder.recorder_timezone is not None:
             try:
                 parse_tz(src.folder.recorder_timezone)
-            except ConfigError:
-                raise _fail("sources.folder.recorder_timezone",
-                            f"unknown time zone {src.folder.recorder_timezone!r}",
-                            'use an IANA name such as "Australia/Sydney", or an offset such as "+10:00"') from None
+            except (ConfigError, ValueError):
+                problems.append(_fail("sources.folder.recorder_timezone",
+                                      f"unknown time zone {src.folder.recorder_timezone!r}",
+                                      'use an IANA name such as "Australia/Sydney", or an offset such as "+10:00"'))
         if src.folder.after == "archive" and src.folder.archive_dir is None:
-            raise _fail("sources.folder.archive_dir", 'missing (needed when after = "archive")',
-                        "add archive_dir = \"/path/to/archive\" under [sources.folder]")
+            problems.append(_fail("sources.folder.archive_dir", 'missing (needed when after = "archive")',
+                                  "add archive_dir = \"/path/to/archive\" under [sources.folder]"))
         if src.folder.archive_dir is not None and src.folder.archive_dir == src.folder.path:
-            raise _fail("sources.folder.archive_dir", "must not be the watched folder itself")
+            problems.append(_fail("sources.folder.archive_dir", "must not be the watched folder itself"))
     sch = cfg.schedule
     if sch.mode == "dusk_to_dawn" and (sch.latitude is None or sch.longitude is None):
-        raise _fail("schedule.latitude" if sch.latitude is None else "schedule.longitude",
-                    'missing (needed when mode = "dusk_to_dawn")', "add latitude and longitude under [schedule]")
+        problems.append(_fail("schedule.latitude" if sch.latitude is None else "schedule.longitude",
+                              'missing (needed when mode = "dusk_to_dawn")',
+                              "add latitude and longitude under [schedule]"))
     if sch.mode == "windows":
         if not sch.windows:
-            raise _fail("schedule.windows", "is empty", 'add at least one window, e.g. ["19:00-06:00"]')
+            problems.append(_fail("schedule.windows", "is empty", 'add at least one window, e.g. ["19:00-06:00"]'))
         for i, w in enumerate(sch.windows):
-            parse_window(w, f"schedule.windows[{i}]")
+            try:
+                parse_window(w, f"schedule.windows[{i}]")
+            except ConfigError as exc:
+                problems.append(exc)
+    return problems
 
 
 def config_from_dict(data: dict, base: Path | None = None, source: Path | None = None) -> DaemonConfig:
-    """Validate a parsed TOML document; ConfigError naming the first bad key."""
+    """Validate a parsed TOML document; one ConfigError naming every bad key."""
     base = base or Path.cwd()
-    cfg = _build(DaemonConfig, data, "", base)
-    cfg = dataclasses.replace(cfg, source_file=source)
-    _check_together(cfg)
+    problems: list[ConfigError] = []
+    cfg = _build(DaemonConfig, data, "", base, problems)
+    if cfg is not None:
+        cfg = dataclasses.replace(cfg, source_file=source)
+        problems += _check_together(cfg)
+    if problems:
+        raise all_problems(problems)
     return cfg
 
 

@@ -1,6 +1,8 @@
 """Stop writing clips and raw audio when the disk runs low; resume when space comes back. Says so, once.
 
-Detections themselves (a few bytes each in SQLite) continue: they are what the deployment is for.
+Detections themselves (a few bytes each in SQLite) continue: they are what the deployment is for. Optional
+writes ask first (`check()` before a file's clips, `allows_optional()` before each raw block, re-measured at
+least every second), not only on the daemon's 30 s timer: clips can fill a small card within seconds.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -23,21 +26,33 @@ class DiskGuard:
         self._ok = threading.Event()
         self._ok.set()
         self.free_mb: float | None = None
+        self._measured = float("-inf")  # monotonic time of the last measurement
 
     @property
     def writes_allowed(self) -> bool:
         """Whether clips and raw audio may be written now."""
         return self._ok.is_set()
 
-    def free_space_mb(self) -> float:
+    def existing_path(self) -> Path:
+        """The guarded folder, or its nearest parent that exists (what holds it)."""
         p = self.path
         while not p.exists() and p != p.parent:
             p = p.parent
-        return shutil.disk_usage(p).free / 1e6
+        return p
+
+    def free_space_mb(self) -> float:
+        return shutil.disk_usage(self.existing_path()).free / 1e6
+
+    def allows_optional(self, max_age_s: float = 1.0) -> bool:
+        """writes_allowed, measured again when the last measurement is older than `max_age_s`."""
+        if time.monotonic() - self._measured > max_age_s:
+            return self.check()
+        return self.writes_allowed
 
     def check(self, free_mb: float | None = None) -> bool:
         """Re-measure (or take `free_mb`), switch state with a log line, return writes_allowed."""
         self.free_mb = self.free_space_mb() if free_mb is None else float(free_mb)
+        self._measured = time.monotonic()
         if self._ok.is_set() and self.free_mb < self.min_free_mb:
             self._ok.clear()
             log.warning("disk low: %.0f MB free on %s (floor %.0f MB): clips and raw audio paused, "

@@ -23,20 +23,23 @@ def utc_now_iso() -> str:
 @dataclass
 class Health:
     """Counters the pipeline updates; `snapshot()` is what goes into the status file."""
-    state: str = "starting"               # starting, listening, idle (outside schedule), stopping, stopped
+    state: str = "starting"               # starting, running, stopping, stopped, failed (a worker thread died)
     started_utc: str = field(default_factory=utc_now_iso)
-    last_audio_utc: str | None = None     # newest audio the model has seen (file or microphone)
-    last_detection_utc: str | None = None
+    last_audio_utc: str | None = None     # the recording's clock time at the end of the audio last scanned
+    #                                       (a file: its start + its duration; the microphone: capture time)
+    last_detection_utc: str | None = None  # begin of the newest detection (file or microphone) of this run
     queue_depth: int = 0                  # files waiting in the watcher queue
     files_pending: int = 0                # files seen but not yet complete or not yet scanned
-    files_done: int = 0
-    files_failed: int = 0
-    detections: int = 0
+    # counters of this run (model + settings), read from the store at start-up, so a restart keeps them
+    files_done: int = 0                   # recordings scanned and recorded
+    files_failed: int = 0                 # recordings whose last try failed (retried, then left alone)
+    detections: int = 0                   # detections in the store (files and microphone)
     real_time_factor: float | None = None  # audio seconds per processing second (> 1 keeps up)
     overruns: int = 0                     # microphone blocks lost (ring buffer full or PortAudio overflow)
     mic_state: str | None = None
     disk_free_mb: float | None = None
-    disk_low: bool = False
+    disk_low: bool = False                # below health.min_free_mb: clips and raw audio paused
+    disk_full: bool = False               # writes failed for want of space: intake paused until space returns
     schedule_active: bool = True
     next_schedule_change_utc: str | None = None
     last_error: str | None = None

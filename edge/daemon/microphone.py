@@ -305,6 +305,7 @@ class Microphone:
         self._failed = threading.Event()   # the stream reported an error / finished unexpectedly
         self.state = "closed"
         self.samples_captured = 0
+        self.error: BaseException | None = None  # what killed the consumer thread, if anything did
         self._thread: threading.Thread | None = None
 
     # ---- PortAudio thread: copy only
@@ -354,8 +355,9 @@ class Microphone:
         return stream
 
     def _set_state(self, state: str) -> None:
-        if state != self.state:
-            log.info("microphone: %s", state)
+        if state != self.state:  # a lost device is worth a warning; the back-off makes it rare
+            log.log(logging.WARNING if state.startswith(("unavailable", "lost")) else logging.INFO,
+                    "microphone: %s", state)
         self.state = state
         if self.health is not None:
             self.health.update(mic_state=state)
@@ -442,8 +444,15 @@ class Microphone:
             self.beat()  # waiting for a device is not a stall
             self.stop.wait(min(1.0, end - time.monotonic()))
 
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # the daemon sees the dead thread (is_alive) and reports it
+            self.error = exc
+            log.exception("microphone thread stopped")
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="hootwatch-mic", daemon=True)
+        self._thread = threading.Thread(target=self._run_guarded, name="hootwatch-mic", daemon=True)
         self._thread.start()
 
     def join(self, timeout: float = 10.0) -> None:

@@ -88,6 +88,10 @@ class Heartbeats:
         self._last = {n: now for n in names}
         self.stale_s = (notifier.watchdog_s or 60.0) / 2
 
+    def fail(self) -> None:
+        """A processing thread died: never ping again, so systemd's watchdog restarts the service."""
+        self.enabled = False
+
     def register(self, name: str) -> None:
         self._last[name] = time.monotonic()
 

@@ -20,20 +20,22 @@ import dataclasses
 import datetime as dt
 import logging
 import queue
-import signal
+import shutil
 import threading
 import time
 from pathlib import Path
 
 from ..detector import Detector
 from .. import fsio
-from ..errors import ConfigError, DiskFullError
+from ..errors import DiskFullError, is_disk_full
 from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings, detection_rule
 from ..store import DELETED, STORE_NAME, DetectionStore
-from .config import DaemonConfig
+from .config import DaemonConfig, all_problems
 from .diskguard import DiskGuard
-from .health import Health, utc_now_iso, write_json_atomic
+from .health import Health, write_json_atomic
 from .notify import Heartbeats, Notifier
+from .preflight import preflight
+from . import signals
 from .schedule import is_active, next_change
 from .watcher import FileJob, FolderWatcher, stat_key
 
@@ -43,17 +45,27 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job r
 DB_NAME = STORE_NAME
 SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
+DISK_FULL_POLL_S = 2.0    # while intake is paused on a full disk: how often to look at the free space
+DISK_FULL_RETRY_S = 60.0  # ... and retry the file at the latest after this long (space may come back unseen)
+DISK_FULL_FREED = 1e6     # bytes freed since it filled that make it worth trying again at once
+
+
+def _audio_end(row) -> str | None:
+    """The recording's clock time at the end of its scanned audio (ISO, UTC), from its ledger row."""
+    if not row.start_utc:
+        return None
+    start = dt.datetime.fromisoformat(row.start_utc)
+    return (start + dt.timedelta(seconds=row.audio_s or 0.0)).isoformat(timespec="milliseconds")
 
 
 class _Beat(Progress):
     """Scan progress hook: a heartbeat per decoded block, so a long file is not taken for a stall."""
 
-    def __init__(self, beats: Heartbeats, health: Health) -> None:
-        self.beats, self.health = beats, health
+    def __init__(self, beats: Heartbeats) -> None:
+        self.beats = beats
 
     def advance(self, audio_s: float) -> None:
         self.beats.beat("folder")
-        self.health.update(last_audio_utc=utc_now_iso())
 
 
 class Daemon:
@@ -73,20 +85,38 @@ class Daemon:
         self.mic = None
         self._live: LiveSession | None = None
         self._threads: list[threading.Thread] = []
+        self._errors: dict[str, BaseException] = {}  # what killed a worker thread, by thread name
+        self.failure: str | None = None  # set when a worker thread died: the daemon stops with exit status 1
+        self._quiet: set[str] = set()  # what has already said "disk full" (one message each until space returns)
         self._given_up: set[str] = set()
 
     # ------------------------------------------------------------ main
     def run(self) -> int:
         cfg = self.cfg
         self._install_signals()
+        if self.stop.is_set():
+            return 0
+        problems = preflight(cfg, check_microphone=self.stream_factory is None)
+        if problems:  # what check-config reports: refuse to start (exit 2), every problem at once
+            raise all_problems(problems, str(cfg.source_file or "config"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status("loading model")
         self.detector = self._load_model()
+        if self.stop.is_set():  # stopped while the model loaded: nothing started, nothing to drain
+            log.info("stopped before start-up finished")
+            return 0
         # recorder local-time file names are read in the recorders' zone; live audio is shown in the site's
         self.settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold,
                                      min_hits=cfg.model.min_hits, tz=cfg.recorder_timezone, clips=cfg.output.clips)
-        with DetectionStore(self.out_dir / DB_NAME) as store:
-            self.run_key = Scanner(self.detector, store, self.settings).run.run_key
+        try:
+            with DetectionStore(self.out_dir / DB_NAME) as store:
+                self.run_key = Scanner(self.detector, store, self.settings).run.run_key
+                self._counters_from(store)
+        except Exception as exc:
+            if is_disk_full(exc):  # exit status 4: systemd starts it again (RestartSec) until there is space
+                raise DiskFullError(f"the disk holding {self.out_dir} is full: the detection store cannot be opened",
+                                    "free some space there; hootwatch starts again by itself under systemd") from None
+            raise
         log.info("detection rule: %s", detection_rule(self.detector.manifest, self.settings))
         self.guard.check()
         self._check_schedule()
@@ -100,30 +130,59 @@ class Daemon:
         self.notifier.ready(self._status_line())
         log.info("ready: %s", self._status_line())
         while not self.stop.wait(1.0):
-            pass
+            dead = self._dead_worker()
+            if dead:
+                self._fail(dead)
+                break
         self._shutdown(scheduler)
-        return 0
+        return 1 if self.failure else 0
+
+    def _dead_worker(self) -> str | None:
+        """'<what> died (<error>)' for a worker thread that ended while the daemon was not stopping."""
+        if self.stop.is_set():
+            return None
+        workers = [("folder watcher", self.watcher, lambda: self.watcher.error)] if self.watcher else []
+        workers += [(t.name.removeprefix("hootwatch-") + " loop", t, lambda t=t: self._errors.get(t.name))
+                    for t in self._threads]
+        if self.mic is not None:
+            workers.append(("microphone", self.mic, lambda: self.mic.error))
+        for what, w, error in workers:
+            if not w.is_alive():
+                exc = error()
+                return f"{what} thread died ({type(exc).__name__}: {exc})" if exc else f"{what} thread ended"
+        return None
+
+    def _fail(self, why: str) -> None:
+        """A worker died: say so everywhere, stop feeding the watchdog, stop (exit 1: systemd restarts us)."""
+        self.failure = why
+        self.beats.fail()
+        log.error("%s: stopping; restart hootwatch (systemd does so by itself) and report this as a bug", why)
+        self.health.update(state="failed", last_error=why)
+        self._write_status()
 
     def _load_model(self) -> Detector:
         m = self.cfg.model
         det = Detector.load(m.bundle, threads=m.threads, providers=m.providers or None, warmup=True)
-        man = det.manifest
-        if m.hop_s is not None and m.hop_s > man.window_s:
-            raise ConfigError(f"model.hop_s: must be at most the model's window ({man.window_s:g} s), got {m.hop_s:g}",
-                              "use a smaller hop_s, or remove it to use the bundle's")
+        man = det.manifest  # hop_s against its window: checked by preflight
         self.health.update(model=f"{man.backbone or 'model'} {man.model_id} on {det.providers[0]}")
         log.info("model %s loaded (%s, %d Hz, %.1f s windows)", m.bundle, det.providers[0], man.sample_rate,
                  man.window_s)
         return det
 
+    def _counters_from(self, store: DetectionStore) -> None:
+        """Status counters and times of this run (model and settings) as the store has them, so a restart does
+        not read as a fresh start."""
+        rows = store.ledger_rows(self.run_key)
+        done = [r for r in rows if r.status == "done"]
+        ends = [_audio_end(r) for r in done]
+        newest = store.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE run_key=?",
+                                    (self.run_key,)).fetchone()[0]
+        self.health.update(files_done=len(done), files_failed=sum(r.status == "failed" for r in rows),
+                           detections=store.count(self.run_key), last_detection_utc=newest,
+                           last_audio_utc=max((e for e in ends if e), default=None))
+
     def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        def handler(signum, frame):
-            log.info("%s received: stopping", signal.Signals(signum).name)
-            self.stop.set()
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        signals.install(self.stop)  # `hootwatch run` installed it already, before its imports; this is for tests
 
     # ------------------------------------------------------------ periodic jobs
     def _start_jobs(self):
@@ -134,7 +193,7 @@ class Daemon:
         sched.add_job(self._check_schedule, "interval", seconds=SCHEDULE_CHECK_S, id="schedule")
         sched.add_job(self.guard.check, "interval", seconds=DISK_CHECK_S, id="disk")
         if self.cfg.output.export_every_min > 0:
-            sched.add_job(self._export, "interval", minutes=self.cfg.output.export_every_min, id="export")
+            sched.add_job(self._export_now, "interval", minutes=self.cfg.output.export_every_min, id="export")
         sched.start()
         return sched
 
@@ -153,8 +212,13 @@ class Daemon:
                            disk_low=not self.guard.writes_allowed)
         try:
             write_json_atomic(self.cfg.status_file, self.health.snapshot())
+            self._space_back("the status file")
         except OSError as exc:
-            log.warning("cannot write status file %s: %s", self.cfg.status_file, exc)
+            if not is_disk_full(exc):
+                log.warning("cannot write status file %s: %s", self.cfg.status_file, exc)
+            elif "the status file" not in self._quiet:
+                self._quiet.add("the status file")
+                log.error("disk full: the status file %s is not updated until space is freed", self.cfg.status_file)
         self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:
@@ -166,9 +230,24 @@ class Daemon:
             parts.append(f"{h.files_failed} failed")
         if h.mic_state:
             parts.append(f"mic {h.mic_state}")
-        if h.disk_low:
+        if h.disk_full:
+            parts.append("DISK FULL: intake paused until space is freed")
+        elif h.disk_low:
             parts.append("DISK LOW: clips/raw paused")
         return "; ".join(parts)
+
+    def _export_now(self) -> None:
+        """The periodic export: a full disk is one message (the store keeps every detection), not a traceback."""
+        try:
+            self._export()
+            self._space_back("exports")
+        except Exception as exc:
+            if not is_disk_full(exc):
+                log.exception("export failed")
+            elif "exports" not in self._quiet:
+                self._quiet.add("exports")
+                log.error("disk full: exports not written (%s); every detection is in the store, and the exports "
+                          "are written again once space is freed", getattr(exc, "message", exc))
 
     def _export(self) -> None:
         from ..exports import write_exports
@@ -190,9 +269,17 @@ class Daemon:
         self.scanner = Scanner(self.detector, self._scan_store, self.settings, self.out_dir)
         self.beats.register("folder")
         self.watcher.start()
-        t = threading.Thread(target=self._folder_loop, name="hootwatch-scan", daemon=True)
+        t = threading.Thread(target=self._guarded, args=(self._folder_loop,), name="hootwatch-scan", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _guarded(self, loop) -> None:
+        """Run a worker loop; what kills it is kept for the status file (the main loop checks liveness)."""
+        try:
+            loop()
+        except BaseException as exc:
+            self._errors[threading.current_thread().name] = exc
+            log.exception("%s stopped", threading.current_thread().name)
 
     def _needs_scan(self, path: Path, size: int, mtime_ns: int) -> bool:
         fcfg = self.cfg.sources.folder
@@ -205,7 +292,7 @@ class Daemon:
 
     def _folder_loop(self) -> None:
         store = self._scan_store
-        progress = _Beat(self.beats, self.health)
+        progress = _Beat(self.beats)
         try:
             while not self.stop.is_set():
                 self.beats.beat("folder")
@@ -214,7 +301,7 @@ class Daemon:
                 except queue.Empty:
                     continue
                 try:
-                    self._scan_job(job, store, progress)
+                    self._scan_until_space(job, store, progress)
                 except ScanInterrupted:
                     log.info("%s: interrupted by stop; it will be scanned again at the next start", job.path)
                     break
@@ -226,6 +313,47 @@ class Daemon:
                     self.watcher.done(job.path)
         finally:
             store.close()
+
+    def _scan_until_space(self, job: FileJob, store: DetectionStore, progress: Progress) -> None:
+        """Scan the job; on a full disk pause intake (one message), wait for space, scan it again. A full disk
+        is never the recording's fault: nothing of it is recorded, it counts no attempt."""
+        while True:
+            try:
+                self._scan_job(job, store, progress)
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                if not self._wait_for_space("intake", exc, job.path):
+                    raise ScanInterrupted() from None
+                continue
+            self._space_back("intake")
+            return
+
+    def _wait_for_space(self, what: str, exc: BaseException, path: Path | None = None) -> bool:
+        """Say once that `what` is paused on a full disk; return when space may be back (False: stopping)."""
+        if what not in self._quiet:
+            self._quiet.add(what)
+            log.error("disk full on %s (%s): %s paused, nothing is lost%s; it resumes by itself when space is "
+                      "freed (delete old clips or raw audio, or move the exports off the disk)", self.out_dir,
+                      getattr(exc, "message", exc), what, f" ({path.name} will be scanned again)" if path else "")
+            self.health.update(state="paused: disk full", disk_full=True,
+                               last_error=f"disk full: {what} paused")
+        free0 = shutil.disk_usage(self.guard.existing_path()).free
+        waited = 0.0
+        while not self.stop.is_set():
+            self.beats.beat("folder")  # waiting for space is not a stall: a restart would not help
+            self.stop.wait(DISK_FULL_POLL_S)
+            waited += DISK_FULL_POLL_S
+            if shutil.disk_usage(self.guard.existing_path()).free > free0 + DISK_FULL_FREED or waited >= DISK_FULL_RETRY_S:
+                return True
+        return False
+
+    def _space_back(self, what: str) -> None:
+        if what in self._quiet:
+            self._quiet.discard(what)
+            log.warning("disk space back on %s: %s resumed", self.out_dir, what)
+            if not self._quiet:
+                self.health.update(state="running", disk_full=False)
 
     def _scan_job(self, job: FileJob, store: DetectionStore, progress: Progress) -> None:
         fcfg = self.cfg.sources.folder
@@ -239,21 +367,33 @@ class Daemon:
                 log.warning("%s: gave up after %d attempts (%s); replace the file to try again",
                             job.path, row.attempts, row.reason)
             return
-        # clips obey the disk guard (ScanSettings is read per file)
-        self.scanner.settings = dataclasses.replace(self.settings,
-                                                    clips=self.settings.clips and self.guard.writes_allowed)
+        # clips obey the disk guard, measured now: detections come first (ScanSettings is read per file)
+        clips = self.settings.clips and self.guard.check()
+        self.scanner.settings = dataclasses.replace(self.settings, clips=clips)
         outcome = self.scanner.scan_file(job.path, next_path=self.scanner.next_contiguous(job.path), progress=progress)
+        was_failed = row is not None and row.status == "failed"  # a retry: already counted as failed
         if outcome.status == "failed":
-            self.health.add(files_failed=1)
+            if not was_failed:
+                self.health.add(files_failed=1)
             self.health.update(last_error=f"{job.path.name}: {outcome.reason}")
             return
         if outcome.status == "done":
-            self.health.add(files_done=1, detections=outcome.n_detections)
+            self.health.add(files_done=1, detections=outcome.n_detections, files_failed=-int(was_failed))
+            self._times_of(job.path, store)
             if outcome.wall_s > 0:
                 self.health.update(real_time_factor=round(outcome.audio_s / outcome.wall_s, 1))
             log.info("%s: %d detection(s) in %.0f s of audio (%.0fx real time)", job.path.name,
                      outcome.n_detections, outcome.audio_s, outcome.audio_s / max(outcome.wall_s, 1e-9))
         self._after(job.path)
+
+    def _times_of(self, path: Path, store: DetectionStore) -> None:
+        """last_audio_utc: the recording's own time at the end of what was scanned; last_detection_utc: the
+        newest detection of the run (a backlog of older cards does not move it back)."""
+        row = store.ledger(path, self.run_key)
+        end = _audio_end(row) if row is not None else None
+        newest = store.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE run_key=?",
+                                    (self.run_key,)).fetchone()[0]
+        self.health.update(**({"last_audio_utc": end} if end else {}), last_detection_utc=newest)
 
     def _after(self, path: Path) -> None:
         """Archive or delete a recording whose detections are committed (done or already done). First the ledger
@@ -286,13 +426,14 @@ class Daemon:
 
         mcfg = self.cfg.sources.microphone
         self._mic_store = DetectionStore(self.out_dir / DB_NAME)
-        self._mic_scanner = Scanner(self.detector, self._mic_store,
+        self._mic_held = _HoldWhenFull(self._mic_store, self._mic_disk_full, lambda: self._space_back("microphone"))
+        self._mic_scanner = Scanner(self.detector, self._mic_held,
                                     dataclasses.replace(self.settings, tz=self.cfg.output.timezone), self.out_dir)
         self._mic_source = f"mic:{mcfg.device or 'default'}"
         raw = None
         if mcfg.record_raw:
             raw = RawRecorder(self.cfg.raw_dir, mcfg.sample_rate, mcfg.channels, mcfg.raw_format,
-                              mcfg.raw_segment_s, mcfg.raw_budget_mb, allowed=lambda: self.guard.writes_allowed)
+                              mcfg.raw_segment_s, mcfg.raw_budget_mb, allowed=self.guard.allows_optional)
         self.beats.register("microphone")
         self.mic = Microphone(mcfg, self.detector.manifest.sample_rate, self._on_audio, self._on_restart, self.stop,
                               health=self.health, raw=raw, stream_factory=self.stream_factory or sounddevice_stream,
@@ -306,23 +447,34 @@ class Daemon:
         dets = self._live.push(block)
         wall = time.perf_counter() - t0
         audio_s = len(block) / self.detector.manifest.sample_rate
-        self.health.update(last_audio_utc=utc_now_iso(),
+        end = t_utc + dt.timedelta(seconds=audio_s)
+        self.health.update(last_audio_utc=end.isoformat(timespec="milliseconds"),
                            real_time_factor=round(audio_s / wall, 1) if wall > 0 else None)
         if dets:
             self.health.add(detections=len(dets))
-            self.health.update(last_detection_utc=dets[-1].begin_utc)
+            self.health.update(last_detection_utc=max(d.begin_utc for d in dets))
             for d in dets:
                 log.info("microphone: %s detection at %s (score %.2f)", d.label, d.begin_local, d.max_score)
+
+    def _mic_disk_full(self, exc: BaseException) -> None:
+        if "microphone" not in self._quiet:
+            self._quiet.add("microphone")
+            log.error("disk full on %s (%s): microphone detections are held in memory and written as soon as "
+                      "space is freed", self.out_dir, getattr(exc, "message", exc))
+            self.health.update(state="paused: disk full", disk_full=True, last_error="disk full: microphone "
+                                                                                      "detections held in memory")
 
     def _on_restart(self) -> None:
         if self._live is not None:
             dets = self._live.close()
             if dets:
                 self.health.add(detections=len(dets))
+                self.health.update(last_detection_utc=max(d.begin_utc for d in dets))
             self._live = None
 
     # ------------------------------------------------------------ stop
     def _shutdown(self, scheduler) -> None:
+        self.stop.set()  # also when a worker died: the others stop too
         self.health.update(state="stopping")
         self.notifier.stopping("draining")
         log.info("stopping: draining the windows in flight")
@@ -341,14 +493,53 @@ class Daemon:
         scheduler.shutdown(wait=True)
         try:
             self._export()
-        except OSError as exc:
-            log.warning("final export failed: %s", exc)
+        except Exception as exc:  # a full disk at stop: every detection is in the store
+            log.warning("final export failed: %s; every detection is in the store, `hootwatch run` exports again",
+                        getattr(exc, "message", exc))
         # the scanning loop closes its own connection; these two belong to threads that have stopped
         if getattr(self, "_ledger_store", None) is not None and not self.watcher.is_alive():
             self._ledger_store.close()
         if getattr(self, "_mic_store", None) is not None and not self.mic.is_alive():
+            if self._mic_held.held:
+                self._mic_held.flush()
+            if self._mic_held.held:
+                log.error("%d microphone detection(s) could not be written (disk full) and are lost: %s",
+                          len(self._mic_held.held), ", ".join(d.begin_utc for d in self._mic_held.held))
             self._mic_store.close()
-        self.health.update(state="stopped")
+        self.health.update(state="failed" if self.failure else "stopped")
         self._write_status()
         self.notifier.close()
         log.info("stopped")
+
+
+class _HoldWhenFull:
+    """The microphone's store: detections that cannot be written (disk full) are held in memory and written
+    with the next ones (INSERT OR IGNORE keeps that idempotent), so a full disk loses none while we run."""
+
+    def __init__(self, store: DetectionStore, on_full, on_written) -> None:
+        self.store, self.on_full, self.on_written = store, on_full, on_written
+        self.held: list = []
+        self._run = None
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def add_detections(self, run, detections) -> int:
+        self._run = run
+        batch = self.held + list(detections)
+        try:
+            n = self.store.add_detections(run, batch)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.held = batch
+            self.on_full(exc)
+            return 0
+        if self.held:
+            self.on_written()
+        self.held = []
+        return n
+
+    def flush(self) -> None:
+        if self.held and self._run is not None:
+            self.add_detections(self._run, [])

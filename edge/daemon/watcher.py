@@ -8,6 +8,10 @@ scanned half-written. At start-up, and again every `retry_after_s`, the whole fo
 and any missed event are picked up; the ledger (`needs_scan`) decides what is new, changed or due for a retry.
 
 The hand-over is a bounded queue: when scanning falls behind, the tracker waits instead of piling up memory.
+
+Odd folder entries (a name that is not valid UTF-8, a symlink loop or a dangling link, a FIFO or a link to a
+device named *.wav) are reported once each and skipped; they never reach the ledger or the scanner, and the
+watcher goes on with the rest. A FIFO would block the scanner for ever, a non-UTF-8 name cannot be stored.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -47,11 +52,40 @@ class _Pending:
 
 
 def stat_key(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a regular file (through symlinks); None for anything else or a vanished file."""
     try:
         st = path.stat()
-    except OSError:
+    except (OSError, ValueError):
         return None
-    return st.st_size, st.st_mtime_ns
+    return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def printable(path: str | os.PathLike) -> str:
+    """The path for a log line, with bytes that are not UTF-8 shown as \\xNN (logging them raw would fail)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def odd_entry(path: Path) -> str | None:
+    """Why this folder entry cannot be a recording to scan (None: a regular file, or gone)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8; rename it (e.g. `convmv` or a file manager)"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "dangling symlink (its target does not exist)" if path.is_symlink() else None
+    except OSError as exc:  # ELOOP, EACCES...
+        return f"cannot be read ({exc.strerror or exc})"
+    except ValueError as exc:  # an embedded NUL
+        return str(exc)
+    if stat.S_ISFIFO(st.st_mode):
+        return "a FIFO (named pipe), not a recording; remove it"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        return "a device or socket, not a recording; remove the link"
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a folder named *.wav: walked into, not scanned
+    return None
 
 
 class FolderWatcher:
@@ -70,6 +104,8 @@ class FolderWatcher:
         self.stop = stop
         self.exclude = tuple(Path(p).resolve() for p in exclude if p)
         self._pending: dict[Path, _Pending] = {}
+        self._reported: set[Path] = set()  # odd entries already reported (once each)
+        self.error: BaseException | None = None  # what killed the tracker thread, if anything did
         self._queued: set[Path] = set()
         self._lock = threading.Lock()
         self._walk_requested = threading.Event()
@@ -88,14 +124,27 @@ class FolderWatcher:
     def _excluded(self, path: Path) -> bool:
         try:
             rp = path.resolve()
-        except OSError:
+        except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (Python < 3.13)
             return True
         return any(rp == e or e in rp.parents for e in self.exclude)
+
+    def _skip_odd(self, path: Path) -> bool:
+        """True (reported once) for an entry that is not a readable regular file with a storable name."""
+        why = odd_entry(path)
+        if why is None:
+            return False
+        with self._lock:
+            first = path not in self._reported
+            self._reported.add(path)
+            self._pending.pop(path, None)
+        if first:
+            log.warning("%s: skipped: %s", printable(path), why)
+        return True
 
     def notice(self, path: str | os.PathLike, closed: bool = False, old_enough: bool = False) -> None:
         """A file may be new or changed: track it until it is stable."""
         path = Path(path)
-        if not is_audio_file(path) or self._excluded(path):
+        if not is_audio_file(path) or self._skip_odd(path) or self._excluded(path):
             return
         if not self.cfg.recursive and path.parent.resolve() != self.root.resolve():
             return
@@ -132,15 +181,15 @@ class FolderWatcher:
             for path in it:
                 if self.stop.is_set():
                     break
-                if not is_audio_file(path) or self._excluded(path):
+                if not is_audio_file(path) or self._skip_odd(path) or self._excluded(path):
                     continue
                 key = stat_key(path)
-                if key is None or not path.is_file():
+                if key is None:
                     continue
                 with self._lock:
                     if path in self._queued:
                         continue
-                if self.needs_scan(path, *key):
+                if self._needs_scan(path, key):
                     # a file untouched for settle_s needs no second look; a fresh one is still being written
                     self.notice(path, old_enough=(now_ns - key[1]) / 1e9 >= self.cfg.settle_s)
                     n += 1
@@ -176,10 +225,23 @@ class FolderWatcher:
                     ready.append(FileJob(path, *key))
         # the one gate before a hand-over: events (a folder moved in, a late close-write) can re-notice a file
         # that was already handed over and scanned, and only the ledger knows
-        ready = [j for j in ready if self.needs_scan(j.path, j.size, j.mtime_ns)]
+        ready = [j for j in ready if self._needs_scan(j.path, (j.size, j.mtime_ns))]
         with self._lock:
             self._queued.update(j.path for j in ready)
         return sorted(ready, key=lambda j: str(j.path))
+
+    def _needs_scan(self, path: Path, key: tuple[int, int]) -> bool:
+        """The ledger's verdict; a file it cannot judge is reported once and skipped, the rest goes on."""
+        try:
+            return self.needs_scan(path, *key)
+        except Exception as exc:
+            with self._lock:
+                first = path not in self._reported
+                self._reported.add(path)
+            if first:
+                log.warning("%s: skipped: the ledger cannot look it up (%s: %s)", printable(path),
+                            type(exc).__name__, exc)
+            return False
 
     def _put(self, job: FileJob) -> bool:
         while not self.stop.is_set():
@@ -191,6 +253,13 @@ class FolderWatcher:
         return False
 
     def _track(self) -> None:
+        try:
+            self._track_loop()
+        except BaseException as exc:  # the daemon sees the dead thread (is_alive) and reports it
+            self.error = exc
+            log.exception("folder watcher on %s stopped", self.root)
+
+    def _track_loop(self) -> None:
         next_walk = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
