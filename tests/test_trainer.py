@@ -210,3 +210,32 @@ def test_empty_class_is_refused(tmp_path):
         p.write_bytes(b"")  # unreadable: skipped with a warning, and then the class is empty
     with pytest.raises(HootwatchError, match="only one class"):
         run(make_args(data=str(data), out=str(tmp_path / "r"), **FAST))
+    assert not (tmp_path / "r").exists()  # a failed run leaves no run folder that --resume or a rerun trips on
+    (tmp_path / "kept").mkdir()  # a folder the user made: kept (empty, as it was)
+    with pytest.raises(HootwatchError, match="only one class"):
+        run(make_args(data=str(data), out=str(tmp_path / "kept"), **FAST))
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
+def test_offline_without_hf_hub_offline_is_detected_at_once_with_one_probe(monkeypatch):
+    """No network and no HF_HUB_OFFLINE: one quick probe, then the message (no minute of hub retries)."""
+    import huggingface_hub.constants
+    import requests
+
+    from hootwatch.trainer.model import backbone_rate, build_backbone
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    asked = []
+
+    def no_network(self, method, url, *a, **kw):
+        asked.append((method, url))
+        raise requests.ConnectionError("Failed to resolve 'huggingface.co'")
+    monkeypatch.setattr(requests.Session, "request", no_network)
+    for attempt in (lambda: backbone_rate("nobody/no-such-wav2vec2", False, None),
+                    lambda: build_backbone("nobody/no-such-wav2vec2", False, {"not_owl": 0, "owl": 1})):
+        asked.clear()
+        with pytest.raises(HootwatchError) as exc:
+            attempt()
+        assert "machine is offline" in exc.value.message and "--base" in exc.value.hint
+        assert len(asked) == 1 and "no-such-wav2vec2" not in asked[0][1], asked  # the probe, nothing else

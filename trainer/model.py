@@ -23,6 +23,7 @@ other wav2vec2.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,55 @@ def gabor_init(conv, sample_rate: int, fmin: float = 150.0, fmax: float = 4000.0
         conv.weight.copy_(torch.tensor(filters / np.sqrt(k / 2.67), dtype=conv.weight.dtype).unsqueeze(1))
 
 
+HUB_PROBE_S = 3.0  # an online hub answers in well under a second; offline, transformers retries for a minute
+
+
+def hub_offline(timeout_s: float = HUB_PROBE_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached (None: it answered), found out within `timeout_s`.
+
+    HF_HUB_OFFLINE=1 says so at once; otherwise one HEAD request to the endpoint, in a thread so that a DNS
+    lookup with no answer cannot hold us longer than the timeout either.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    answer: list[str | None] = []
+
+    def probe() -> None:
+        import requests
+
+        try:
+            requests.head(constants.ENDPOINT, timeout=timeout_s, allow_redirects=False)
+            answer.append(None)
+        except Exception as exc:  # ConnectionError, Timeout, SSLError...
+            answer.append(f"{type(exc).__name__}")
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout_s + 0.5)
+    if not answer:
+        return f"no answer from {constants.ENDPOINT} within {timeout_s:g} s"
+    return None if answer[0] is None else f"cannot reach {constants.ENDPOINT} ({answer[0]})"
+
+
+def _pretrained(loader, base: str, **kw):
+    """`loader.from_pretrained(base)` from the local cache if it is there, else from the hub if it answers;
+    offline, the clear message at once instead of a minute of retry warnings."""
+    try:
+        return loader.from_pretrained(base, local_files_only=True, **kw)
+    except OSError:
+        if Path(base).expanduser().is_dir():
+            raise  # a local folder: nothing to download
+    why = hub_offline()
+    if why is not None:
+        raise HootwatchError(
+            f"cannot download {base}: the machine is offline ({why}) and it is not in the local cache",
+            "download it where there is internet (`huggingface-cli download facebook/wav2vec2-base --local-dir "
+            "DIR`) and pass that folder to --base, or use --tiny")
+    return loader.from_pretrained(base, **kw)
+
+
 def _cannot_download(name: str, exc: BaseException) -> HootwatchError:
     return HootwatchError(
         f"cannot download {name} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
@@ -100,10 +150,9 @@ def build_backbone(base: str, tiny: bool, label2id: dict[str, int], sample_rate:
                                  "download the whole checkpoint (e.g. `huggingface-cli download facebook/wav2vec2-base "
                                  "--local-dir DIR`) and pass that folder to --base")
     try:
-        fe = AutoFeatureExtractor.from_pretrained(base)
-        model = AutoModelForAudioClassification.from_pretrained(
-            base, num_labels=len(label2id), label2id=dict(label2id), id2label=id2label,
-            ignore_mismatched_sizes=True)
+        fe = _pretrained(AutoFeatureExtractor, base)
+        model = _pretrained(AutoModelForAudioClassification, base, num_labels=len(label2id),
+                            label2id=dict(label2id), id2label=id2label, ignore_mismatched_sizes=True)
     except OSError as exc:
         raise _cannot_download(base, exc) from None
     except ValueError as exc:  # e.g. a checkpoint of a family without audio classification
@@ -125,6 +174,6 @@ def backbone_rate(base: str, tiny: bool, sample_rate: int | None) -> int:
     from transformers import AutoFeatureExtractor
 
     try:
-        return int(AutoFeatureExtractor.from_pretrained(base).sampling_rate)
+        return int(_pretrained(AutoFeatureExtractor, base).sampling_rate)
     except OSError as exc:
         raise _cannot_download(base, exc) from None

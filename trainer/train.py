@@ -285,6 +285,32 @@ def progress_bar(enabled: bool, console):
 
 # ---------------------------------------------------------------------------------------------------- main
 def run(args: TrainArgs) -> TrainResult:
+    """Train (see the module docstring). A run that fails before its first checkpoint leaves no run folder
+    behind (one that a rerun would refuse as not empty, or --resume as having nothing to resume)."""
+    prepared: list[bool] = []  # [existed before] once prepare_run_dir has accepted --out
+    try:
+        return _run(args, prepared)
+    except BaseException:
+        if prepared and not args.resume:
+            remove_unfinished_run(Path(args.out), existed=prepared[0])
+        raise
+
+
+def remove_unfinished_run(out: Path, existed: bool) -> None:
+    """Remove what a failed run wrote in `out` unless it got as far as a checkpoint (then --resume can use it).
+    Only this process's own run: the main process, and only the run's own files."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0" or (out / CHECKPOINTS / TRAINER_STATE).is_file() or not out.is_dir():
+        return
+    for p in out.iterdir():
+        if p.name in RUN_CONTENTS:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if not existed and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
     import torch
     from accelerate.utils import set_seed
     from rich.console import Console
@@ -309,7 +335,9 @@ def run(args: TrainArgs) -> TrainResult:
                           "lower --highpass-hz (150 suits the powerful owl), or pass 0 for no filter")
     main_proc = accelerator.is_main_process
     run_dir = Path(args.out)
+    existed = run_dir.exists()
     resuming = on_main(accelerator, lambda: prepare_run_dir(args, console))  # None on the other processes
+    prepared.append(existed)
     resuming = args.resume if resuming is None else resuming
     set_seed(args.seed)
 
