@@ -6,10 +6,17 @@ import argparse
 
 from .config import load_config
 
+EXIT_CODES = """exit status:
+  0   stopped by SIGTERM or SIGINT (also during start-up)
+  1   a worker thread died: status.json says 'failed' and why; systemd restarts it
+  2   a config, bundle or machine problem (`hootwatch check-config FILE` lists them): not restarted
+  4   the disk holding the output folder is full at start: free space; systemd starts it again"""
+
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run the field daemon (watched folder and/or microphone) until stopped",
-                       description=__doc__)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=EXIT_CODES)
     p.add_argument("--config", "-c", required=True, metavar="FILE",
                    help="daemon configuration (TOML); `hootwatch check-config --example` prints one")
     p.set_defaults(func=main)

@@ -14,7 +14,9 @@ from .config import all_problems, example_toml, load_config, to_toml
 
 def register(sub) -> None:
     p = sub.add_parser("check-config", help="validate a daemon config file and print the effective configuration",
-                       description=__doc__)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="exit status:\n  0   `hootwatch run` would start with this config on this machine\n"
+                              "  2   it would not: every problem is listed, each with its key and its fix")
     p.add_argument("file", nargs="?", help="the TOML config file (hootwatch.toml)")
     p.add_argument("--example", action="store_true", help="print a commented example config and exit")
     p.set_defaults(func=main)

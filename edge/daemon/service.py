@@ -87,7 +87,8 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._errors: dict[str, BaseException] = {}  # what killed a worker thread, by thread name
         self.failure: str | None = None  # set when a worker thread died: the daemon stops with exit status 1
-        self._quiet: set[str] = set()  # what has already said "disk full" (one message each until space returns)
+        self._full: set[str] = set()  # what waits for disk space now (one message for all until it returns)
+        self._full_lock = threading.Lock()
         self._given_up: set[str] = set()
 
     # ------------------------------------------------------------ main
@@ -216,9 +217,8 @@ class Daemon:
         except OSError as exc:
             if not is_disk_full(exc):
                 log.warning("cannot write status file %s: %s", self.cfg.status_file, exc)
-            elif "the status file" not in self._quiet:
-                self._quiet.add("the status file")
-                log.error("disk full: the status file %s is not updated until space is freed", self.cfg.status_file)
+            else:
+                self._disk_full("the status file", exc)
         self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:
@@ -244,10 +244,8 @@ class Daemon:
         except Exception as exc:
             if not is_disk_full(exc):
                 log.exception("export failed")
-            elif "exports" not in self._quiet:
-                self._quiet.add("exports")
-                log.error("disk full: exports not written (%s); every detection is in the store, and the exports "
-                          "are written again once space is freed", getattr(exc, "message", exc))
+            else:
+                self._disk_full("exports", exc)
 
     def _export(self) -> None:
         from ..exports import write_exports
@@ -331,13 +329,7 @@ class Daemon:
 
     def _wait_for_space(self, what: str, exc: BaseException, path: Path | None = None) -> bool:
         """Say once that `what` is paused on a full disk; return when space may be back (False: stopping)."""
-        if what not in self._quiet:
-            self._quiet.add(what)
-            log.error("disk full on %s (%s): %s paused, nothing is lost%s; it resumes by itself when space is "
-                      "freed (delete old clips or raw audio, or move the exports off the disk)", self.out_dir,
-                      getattr(exc, "message", exc), what, f" ({path.name} will be scanned again)" if path else "")
-            self.health.update(state="paused: disk full", disk_full=True,
-                               last_error=f"disk full: {what} paused")
+        self._disk_full(what, exc, f" ({path.name} will be scanned again)" if path else "")
         free0 = shutil.disk_usage(self.guard.existing_path()).free
         waited = 0.0
         while not self.stop.is_set():
@@ -348,12 +340,26 @@ class Daemon:
                 return True
         return False
 
+    def _disk_full(self, what: str, exc: BaseException, detail: str = "") -> None:
+        """`what` waits for disk space. The first one says so for all (one message until space returns)."""
+        with self._full_lock:
+            first = not self._full
+            self._full.add(what)
+        if first:
+            log.error("disk full on %s (%s): %s paused%s; detections, exports and the status file wait, nothing is "
+                      "lost, and it all resumes by itself when space is freed (delete old clips or raw audio, or "
+                      "move files off that disk)", self.out_dir, getattr(exc, "message", exc), what, detail)
+            self.health.update(state="paused: disk full", disk_full=True, last_error=f"disk full: {what} paused")
+
     def _space_back(self, what: str) -> None:
-        if what in self._quiet:
-            self._quiet.discard(what)
-            log.warning("disk space back on %s: %s resumed", self.out_dir, what)
-            if not self._quiet:
-                self.health.update(state="running", disk_full=False)
+        with self._full_lock:
+            if what not in self._full:
+                return
+            self._full.discard(what)
+            last = not self._full
+        if last:
+            log.warning("disk space back on %s: everything resumed", self.out_dir)
+            self.health.update(state="running", disk_full=False)
 
     def _scan_job(self, job: FileJob, store: DetectionStore, progress: Progress) -> None:
         fcfg = self.cfg.sources.folder
@@ -457,12 +463,7 @@ class Daemon:
                 log.info("microphone: %s detection at %s (score %.2f)", d.label, d.begin_local, d.max_score)
 
     def _mic_disk_full(self, exc: BaseException) -> None:
-        if "microphone" not in self._quiet:
-            self._quiet.add("microphone")
-            log.error("disk full on %s (%s): microphone detections are held in memory and written as soon as "
-                      "space is freed", self.out_dir, getattr(exc, "message", exc))
-            self.health.update(state="paused: disk full", disk_full=True, last_error="disk full: microphone "
-                                                                                      "detections held in memory")
+        self._disk_full("microphone", exc, " (its detections are held in memory until they can be written)")
 
     def _on_restart(self) -> None:
         if self._live is not None:
