@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+
 from .errors import DiskFullError, HootwatchError, MissingExtraError
 
 # extra that provides each workstation command (for the message when it is not installed)
