@@ -272,3 +272,27 @@ def test_microphone_detections_are_held_while_the_disk_is_full_and_written_when_
     store.full = False
     assert held.add_detections("run", ["d3"]) == 3
     assert store.rows == ["d1", "d2", "d3"] and held.held == [] and events == ["full", "full", "written"]
+
+
+def test_a_full_disk_at_start_is_exit_4_with_a_message_not_a_traceback(tmp_path, bundle, monkeypatch, capsys):
+    import signal
+    import sqlite3
+
+    from hootwatch.edge import store
+    from hootwatch.edge.cli import main
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "h.toml"
+    cfg.write_text(f'[model]\nbundle = "{bundle}"\n[sources.folder]\npath = "{tmp_path / "in"}"\n'
+                   f'[output]\ndir = "{tmp_path / "out"}"\ntimezone = "UTC"\n')
+
+    def full(self, path):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(store.DetectionStore, "__init__", full)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert main(["run", "--config", str(cfg)]) == 4  # not 2: systemd restarts it until there is space
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+    err = capsys.readouterr().err
+    assert "is full" in err and "free some space" in err and "Traceback" not in err
