@@ -161,6 +161,22 @@ def _log_through(console) -> None:
     root.setLevel(level)
 
 
+def _any_audio(paths) -> bool:
+    """Whether there is anything to scan: a file given by name, or an audio file somewhere in a folder (stops at
+    the first; no hashing, so a full card is not read twice)."""
+    from .audio import is_audio_file
+
+    for p in map(Path, paths):
+        if not p.is_dir():
+            return True
+        try:
+            if any(is_audio_file(f) for f in p.rglob("*")):
+                return True
+        except OSError:  # an unreadable sub-folder: let the scan say which
+            return True
+    return False
+
+
 def _disk_full(out: Path, exc: BaseException) -> int:
     print(f"hootwatch: error: the disk holding {out} is full ({getattr(exc, 'message', exc)})\n"
           "  fix: free some space there (or give --out on another disk) and run the same command again; "
@@ -173,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .detector import Detector
     from .exports import exports_note
-    from .scan import collect_audio, detection_rule, scan_into
+    from .scan import detection_rule, scan_into
     from .store import STORE_NAME
 
     console = Console(stderr=True)
@@ -186,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(missing)}", "check the paths (is the SD card mounted?)")
     detector = Detector.load(args.model, threads=args.threads, batch_size=args.batch_size)
-    if not collect_audio(args.paths):
+    if not _any_audio(args.paths):
         print("hootwatch: no audio files found in the given paths (nothing was scanned)\n"
               "  fix: check the paths (is the SD card mounted, are the recordings in a sub-folder?)", file=sys.stderr)
         return EXIT_NO_AUDIO
