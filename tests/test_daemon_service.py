@@ -296,3 +296,23 @@ def test_a_full_disk_at_start_is_exit_4_with_a_message_not_a_traceback(tmp_path,
             signal.signal(sig, h)
     err = capsys.readouterr().err
     assert "is full" in err and "free some space" in err and "Traceback" not in err
+
+
+def test_a_dead_scanning_loop_is_seen_too(tmp_path, bundle, monkeypatch):
+    import json
+    import threading
+    (tmp_path / "in").mkdir()
+
+    def broken(self):
+        raise MemoryError("the Pi ran out of memory")
+    monkeypatch.setattr(Daemon, "_folder_loop", broken)
+    daemon = Daemon(_config(tmp_path, bundle))
+    result = []
+    t = threading.Thread(target=lambda: result.append(daemon.run()), daemon=True)
+    t.start()
+    t.join(20)
+    daemon.stop.set()
+    t.join(30)
+    assert result == [1]
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["state"] == "failed" and "scan loop thread died (MemoryError" in status["last_error"]
