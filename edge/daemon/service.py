@@ -396,9 +396,13 @@ class Daemon:
         """last_audio_utc: the recording's own time at the end of what was scanned; last_detection_utc: the
         newest detection of the run (a backlog of older cards does not move it back)."""
         row = store.ledger(path, self.run_key)
-        end = _audio_end(row) if row is not None else None
-        newest = store.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE run_key=?",
-                                    (self.run_key,)).fetchone()[0]
+        if row is None:
+            return
+        end = _audio_end(row)
+        # this file's newest (the UNIQUE index starts with file_key), against the newest so far
+        mine = store.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE file_key=? AND run_key=?",
+                                  (row.file_key, self.run_key)).fetchone()[0]
+        newest = max((t for t in (mine, self.health.last_detection_utc) if t), default=None)
         self.health.update(**({"last_audio_utc": end} if end else {}), last_detection_utc=newest)
 
     def _after(self, path: Path) -> None:
