@@ -80,7 +80,9 @@ def _factory(signal, **extra):
 
 
 def _mic(**kw) -> MicrophoneConfig:
-    return MicrophoneConfig(**{"sample_rate": 16000, "block_s": 0.05, "ring_s": 5.0, "reopen_max_s": 1.0, **kw})
+    # model_construct: tests may go below the config's floors (a 0.25 s ring to force overruns)
+    return MicrophoneConfig.model_construct(**{**MicrophoneConfig().model_dump(), "sample_rate": 16000,
+                                               "block_s": 0.05, "ring_s": 5.0, "reopen_max_s": 1.0, **kw})
 
 
 def test_ring_buffer_wraps_and_refuses_what_does_not_fit():

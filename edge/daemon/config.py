@@ -1,30 +1,25 @@
-"""The daemon's configuration: one TOML file, validated strictly into frozen dataclasses.
+"""The daemon's configuration: one TOML file, validated strictly (pydantic, as Frigate does) into frozen models.
 
-Every field declares its type and bounds next to its default (as Frigate does with pydantic), so a typo or an
-out-of-range value is rejected at start-up naming the key, e.g.
-`sources.folder.poll_interval_s: must be between 0.5 and 3600, got 0`, instead of failing at 3 a.m. in the bush.
-Every problem of a file is reported at once, each with its key and its fix. What only the machine can tell
+Every field declares its type and bounds next to its default, so a typo or an out-of-range value is rejected
+at start-up naming the key, e.g. `sources.folder.poll_interval_s: must be between 0.5 and 3600, got 0`,
+instead of failing at 3 a.m. in the bush. Every problem of a file is reported at once, each with its key and
+its fix: pydantic finds them, `_problem` says them in words for ecologists. What only the machine can tell
 (does the bundle load, does the watched folder exist, is PortAudio there) is checked by `preflight.py`.
 Relative paths are taken relative to the folder holding the config file.
-
-Why not pydantic (issue 13 item 13 asked): it would replace only `_convert` and the bounds check (about 60 lines)
-with a layer of about the same size translating its errors back into "key: problem" + "fix" for ecologists,
-while the field metadata (doc lines that generate `check-config --example`, the fix of each required key) and
-the effective-config printer stay; reporting every problem at once is done here. Not simpler, one more
-compiled dependency on the edge.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import re
 import tomllib
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 
 from ..errors import ConfigError
 from ..recorder_time import parse_tz
@@ -33,21 +28,45 @@ REQUIRED = object()  # marker: the key has no default
 _WINDOW_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
-def spec(default=REQUIRED, *, between: tuple | None = None, choices: tuple | None = None, doc: str = "",
-         hint: str = ""):
-    """A config field: its default, its allowed range or choices, one line for `check-config --example`, and
-    for a required key the fix to print when it is missing."""
-    meta = {"between": between, "choices": choices, "doc": doc, "hint": hint}
+def spec(default=REQUIRED, *, between: tuple | None = None, doc: str = "", hint: str = ""):
+    """A config field: its default, its allowed range, one line for `check-config --example`, and for a
+    required key the fix to print when it is missing."""
+    extra = {"between": between, "hint": hint}
+    bounds = {"ge": between[0], "le": between[1]} if between else {}
     if default is REQUIRED:
-        return field(metadata={**meta, "required": True})
+        return Field(description=doc, json_schema_extra=extra, **bounds)
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta)
+        return Field(default_factory=lambda d=default: type(d)(d), description=doc, json_schema_extra=extra, **bounds)
+    return Field(default=default, description=doc, json_schema_extra=extra, **bounds)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    bundle: Path = spec(doc="model bundle folder (made by `hootwatch export`)")
+def _to_path(value, info: ValidationInfo) -> Path:
+    """A path string ($VARS and ~ expanded), relative to the config file's folder (the validation context)."""
+    if isinstance(value, Path):
+        p = value
+    elif isinstance(value, str) and value.strip():
+        p = Path(os.path.expandvars(value)).expanduser()
+    else:
+        raise ValueError(f"must be a path string, got {value!r}")
+    base = (info.context or {}).get("base") or Path.cwd()
+    return p if p.is_absolute() else Path(base) / p
+
+
+def _device_name(value):
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value  # a device number
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_to_path)]
+Device = Annotated[str | None, BeforeValidator(_device_name)]
+
+
+class _Section(BaseModel):
+    # strict: TOML's types as they are (no "5" for 5, no 1 for true); unknown keys are errors
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ModelConfig(_Section):
+    bundle: ConfigPath = spec(doc="model bundle folder (made by `hootwatch export`)")
     threads: int = spec(2, between=(1, 64), doc="ONNX Runtime threads")
     hop_s: float | None = spec(None, between=(0.1, 60.0), doc="seconds between window starts (default: the bundle's)")
     threshold: float | None = spec(None, between=(0.0, 1.0), doc="detection threshold (default: the bundle's)")
@@ -56,17 +75,16 @@ class ModelConfig:
     providers: list[str] = spec([], doc='ONNX Runtime providers, e.g. ["CUDAExecutionProvider"] (default: automatic)')
 
 
-@dataclass(frozen=True)
-class FolderConfig:
-    path: Path = spec(doc="folder where recordings arrive (an SD card mount, an rsync target)")
+class FolderConfig(_Section):
+    path: ConfigPath = spec(doc="folder where recordings arrive (an SD card mount, an rsync target)")
     recursive: bool = spec(True, doc="also watch sub-folders")
     poll: bool = spec(False, doc="poll the folder instead of inotify (needed for removable media, NFS, FAT)")
     poll_interval_s: float = spec(5.0, between=(0.5, 3600), doc="seconds between polls / stability checks")
     settle_s: float = spec(5.0, between=(0.0, 3600), doc="a file is complete once its size and mtime are "
                                                         "unchanged for this long")
-    after: str = spec("keep", choices=("keep", "archive", "delete"),
+    after: Literal["keep", "archive", "delete"] = spec("keep",
                       doc="what to do with a recording once its detections are saved")
-    archive_dir: Path | None = spec(None, doc='where processed recordings go when after = "archive"')
+    archive_dir: ConfigPath | None = spec(None, doc='where processed recordings go when after = "archive"')
     max_attempts: int = spec(3, between=(1, 100), doc="tries before a failing file is left alone")
     retry_after_s: float = spec(300.0, between=(1.0, 86400.0), doc="seconds before a failed file is tried again")
     queue_size: int = spec(1000, between=(1, 1_000_000), doc="files waiting to be scanned before the watcher waits")
@@ -75,35 +93,32 @@ class FolderConfig:
                                                  '(default: output.timezone); local times of file detections are shown in it')
 
 
-@dataclass(frozen=True)
-class MicrophoneConfig:
-    device: str | None = spec(None, doc="sounddevice input device name or number (default: the system default)")
+class MicrophoneConfig(_Section):
+    device: Device = spec(None, doc="sounddevice input device name or number (default: the system default)")
     sample_rate: int = spec(48000, between=(8000, 384000), doc="capture rate in Hz (resampled to the model's)")
     channels: int = spec(1, between=(1, 32), doc="capture channels (averaged to mono)")
     block_s: float = spec(0.5, between=(0.01, 10.0), doc="seconds per audio callback block")
     ring_s: float = spec(60.0, between=(1.0, 3600.0), doc="seconds of audio buffered between capture and model")
     reopen_max_s: float = spec(60.0, between=(1.0, 3600.0), doc="longest wait between tries to reopen a lost device")
     record_raw: bool = spec(False, doc="also keep rolling raw recordings")
-    raw_dir: Path | None = spec(None, doc="where raw recordings go (default: <output.dir>/raw)")
-    raw_format: str = spec("flac", choices=("flac", "wav"), doc="raw recording format")
+    raw_dir: ConfigPath | None = spec(None, doc="where raw recordings go (default: <output.dir>/raw)")
+    raw_format: Literal["flac", "wav"] = spec("flac", doc="raw recording format")
     raw_segment_s: float = spec(300.0, between=(5.0, 86400.0), doc="seconds per raw recording file")
     raw_budget_mb: float = spec(2048.0, between=(1.0, 10_000_000.0),
                                 doc="raw recordings kept within this size; the oldest are deleted first")
 
 
-@dataclass(frozen=True)
-class SourcesConfig:
+class SourcesConfig(_Section):
     folder: FolderConfig | None = spec(None)
     microphone: MicrophoneConfig | None = spec(None)
 
 
-@dataclass(frozen=True)
-class ScheduleConfig:
-    mode: str = spec("always", choices=("always", "dusk_to_dawn", "windows"),
+class ScheduleConfig(_Section):
+    mode: Literal["always", "dusk_to_dawn", "windows"] = spec("always",
                      doc="when to listen: always, from dusk to dawn, or in fixed local-time windows")
     latitude: float | None = spec(None, between=(-90.0, 90.0), doc="site latitude (dusk_to_dawn)")
     longitude: float | None = spec(None, between=(-180.0, 180.0), doc="site longitude (dusk_to_dawn)")
-    twilight: str = spec("civil", choices=("sunset", "civil", "nautical", "astronomical"),
+    twilight: Literal["sunset", "civil", "nautical", "astronomical"] = spec("civil",
                          doc="which dusk/dawn: sunset/sunrise or the end/start of civil/nautical/astronomical "
                              "twilight")
     dusk_offset_min: float = spec(0.0, between=(-720.0, 720.0), doc="minutes added to dusk (negative = earlier)")
@@ -111,9 +126,8 @@ class ScheduleConfig:
     windows: list[str] = spec(["19:00-06:00"], doc='local-time windows, "HH:MM-HH:MM", may cross midnight')
 
 
-@dataclass(frozen=True)
-class OutputConfig:
-    dir: Path = spec(doc="SQLite store and exports (detections.csv)")
+class OutputConfig(_Section):
+    dir: ConfigPath = spec(doc="SQLite store and exports (detections.csv)")
     timezone: str = spec(doc='IANA time zone of the site, e.g. "Australia/Sydney" (local times, schedule windows, '
                              'and the recorders\' clocks unless sources.folder.recorder_timezone says otherwise)',
                          hint='add timezone = "Australia/Sydney" (the site\'s IANA time zone) under [output]: '
@@ -126,23 +140,25 @@ class OutputConfig:
     clips: bool = spec(False, doc="save an audio clip of each detection")
 
 
-@dataclass(frozen=True)
-class HealthConfig:
-    status_file: Path | None = spec(None, doc="JSON status file (default: <output.dir>/status.json)")
+class HealthConfig(_Section):
+    status_file: ConfigPath | None = spec(None, doc="JSON status file (default: <output.dir>/status.json)")
     status_every_s: float = spec(10.0, between=(0.5, 3600.0), doc="seconds between status file updates")
     min_free_mb: float = spec(500.0, between=(0.0, 10_000_000.0),
                               doc="below this much free disk, clips and raw audio stop (detections continue)")
     watchdog: bool = spec(True, doc="ping systemd's watchdog from the processing loop (Type=notify units)")
 
 
-@dataclass(frozen=True)
-class DaemonConfig:
+class DaemonConfig(_Section):
     model: ModelConfig = spec()
     output: OutputConfig = spec()
-    sources: SourcesConfig = spec(None)
-    schedule: ScheduleConfig = spec(None)
-    health: HealthConfig = spec(None)
-    source_file: Path | None = None  # not a key: where it was read from
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    _source_file: Path | None = PrivateAttr(None)  # not a key: where it was read from
+
+    @property
+    def source_file(self) -> Path | None:
+        return self._source_file
 
     @property
     def status_file(self) -> Path:
@@ -170,92 +186,53 @@ def _fail(key: str, problem: str, hint: str = "") -> ConfigError:
     return ConfigError(f"{key}: {problem}", hint or "fix this key (see `hootwatch check-config --example`)")
 
 
-def _type_name(t) -> str:
-    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-            Path: "a path string"}.get(t, getattr(t, "__name__", str(t)))
+def _section_class(annotation):
+    """The section model inside an annotation (`FolderConfig | None` -> FolderConfig), else None."""
+    for a in (typing.get_args(annotation) or (annotation,)):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+    return None
 
 
-def _convert(key: str, value, annotation, base: Path):
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        inner = [a for a in args if a is not type(None)]
-        return _convert(key, value, inner[0], base)
-    if origin is list:
-        if not isinstance(value, list):
-            raise _fail(key, f"must be a list, got {value!r}")
-        return [_convert(f"{key}[{i}]", v, args[0], base) for i, v in enumerate(value)]
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise _fail(key, f"must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(key, f"must be a whole number, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(key, f"must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if isinstance(value, int) and not isinstance(value, bool) and key.endswith(".device"):
-            return str(value)  # a device number
-        if not isinstance(value, str):
-            raise _fail(key, f"must be a string, got {value!r}")
-        return value
-    if annotation is Path:
-        if not isinstance(value, str) or not value.strip():
-            raise _fail(key, f"must be a path string, got {value!r}")
-        p = Path(os.path.expandvars(value)).expanduser()
-        return p if p.is_absolute() else (base / p)
-    raise TypeError(f"unsupported config type {annotation!r}")  # pragma: no cover - a programming error
+_MUST_BE = {"bool_type": "true or false", "int_type": "a whole number", "int_from_float": "a whole number",
+            "float_type": "a number", "string_type": "a string", "list_type": "a list"}
 
 
-def _build(cls, table, prefix: str, base: Path, problems: list[ConfigError]):
-    """The section as `cls`, or None when it has problems (each appended to `problems`, none raised), so one
-    check reports every wrong key at once."""
-    if not isinstance(table, dict):
-        problems.append(_fail(prefix, f"must be a table ([{prefix}]), got {table!r}"))
-        return None
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source_file"}
-    n_before = len(problems)
-    for name in sorted(set(table) - set(known)):
-        key = f"{prefix}.{name}" if prefix else name
-        problems.append(_fail(key, "unknown key", f"known keys{' in [' + prefix + ']' if prefix else ''}: "
-                                                  f"{', '.join(known)} (check the spelling)"))
-    values = {}
-    for name, f in known.items():
-        key = f"{prefix}.{name}" if prefix else name
-        annotation = hints[name]
-        sub = next((a for a in (typing.get_args(annotation) or (annotation,)) if dataclasses.is_dataclass(a)), None)
-        if sub is not None:
-            if name in table:
-                values[name] = _build(sub, table[name], key, base, problems)
-            elif f.metadata.get("required"):
-                problems.append(_fail(key, "missing section", f"add a [{key}] section"))
-            elif prefix == "" and name in ("sources", "schedule", "health"):
-                values[name] = _build(sub, {}, key, base, problems)
-            continue
-        if name not in table:
-            if f.metadata.get("required"):
-                problems.append(_fail(key, "missing", f.metadata.get("hint") or f"add `{name} = ...` under [{prefix}]"))
-            continue
-        try:
-            value = _convert(key, table[name], annotation, base)
-        except ConfigError as exc:
-            problems.append(exc)
-            continue
-        lo_hi = f.metadata.get("between")
-        if lo_hi and value is not None and not lo_hi[0] <= value <= lo_hi[1]:
-            problems.append(_fail(key, f"must be between {lo_hi[0]:g} and {lo_hi[1]:g}, got {value:g}"))
-            continue
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            problems.append(_fail(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}"))
-            continue
-        values[name] = value
-    return cls(**values) if len(problems) == n_before else None
+def _problem(err: dict) -> ConfigError:
+    """One pydantic error in words: the key, what is wrong with it, and what to do."""
+    loc, kind, value = err["loc"], err["type"], err.get("input")
+    key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+    cls, field = DaemonConfig, None  # walk down to the field the error is about
+    for part in loc:
+        if isinstance(part, int) or cls is None or part not in cls.model_fields:
+            break
+        field = cls.model_fields[part]
+        cls = _section_class(field.annotation)
+    parent = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
+    extra = (field.json_schema_extra or {}) if field is not None else {}
+    if kind == "extra_forbidden":
+        section = DaemonConfig
+        for part in loc[:-1]:
+            section = _section_class(section.model_fields[part].annotation)
+        where = f" in [{parent}]" if parent else ""
+        return _fail(key, "unknown key", f"known keys{where}: {', '.join(section.model_fields)} (check the spelling)")
+    if kind == "missing":
+        if field is not None and _section_class(field.annotation) is not None:
+            return _fail(key, "missing section", f"add a [{key}] section")
+        return _fail(key, "missing", extra.get("hint") or f"add `{loc[-1]} = ...` under [{parent}]")
+    if kind in ("greater_than_equal", "less_than_equal") and extra.get("between"):
+        lo, hi = extra["between"]
+        return _fail(key, f"must be between {lo:g} and {hi:g}, got {value:g}")
+    if kind == "literal_error" and field is not None:
+        choices = typing.get_args(field.annotation)
+        return _fail(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    if kind in _MUST_BE:
+        return _fail(key, f"must be {_MUST_BE[kind]}, got {value!r}")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return _fail(key, f"must be a table ([{key}]), got {value!r}")
+    if kind == "value_error":
+        return _fail(key, str(err["ctx"]["error"]))
+    return _fail(key, err["msg"])
 
 
 def all_problems(problems: list[ConfigError], where: str = "") -> ConfigError:
@@ -324,12 +301,12 @@ def _check_together(cfg: DaemonConfig) -> list[ConfigError]:
 
 def config_from_dict(data: dict, base: Path | None = None, source: Path | None = None) -> DaemonConfig:
     """Validate a parsed TOML document; one ConfigError naming every bad key."""
-    base = base or Path.cwd()
-    problems: list[ConfigError] = []
-    cfg = _build(DaemonConfig, data, "", base, problems)
-    if cfg is not None:
-        cfg = dataclasses.replace(cfg, source_file=source)
-        problems += _check_together(cfg)
+    try:
+        cfg = DaemonConfig.model_validate(data, context={"base": base or Path.cwd()})
+    except ValidationError as exc:
+        raise all_problems([_problem(e) for e in exc.errors(include_url=False)]) from None
+    cfg._source_file = source
+    problems = _check_together(cfg)
     if problems:
         raise all_problems(problems)
     return cfg
@@ -370,24 +347,18 @@ def _toml_value(v) -> str:
 def to_toml(cfg, prefix: str = "", comments: bool = False) -> str:
     """The effective configuration as TOML (defaults filled in); None values are shown as comments."""
     lines, tables = [], []
-    for f in dataclasses.fields(cfg):
-        if f.name == "source_file":
-            continue
-        value = getattr(cfg, f.name)
-        key = f"{prefix}.{f.name}" if prefix else f.name
-        if dataclasses.is_dataclass(value):
+    for name, f in type(cfg).model_fields.items():
+        value = getattr(cfg, name)
+        key = f"{prefix}.{name}" if prefix else name
+        if isinstance(value, BaseModel):
             tables.append(to_toml(value, key, comments))
             continue
-        if value is None and not dataclasses.is_dataclass(typing.get_type_hints(type(cfg))[f.name]):
-            if prefix == "sources":
-                continue
-            doc = f"  # {f.metadata['doc']}" if comments and f.metadata.get("doc") else ""
-            lines.append(f"# {f.name} = (unset){doc}")
-            continue
+        doc = f"  # {f.description}" if comments and f.description else ""
         if value is None:
+            if prefix != "sources":  # an absent source is simply not there
+                lines.append(f"# {name} = (unset){doc}")
             continue
-        doc = f"  # {f.metadata['doc']}" if comments and f.metadata.get("doc") else ""
-        lines.append(f"{f.name} = {_toml_value(value)}{doc}")
+        lines.append(f"{name} = {_toml_value(value)}{doc}")
     head = [f"[{prefix}]"] if prefix and lines else []
     body = "\n".join(head + lines)
     return "\n\n".join(x for x in [body, *tables] if x)
