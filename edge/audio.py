@@ -95,12 +95,62 @@ class StreamResampler:
         return self._stream.resample_chunk(mono, last=last)
 
 
+def wav_truncation(path: str | os.PathLike) -> float | None:
+    """The seconds a truncated WAV's header promises (it holds fewer), or None for a complete file or another
+    format. libsndfile quietly reads what is there, so a card pulled mid-copy would pass as a short recording:
+    the scan reads the audio that is there and says the file was cut short."""
+    path = Path(path)
+    if path.suffix.lower() != ".wav":
+        return None
+    try:
+        size = os.stat(path).st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None  # RF64/W64 and friends: leave it to libsndfile
+            pos, rate, align = 12, 0, 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, n = f.read(4), int.from_bytes(f.read(4), "little")
+                if cid == b"fmt ":
+                    fmt = f.read(min(n, 16))
+                    if len(fmt) >= 14:
+                        rate, align = int.from_bytes(fmt[4:8], "little"), int.from_bytes(fmt[12:14], "little")
+                elif cid == b"data":
+                    if n == 0xFFFFFFFF or pos + 8 + n <= size or not rate or not align:
+                        return None
+                    return n / align / rate
+                pos += 8 + n + (n & 1)
+    except OSError:
+        return None
+    return None
+
+
+# Decoded samples beyond this (60 dB over full scale) are no sound a microphone gave: a float WAV whose data is
+# damaged, or was written unscaled. Integer PCM decodes within [-1, 1].
+MAX_ABS_SAMPLE = 1000.0
+
+
+def _check_samples(path: Path, data: np.ndarray, first_frame: int, rate: int) -> None:
+    """AudioReadError naming the file and the time when a block holds NaN, infinite or huge samples: a model fed
+    them scores NaN, which would pass silently as 'no detection'."""
+    flat = data.reshape(-1)                      # frames x channels, row by row
+    bad = ~(np.abs(flat) <= MAX_ABS_SAMPLE)      # NaN compares False: bad too
+    if not bad.any():
+        return
+    j = int(np.argmax(bad))
+    i, v = j // data.shape[1], flat[j]
+    kind = "NaN" if np.isnan(v) else "infinite" if np.isinf(v) else f"huge ({float(v):.3g})"
+    raise AudioReadError(f"{path}: the file holds {kind} samples from {(first_frame + i) / rate:.1f} s on; it is "
+                         "damaged or not audio", "copy it again from the recorder's card, or remove it")
+
+
 def iter_blocks(path: str | os.PathLike, sample_rate: int, block_s: float = 30.0,
                 start_s: float = 0.0, duration_s: float | None = None) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks at `sample_rate`, decoded `block_s` seconds at a time.
 
-    Raises AudioReadError (naming the file) if the file cannot be opened or breaks part-way through;
-    blocks already yielded stay valid.
+    Raises AudioReadError (naming the file) if the file cannot be opened, breaks part-way through or holds NaN,
+    infinite or huge samples; blocks already yielded stay valid.
     """
     info = probe(path)
     resampler = StreamResampler(info.sample_rate, sample_rate)
@@ -115,6 +165,7 @@ def iter_blocks(path: str | os.PathLike, sample_rate: int, block_s: float = 30.0
             while pos < stop:
                 n = min(block, stop - pos)
                 data = f.read(n, dtype="float32", always_2d=True)
+                _check_samples(info.path, data, pos, info.sample_rate)
                 pos += len(data)
                 short = len(data) < n  # the header promised more than the file holds
                 flushed = pos >= stop or short

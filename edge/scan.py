@@ -52,11 +52,12 @@ from typing import Iterable
 
 import numpy as np
 
-from .audio import probe
-from .errors import AudioReadError, ConfigError, HootwatchError
+from .audio import probe, wav_truncation
+from .errors import AudioReadError, ConfigError, DiskFullError, HootwatchError, is_disk_full
 from .events import Event, windows_at_hop
-from .planning import PlannedFile, collect_audio, next_contiguous, plan_files
-from .recorder_time import FileTime, file_time, parse_tz
+from .planning import (PlannedFile, collect_audio, find_audio, next_contiguous, odd_entry,  # noqa: F401
+                       plan_files, printable, start_time)
+from .recorder_time import FileTime, parse_tz
 from .score_stream import ScoreStream, score_file
 from .store import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso
 from .windows import WindowSpec
@@ -166,31 +167,6 @@ class Progress:
     def file_finished(self, outcome: FileOutcome) -> None: ...
 
 
-def check_wav_complete(path: Path) -> None:
-    """AudioReadError when a WAV's header promises more audio than the file holds (a truncated copy).
-
-    libsndfile quietly reads what is there, so a card pulled mid-copy would pass as a short recording.
-    """
-    if path.suffix.lower() != ".wav":
-        return
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return  # RF64/W64 and friends: leave it to libsndfile
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            cid, n = f.read(4), int.from_bytes(f.read(4), "little")
-            if cid == b"data":
-                if n != 0xFFFFFFFF and pos + 8 + n > size:
-                    raise AudioReadError(
-                        f"{path}: truncated: its header promises {n} bytes of audio but the file holds "
-                        f"{size - pos - 8}", "copy it again from the recorder's card, or remove it")
-                return
-            pos += 8 + n + (n & 1)
-
-
 class Scanner:
     def __init__(self, detector, store: DetectionStore, settings: ScanSettings = ScanSettings(),
                  out_dir: str | os.PathLike | None = None) -> None:
@@ -228,7 +204,7 @@ class Scanner:
     def plan(self, paths: Iterable[str | os.PathLike]) -> list[PlannedFile]:
         """Probe every file, find its start time (ConfigError if a timezone is needed and missing) and link
         contiguous files of the same recorder (edge/planning.py)."""
-        return plan_files(collect_audio(paths), self.tz, self.settings.contiguous_tol_s)
+        return plan_files(find_audio(paths), self.tz, self.settings.contiguous_tol_s)
 
     def next_contiguous(self, path: str | os.PathLike) -> Path | None:
         """The file that continues `path` (same folder and recorder, starting where it ends), if already there:
@@ -243,6 +219,9 @@ class Scanner:
         progress.planned(planned)
         outcomes, interrupted = [], False
         for f in planned:
+            if f.odd:
+                outcomes.append(self._odd(f.path, f.odd, "failed" if f.given else "skipped", progress))
+                continue
             try:
                 outcome = self.scan_file(f.path, next_path=f.next_path, ftime=f.time, progress=progress)
             except ScanInterrupted:
@@ -254,26 +233,33 @@ class Scanner:
     def scan_file(self, path: str | os.PathLike, next_path: str | os.PathLike | None = None,
                   ftime: FileTime | None = None, progress: Progress | None = None) -> FileOutcome:
         """Scan one file and record it: `compute_file` then `commit`. Raises ScanInterrupted after stop(),
-        KeyboardInterrupt on Ctrl-C, ConfigError when the file's time needs a timezone; every problem with the
-        file itself is a 'failed' outcome recorded in the ledger."""
+        KeyboardInterrupt on Ctrl-C, ConfigError when the file's time needs a timezone, DiskFullError when the
+        store's disk is full (nothing is recorded against the file: scan it again when there is space); every
+        problem with the file itself is a 'failed' outcome recorded in the ledger. An entry that is no file to
+        scan (a FIFO, a device, a dangling link, a name that is not UTF-8) fails unopened and unrecorded."""
         progress = progress or Progress()
         path = Path(path)
         t0 = time.perf_counter()
-        if not self.store.needs_processing(path, self.run.run_key):
+        why = odd_entry(path)
+        if why:
+            return self._odd(path, why, "failed", progress)
+        if not self._disk(lambda: self.store.needs_processing(path, self.run.run_key)):
             row = self.store.ledger(path, self.run.run_key)
             outcome = FileOutcome(path, "skipped", "already scanned with these settings", 0, row.audio_s if row else 0.0)
             progress.file_finished(outcome)
             return outcome
         try:
             result = self.compute_file(path, next_path, ftime, progress)
-            self.commit(result)
-        except (ScanInterrupted, KeyboardInterrupt, ConfigError):
+            self._disk(lambda: self.commit(result))
+        except (ScanInterrupted, KeyboardInterrupt, ConfigError, DiskFullError):
             raise
         except HootwatchError as exc:
             return self._failed(path, exc.message, t0, progress)
         except Exception as exc:  # a bug or a runtime failure must not stop a night's scan
             log.exception("%s: unexpected error", path)
             return self._failed(path, f"{type(exc).__name__}: {exc}", t0, progress)
+        for note in result.notes:
+            log.warning("%s", note)
         self._write_review(result)
         outcome = FileOutcome(path, "done", "; ".join(result.notes), len(result.detections), result.audio_s,
                               time.perf_counter() - t0)
@@ -286,9 +272,12 @@ class Scanner:
         Raises HootwatchError naming the file when it cannot be scanned, ScanInterrupted after stop()."""
         progress = progress or Progress()
         path = Path(path)
+        why = odd_entry(path)
+        if why:
+            raise AudioReadError(f"{printable(path)}: {why}")
         info = probe(path)
-        check_wav_complete(path)
-        ftime = ftime or file_time(path, self.tz)
+        truncated = wav_truncation(path)
+        ftime = ftime or start_time(path, self.tz)
         progress.file_started(path, info.duration_s)
 
         def on_block(n: int) -> None:
@@ -300,8 +289,12 @@ class Scanner:
                             Path(next_path) if next_path else None, block_s=self.settings.block_s,
                             batch_size=self.settings.batch_size, on_block=on_block)
         detections = tuple(self._detection(path, ftime, e) for e in scored.events)
-        return FileResult(path, file_key(path), scored.n_samples / self.sample_rate, iso(ftime.start_utc),
-                          ftime.source, ftime.recorder_id, detections, scored.starts, scored.scores)
+        audio_s = scored.n_samples / self.sample_rate
+        notes = () if truncated is None else (
+            f"{path}: truncated: {audio_s:.1f} s of {truncated:.1f} s are in the file (a copy cut short?); the "
+            "audio there was scanned",)
+        return FileResult(path, file_key(path), audio_s, iso(ftime.start_utc), ftime.source, ftime.recorder_id,
+                          detections, scored.starts, scored.scores, notes)
 
     def commit(self, result: FileResult) -> None:
         """Record a computed file: its detections and its ledger row 'done', in one transaction."""
@@ -321,10 +314,32 @@ class Scanner:
 
     def _failed(self, path: Path, reason: str, t0: float, progress: Progress) -> FileOutcome:
         log.warning("skipping %s", reason)
-        self.store.record_failure(path, self.run, reason)
+        self._disk(lambda: self.store.record_failure(path, self.run, reason))
         outcome = FileOutcome(path, "failed", reason, 0, 0.0, time.perf_counter() - t0)
         progress.file_finished(outcome)
         return outcome
+
+    def _odd(self, path: Path, why: str, status: str, progress: Progress) -> FileOutcome:
+        """An entry that is no file to scan: reported, never opened, not in the ledger (it has no content to key
+        on, or a name the store cannot hold)."""
+        reason = f"{printable(path)}: {why}"
+        log.warning("%s %s", "skipping" if status == "skipped" else "cannot scan", reason)
+        outcome = FileOutcome(path, status, reason)
+        progress.file_finished(outcome)
+        return outcome
+
+    def _disk(self, write):
+        """Run a store access; a full disk becomes DiskFullError (the run pauses; never the recording's fault)."""
+        try:
+            return write()
+        except DiskFullError:
+            raise
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(f"the disk holding {self.store.path} is full ({exc})",
+                                    "free some space on it; recordings not yet recorded are scanned again when "
+                                    "the scan is run again (the daemon resumes by itself)") from exc
+            raise
 
     def score_stream(self) -> ScoreStream:
         """The window -> score -> event loop with this scan's settings (live audio)."""

@@ -26,7 +26,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .audio import iter_blocks
-from .errors import AudioReadError
+from .errors import AudioReadError, HootwatchError
 from .events import Event, EventBuilder
 from .windows import WindowSpec, WindowStream
 
@@ -42,8 +42,8 @@ class ScoreStream:
     """Blocks of audio at the model's rate -> windows (WindowStream) -> scores in batches -> events (EventBuilder)."""
 
     def __init__(self, scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int = 1,
-                 batch_size: int | None = None) -> None:
-        self.scorer, self.spec = scorer, spec
+                 batch_size: int | None = None, name: str = "audio") -> None:
+        self.scorer, self.spec, self.name = scorer, spec, name
         self.batch_size = max(1, int(batch_size or getattr(scorer, "batch_size", 1) or 1))
         self._windows = WindowStream(spec)
         self._builder = EventBuilder(threshold, min_hits)
@@ -97,6 +97,11 @@ class ScoreStream:
             scores = np.asarray(self.scorer.score(np.stack([w for _, w in batch])), np.float32).reshape(-1)
             if len(scores) != len(batch):
                 raise RuntimeError(f"the scorer returned {len(scores)} scores for {len(batch)} windows")
+            if not np.isfinite(scores).all():  # NaN >= threshold is False: it would pass as 'no detection'
+                s0 = batch[int(np.argmax(~np.isfinite(scores)))][0]
+                raise HootwatchError(f"{self.name}: the model gave NaN or infinite scores (window at "
+                                     f"{s0 / self.spec.sample_rate:.1f} s)",
+                                     "check the bundle with `hootwatch export` again, or report it with the file")
             self._starts += [s for s, _ in batch]
             self._scores.append(scores)
             for (s, _), p in zip(batch, scores):
@@ -128,7 +133,7 @@ def score_file(scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int
                on_block: Callable[[int], None] | None = None) -> ScoredFile:
     """One file through the loop (see the module docstring); `on_block(n_samples)` is called before each decoded
     block is scored (progress, or raising to stop). AudioReadError when the file cannot be decoded."""
-    stream = ScoreStream(scorer, spec, threshold, min_hits, batch_size)
+    stream = ScoreStream(scorer, spec, threshold, min_hits, batch_size, name=str(path))
     events: list[Event] = []
     for block in iter_blocks(path, spec.sample_rate, block_s=block_s):
         if on_block is not None:

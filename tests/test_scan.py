@@ -83,13 +83,14 @@ def test_rescan_adds_no_duplicates_and_bad_files_are_listed(detector, tmp_path):
     (rec / "truncated.wav").write_bytes(full.read_bytes()[:100])
     sc = scanner(detector, tmp_path)
     first = sc.scan_paths([rec])
-    assert len(first.done) == 2 and first.n_detections == 2
-    assert sorted(o.path.name for o in first.failed) == ["corrupt.wav", "empty.wav", "notes.mp3", "truncated.wav"]
-    reasons = {o.path.name: o.reason for o in first.failed}
-    assert "truncated" in reasons["truncated.wav"] and "empty" in reasons["empty.wav"]
+    assert len(first.done) == 3 and first.n_detections == 2
+    assert sorted(o.path.name for o in first.failed) == ["corrupt.wav", "empty.wav", "notes.mp3"]
+    reasons = {o.path.name: o.reason for o in first.outcomes}
+    assert "empty" in reasons["empty.wav"]
+    assert "truncated" in reasons["truncated.wav"]  # what is there is scanned, and the outcome says so
     assert {r.status for r in sc.store.ledger_rows(status="failed")} == {"failed"}
     second = sc.scan_paths([rec])
-    assert len(second.skipped) == 2 and second.n_detections == 0
+    assert len(second.skipped) == 3 and second.n_detections == 0
     assert sc.store.count() == 2
 
 
