@@ -300,7 +300,7 @@ class Scanner:
         """Record a computed file: its detections and its ledger row 'done', in one transaction."""
         self.store.commit_file(result.path, self.run, result.detections, audio_s=result.audio_s,
                                start_utc=result.start_utc, time_source=result.time_source,
-                               recorder_id=result.recorder_id)
+                               recorder_id=result.recorder_id, reason="; ".join(result.notes))
 
     def _write_review(self, result: FileResult) -> None:
         if not (self.settings.clips and self.out_dir is not None and result.detections):

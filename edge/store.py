@@ -312,8 +312,10 @@ class DetectionStore:
 
     # writing
     def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
-                    audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "") -> int:
-        """Detections of one file + its ledger row 'done', in one transaction. Returns rows inserted."""
+                    audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "",
+                    reason: str = "") -> int:
+        """Detections of one file + its ledger row 'done' (`reason`: a note, e.g. truncated), in one transaction.
+        Returns rows inserted."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         dets = list(detections)
         now = utc_now()
@@ -329,8 +331,8 @@ class DetectionStore:
             cur.execute(
                 "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
                 " processed_at, audio_s, n_detections, start_utc, time_source, recorder_id)"
-                " VALUES (?,?,?,?,?,'done','',?,?,?,?,?,?,?)",
-                (key, run.run_key, where, size, mtime_ns, attempts, now, float(audio_s), len(dets),
+                " VALUES (?,?,?,?,?,'done',?,?,?,?,?,?,?,?)",
+                (key, run.run_key, where, size, mtime_ns, reason, attempts, now, float(audio_s), len(dets),
                  start_utc, time_source, recorder_id))
         return inserted
 

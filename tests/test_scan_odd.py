@@ -122,6 +122,8 @@ def test_a_truncated_wav_is_scanned_as_far_as_it_goes_and_says_so(detector, tmp_
     out = sc.scan_file(p)
     assert (out.status, out.n_detections, out.audio_s) == ("done", 1, 20.0)
     assert "truncated" in out.reason and "20.0 s of 40.0 s" in out.reason
+    row = sc.store.ledger(p, sc.run.run_key)
+    assert row.status == "done" and row.reason == out.reason      # the note is kept with the results
     [row] = sc.store.detections()
     assert (row["start_s"], row["end_s"]) == (7.5, 15.0)
 
