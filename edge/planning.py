@@ -10,6 +10,7 @@ the head of the next (edge/score_stream.py).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import stat
@@ -192,8 +193,15 @@ def next_contiguous(path: str | os.PathLike, tz: tzinfo | None, tol_s: float) ->
 
 
 def _plan_quietly(path: Path, tz: tzinfo | None) -> PlannedFile | None:
-    """plan_file, or None when the file's time cannot be read (that file fails when it is scanned itself)."""
+    """plan_file, or None when the file's time cannot be read (that file fails when it is scanned itself).
+    Cached on (path, size, mtime): the daemon asks once per file, and a folder may hold thousands."""
     try:
-        return plan_file(path, tz)
-    except (HootwatchError, ValueError, OverflowError):
+        st = os.stat(path)
+        return _plan_cached(str(path), st.st_size, st.st_mtime_ns, tz)
+    except (OSError, HootwatchError, ValueError, OverflowError):
         return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _plan_cached(path: str, size: int, mtime_ns: int, tz: tzinfo | None) -> PlannedFile:
+    return plan_file(Path(path), tz)
