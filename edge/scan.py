@@ -76,6 +76,7 @@ class ScanSettings:
     block_s: float = 30.0               # seconds decoded at a time
     contiguous_tol_s: float = 1.0       # gap allowed between contiguous files
     clip_pad_s: float = 1.0             # padding each side of a review clip
+    prefetch_blocks: int = 2            # blocks decoded ahead in a thread while the model scores (0: none)
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,8 @@ class Scanner:
 
         scored = score_file(self.detector, self.spec, self.run.threshold, self.run.min_hits, path,
                             Path(next_path) if next_path else None, block_s=self.settings.block_s,
-                            batch_size=self.settings.batch_size, on_block=on_block)
+                            batch_size=self.settings.batch_size, on_block=on_block,
+                            prefetch_blocks=self.settings.prefetch_blocks)
         detections = tuple(self._detection(path, ftime, e) for e in scored.events)
         audio_s = scored.n_samples / self.sample_rate
         notes = () if truncated is None else (

@@ -19,9 +19,11 @@ so a call across the boundary gives two abutting rows, one per file, never overl
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -119,6 +121,62 @@ class ScoredFile:
     linked: bool = False               # the last windows ran on into the next contiguous file
 
 
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+def prefetch(blocks: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """The same blocks in the same order, decoded ahead in a thread through a bounded queue of `depth` blocks, so
+    decoding and resampling (libsndfile, soxr) overlap with scoring (ONNX Runtime), as birdnet's analyzer does.
+    An error in the decoder is raised here, in order; stopping early (an error or a stop while scoring) ends the
+    thread and closes the file. `depth` 0: decode in this thread."""
+    if depth <= 0:
+        yield from blocks
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                if not put(block):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(_Raised(exc))
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="hootwatch-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=30)  # it stops within one block's decoding
+
+
 def read_head(path: str | os.PathLike, sample_rate: int, window_s: float) -> np.ndarray | None:
     """The first window's worth of a file at `sample_rate`, or None if it cannot be read."""
     try:
@@ -130,12 +188,13 @@ def read_head(path: str | os.PathLike, sample_rate: int, window_s: float) -> np.
 
 def score_file(scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int, path: str | os.PathLike,
                next_path: str | os.PathLike | None = None, block_s: float = 30.0, batch_size: int | None = None,
-               on_block: Callable[[int], None] | None = None) -> ScoredFile:
+               on_block: Callable[[int], None] | None = None, prefetch_blocks: int = 2) -> ScoredFile:
     """One file through the loop (see the module docstring); `on_block(n_samples)` is called before each decoded
-    block is scored (progress, or raising to stop). AudioReadError when the file cannot be decoded."""
+    block is scored (progress, or raising to stop). Blocks are decoded ahead in a thread (`prefetch`) unless
+    `prefetch_blocks` is 0; the result is the same. AudioReadError when the file cannot be decoded."""
     stream = ScoreStream(scorer, spec, threshold, min_hits, batch_size, name=str(path))
     events: list[Event] = []
-    for block in iter_blocks(path, spec.sample_rate, block_s=block_s):
+    for block in prefetch(iter_blocks(path, spec.sample_rate, block_s=block_s), prefetch_blocks):
         if on_block is not None:
             on_block(len(block))
         events += stream.push(block)

@@ -310,3 +310,29 @@ def test_min_hits_means_the_same_stretch_of_positive_windows_at_any_hop(tmp_path
     rule = detection_rule(two.manifest, ScanSettings(hop_s=1.0))
     assert "min_hits 2 (bundle)" in rule and "5 windows at hop 1 s" in rule
     assert "windows at hop" not in detection_rule(two.manifest, ScanSettings())
+
+
+def test_decoding_ahead_in_a_thread_gives_the_same_rows_and_leaves_no_thread(detector, tmp_path):
+    import threading
+
+    rec = tmp_path / "rec"
+    for i in range(3):
+        write_tone(rec / f"2024010{i + 1}_220000.wav", 47, 16000, tones=[(10, 13), (30 + i, 34 + i)], seed=i)
+    runs = {}
+    for depth in (0, 2):
+        sc = scanner(detector, tmp_path / f"d{depth}", block_s=4.0, prefetch_blocks=depth)
+        sc.scan_paths([rec])
+        results = [sc.compute_file(p) for p in sorted(rec.iterdir())]
+        runs[depth] = ([(r["file_key"], r["start_sample"], r["end_s"], r["max_score"]) for r in sc.store.detections()],
+                       [(list(r.starts), list(r.scores)) for r in results])
+    assert runs[0] == runs[2] and len(runs[0][0]) == 6
+    # a stop in the middle of a file ends the decoding thread too
+    sc = scanner(detector, tmp_path / "stop", block_s=1.0, prefetch_blocks=2)
+
+    class StopSoon(Progress):
+        def advance(self, audio_s):
+            sc.stop()
+
+    before = threading.active_count()
+    assert sc.scan_paths([rec], StopSoon()).interrupted
+    assert threading.active_count() == before and sc.store.count() == 0
