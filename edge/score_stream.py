@@ -8,7 +8,8 @@
     stream.starts, stream.scores         # every window scored (start sample, score)
 
 `scorer` is anything with `.score(windows: np.ndarray) -> np.ndarray` (one score per window), `.manifest` and
-`.batch_size`: the ONNX `Detector`, or a cascade of models; nothing here depends on how it scores.
+`.batch_size`: the ONNX `Detector`, or a cascade of models; nothing here depends on how it scores. A NaN score
+is a window the scorer chose not to score (the cascade's rejected windows): it is below every threshold.
 
 A file (`score_file`): decoded in blocks at the model's rate, windowed from its own first sample. With the next
 contiguous file of the same recorder, the last windows run on into its head instead of being end-aligned (every
@@ -28,7 +29,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 
 from .audio import iter_blocks
-from .errors import AudioReadError, HootwatchError
+from .errors import AudioReadError
 from .events import Event, EventBuilder
 from .windows import WindowSpec, WindowStream
 
@@ -44,8 +45,8 @@ class ScoreStream:
     """Blocks of audio at the model's rate -> windows (WindowStream) -> scores in batches -> events (EventBuilder)."""
 
     def __init__(self, scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int = 1,
-                 batch_size: int | None = None, name: str = "audio") -> None:
-        self.scorer, self.spec, self.name = scorer, spec, name
+                 batch_size: int | None = None) -> None:
+        self.scorer, self.spec = scorer, spec
         self.batch_size = max(1, int(batch_size or getattr(scorer, "batch_size", 1) or 1))
         self._windows = WindowStream(spec)
         self._builder = EventBuilder(threshold, min_hits)
@@ -99,11 +100,6 @@ class ScoreStream:
             scores = np.asarray(self.scorer.score(np.stack([w for _, w in batch])), np.float32).reshape(-1)
             if len(scores) != len(batch):
                 raise RuntimeError(f"the scorer returned {len(scores)} scores for {len(batch)} windows")
-            if not np.isfinite(scores).all():  # NaN >= threshold is False: it would pass as 'no detection'
-                s0 = batch[int(np.argmax(~np.isfinite(scores)))][0]
-                raise HootwatchError(f"{self.name}: the model gave NaN or infinite scores (window at "
-                                     f"{s0 / self.spec.sample_rate:.1f} s)",
-                                     "check the bundle with `hootwatch export` again, or report it with the file")
             self._starts += [s for s, _ in batch]
             self._scores.append(scores)
             for (s, _), p in zip(batch, scores):
@@ -192,7 +188,7 @@ def score_file(scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int
     """One file through the loop (see the module docstring); `on_block(n_samples)` is called before each decoded
     block is scored (progress, or raising to stop). Blocks are decoded ahead in a thread (`prefetch`) unless
     `prefetch_blocks` is 0; the result is the same. AudioReadError when the file cannot be decoded."""
-    stream = ScoreStream(scorer, spec, threshold, min_hits, batch_size, name=str(path))
+    stream = ScoreStream(scorer, spec, threshold, min_hits, batch_size)
     events: list[Event] = []
     for block in prefetch(iter_blocks(path, spec.sample_rate, block_s=block_s), prefetch_blocks):
         if on_block is not None:

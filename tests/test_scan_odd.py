@@ -153,14 +153,3 @@ def test_a_full_disk_while_committing_is_raised_never_counted_against_the_record
     assert [o.status for o in sc.scan_paths([a, b]).outcomes] == ["done", "done"]
     assert [r.attempts for r in sc.store.ledger_rows()] == [1, 1]
 
-
-def test_a_scorer_giving_nan_scores_fails_the_file_instead_of_finding_nothing(detector, tmp_path):
-    class Broken:
-        manifest, batch_size = detector.manifest, 1
-
-        def score(self, windows):
-            return np.full(len(windows), np.nan, np.float32)
-
-    p = write_tone(tmp_path / "rec" / "20240101_220000.wav", 20, SR, tones=[(10, 13)])
-    out = scanner(Broken(), tmp_path).scan_file(p)
-    assert out.status == "failed" and "NaN" in out.reason and "0.0 s" in out.reason and str(p) in out.reason
