@@ -69,10 +69,10 @@ def odd_entry(path: Path) -> str | None:
     return "a device (or a link to one), not a recording: remove it"
 
 
-def find_audio(paths: Iterable[str | os.PathLike]) -> list[PlannedFile]:
+def find_audio(paths: Iterable[str | os.PathLike], unique: bool = True) -> list[PlannedFile]:
     """Files given directly (whatever their extension) plus audio files found recursively in folders (symlinked
-    folders are not followed), in order, the same recording once; odd entries (odd_entry) come with `odd` set,
-    reported, never opened. Folders that cannot be listed are reported and left out."""
+    folders are not followed), in order, the same recording once (unless not `unique`); odd entries (odd_entry)
+    come with `odd` set, never opened. Folders that cannot be listed are reported and left out."""
     out: list[PlannedFile] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -80,15 +80,17 @@ def find_audio(paths: Iterable[str | os.PathLike]) -> list[PlannedFile]:
         else:
             why = odd_entry(p)
             out.append(PlannedFile(p, None, None, odd=why or "", given=True))
-    seen, unique = set(), []
+    if not unique:
+        return out
+    seen, once = set(), []
     for f in out:
         if not f.odd:
             k = file_key(f.path)
             if k in seen:
                 continue
             seen.add(k)
-        unique.append(f)
-    return unique
+        once.append(f)
+    return once
 
 
 def _walk(folder: Path) -> list[PlannedFile]:

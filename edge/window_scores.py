@@ -39,8 +39,7 @@ def score_windows(detector, audio_dir: str | os.PathLike, tz: str | None = None)
     UTC, which links the same files (a fixed offset does not change which files abut).
     """
     from .errors import AudioReadError
-    from .audio import is_audio_file
-    from .planning import plan_files
+    from .planning import find_audio, plan_files, printable
     from .recorder_time import parse_tz
     from .score_stream import score_file
 
@@ -48,8 +47,14 @@ def score_windows(detector, audio_dir: str | os.PathLike, tz: str | None = None)
     spec = m.window_spec
     root = Path(audio_dir)
     out = []
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p))
-    for f in plan_files(paths, parse_tz(tz or "UTC"), CONTIGUOUS_TOL_S):
+    # every file the truth table may name, copies included; odd entries (FIFOs, dangling links...) never opened
+    entries = []
+    for f in find_audio([root], unique=False):
+        if f.odd:
+            log.warning("%s: %s (left out)", printable(f.path), f.odd)
+        else:
+            entries.append(f)
+    for f in plan_files(entries, parse_tz(tz or "UTC"), CONTIGUOUS_TOL_S):
         try:
             scored = score_file(detector, spec, m.threshold, m.min_hits, f.path, f.next_path, batch_size=BATCH)
         except AudioReadError as exc:

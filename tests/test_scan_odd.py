@@ -153,3 +153,11 @@ def test_a_full_disk_while_committing_is_raised_never_counted_against_the_record
     assert [o.status for o in sc.scan_paths([a, b]).outcomes] == ["done", "done"]
     assert [r.attempts for r in sc.store.ledger_rows()] == [1, 1]
 
+
+
+@pytest.mark.timeout(60)
+def test_window_scores_leave_odd_entries_out_unopened(detector, tmp_path):
+    from hootwatch.edge.window_scores import score_windows
+
+    rec, _ = _odd_folder(tmp_path / "rec")
+    assert [f.file for f in score_windows(detector, rec)] == ["20240101_220000.wav", "sub/20240101_230000.wav"]
