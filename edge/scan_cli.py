@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder", "give --out a new or existing folder")
-    missing = [p for p in args.paths if not Path(p).exists()]
+    missing = [p for p in args.paths if not Path(p).exists() and not Path(p).is_symlink()]  # dangling: that path fails
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(missing)}", "check the paths (is the SD card mounted?)")
     detector = Detector.load(args.model, threads=args.threads, batch_size=args.batch_size)

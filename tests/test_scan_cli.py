@@ -111,3 +111,18 @@ def test_check_config_into_a_closed_pipe_is_no_traceback():
     proc.stdout.close()  # `| head -1` that has already exited
     err = proc.stderr.read().decode()
     assert proc.wait(30) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_a_dangling_symlink_or_fifo_given_as_an_argument_fails_that_path_not_the_run(tmp_path, capsys):
+    import os
+
+    bundle = tone_bundle(tmp_path / "b")
+    good = write_tone(tmp_path / "rec" / "20240101_220000.wav", 20, 8000, tones=[(10, 13)])
+    os.symlink("nowhere.wav", tmp_path / "rec" / "dangling.wav")
+    os.mkfifo(tmp_path / "rec" / "pipe.wav")
+    args = ["scan", str(good), str(tmp_path / "rec" / "dangling.wav"), str(tmp_path / "rec" / "pipe.wav"),
+            "--model", str(bundle), "--out", str(tmp_path / "out"), "--threads", "1", "--quiet"]
+    assert main(args) == 1                        # a file failed; the good one is scanned
+    report = capsys.readouterr().out
+    assert "dangling symlink" in report and "FIFO" in report
+    assert len(list(csv.DictReader(open(tmp_path / "out" / "detections.csv")))) == 1

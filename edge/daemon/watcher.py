@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..audio import is_audio_file
+from ..planning import odd_entry, printable  # one definition of an odd entry, shared with scan
 from .config import FolderConfig
 
 log = logging.getLogger(__name__)
@@ -58,34 +59,6 @@ def stat_key(path: Path) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
-
-
-def printable(path: str | os.PathLike) -> str:
-    """The path for a log line, with bytes that are not UTF-8 shown as \\xNN (logging them raw would fail)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def odd_entry(path: Path) -> str | None:
-    """Why this folder entry cannot be a recording to scan (None: a regular file, or gone)."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return "its name is not valid UTF-8; rename it (e.g. `convmv` or a file manager)"
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return "dangling symlink (its target does not exist)" if path.is_symlink() else None
-    except OSError as exc:  # ELOOP, EACCES...
-        return f"cannot be read ({exc.strerror or exc})"
-    except ValueError as exc:  # an embedded NUL
-        return str(exc)
-    if stat.S_ISFIFO(st.st_mode):
-        return "a FIFO (named pipe), not a recording; remove it"
-    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
-        return "a device or socket, not a recording; remove the link"
-    if not stat.S_ISREG(st.st_mode):
-        return None  # a folder named *.wav: walked into, not scanned
-    return None
 
 
 class FolderWatcher:
