@@ -13,6 +13,8 @@ from hootwatch.edge.preprocess import Normalisation
 from hootwatch.export.parity import check_parity, compare
 from hootwatch.export.source import resolve_source
 
+from tiny_bundles import tone_bundle, tone_signal
+
 
 def logits_for(p_owl: list[float]) -> np.ndarray:
     p = np.asarray(p_owl, dtype=np.float64)
@@ -102,3 +104,16 @@ def test_run_meta_is_read_strictly_and_an_old_run_folder_still_loads(tmp_path):
             resolve_source(_run_folder(tmp_path / name, meta))
         assert "hootwatch.json" in exc.value.message and exc.value.hint, name
         assert all(w in exc.value.message for w in words), (name, exc.value.message)
+
+
+def test_parity_scores_a_candidate_model_through_the_edge_detector(tmp_path):
+    from hootwatch.edge.detector import Detector
+    from hootwatch.export.parity import edge_detector
+
+    bundle = Detector.load(tone_bundle(tmp_path / "b", sample_rate=8000), threads=1)
+    m = bundle.manifest
+    candidate = edge_detector(bundle.bundle.model_path, m.sample_rate, m.window_s, m.normalisation, m.labels,
+                              m.positive_label, m.threshold, threads=1)
+    x = np.stack([tone_signal(5, 8000, tones=t) for t in ([], [(1, 3)], [(0, 5)])]) * 7.0  # raw, unnormalised
+    assert np.allclose(candidate.logits(x), bundle.logits(x), atol=1e-5)
+    assert list(candidate.score(x) >= 0.5) == [False, True, True]
