@@ -208,14 +208,16 @@ def test_heartbeats_stop_pinging_when_one_loop_stalls(tmp_path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(path))
     server.setblocking(False)
-    beats = Heartbeats(Notifier(address=str(path), watchdog_usec="40000", watchdog_pid=str(os.getpid())),
+    # WatchdogSec 1 s: a loop is stalled after 0.5 s without a beat (wide enough for a loaded CI machine)
+    beats = Heartbeats(Notifier(address=str(path), watchdog_usec="1000000", watchdog_pid=str(os.getpid())),
                        names=("folder", "microphone"))
     beats.beat("folder")
     beats.beat("microphone")
     assert server.recv(100) == b"WATCHDOG=1"
-    for _ in range(5):  # only the folder loop keeps beating: the microphone loop is stalled
-        time.sleep(0.025)
+    time.sleep(0.6)  # only the folder loop keeps beating: the microphone loop is stalled
+    for _ in range(3):
         assert not beats.beat("folder")
+        time.sleep(0.05)
     assert beats.stalled() == ["microphone"]
     with pytest.raises(BlockingIOError):
         server.recv(100)
