@@ -30,7 +30,10 @@ def _plugins() -> dict:
 def _edge_commands() -> dict:
     # field commands: (module, register function), imported lazily to keep `--help` fast
     return {"scan": "hootwatch.edge.scan_cli", "run": "hootwatch.edge.daemon.cli",
-            "check-config": "hootwatch.edge.daemon.cli_check", "systemd-unit": "hootwatch.edge.systemd_unit"}
+            "check-config": "hootwatch.edge.daemon.cli_check", "systemd-unit": "hootwatch.edge.systemd_unit",
+            "labels": "hootwatch.edge.labels_cli", "detections": "hootwatch.edge.detections_cli",
+            "review": "hootwatch.edge.review_cli", "calibrate": "hootwatch.edge.calibrate_cli",
+            "dataset": "hootwatch.edge.dataset_cli"}
 
 
 def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:
