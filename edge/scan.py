@@ -41,11 +41,12 @@ blocks; times are `start_utc` + samples / rate (the capture clock). Detections a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -60,6 +61,7 @@ from .planning import (PlannedFile, collect_audio, find_audio, next_contiguous, 
 from .recorder_time import FileTime, parse_tz
 from .score_stream import ScoreStream, score_file
 from .store import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso
+from .window_store import WindowScores
 from .windows import WindowSpec
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,7 @@ class FileResult:
     starts: np.ndarray = field(compare=False, repr=False)
     scores: np.ndarray = field(compare=False, repr=False)
     notes: tuple[str, ...] = ()         # warnings that did not fail the file (shown in the outcome)
+    local_tz: str = ""                  # the zone its local times are shown in (kept with the window scores)
 
 
 class ScanInterrupted(Exception):
@@ -296,13 +299,20 @@ class Scanner:
             f"{path}: truncated: {audio_s:.1f} s of {truncated:.1f} s are in the file (a copy cut short?); the "
             "audio there was scanned",)
         return FileResult(path, file_key(path), audio_s, iso(ftime.start_utc), ftime.source, ftime.recorder_id,
-                          detections, scored.starts, scored.scores, notes)
+                          detections, scored.starts, scored.scores, notes,
+                          local_tz=_tz_name(ftime.local_tz))
 
     def commit(self, result: FileResult) -> None:
-        """Record a computed file: its detections and its ledger row 'done', in one transaction."""
+        """Record a computed file: its detections, its window scores and its ledger row 'done', in one
+        transaction."""
+        m = self.detector.manifest
+        scores = WindowScores(result.starts, result.scores, self.sample_rate, self.spec.window_samples,
+                              self.run.model_id, result.local_tz, int(round(result.audio_s * self.sample_rate)),
+                              json.dumps(asdict(self.run) | {"bundle_hop_s": m.hop_s}))
         self.store.commit_file(result.path, self.run, result.detections, audio_s=result.audio_s,
                                start_utc=result.start_utc, time_source=result.time_source,
-                               recorder_id=result.recorder_id, reason="; ".join(result.notes))
+                               recorder_id=result.recorder_id, reason="; ".join(result.notes),
+                               window_scores=scores)
 
     def _write_review(self, result: FileResult) -> None:
         if not (self.settings.clips and self.out_dir is not None and result.detections):
@@ -349,15 +359,31 @@ class Scanner:
 
     def _detection(self, path: Path, ftime: FileTime, e: Event, key: str | None = None,
                    name: str | None = None) -> Detection:
-        sr = self.sample_rate
-        start_s, end_s = e.start_sample / sr, e.end_sample / sr
-        b, en = ftime.at(start_s), ftime.at(end_s)
-        return Detection(
-            file_key=key or file_key(path), file=name or str(path), start_sample=int(e.start_sample),
-            start_s=round(start_s, 3), end_s=round(end_s, 3), begin_utc=iso(b), end_utc=iso(en),
-            begin_local=iso(ftime.local(b)), end_local=iso(ftime.local(en)), label=self.run.label,
-            max_score=round(e.max_score, 6), mean_score=round(e.mean_score, 6), n_windows=e.n_windows,
-            time_source=ftime.source, recorder_id=ftime.recorder_id)
+        return detection_of(e, ftime, self.sample_rate, self.run.label, key or file_key(path), name or str(path))
+
+
+def detection_of(e: Event, ftime: FileTime, sr: int, label: str, key: str, name: str) -> Detection:
+    """An event of a file (sample offsets at `sr`) as a store row with its absolute times (scan and rebuild)."""
+    start_s, end_s = e.start_sample / sr, e.end_sample / sr
+    b, en = ftime.at(start_s), ftime.at(end_s)
+    return Detection(
+        file_key=key, file=name, start_sample=int(e.start_sample),
+        start_s=round(start_s, 3), end_s=round(end_s, 3), begin_utc=iso(b), end_utc=iso(en),
+        begin_local=iso(ftime.local(b)), end_local=iso(ftime.local(en)), label=label,
+        max_score=round(e.max_score, 6), mean_score=round(e.mean_score, 6), n_windows=e.n_windows,
+        time_source=ftime.source, recorder_id=ftime.recorder_id)
+
+
+def _tz_name(tz) -> str:
+    """A zone as text `recorder_time.parse_tz` reads back: an IANA key, or an offset like +10:00."""
+    key = getattr(tz, "key", None)
+    if key:
+        return key
+    off = tz.utcoffset(None) if tz is not None else None
+    if not off:
+        return "UTC"
+    minutes = int(off.total_seconds() // 60)
+    return f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 @dataclass

@@ -313,9 +313,10 @@ class DetectionStore:
     # writing
     def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
                     audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "",
-                    reason: str = "") -> int:
+                    reason: str = "", window_scores=None) -> int:
         """Detections of one file + its ledger row 'done' (`reason`: a note, e.g. truncated), in one transaction.
-        Returns rows inserted."""
+        Returns rows inserted. `window_scores` (edge/window_store.WindowScores), when given, is written in the same
+        transaction."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         dets = list(detections)
         now = utc_now()
@@ -334,6 +335,8 @@ class DetectionStore:
                 " VALUES (?,?,?,?,?,'done',?,?,?,?,?,?,?,?)",
                 (key, run.run_key, where, size, mtime_ns, reason, attempts, now, float(audio_s), len(dets),
                  start_utc, time_source, recorder_id))
+            if window_scores is not None:
+                window_scores.write(cur, key, run.run_key)
         return inserted
 
     @staticmethod

@@ -1,0 +1,57 @@
+"""Window scores are kept with each scanned file, and `hootwatch detections` rebuilds any operating point."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from hootwatch.edge.cli import main
+from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.window_store import read_window_scores, scored_runs
+
+from review_helpers import scanned_store
+
+KEYS = ("file_key", "start_sample", "start_s", "end_s", "begin_utc", "end_utc", "begin_local", "max_score",
+        "mean_score", "n_windows", "threshold", "min_hits", "model_id")
+
+
+def _rows(store, run_key):
+    return sorted(tuple(r[k] for k in KEYS) for r in store.detections(run_key))
+
+
+def test_scan_keeps_every_window_score_in_the_same_commit(tmp_path):
+    _, _, out = scanned_store(tmp_path)
+    with DetectionStore(out / "detections.sqlite") as s:
+        [run] = scored_runs(s.conn)
+        files = read_window_scores(s.conn, run["run_key"])
+        assert len(files) == 2 and run["windows"] == sum(len(f.scores) for f in files)
+        for f in files:  # 60 s, window 5 s, hop 2.5 s: starts 0, 2.5 .. 55 s
+            assert list(f.starts) == [int(i * 2.5 * 8000) for i in range(23)]
+            assert f.scores.dtype == np.float32 and ((f.scores >= 0) & (f.scores <= 1)).all()
+        ledger_keys = {r.file_key for r in s.ledger_rows(run["run_key"])}
+        assert {f.file_key for f in files} == ledger_keys
+
+
+def test_rebuild_at_the_scans_own_point_equals_the_scan_and_another_point_equals_a_rescan(tmp_path):
+    _, _, out = scanned_store(tmp_path / "a")  # threshold 0.5, min_hits 1 (the bundle's)
+    with DetectionStore(out / "detections.sqlite") as s:
+        [scan_run] = [r["run_key"] for r in scored_runs(s.conn)]
+        scanned = _rows(s, scan_run)
+    assert main(["detections", str(out), "--threshold", "0.5", "--min-hits", "1"]) == 0
+    _, _, strict = scanned_store(tmp_path / "b", threshold=0.9, min_hits=2)
+    with DetectionStore(out / "detections.sqlite") as s, DetectionStore(strict / "detections.sqlite") as t:
+        assert _rows(s, scan_run) == scanned and len(scanned) == 3 and len(scored_runs(s.conn)) == 1
+        assert main(["detections", str(out), "--threshold", "0.9", "--min-hits", "2"]) == 0
+        [rescan_run] = [r["run_key"] for r in scored_runs(t.conn)]
+        rebuilt = _rows(s, rescan_run)
+        assert rebuilt == _rows(t, rescan_run) and rebuilt != _rows(s, scan_run)
+    csv = (out / "detections.csv").read_text().splitlines()
+    assert len(csv) == 1 + len(rebuilt) and ",0.9," in csv[1]
+
+
+def test_detections_without_stored_scores_says_what_to_do(tmp_path, capsys):
+    DetectionStore(tmp_path / "detections.sqlite").close()
+    assert main(["detections", str(tmp_path), "--threshold", "0.5"]) == 2
+    assert "scan the recordings again" in capsys.readouterr().err
+    assert main(["detections", str(tmp_path / "none"), "--threshold", "0.5"]) == 2
+    assert "no detections.sqlite" in capsys.readouterr().err
