@@ -14,10 +14,12 @@ import sys
 from .errors import DiskFullError, HootwatchError, MissingExtraError
 
 # extra that provides each workstation command (for the message when it is not installed)
-EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export"}  # else "edge"
+EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export",
+             "review": "review"}  # else "edge"
 HEAVY_MODULES = {"torch": "train", "transformers": "train", "optimum": "export", "onnx": "export",
                  "datasets": "train", "accelerate": "train", "sklearn": "train", "crowsetta": "train",
-                 "matplotlib": "train", "onnxruntime": "edge"}
+                 "matplotlib": "train", "onnxruntime": "edge", "fastapi": "review", "uvicorn": "review",
+                 "multipart": "review", "starlette": "review"}
 QUIET_LOGGERS = ("accelerate", "transformers", "optimum", "datasets", "apscheduler", "watchdog", "urllib3")
 
 

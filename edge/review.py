@@ -36,6 +36,11 @@ def colormap(v: np.ndarray) -> np.ndarray:
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:
     """(height, width, 3) uint8 -> 8-bit RGB PNG."""
+    Path(path).write_bytes(png_bytes(rgb))
+    return Path(path)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
     rgb = np.ascontiguousarray(rgb, np.uint8)
     h, w, _ = rgb.shape
     raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
@@ -43,10 +48,8 @@ def write_png(path: str | Path, rgb: np.ndarray) -> Path:
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-    Path(path).write_bytes(png)
-    return Path(path)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
 def spectrogram_db(x: np.ndarray, sample_rate: int, max_hz: float = 4000.0,
@@ -64,12 +67,17 @@ def spectrogram_db(x: np.ndarray, sample_rate: int, max_hz: float = 4000.0,
 
 def spectrogram_png(path: str | Path, x: np.ndarray, sample_rate: int, max_hz: float = 4000.0,
                     dynamic_range_db: float = 70.0) -> Path:
+    return write_png(path, spectrogram_image(x, sample_rate, max_hz, dynamic_range_db))
+
+
+def spectrogram_image(x: np.ndarray, sample_rate: int, max_hz: float = 4000.0,
+                      dynamic_range_db: float = 70.0) -> np.ndarray:
+    """(height, width, 3) uint8 spectrogram, low frequencies at the bottom."""
     db = spectrogram_db(x, sample_rate, max_hz)
     top = db.max()
     v = (db - (top - dynamic_range_db)) / dynamic_range_db
-    img = colormap(v[::-1])  # low frequencies at the bottom
-    img = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1) if img.shape[0] < 150 else img
-    return write_png(path, img)
+    img = colormap(v[::-1])
+    return np.repeat(np.repeat(img, 2, axis=0), 2, axis=1) if img.shape[0] < 150 else img
 
 
 def clip_stem(path: Path, detection) -> str:
