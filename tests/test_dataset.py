@@ -1,0 +1,59 @@
+"""`hootwatch dataset`: reviewed labels -> a training set in the trainer's layout; --append keeps splits."""
+
+import csv
+
+import soundfile as sf
+
+from hootwatch.edge.cli import main
+from hootwatch.edge.dataset import assign_splits
+from hootwatch.edge.labels import LabelBook
+from hootwatch.edge.store import DetectionStore
+
+from review_helpers import scanned_store
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_dataset_cuts_labelled_clips_and_random_negatives_and_append_keeps_the_split(tmp_path):
+    _, _, out = scanned_store(tmp_path)
+    with DetectionStore(out / "detections.sqlite") as s:
+        book = LabelBook(s)
+        dets = s.detections()
+        book.add(dets[0]["file_key"], dets[0]["file"], dets[0]["start_s"], dets[0]["end_s"], "owl")
+        book.add(dets[1]["file_key"], dets[1]["file"], dets[1]["start_s"], dets[1]["end_s"], "boobook")
+        book.add(dets[2]["file_key"], dets[2]["file"], dets[2]["start_s"], dets[2]["end_s"], "unsure")
+    data = tmp_path / "data"
+    assert main(["dataset", str(out), "--out", str(data), "--negatives", "4"]) == 0
+    clips = _rows(data / "clips.csv")
+    assert sorted(c["kind"] for c in clips) == ["hard_negative", "owl"] + ["random_negative"] * 4
+    owl = next(c for c in clips if c["kind"] == "owl")
+    x, sr = sf.read(data / owl["file"])
+    assert owl["file"].startswith("owl/") and sr == 8000
+    assert abs(len(x) / sr - (dets[0]["end_s"] - dets[0]["start_s"] + 2.0)) < 1e-3  # 1 s context each side
+    for c in clips:
+        if c["kind"] == "random_negative":
+            assert c["file"].startswith("not_owl/random_") and c["reviewed"] == "0" and float(c["score"]) < 0.2
+            assert not any(d["file"] == c["source"] and d["start_s"] < float(c["source_end_s"])
+                           and float(c["source_start_s"]) < d["end_s"] for d in dets)
+    recs = _rows(data / "recordings.csv")
+    assert {r["file"] for r in recs} == {c["file"] for c in clips} and {r["site"] for r in recs} == {"A", "B"}
+    assert all(r["split"] in ("train", "validation", "test") for r in recs)
+    before = {r["recording"]: r["split"] for r in recs}
+    assert main(["dataset", str(out), "--out", str(data)]) == 2  # not empty: needs --append
+    with DetectionStore(out / "detections.sqlite") as s:  # relabel: the unsure one is an owl after all
+        LabelBook(s).add(dets[2]["file_key"], dets[2]["file"], dets[2]["start_s"], dets[2]["end_s"], "owl")
+    assert main(["dataset", str(out), "--out", str(data), "--append", "--negatives", "0"]) == 0
+    clips2 = _rows(data / "clips.csv")
+    assert len(clips2) == len(clips) + 1 and sum(c["kind"] == "owl" for c in clips2) == 2
+    after = {r["recording"]: r["split"] for r in _rows(data / "recordings.csv")}
+    assert all(after[r] == s for r, s in before.items())
+
+
+def test_new_recordings_fill_every_split_owl_bearing_first_and_old_ones_stay():
+    got = assign_splits([f"r{i}" for i in range(10)], {"r0", "r1", "r2"}, {"old": "test"})
+    assert got["old"] == "test"
+    assert sorted(got[r] for r in ("r0", "r1", "r2")) == ["test", "train", "validation"]
+    assert sum(v == "train" for v in got.values()) >= 6
