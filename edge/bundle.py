@@ -133,15 +133,17 @@ def _check_types(m: Manifest) -> None:
 
 
 def onnx_metadata(manifest: Manifest) -> dict[str, str]:
-    """The manifest fields `export` mirrors into each ONNX file's metadata_props (checked again at load)."""
+    """The manifest fields `export` mirrors into each ONNX file's metadata_props (checked again at load).
+
+    Not the threshold or min_hits: they are settings of the bundle (`set_operating_point`), and a graph that
+    carried them would change its hash, the model id, whenever they change. Bundles exported before still
+    carry them in the graph; they are not checked."""
     return {
         "hootwatch.labels": json.dumps(list(manifest.labels)),
         "hootwatch.positive_label": manifest.positive_label,
         "hootwatch.sample_rate": str(manifest.sample_rate),
         "hootwatch.window_s": str(manifest.window_s),
         "hootwatch.hop_s": str(manifest.hop_s),
-        "hootwatch.threshold": str(manifest.threshold),
-        "hootwatch.min_hits": str(manifest.min_hits),
         "hootwatch.normalisation": json.dumps(manifest.normalisation.to_dict()),
         "hootwatch.backbone": manifest.backbone,
         "hootwatch.format_version": str(manifest.format_version),
@@ -175,6 +177,21 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest) -> Manifes
     tmp.write_text(json.dumps(final.to_dict(), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, d / MANIFEST_NAME)
     return final
+
+
+def set_operating_point(bundle_dir: str | os.PathLike, threshold: float | None = None, min_hits: int | None = None,
+                        note: dict | None = None) -> Manifest:
+    """Change the bundle's threshold and/or min_hits in manifest.json only: no Optimum, torch or quantization,
+    the ONNX graph and so the model id stay the same. `note` (how the point was chosen) goes into
+    metrics["operating_point"]. The bundle must verify first; the manifest is rewritten atomically."""
+    from dataclasses import replace
+
+    b = load_bundle(bundle_dir)
+    m = b.manifest
+    metrics = dict(m.metrics) | ({"operating_point": note} if note is not None else {})
+    new = replace(m, threshold=float(m.threshold if threshold is None else threshold),
+                  min_hits=int(m.min_hits if min_hits is None else min_hits), metrics=metrics)
+    return write_manifest(b.path, new)
 
 
 def load_bundle(bundle_dir: str | os.PathLike, verify: bool = True) -> Bundle:
