@@ -127,5 +127,18 @@ document.addEventListener("keydown", (e) => {
 });
 for (const b of document.querySelectorAll("#buttons button")) b.addEventListener("click", () => key(b.dataset.key));
 $("reload").addEventListener("click", load);
+$("calibration").addEventListener("toggle", async () => {
+  if (!$("calibration").open) return;
+  const c = await api("/api/calibration");
+  const body = $("bins").querySelector("tbody");
+  body.replaceChildren(...c.bins.map((b) => {
+    const tr = document.createElement("tr");
+    for (const v of [`${b.lo.toFixed(1)}-${b.hi.toFixed(1)}`, b.n, b.owl, b.precision.toFixed(2)]) {
+      const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+    }
+    return tr;
+  }));
+  $("cal-note").textContent = `${c.labelled} reviewed detections; \`hootwatch calibrate\` fits the curve and sets the threshold.`;
+});
 $("queue").addEventListener("change", load);
 fillFilters().then(load).catch((e) => { $("progress").textContent = "error: " + e.message; });

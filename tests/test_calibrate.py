@@ -1,0 +1,68 @@
+"""Calibration from labels: a known score -> precision curve is recovered, the threshold lands in the bundle."""
+
+import numpy as np
+import pytest
+
+from hootwatch.edge.bundle import load_bundle, sha256_file
+from hootwatch.edge.calibrate import CalibrationError, calibrate, fit, score_bins
+from hootwatch.edge.cli import main
+from hootwatch.edge.labels import LabelBook
+from hootwatch.edge.store import DetectionStore
+
+from review_helpers import scanned_store
+
+
+def test_fit_recovers_a_known_score_to_precision_curve():
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0.05, 0.999, 4000)
+    true_p = 1 / (1 + np.exp(-(2.0 * np.log(s / (1 - s)) - 1.0)))  # a = 2, b = -1
+    y = (rng.uniform(size=s.size) < true_p).astype(float)
+    a, b = fit(s, y)
+    assert abs(a - 2.0) < 0.2 and abs(b + 1.0) < 0.2
+    bins = score_bins(s, y, 10)
+    for row in bins:  # empirical precision per bin follows the curve
+        mid = (row["lo"] + row["hi"]) / 2
+        expect = 1 / (1 + np.exp(-(2 * np.log(mid / (1 - mid)) - 1)))
+        assert abs(row["precision"] - expect) < 0.12
+    cal = calibrate(s, y, 0.9)
+    kept = y[s >= cal.threshold]
+    assert abs(kept.mean() - 0.9) < 0.03 and cal.kept == kept.size
+
+
+def test_too_few_labels_are_refused():
+    with pytest.raises(CalibrationError, match="only 10 reviewed"):
+        calibrate(np.linspace(0.5, 1, 10), np.array([0, 1] * 5, float), 0.9)
+
+
+def test_calibrate_writes_the_threshold_into_the_bundle_and_keeps_the_model(tmp_path, capsys):
+    from hootwatch.edge.detector import Detector
+    from hootwatch.edge.scan import ScanSettings, scan_into
+
+    from tiny_bundles import tone_bundle, write_tone
+
+    bundle = tone_bundle(tmp_path / "bundle", sample_rate=8000)
+    # 40 tones of 0.8 .. 3.5 s, 15 s apart: window scores from low to high; the long ones are the "owls"
+    lengths = np.linspace(0.8, 3.5, 40)
+    tones = [(15 * i + 5, 15 * i + 5 + d) for i, d in enumerate(lengths)]
+    write_tone(tmp_path / "rec" / "20240101_100000.WAV", 15 * 40 + 5, 8000, tones=tones)
+    out = tmp_path / "out"
+    scan_into([tmp_path / "rec"], Detector.load(bundle, threads=1), out, ScanSettings(threshold=0.05))
+    with DetectionStore(out / "detections.sqlite") as s:
+        book = LabelBook(s)
+        dets = s.detections()
+        for d in dets:
+            long_call = any(a < d["end_s"] and d["start_s"] < b and b - a >= 2.2 for a, b in tones)
+            book.add(d["file_key"], d["file"], d["start_s"], d["end_s"], "owl" if long_call else "not_owl")
+    assert len(dets) >= 30
+    before = sha256_file(bundle / "model.onnx"), load_bundle(bundle).manifest.model_id
+    assert main(["calibrate", str(out), "--bundle", str(bundle), "--target-precision", "0.9",
+                 "--min-labels", "100"]) == 2
+    assert "too few to calibrate" in capsys.readouterr().err and load_bundle(bundle).manifest.threshold == 0.5
+    assert main(["calibrate", str(out), "--bundle", str(bundle), "--target-precision", "0.9"]) == 0
+    assert f"on {len(dets)} reviewed" in capsys.readouterr().out
+    m = load_bundle(bundle).manifest
+    assert m.threshold != 0.5 and m.metrics["operating_point"]["target_precision"] == 0.9
+    assert (sha256_file(bundle / "model.onnx"), m.model_id) == before
+    kept = [d for d in dets if d["max_score"] >= m.threshold]
+    owl = [d for d in kept if any(a < d["end_s"] and d["start_s"] < b and b - a >= 2.2 for a, b in tones)]
+    assert len(owl) / len(kept) >= 0.85
