@@ -33,6 +33,9 @@ class TrainArgs:
     base: str = field(default=DEFAULT_BASE, metadata={"help": "backbone: hub id or local checkpoint folder "
                                                                 "(wav2vec2, HuBERT, WavLM)"})
     tiny: bool = field(default=False, metadata={"help": "small random-init wav2vec2 (tests, demo, CPU)"})
+    init_from: str | None = field(default=None, metadata={"help": "fine-tune on from an earlier run (RUN or "
+                                                                    "RUN/model): a new run, the earlier run's test "
+                                                                    "recordings stay on the test side"})
     sample_rate: int | None = field(default=None, metadata={"help": "analysis sample rate in Hz "
                                                                     "(default: the backbone's, 16000)"})
     window_s: float = field(default=5.0, metadata={"help": "clip (window) length in seconds"})
@@ -117,6 +120,12 @@ class TrainArgs:
             raise ConfigError("no run folder given", "pass --out RUN")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other", "pass only one of them")
+        if self.init_from and self.resume:
+            raise ConfigError("--init-from starts a new run from an earlier model; --resume continues an "
+                              "interrupted one", "pass only one of them")
+        if self.init_from and Path(self.init_from).resolve() == Path(self.out).resolve():
+            raise ConfigError(f"--init-from {self.init_from} is the new run's own --out",
+                              "pass a new folder to --out (the earlier run stays as it is)")
         for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", f"fix --{name}")

@@ -37,6 +37,7 @@ from hootwatch.edge.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
 
 from .args import RESUMABLE, RUN_CONFIG, TrainArgs, resume_args
 from .augment import AugmentOptions
+from . import init_from
 from .data import splits as split_mod
 from .data.sources import HarvestOptions, load_clips
 from .metrics import best_f1, binary_metrics, choose_threshold, positive_scores, pr_curve_png
@@ -213,7 +214,8 @@ def make_accelerator(args: TrainArgs):
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool, console) -> split_mod.Splits:
+def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool, console,
+                keep_test: set[str] = frozenset()) -> split_mod.Splits:
     split_dir = run_dir / "splits"
     if resuming and all((split_dir / f"{s}.csv").is_file() for s in split_mod.SPLITS):
         parts = {s: read_clip_csv(split_dir / f"{s}.csv") for s in split_mod.SPLITS}
@@ -229,6 +231,7 @@ def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool
                                                 args.test_fraction, args.seed)
     else:
         splits = split_mod.split_by_recording(loaded.clips, args.validation_fraction, args.test_fraction, args.seed)
+    splits = init_from.keep_on_test_side(splits, set(keep_test))
     if args.positive_label not in splits.labels:
         raise HootwatchError(f"the data has no class {args.positive_label!r} (classes: {splits.labels})",
                              "name the owl class with --positive-label, or put owl clips in DATA/owl/")
@@ -329,7 +332,9 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
 
     # 1. hardware, backbone rate (fails early when offline), run folder, seed
     accelerator, precision = make_accelerator(args)
-    sample_rate = backbone_rate(args.base, args.tiny, args.sample_rate)
+    init = init_from.model_dir(args.init_from) if args.init_from else None  # fine-tune on from an earlier model
+    sample_rate = backbone_rate(str(init), False, args.sample_rate) if init else backbone_rate(
+        args.base, args.tiny, args.sample_rate)
     if args.highpass_hz and args.highpass_hz >= sample_rate / 2:
         raise ConfigError(f"--highpass-hz {args.highpass_hz:g} is not below half the analysis rate ({sample_rate} Hz)",
                           "lower --highpass-hz (150 suits the powerful owl), or pass 0 for no filter")
@@ -342,7 +347,9 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
     set_seed(args.seed)
 
     # 2. data, split by recording (a resumed run keeps its saved splits)
-    splits = on_main(accelerator, lambda: load_splits(args, sample_rate, run_dir, resuming, console))
+    splits = on_main(accelerator, lambda: load_splits(args, sample_rate, run_dir, resuming, console,
+                                                      init_from.earlier_test_recordings(args.init_from)
+                                                      if args.init_from else set()))
     if splits is None:
         parts = {s: read_clip_csv(run_dir / "splits" / f"{s}.csv") for s in split_mod.SPLITS}
         splits = split_mod.Splits(parts["train"], parts["validation"], parts["test"])
@@ -352,7 +359,10 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
 
     # 3. model and feature extractor; the normalisation is the edge's, derived from the feature extractor
     with accelerator.main_process_first():  # one download into the cache, not one per GPU
-        bb = build_backbone(args.base, args.tiny, label2id, sample_rate)
+        if init:
+            init_from.check_labels(init, label2id)
+        bb = build_backbone(str(init), False, label2id, sample_rate) if init else build_backbone(
+            args.base, args.tiny, label2id, sample_rate)
     model, fe = bb.model, bb.feature_extractor
     norm = Normalisation.from_feature_extractor(bool(getattr(fe, "do_normalize", True)), args.highpass_hz or None,
                                                 args.lowpass_hz or None)
