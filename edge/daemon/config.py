@@ -148,12 +148,21 @@ class HealthConfig(_Section):
     watchdog: bool = spec(True, doc="ping systemd's watchdog from the processing loop (Type=notify units)")
 
 
+class ReviewConfig(_Section):
+    enabled: bool = spec(False, doc="serve the review web app (`hootwatch review`; needs hootwatch[review])")
+    host: str = spec("127.0.0.1", doc="address to listen on (another than loopback needs a token)")
+    port: int = spec(8765, between=(1, 65535), doc="port of the review app")
+    token: str | None = spec(None, doc="access token the browser must give (required off loopback)")
+    max_upload_mb: float = spec(200.0, between=(0.1, 100_000.0), doc="largest upload to POST /api/analyze")
+
+
 class DaemonConfig(_Section):
     model: ModelConfig = spec()
     output: OutputConfig = spec()
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     _source_file: Path | None = PrivateAttr(None)  # not a key: where it was read from
 
     @property
@@ -283,6 +292,12 @@ def _check_together(cfg: DaemonConfig) -> list[ConfigError]:
                                   "add archive_dir = \"/path/to/archive\" under [sources.folder]"))
         if src.folder.archive_dir is not None and src.folder.archive_dir == src.folder.path:
             problems.append(_fail("sources.folder.archive_dir", "must not be the watched folder itself"))
+    if cfg.review.enabled:
+        from ..review_app.access import is_loopback
+        if not is_loopback(cfg.review.host) and not cfg.review.token:
+            problems.append(_fail("review.token",
+                                  f"missing (needed when review.host = {cfg.review.host!r} is not loopback)",
+                                  'add token = "a long random string" under [review], or leave host at "127.0.0.1"'))
     sch = cfg.schedule
     if sch.mode == "dusk_to_dawn" and (sch.latitude is None or sch.longitude is None):
         problems.append(_fail("schedule.latitude" if sch.latitude is None else "schedule.longitude",

@@ -126,6 +126,8 @@ class Daemon:
             self._start_folder()
         if cfg.sources.microphone is not None:
             self._start_microphone()
+        if cfg.review.enabled:
+            self._start_review()
         self.health.update(state="running")
         self._write_status()
         self.notifier.ready(self._status_line())
@@ -478,8 +480,22 @@ class Daemon:
             self._live = None
 
     # ------------------------------------------------------------ stop
+    def _start_review(self) -> None:
+        """The review app in a thread of its own, over the same store (its own connection)."""
+        from ..review_cli import serve
+
+        r = self.cfg.review
+        self.review_server = serve(self.out_dir, r.host, r.port, r.token, self.cfg.model.bundle, r.max_upload_mb)
+        # not a watched worker: if the app cannot start (port taken), detection goes on without it
+        self._review_thread = threading.Thread(target=self.review_server.run, name="hootwatch-review", daemon=True)
+        self._review_thread.start()
+        log.info("review app on http://%s:%d/%s", r.host, r.port, "?token=..." if r.token else "")
+
     def _shutdown(self, scheduler) -> None:
         self.stop.set()  # also when a worker died: the others stop too
+        if getattr(self, "review_server", None) is not None:
+            self.review_server.should_exit = True
+            self._review_thread.join(10)
         self.health.update(state="stopping")
         self.notifier.stopping("draining")
         log.info("stopping: draining the windows in flight")
