@@ -40,3 +40,24 @@ def test_edge_import_and_full_scan_without_torch(tmp_path):
     assert "HEAVY []" in r.stdout
     assert (tmp_path / "out" / "detections.csv").read_text().count("\n") == 2
     assert list((tmp_path / "out" / "clips").glob("*.png"))
+
+
+WITHOUT_REVIEW_EXTRA = BLOCKER.replace('"matplotlib"}', '"matplotlib", "fastapi", "uvicorn", "starlette", "multipart"}') + """
+from hootwatch.edge.cli import main
+out = sys.argv[1]
+rc = [main(["scan", sys.argv[2], "--model", sys.argv[3], "--out", out, "--quiet", "--threads", "1"]),
+      main(["detections", out, "--threshold", "0.5"]),
+      main(["labels", out, "--export", out + "/labels.csv"]),
+      main(["review", out, "--no-browser"])]
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+print("RC", rc, "HEAVY", heavy)
+"""
+
+
+def test_edge_without_the_review_extra_scans_labels_and_names_the_extra(tmp_path):
+    bundle = tone_bundle(tmp_path / "b")
+    write_tone(tmp_path / "rec" / "20240101_220000.wav", 30, 8000, tones=[(10, 13)])
+    r = subprocess.run([sys.executable, "-c", WITHOUT_REVIEW_EXTRA, str(tmp_path / "out"), str(tmp_path / "rec"),
+                        str(bundle)], capture_output=True, text=True)
+    assert "RC [0, 0, 0, 2] HEAVY []" in r.stdout, r.stdout + r.stderr
+    assert "pip install 'hootwatch[review]'" in r.stderr
