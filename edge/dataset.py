@@ -1,6 +1,7 @@
 """A self-contained training set from the reviewed labels (`hootwatch dataset OUTDIR --out DATA [--append]`).
 
-    DATA/owl/*.wav             every reviewed owl call, with `context_s` of audio each side
+    DATA/owl/*.wav             every reviewed owl call, with `context_s` of audio each side (and never shorter
+                               than the model's window, so no clip needs padding that would give its label away)
     DATA/not_owl/*.wav         every reviewed false positive (hard negatives: not_owl, or another sound's name),
                                and random unreviewed low-score windows (ordinary negatives, file names `random_*`)
     DATA/recordings.csv        file,recording,site,split: recording = the source recording, site = its recorder,
@@ -120,7 +121,9 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
     dets = {}
     for d in store.detections(run_key):
         dets.setdefault(d["file_key"], []).append((d["start_s"], d["end_s"]))
-    for ws in read_window_scores(store.conn, run_key):
+    scored = read_window_scores(store.conn, run_key)
+    window_s = scored[0].window_samples / scored[0].sample_rate if scored else 5.0
+    for ws in scored:
         busy = labelled_spans.get(ws.file_key, []) + dets.get(ws.file_key, [])
         for s, p in zip(ws.starts.tolist(), ws.scores.tolist()):
             a, b = s / ws.sample_rate, (s + ws.window_samples) / ws.sample_rate
@@ -140,6 +143,12 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
             continue
         ctx = options.context_s if kind != "random_negative" else 0.0
         start, end = max(0.0, a - ctx), b + ctx
+        if end - start < window_s:  # never shorter than a window: padding would tell the label away
+            grow = (window_s - (end - start)) / 2
+            start = max(0.0, start - grow)
+            end = start + max(window_s, b + ctx - start)
+            end = min(end, row.audio_s) if row.audio_s else end
+            start = max(0.0, min(start, end - window_s))
         if (row.path, f"{start:.3f}", f"{end:.3f}") in done_spans:
             continue
         rec = recording_id(row.path, row.recorder_id, key)

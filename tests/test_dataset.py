@@ -57,3 +57,14 @@ def test_new_recordings_fill_every_split_owl_bearing_first_and_old_ones_stay():
     assert got["old"] == "test"
     assert sorted(got[r] for r in ("r0", "r1", "r2")) == ["test", "train", "validation"]
     assert sum(v == "train" for v in got.values()) >= 6
+
+
+def test_a_short_labelled_call_gives_a_clip_at_least_a_window_long(tmp_path):
+    _, _, out = scanned_store(tmp_path)
+    with DetectionStore(out / "detections.sqlite") as s:
+        d = s.detections()[0]
+        LabelBook(s).add(d["file_key"], d["file"], 10.0, 11.0, "owl")  # a 1 s call, as a ground-truth table has it
+    assert main(["dataset", str(out), "--out", str(tmp_path / "data"), "--negatives", "0"]) == 0
+    [clip] = _rows(tmp_path / "data" / "clips.csv")
+    x, sr = sf.read(tmp_path / "data" / clip["file"])
+    assert abs(len(x) / sr - 5.0) < 1e-3 and float(clip["source_start_s"]) == 8.0
