@@ -55,3 +55,17 @@ def test_detections_without_stored_scores_says_what_to_do(tmp_path, capsys):
     assert "scan the recordings again" in capsys.readouterr().err
     assert main(["detections", str(tmp_path / "none"), "--threshold", "0.5"]) == 2
     assert "no detections.sqlite" in capsys.readouterr().err
+
+
+def test_window_scores_and_detections_are_one_transaction(tmp_path, monkeypatch):
+    """A failure while writing the scores leaves neither the file's detections nor its ledger row behind."""
+    from hootwatch.edge.window_store import WindowScores
+
+    def broken(self, cur, file_key, run_key):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(WindowScores, "write", broken)
+    scanned_store(tmp_path)  # each file fails (and is retried next time): the scan goes on
+    con = sqlite3.connect(tmp_path / "out" / "detections.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM detections").fetchone()[0] == 0
+    assert con.execute("SELECT status, COUNT(*) FROM files GROUP BY status").fetchall() == [("failed", 2)]
