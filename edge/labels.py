@@ -10,8 +10,9 @@ Table `labels` (its own CREATE TABLE IF NOT EXISTS, in the same file as the dete
 Labels attach to the audio, not to a detection row: a rescan with another model or threshold shows them on
 its own detections (a detection carries a label when the spans overlap, see `labels_overlapping`).
 
-Each `add` is its own committed transaction (BEGIN IMMEDIATE ... COMMIT), so when it returns the label is on
-disk; the web app tells the page "saved" only after that.
+Each `add` is its own durable transaction (BEGIN IMMEDIATE ... COMMIT with synchronous=FULL, the store's path
+for what cannot be redone), so when it returns the label survives a crash, kill -9 or a power cut; the web app
+tells the page "saved" only after that.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class LabelBook:
         if not (0 <= a < b):
             raise LabelError(f"{file}: span {start_s}..{end_s} s is empty or negative",
                              "give a start before the end, both at or after 0 s")
-        with self.store._transaction() as cur:
+        with self.store._transaction(durable=True) as cur:  # a person's work cannot be redone: fsync it
             prev = cur.execute("SELECT id FROM labels WHERE file_key=? AND start_ms=? AND end_ms=? ORDER BY id DESC"
                                " LIMIT 1", (file_key, a, b)).fetchone()
             cur.execute("INSERT INTO labels (file_key, file, start_ms, end_ms, label, reviewer, source, created_utc,"
