@@ -4,15 +4,15 @@
                                than the model's window, so no clip needs padding that would give its label away)
     DATA/not_owl/*.wav         every reviewed false positive (hard negatives: not_owl, or another sound's name),
                                and random unreviewed low-score windows (ordinary negatives, file names `random_*`)
-    DATA/recordings.csv        file,recording,site,split: recording = the source recording, site = its recorder,
-                               so `hootwatch train --data DATA` splits by recording and never leaks a night
+    DATA/recordings.csv        file,recording,site,split: recording = the source recording, site = its recorder;
+                               the split is by site (the trainer's split group), so no recorder's audio leaks
     DATA/clips.csv             every clip: file,label,kind (owl | hard_negative | random_negative),reviewed,
                                source, source_start_s, source_end_s, score, recording, site
 
 Clips are cut at the recording's own sample rate (training resamples), so DATA can be copied to a GPU box
-without the SD cards. Splits are whole recordings, ~70/15/15 (owl-bearing recordings first, so every split gets
-some), decided here so that `--append` keeps them: a recording already on one side stays there, new recordings
-are placed where their share is furthest below its target. The folder layout is the one the trainer reads.
+without the SD cards. Splits are whole sites (recorders; the recording when there is none), ~70/15/15
+(owl-bearing ones first, so every split gets some), decided here so that `--append` keeps them: a recording and
+its recorder already on one side stay there, new ones are placed where their share is furthest below its target. The folder layout is the one the trainer reads.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _csv(rows: list[dict], columns) -> str:
 
 
 def assign_splits(new: list[str], owl_bearing: set[str], existing: dict[str, str]) -> dict[str, str]:
-    """Splits for recordings not yet placed (owl-bearing ones first); the placed ones keep theirs."""
+    """Splits for groups (sites) not yet placed (owl-bearing ones first); the placed ones keep theirs."""
     out = dict(existing)
     for is_owl in (True, False):
         group = sorted((r for r in new if (r in owl_bearing) == is_owl),
@@ -100,7 +100,9 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
     if data.exists() and any(data.iterdir()) and not append:
         raise ConfigError(f"{data} is not empty", "pass --append to grow this training set, or choose a new --out")
     old_clips = _read_csv(data / "clips.csv")
-    placed = {r["recording"]: r["split"] for r in _read_csv(data / "recordings.csv")}
+    # the trainer's split group is the site when known (a recorder's nights share its place and noise), so the
+    # split is decided per site here too
+    placed = {r["site"] or r["recording"]: r["split"] for r in _read_csv(data / "recordings.csv")}
     done_spans = {(r["source"], r["source_start_s"], r["source_end_s"]) for r in old_clips}
     ledger = {r.file_key: r for r in store.ledger_rows(status="done")}
     book = LabelBook(store)
@@ -135,7 +137,7 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
 
     clips, skipped = list(old_clips), []
     new_recs: dict[str, str] = {}
-    owl_bearing = {r["recording"] for r in old_clips if r["kind"] == "owl"}
+    owl_bearing = {r["site"] or r["recording"] for r in old_clips if r["kind"] == "owl"}
     for folder, kind, key, a, b, score, reviewed in todo:
         row = ledger.get(key)
         if row is None:
@@ -164,18 +166,18 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
         tmp = dest.with_name(dest.name + ".tmp.wav")
         sf.write(str(tmp), x, sr)
         os.replace(tmp, dest)
-        if kind == "owl":
-            owl_bearing.add(rec)
         new_recs[rec] = row.recorder_id or Path(row.path).parent.name
+        if kind == "owl":
+            owl_bearing.add(new_recs[rec])
         clips.append({"file": f"{folder}/{name}", "label": folder, "kind": kind, "reviewed": reviewed,
                       "source": row.path, "source_start_s": f"{start:.3f}", "source_end_s": f"{end:.3f}",
                       "score": "" if score is None else f"{score:.6f}", "recording": rec,
                       "site": new_recs[rec]})
-    splits = assign_splits([r for r in new_recs if r not in placed], owl_bearing, placed)
-    rec_rows = [{"file": c["file"], "recording": c["recording"], "site": c["site"], "split": splits[c["recording"]]}
-                for c in clips]
+    splits = assign_splits(sorted({site for site in new_recs.values() if site not in placed}), owl_bearing, placed)
+    rec_rows = [{"file": c["file"], "recording": c["recording"], "site": c["site"],
+                 "split": splits[c["site"] or c["recording"]]} for c in clips]
     write_atomic(data / "clips.csv", _csv(clips, CLIP_COLUMNS))
     write_atomic(data / "recordings.csv", _csv(rec_rows, ("file", "recording", "site", "split")))
     kinds = [c["kind"] for c in clips]
     return DatasetSummary(kinds.count("owl"), kinds.count("hard_negative"), kinds.count("random_negative"),
-                          {r: splits[r] for r in sorted({c["recording"] for c in clips})}, tuple(skipped))
+                          {r["recording"]: r["split"] for r in rec_rows}, tuple(skipped))

@@ -68,3 +68,30 @@ def test_a_short_labelled_call_gives_a_clip_at_least_a_window_long(tmp_path):
     [clip] = _rows(tmp_path / "data" / "clips.csv")
     x, sr = sf.read(tmp_path / "data" / clip["file"])
     assert abs(len(x) / sr - 5.0) < 1e-3 and float(clip["source_start_s"]) == 8.0
+
+
+def test_a_recorders_recordings_all_go_to_one_side_of_the_split(tmp_path):
+    """The trainer splits by site when recordings.csv names one: a recorder on two sides is refused there."""
+    from hootwatch.edge.detector import Detector
+    from hootwatch.edge.scan import ScanSettings, scan_into
+
+    from tiny_bundles import tone_bundle, write_tone
+
+    bundle = tone_bundle(tmp_path / "bundle", sample_rate=8000)
+    for r in range(4):
+        for h in range(3):
+            write_tone(tmp_path / "rec" / f"R{r}" / f"20240101_{20 + h:02d}0000.WAV", 30, 8000, tones=[(10, 13)],
+                       seed=10 * r + h)
+    out = tmp_path / "out"
+    scan_into([tmp_path / "rec"], Detector.load(bundle, threads=1), out, ScanSettings())
+    with DetectionStore(out / "detections.sqlite") as s:
+        for d in s.detections():
+            LabelBook(s).add(d["file_key"], d["file"], d["start_s"], d["end_s"], "owl")
+    assert main(["dataset", str(out), "--out", str(tmp_path / "data"), "--negatives", "12"]) == 0
+    rows = _rows(tmp_path / "data" / "recordings.csv")
+    sides = {}
+    for r in rows:
+        sides.setdefault(r["site"], set()).add(r["split"])
+    assert sorted(sides) == ["R0", "R1", "R2", "R3"] and all(len(v) == 1 for v in sides.values())
+    assert {next(iter(v)) for v in sides.values()} == {"train", "validation", "test"}
+    assert len({r["recording"] for r in rows}) == 12
