@@ -128,3 +128,20 @@ def test_random_queue_is_a_uniform_sample_of_windows(scanned):
     observed = np.array(list(counts.values()))
     assert observed.sum() == 2000 and len(observed) == 46
     assert stats.chisquare(observed).pvalue > 0.001
+
+
+def test_windows_a_cascade_left_unscored_are_shown_as_such_and_are_no_near_misses(tmp_path):
+    import zlib
+
+    _, _, out = scanned_store(tmp_path)
+    con = sqlite3.connect(out / "detections.sqlite")
+    key, blob = con.execute("SELECT file_key, scores FROM window_scores LIMIT 1").fetchone()
+    scores = np.frombuffer(zlib.decompress(blob), np.float32).copy()
+    scores[:] = np.nan  # every window of one file passed over by a first stage
+    con.execute("UPDATE window_scores SET scores=? WHERE file_key=?", (zlib.compress(scores.tobytes()), key))
+    con.commit()
+    with TestClient(create_app(out)) as c:
+        rand = c.get("/api/queue", params={"queue": "random", "n": 1000}).json()["items"]
+        assert len(rand) == 46 and sum(it["score"] is None for it in rand) == len(scores)
+        near = c.get("/api/queue", params={"queue": "near"}).json()["items"]
+        assert near and all(it["score"] is not None and it["file_key"] != key for it in near)

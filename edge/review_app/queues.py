@@ -33,7 +33,7 @@ class Item:
     recorder: str
     start_s: float
     end_s: float
-    score: float
+    score: float | None  # None: a window a cascade's first stage did not pass on (never scored by the model)
     begin_utc: str
     begin_local: str
     night: str           # YYYY-MM-DD of the evening the night began
@@ -51,8 +51,9 @@ class Filters:
     max_score: float = 1.0
 
     def keep(self, it: Item) -> bool:
+        score = 0.0 if it.score is None else it.score
         return ((not self.recorder or it.recorder == self.recorder) and (not self.night or it.night == self.night)
-                and self.min_score <= it.score <= self.max_score)
+                and self.min_score <= score <= self.max_score)
 
 
 def night_of(local: datetime) -> str:
@@ -116,14 +117,14 @@ class Queues:
                 utc = t0 + timedelta(seconds=a)
                 local = utc.astimezone(tz)
                 out.append(Item("window", ws.file_key, row.path, row.recorder_id or self._folder(row.path), a, b,
-                                round(float(p), 6), iso(utc), iso(local), night_of(local)))
+                                None if p != p else round(float(p), 6), iso(utc), iso(local), night_of(local)))
         return out
 
     def near_misses(self, limit: int = 500, filters: Filters = Filters()) -> list[Item]:
         spans: dict[str, list[tuple[float, float]]] = {}
         for d in self.store.detections(self.run_key):
             spans.setdefault(d["file_key"], []).append((d["start_s"], d["end_s"]))
-        free = [w for w in self.windows() if filters.keep(w)
+        free = [w for w in self.windows() if w.score is not None and filters.keep(w)
                 and not any(a < w.end_s and w.start_s < b for a, b in spans.get(w.file_key, ()))]
         free.sort(key=lambda w: -w.score)
         return [self._labelled(w) for w in free[:limit]]
@@ -151,7 +152,7 @@ class Queues:
 def _ordered(items: list[Item], order: str) -> list[Item]:
     if order == "time":
         return sorted(items, key=lambda it: (it.begin_utc, it.file_key))
-    return sorted(items, key=lambda it: (-it.score, it.begin_utc))
+    return sorted(items, key=lambda it: (-(it.score if it.score is not None else -1.0), it.begin_utc))
 
 
 def progress(items: list[Item]) -> dict:

@@ -46,7 +46,7 @@ function show() {
   const q = spanQuery(it);
   $("spec").src = "/api/spectrogram.png?" + q;
   $("audio").src = "/api/clip.wav?" + q;
-  $("i-score").textContent = it.score.toFixed(3);
+  $("i-score").textContent = it.score === null ? "not scored (first stage passed it over)" : it.score.toFixed(3);
   $("i-time").textContent = it.begin_local.replace("T", " ");
   $("i-recorder").textContent = it.recorder;
   $("i-file").textContent = it.file;
