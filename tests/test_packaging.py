@@ -60,6 +60,8 @@ def test_wheel_carries_the_systemd_unit_and_example_config(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob("hootwatch-*.whl"))).namelist()
     assert "hootwatch/systemd/hootwatch.service" in names
     assert "hootwatch/systemd/hootwatch.toml.example" in names
+    # and the review app's pages (package data, no front-end build step)
+    assert {f"hootwatch/edge/review_app/static/{f}" for f in ("index.html", "app.js", "style.css")} <= set(names)
 
 
 def test_systemd_unit_command_points_at_this_installation(tmp_path):
