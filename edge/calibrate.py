@@ -97,10 +97,13 @@ def calibrate(scores: np.ndarray, truth: np.ndarray, target_precision: float,
               min_labels: int = MIN_LABELS) -> Calibration:
     n, n_owl = len(scores), int(truth.sum())
     if n < min_labels or min(n_owl, n - n_owl) < MIN_PER_CLASS:
+        few = (f"only {n} reviewed detection(s)" if n < min_labels else
+               f"only {min(n_owl, n - n_owl)} reviewed detection(s) are {'owl' if n_owl < n - n_owl else 'not owl'}")
         raise CalibrationError(
-            f"only {n} reviewed detection(s) ({n_owl} owl, {n - n_owl} not owl): too few to calibrate on "
+            f"{few} ({n_owl} owl, {n - n_owl} not owl of {n}): too few to calibrate on "
             f"(at least {min_labels}, with {MIN_PER_CLASS} of each)",
-            "review more detections with `hootwatch review OUTDIR` (or import labels), then run calibrate again")
+            "review more detections with `hootwatch review OUTDIR` (lower-scoring ones too: scan with a lower "
+            "--threshold, or rebuild with `hootwatch detections`), or import labels, then run calibrate again")
     if not 0 < target_precision < 1:
         raise CalibrationError(f"--target-precision {target_precision} must be between 0 and 1",
                                "pass e.g. --target-precision 0.9")

@@ -66,3 +66,8 @@ def test_calibrate_writes_the_threshold_into_the_bundle_and_keeps_the_model(tmp_
     kept = [d for d in dets if d["max_score"] >= m.threshold]
     owl = [d for d in kept if any(a < d["end_s"] and d["start_s"] < b and b - a >= 2.2 for a, b in tones)]
     assert len(owl) / len(kept) >= 0.85
+
+
+def test_one_sided_labels_are_refused_saying_which_side_is_short():
+    with pytest.raises(CalibrationError, match="only 3 reviewed detection.s. are not owl"):
+        calibrate(np.linspace(0.9, 1, 99), np.array([1.0] * 96 + [0.0] * 3), 0.9)
