@@ -136,3 +136,37 @@ def test_rejected_windows_never_become_detections_even_at_threshold_zero(cascade
     assert sum(r["n_windows"] for r in rows) == det.counter.passed
     assert all(not math.isnan(r["max_score"]) and not math.isnan(r["mean_score"]) for r in rows)
     assert any(r["start_s"] <= 20.0 and r["end_s"] >= 24.0 for r in rows)
+
+
+def test_scan_command_reports_the_pass_rate_and_exhaustive_scores_every_window(cascade_bundle, tmp_path, capsys):
+    from hootwatch.edge.cli import main
+
+    write_tone(tmp_path / "rec" / "20240101_220000.wav", 60.0, SR, [(20.0, 24.0)], seed=2)
+    base = ["scan", str(tmp_path / "rec"), "--model", str(cascade_bundle), "--threads", "1", "--quiet", "--tz", "UTC"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "windows scored by the full model" in ln)
+    assert "(cascade)" in line and "100.0%" not in line
+    assert main(base + ["--out", str(tmp_path / "b"), "--exhaustive"]) == 0
+    assert "100.0% (--exhaustive" in capsys.readouterr().out
+    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
+
+
+def test_daemon_status_file_carries_the_pass_rate_and_the_config_key_turns_the_cascade_off(cascade_bundle, tmp_path):
+    from hootwatch.edge.daemon.config import config_from_dict
+    from hootwatch.edge.daemon.service import Daemon
+
+    from daemon_helpers import run_daemon_until
+
+    for exhaustive in (False, True):
+        d = tmp_path / str(exhaustive)
+        write_tone(d / "in" / "20240101_220000.wav", 60.0, SR, [(20.0, 24.0)], seed=2)
+        cfg = config_from_dict({
+            "model": {"bundle": str(cascade_bundle), "threads": 1, "exhaustive": exhaustive},
+            "sources": {"folder": {"path": str(d / "in"), "settle_s": 0.0, "poll_interval_s": 0.5}},
+            "output": {"dir": str(d / "out"), "timezone": "UTC"},
+            "health": {"status_every_s": 0.5, "watchdog": False, "status_file": str(d / "status.json")}})
+        daemon = Daemon(cfg)
+        run_daemon_until(daemon, lambda: daemon.health.files_done >= 1)
+        status = json.loads((d / "status.json").read_text())
+        assert (status["pass_rate"] == 1.0) is exhaustive and 0 < status["pass_rate"] <= 1.0
