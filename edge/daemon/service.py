@@ -212,7 +212,8 @@ class Daemon:
     def _write_status(self) -> None:
         self.health.update(queue_depth=self.jobs.qsize(), files_pending=self.watcher.pending if self.watcher else 0,
                            disk_free_mb=round(self.guard.free_mb, 1) if self.guard.free_mb is not None else None,
-                           disk_low=not self.guard.writes_allowed, pass_rate=pass_rate_of(self.detector))
+                           disk_low=not self.guard.writes_allowed,
+                           pass_rate=pass_rate_of(self.detector) if hasattr(self, "detector") else None)
         try:
             write_json_atomic(self.cfg.status_file, self.health.snapshot())
             self._space_back("the status file")
