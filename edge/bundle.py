@@ -121,7 +121,8 @@ class Bundle:
 
 _FIELD_TYPES = {"sample_rate": int, "window_s": (int, float), "hop_s": (int, float), "threshold": (int, float),
                 "input_name": str, "output_name": str, "model_file": str, "variants": dict, "backbone": str,
-                "metrics": dict, "files": dict, "versions": dict, "created_utc": str, "positive_label": str, "first_stage": dict}
+                "metrics": dict, "files": dict, "versions": dict, "created_utc": str, "positive_label": str,
+                "first_stage": dict}
 
 
 def _check_types(m: Manifest) -> None:
