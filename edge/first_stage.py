@@ -7,10 +7,12 @@ distilled from the fine-tuned model's own decisions on the training clips, and s
 
 Features (`features`), all in dB relative to the window's own mean power, so that they do not depend on the
 recorder's gain (the full model normalises each window too): a short-time power spectrum (32 ms Hann frames,
-end to end) pooled into log-spaced bands over 100-4000 Hz plus one band below and one above; per band the mean over
-the window, the 90th percentile and the maximum above the median (a call stands out of its band's background
-for a second or two); and the tonality of the owl's band (peak over mean power of 250-1200 Hz in a frame), its
-90th percentile and median. The network is a small MLP (ReLU, sigmoid output) on standardised features.
+end to end) pooled into 12 log-spaced bands over 150-1500 Hz and 4 bands outside; per band the mean over the
+window, the 90th percentile and the maximum above the median (a call stands out of its band's background for a
+second or two); and the harmonic salience of each frame (the best F0 in 300-600 Hz: the mean level of its first
+4 harmonics over the frame's 200-2500 Hz level), pooled as the mean of the 10 most salient frames, the 90th
+percentile, the median and the share of frames 6 dB above the median. The network is a small MLP (ReLU,
+sigmoid output) on standardised features.
 
 Why numpy and not a second ONNX model: the network has ~1,300 weights, so an ONNX Runtime session (and int8)
 would buy no speed and cost a session per process; numpy runs it in microseconds, deterministically, on any
@@ -31,9 +33,14 @@ from .errors import BundleError
 FILE_NAME = "first_stage.npz"
 FRAME_S = 0.032
 FRAME_HOP_S = 0.032    # frames do not overlap: half the FFTs of a 16 ms hop, and the stats pool over ~150
-BAND_EDGES_HZ = (100.0, 4000.0)
-N_BANDS = 12
-TONAL_BAND_HZ = (250.0, 1200.0)
+OWL_BANDS_HZ = (150.0, 1500.0)    # 12 log-spaced bands over the call's F0 and first harmonics
+N_OWL_BANDS = 12
+UPPER_EDGES_HZ = (2500.0, 4000.0)  # then 1500-2500, 2500-4000 and everything above
+F0_HZ = (300.0, 600.0)             # F0 candidates (male 330-430 Hz, female 450-550 Hz) ...
+F0_STEP_HZ = 15.0
+N_HARMONICS = 4                    # ... and their first 4 harmonics
+LEVEL_BAND_HZ = (200.0, 2500.0)
+TOP_FRAMES = 10                    # ~0.3 s: the most salient stretch of the window
 FEATURE_VERSION = 1
 
 
@@ -41,21 +48,25 @@ def _frame_sizes(sample_rate: int) -> tuple[int, int]:
     return int(round(FRAME_S * sample_rate)), max(1, int(round(FRAME_HOP_S * sample_rate)))
 
 
-def _bands(n_fft: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """First bin of each band, bins per band (bands are contiguous bins), and the owl band's bin mask."""
+def _bands(n_fft: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """First bin of each band and bins per band (bands are contiguous bins; those narrower than a bin vanish)."""
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    top = min(BAND_EDGES_HZ[1], sample_rate / 2)
-    edges = np.concatenate([[0.0], np.geomspace(BAND_EDGES_HZ[0], top, N_BANDS + 1), [np.inf]])
+    edges = np.concatenate([[0.0, 100.0], np.geomspace(*OWL_BANDS_HZ, N_OWL_BANDS + 1), UPPER_EDGES_HZ, [np.inf]])
     band_of_bin = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, len(edges) - 2)
-    starts = np.flatnonzero(np.diff(np.concatenate([[-1], band_of_bin])))   # bands narrower than a bin vanish
-    counts = np.diff(np.concatenate([starts, [len(freqs)]]))
-    tonal = (freqs >= TONAL_BAND_HZ[0]) & (freqs <= TONAL_BAND_HZ[1])
-    return starts, counts, tonal
+    starts = np.flatnonzero(np.diff(np.concatenate([[-1], band_of_bin])))
+    return starts, np.diff(np.concatenate([starts, [len(freqs)]]))
+
+
+def _harmonic_bins(n_fft: int, sample_rate: int) -> np.ndarray:
+    """(F0 candidates, harmonics) bin indices of the owl's F0 range and its first harmonics."""
+    f0 = np.arange(F0_HZ[0], F0_HZ[1] + 1e-9, F0_STEP_HZ)
+    hz = np.outer(f0, np.arange(1, N_HARMONICS + 1))
+    return np.clip(np.round(hz / (sample_rate / n_fft)).astype(int), 0, n_fft // 2)
 
 
 def n_features(sample_rate: int) -> int:
     n_fft, _ = _frame_sizes(sample_rate)
-    return 3 * len(_bands(n_fft, sample_rate)[0]) + 2
+    return 3 * len(_bands(n_fft, sample_rate)[0]) + 4
 
 
 def features(windows: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -65,7 +76,6 @@ def features(windows: np.ndarray, sample_rate: int) -> np.ndarray:
     (measured: 17 ms a window instead of 3 on a loaded 2-core machine)."""
     x = np.atleast_2d(np.asarray(windows, np.float32))
     n_fft, hop = _frame_sizes(sample_rate)
-    starts, counts, tonal = _bands(n_fft, sample_rate)
     if x.shape[-1] < n_fft:
         x = np.pad(x, [(0, 0), (0, n_fft - x.shape[-1])])
     x = x - x.mean(axis=-1, keepdims=True)        # DC offsets of real recorders
@@ -73,16 +83,24 @@ def features(windows: np.ndarray, sample_rate: int) -> np.ndarray:
     spec = np.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=-1)
     power = spec.real ** 2 + spec.imag ** 2                                           # (n, t, bins) float32
     ref = power.mean(axis=(1, 2), keepdims=True) + 1e-20
+    starts, counts = _bands(n_fft, sample_rate)
     band_db = 10 * np.log10(np.add.reduceat(power, starts, axis=-1) / counts / ref + 1e-10)  # (n, t, bands)
     median = np.median(band_db, axis=1)
-    tonal_p = power[..., tonal]
-    tonality = 10 * np.log10((tonal_p.max(axis=-1) + 1e-20) / (tonal_p.mean(axis=-1) + 1e-20))  # (n, t)
+    # harmonic salience of each frame: the best F0 candidate's mean level at its harmonics over the frame's level
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    level = 10 * np.log10(power[..., (freqs >= LEVEL_BAND_HZ[0]) & (freqs <= LEVEL_BAND_HZ[1])].mean(axis=-1)
+                          / ref[..., 0] + 1e-10)
+    power_db = 10 * np.log10(power / ref + 1e-10)
+    salience = power_db[..., _harmonic_bins(n_fft, sample_rate)].mean(axis=-1).max(axis=-1) - level   # (n, t)
+    sal_median = np.median(salience, axis=1, keepdims=True)
     out = np.concatenate([
         band_db.mean(axis=1),
         np.percentile(band_db, 90, axis=1) - median,
         band_db.max(axis=1) - median,
-        np.percentile(tonality, 90, axis=1)[:, None],
-        np.median(tonality, axis=1)[:, None],
+        np.sort(salience, axis=1)[:, -TOP_FRAMES:].mean(axis=1, keepdims=True),
+        np.percentile(salience, 90, axis=1)[:, None],
+        sal_median,
+        (salience > sal_median + 6.0).mean(axis=1, keepdims=True),
     ], axis=1)
     return out.astype(np.float32)
 

@@ -114,7 +114,7 @@ def add_first_stage(bundle_dir: str | Path, n_windows: int = 120, seed: int = 0)
             tones, hz = [], TONE_HZ
         elif kind == 1:
             a = rng.uniform(0, win_s - 0.5)
-            tones, hz = [(a, a + rng.uniform(0.3, win_s))], TONE_HZ
+            tones, hz = [(a, a + rng.uniform(2.0, win_s))], TONE_HZ
         elif kind == 2:
             tones, hz = [(0.0, win_s)], TONE_HZ * rng.choice([0.4, 2.5, 4.0])
         else:
