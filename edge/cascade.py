@@ -14,6 +14,9 @@ gives the same rows.
 The pass threshold was chosen at export on the validation clips to keep at least 99.5 % of the windows the full
 (int8) model calls positive at the bundle's threshold (`manifest.first_stage["validation"]`). Scanning with a much
 lower `--threshold` than the bundle's may lose windows the first stage was not validated for: use `--exhaustive`.
+
+On a GPU (CUDA or TensorRT provider) the full model runs the passed windows in batches of 8 and the first stage
+takes GPU_BATCHES of those at a time; this path has not been measured on a GPU yet.
 """
 
 from __future__ import annotations
