@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.detector import softmax
 from hootwatch.edge.errors import ConfigError
 from hootwatch.edge.first_stage import FILE_NAME, FirstStage, features
 
-from .parity import ort_logits
+from .parity import cut_windows, edge_detector
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +44,6 @@ def prepare(source, int8_path: Path, clips, threshold: float, bundle_dir: Path, 
     """Check the run's first stage, choose its pass threshold, copy it into `bundle_dir`; returns the manifest's
     `first_stage` field ({} when there is none to ship)."""
     from hootwatch.trainer.first_stage import REPORT_FILE, VALIDATION_FILE, choose_pass_threshold
-
-    from .parity import cut_windows
 
     d = run_first_stage_dir(source)
     if d is None:
@@ -71,8 +68,8 @@ def prepare(source, int8_path: Path, clips, threshold: float, bundle_dir: Path, 
                                   f"{parity:.2g} away from the trainer's (tolerance {PARITY_TOLERANCE:g})",
                                   "train again with this hootwatch version, or delete RUN/first_stage to export "
                                   "without a cascade")
-    x = source.normalisation.apply(raw, source.sample_rate)
-    int8 = softmax(ort_logits(int8_path, x, threads).astype(np.float64))[:, source.labels.index(source.positive_label)]
+    int8 = edge_detector(int8_path, source.sample_rate, source.window_s, source.normalisation, source.labels,
+                         source.positive_label, threshold, threads).score(raw)   # as the edge scores them
     chosen = choose_pass_threshold(stage_scores, int8, threshold)
     if chosen.n_positive == 0:
         log.warning("the int8 model calls none of the %d clips positive at threshold %.3f, so no pass threshold "

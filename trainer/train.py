@@ -63,7 +63,7 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------------- run folder
 RUN_MARKERS = ("run_config.json", CHECKPOINTS, "model/hootwatch.json")
 RUN_CONTENTS = {"run_config.json", CHECKPOINTS, "model", "metrics.json", "pr_curve.png", "splits",
-                "data_summary.json", "data_cache"}
+                "data_summary.json", "data_cache", "first_stage"}   # first_stage: trainer/first_stage.py DIR_NAME
 
 
 def check_overwrite(out: Path, data: str) -> None:
