@@ -13,6 +13,10 @@ backgrounds: see hootwatch.trainer.synth.backgrounds). Every detection there is 
     python bench/accuracy.py --bundle hootwatch-demo/bundle --hours 2 --seed 7
     python bench/accuracy.py --bundle bundle --dump CARD          # a dump with ground_truth.csv
     python bench/accuracy.py --bundle bundle --dump SURVEY --default-label owl   # recordings + Raven tables
+    python bench/accuracy.py --bundle bundle --exhaustive         # the cascade against every window scored
+
+A bundle with a cascade first stage is scanned with it (as `hootwatch scan` does); `--exhaustive` scans the dump a
+second time with the full model on every window and prints both rows, the pass rate and the differences.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hootwatch.edge import audio
-from hootwatch.edge.detector import Detector
+from hootwatch.edge.cascade import load_detector, pass_rate_of
 from hootwatch.edge.errors import HootwatchError
 from hootwatch.edge.evaluate import TruthEvent, event_metrics, load_detections
 from hootwatch.edge.label_tables import audio_for_table, find_tables, is_multi_file_raven, read_table
@@ -55,6 +59,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--min-hits", type=int, default=None,
                    help="positive windows a detection needs (as scan --min-hits; default: the bundle's)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--exhaustive", action="store_true",
+                   help="also scan the dump with every window scored by the full model, and compare")
     p.add_argument("--work", type=Path, default=None, help="folder for the dump and scan results (default: temp)")
     return p.parse_args()
 
@@ -127,7 +133,7 @@ def main() -> None:
         write_dump(dump, DumpConfig(hours=args.hours, seed=args.seed, backgrounds=backgrounds, tz=args.tz))
         console.print(f"synthesised {args.hours} h dump (seed {args.seed}, backgrounds: "
                       f"{backgrounds or 'synthetic'}) in {time.perf_counter() - t:.0f} s: {dump}")
-    detector = Detector.load(args.bundle, threads=args.threads)
+    detector = load_detector(args.bundle, threads=args.threads)
     settings = ScanSettings(tz=args.tz, threshold=args.threshold, hop_s=args.hop, min_hits=args.min_hits)
 
     m, hours, scan_s = score(detector, dump, settings, work / "scan_dump", args.positive_label, args.label_column,
@@ -140,9 +146,24 @@ def main() -> None:
                 "scan RTF"):
         table.add_column(col, justify="right")
     name = f"synthetic dump, seed {args.seed}" if args.dump is None else f"dump {args.dump}"
-    table.add_row(name, f"{hours:.2f}", str(m.n_true), str(m.n_found),
+    rate = pass_rate_of(detector)
+    table.add_row(name + (f" (cascade: {rate:.1%} of windows scored)" if rate != 1.0 else ""), f"{hours:.2f}",
+                  str(m.n_true), str(m.n_found),
                   str(m.n_detections), f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}",
                   f"{m.fp_per_hour:.2f}", f"{hours * 3600 / scan_s:.0f}x")
+    if args.exhaustive:
+        full = load_detector(args.bundle, threads=args.threads, exhaustive=True)
+        e, _, full_s = score(full, dump, settings, work / "scan_dump_exhaustive", args.positive_label,
+                             args.label_column, args.default_label)
+        table.add_row(name + " (exhaustive: every window scored)", f"{hours:.2f}", str(e.n_true), str(e.n_found),
+                      str(e.n_detections), f"{e.precision:.3f}", f"{e.recall:.3f}", f"{e.f1:.3f}",
+                      f"{e.fp_per_hour:.2f}", f"{hours * 3600 / full_s:.0f}x")
+        ok = m.recall >= e.recall - 0.01 and m.precision >= e.precision
+        comparison = (f"cascade vs exhaustive: recall {m.recall - e.recall:+.3f}, precision {m.precision - e.precision:+.3f}, "
+                      f"FP/hour {m.fp_per_hour - e.fp_per_hour:+.2f}, speed {full_s / scan_s:.1f}x -> "
+                      f"{'OK' if ok else 'FAILS'} (recall within 0.01, precision no worse)")
+    else:
+        comparison = ""
     for name, real_files in negatives(args):
         # real recordings: their file names carry UTC or unknown local time; times do not matter here
         real_summary, real_paths = scan_into(real_files, detector, work / f"scan_{name.replace('/', '_')}",
@@ -153,6 +174,8 @@ def main() -> None:
         table.add_row(f"real, owl-free, evaluation-only: {name} ({len(real_files)} files)", f"{real_h:.3f}", "0",
                       "-", str(n), "-", "-", "-", f"{n / real_h:.1f}" if real_h else "-", "-")
     console.print(table)
+    if comparison:
+        console.print(comparison)
     if m.by_confuser:
         console.print("dump false positives by what they overlapped: " +
                       ", ".join(f"{k} {v}" for k, v in m.by_confuser.items()))

@@ -3,6 +3,7 @@
     bundle/
       model.onnx          the int8 model the edge runs
       model_fp32.onnx     optional variants (fp32, fp16)
+      first_stage.npz     optional first stage of a cascade (hootwatch.edge.first_stage)
       manifest.json       everything needed to run it, and the sha256 of every file
 
 The edge refuses a bundle whose format version it does not know or whose files do not match their hashes,
@@ -25,6 +26,8 @@ from .windows import WindowSpec
 # exactly what version 1 meant. A hootwatch that reads only version 1 refuses version 2 and says to upgrade,
 # instead of silently dropping the band filter.
 FORMAT_VERSION = 2
+# The optional `first_stage` field needs no new version: a hootwatch that does not know it ignores it and scores
+# every window with the full model, which is correct, only slower.
 READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 
@@ -55,6 +58,9 @@ class Manifest:
     metrics: dict = field(default_factory=dict)        # training/validation/test and parity figures
     files: dict = field(default_factory=dict)          # {relative name: sha256}
     versions: dict = field(default_factory=dict)       # package versions at export
+    # {"file": "first_stage.npz", "pass_threshold": p, "validation": {...}}: the cascade (hootwatch.edge.cascade);
+    # empty for a single-stage bundle
+    first_stage: dict = field(default_factory=dict)
     created_utc: str = ""
     format_version: int = FORMAT_VERSION
 
@@ -115,7 +121,8 @@ class Bundle:
 
 _FIELD_TYPES = {"sample_rate": int, "window_s": (int, float), "hop_s": (int, float), "threshold": (int, float),
                 "input_name": str, "output_name": str, "model_file": str, "variants": dict, "backbone": str,
-                "metrics": dict, "files": dict, "versions": dict, "created_utc": str, "positive_label": str}
+                "metrics": dict, "files": dict, "versions": dict, "created_utc": str, "positive_label": str,
+                "first_stage": dict}
 
 
 def _check_types(m: Manifest) -> None:
@@ -130,6 +137,12 @@ def _check_types(m: Manifest) -> None:
     for table in ("variants", "files"):
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in getattr(m, table).items()):
             raise BundleError(f"field {table!r} must map names to strings", "export the model again")
+    if m.first_stage:
+        fs, p = m.first_stage, m.first_stage.get("pass_threshold")
+        if not isinstance(fs.get("file"), str) or isinstance(p, bool) or not isinstance(p, (int, float)) \
+                or not 0.0 <= p <= 1.0:
+            raise BundleError(f"field 'first_stage' needs a 'file' name and a 'pass_threshold' in [0, 1], got {fs!r}",
+                              "export the model again with `hootwatch export` (or scan with --exhaustive)")
 
 
 def onnx_metadata(manifest: Manifest) -> dict[str, str]:
@@ -225,7 +238,8 @@ def load_bundle(bundle_dir: str | os.PathLike, verify: bool = True) -> Bundle:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"{mpath}: manifest is missing or has a bad field ({type(exc).__name__}: {exc})",
                           redo) from None
-    for name in (manifest.model_file, *manifest.variants.values()):
+    first_stage = [manifest.first_stage["file"]] if manifest.first_stage else []
+    for name in (manifest.model_file, *manifest.variants.values(), *first_stage):
         if name not in manifest.files:  # an unhashed model file could be anything
             raise BundleError(f"{d}: the manifest lists no hash for {name}", redo)
     if verify:

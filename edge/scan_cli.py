@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for the model (default: all)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="windows per model call (default: 1 on the CPU, where larger batches only cost memory; 8 on a GPU)")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="score every window with the full model, skipping the bundle's cascade first stage (for "
+                        "checking; slower). Use another --out: files already in OUTDIR are not scanned again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -118,7 +121,8 @@ class RichProgress:
         self._update()
 
 
-def summary_table(summary, csv_path: Path, store_path: Path, rule: str | None = None):
+def summary_table(summary, csv_path: Path, store_path: Path, rule: str | None = None,
+                  pass_rate: float | None = None):
     from rich.table import Table
     t = Table(title="hootwatch scan", show_header=False)
     t.add_column("", style="bold")
@@ -131,6 +135,9 @@ def summary_table(summary, csv_path: Path, store_path: Path, rule: str | None = 
     t.add_row("audio scanned", f"{summary.audio_s / 3600:.2f} h")
     t.add_row("detections (new files)", str(summary.n_detections))
     t.add_row("speed", f"{summary.realtime_factor:.0f}x real time")
+    if pass_rate is not None:
+        t.add_row("windows scored by the full model", f"{pass_rate:.1%}" + (" (--exhaustive or a single-stage bundle)"
+                                                                             if pass_rate == 1.0 else " (cascade)"))
     t.add_row("detections CSV", str(csv_path))
     t.add_row("database", str(store_path))
     if summary.interrupted:
@@ -187,7 +194,7 @@ def _disk_full(out: Path, exc: BaseException) -> int:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .detector import Detector
+    from .cascade import load_detector, pass_rate_of
     from .exports import exports_note
     from .scan import detection_rule, scan_into
     from .store import STORE_NAME
@@ -201,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if not Path(p).exists() and not Path(p).is_symlink()]  # dangling: that path fails
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(missing)}", "check the paths (is the SD card mounted?)")
-    detector = Detector.load(args.model, threads=args.threads, batch_size=args.batch_size)
+    detector = load_detector(args.model, threads=args.threads, batch_size=args.batch_size, exhaustive=args.exhaustive)
     if not _any_audio(args.paths):
         print("hootwatch: no audio files found in the given paths (nothing was scanned)\n"
               "  fix: check the paths (is the SD card mounted, are the recordings in a sub-folder?)", file=sys.stderr)
@@ -228,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
     report = Console()  # the summary goes to stdout, progress and warnings to stderr
     if not report.is_terminal:
         report = Console(width=200)  # piped to a file or a log: do not wrap paths
-    report.print(summary_table(summary, paths["csv"], store_path, detection_rule(detector.manifest, settings)))
+    report.print(summary_table(summary, paths["csv"], store_path, detection_rule(detector.manifest, settings),
+                               pass_rate_of(detector)))
     report.print(exports_note(paths))
     if summary.failed:
         report.print(failed_table(summary))

@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--per-channel", action="store_true", help="per-channel int8 weights (slower, sometimes more accurate)")
     p.add_argument("--threads", type=int, default=2, help="threads for the parity check and speed report (default 2)")
     p.add_argument("--speed-repeats", type=int, default=3, help="timing repeats (0 skips the speed report)")
+    p.add_argument("--no-first-stage", action="store_true",
+                   help="leave out the run's cascade first stage: the bundle scores every window with the full model")
     p.set_defaults(func=run)
 
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         keep_fp32=args.keep_fp32, tolerance=args.tolerance, force=args.force, overwrite=args.overwrite,
         positive_label=args.positive_label, threshold=args.threshold, min_hits=args.min_hits, audio_dir=args.audio,
         per_channel=args.per_channel, max_clips=args.max_clips, threads=args.threads, speed_repeats=args.speed_repeats,
+        first_stage=not args.no_first_stage,
     )
     with console.status("exporting (ONNX, int8, parity check)..."):
         result = export_bundle(options, on_parity=lambda r: console.print(parity_table(r)),
@@ -65,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     m = result.manifest
     sizes = ", ".join(f"{name} {mb:.1f} MB" for name, mb in m.metrics.get("file_mb", {}).items())
     console.print(f"files: {sizes}")
+    if m.first_stage:
+        v = m.first_stage["validation"]
+        console.print(f"cascade first stage: pass threshold {m.first_stage['pass_threshold']:.4f}, keeps "
+                      f"{v['positives_kept']} of {v['full_model_positives']} validation clips the int8 model calls "
+                      f"{m.positive_label}, passes {v['pass_rate']:.1%} of them")
     console.print(f"bundle written: {result.bundle}  (model id {m.model_id}, labels {list(m.labels)}, "
                   f"positive {m.positive_label!r}, threshold {m.threshold:.2f}, min_hits {m.min_hits}, "
                   f"target {options.target})")

@@ -4,8 +4,9 @@
     2. load the PyTorch model and fold weight norm into plain weights
     3. export fp32 ONNX through Optimum; int8 with the target's preset; fp16 if asked
     4. parity: PyTorch vs ONNX fp32 vs ONNX int8 on the clips; refuse a degraded int8 unless forced
-    5. size and speed report
-    6. write the bundle in a staging folder and move it into place
+    5. the cascade's first stage, if the run has one: checked, its pass threshold chosen against int8 (first_stage.py)
+    6. size and speed report
+    7. write the bundle in a staging folder and move it into place
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from hootwatch.edge.bundle import Manifest
 from hootwatch.edge.errors import ConfigError
 
-from . import bundle_writer, onnx_export, quantize
+from . import bundle_writer, first_stage, onnx_export, quantize
 from .parity import ParityError, ParityReport, check_parity
 from .report import SpeedReport, measure_speed
 from .source import ExportSource, resolve_source
@@ -51,6 +52,7 @@ class ExportOptions:
     threads: int = 2                 # for parity and the speed report
     speed_repeats: int = 3           # 0 skips the speed measurement
     max_clips: int | None = None     # parity on an evenly spaced subset of the clips (default: all)
+    first_stage: bool = True         # ship the run's cascade first stage (RUN/first_stage) when it has one
 
     def __post_init__(self) -> None:
         if self.target not in quantize.TARGETS:
@@ -104,6 +106,9 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         if forced:
             log.warning("WRITING A DEGRADED MODEL because of --force: %s", parity.message)
 
+        cascade = (first_stage.prepare(source, int8, clips, source.threshold, bundle_dir, options.threads)
+                   if options.first_stage else {})
+
         speed = None
         if options.speed_repeats > 0:
             window_samples = int(round(source.window_s * source.sample_rate))
@@ -126,7 +131,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
             labels=source.labels, positive_label=source.positive_label, sample_rate=source.sample_rate,
             window_s=source.window_s, hop_s=source.hop_s, normalisation=source.normalisation,
             threshold=source.threshold, min_hits=options.min_hits, input_name=fp32.input_name, output_name=fp32.output_name,
-            model_file=MODEL_FILE, variants=variants, backbone=source.backbone,
+            model_file=MODEL_FILE, variants=variants, backbone=source.backbone, first_stage=cascade,
             metrics={"run": source.run_metrics, **report},
         )
         manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)

@@ -76,6 +76,22 @@ def test_run_folder_layout(trained):
     assert (run_dir / "checkpoints" / "trainer_state.json").is_file()
 
 
+def test_run_distils_the_cascade_first_stage_from_its_model(trained):
+    from hootwatch.edge.first_stage import FILE_NAME, FirstStage
+    from hootwatch.trainer.first_stage import DIR_NAME, REPORT_FILE, VALIDATION_FILE
+
+    d = trained.run_dir / DIR_NAME
+    report = json.loads((d / REPORT_FILE).read_text())
+    stage = FirstStage.load(d / FILE_NAME)
+    assert stage.sample_rate == 8000
+    v = report["validation"]
+    assert v["full_threshold"] == trained.threshold and v["full_model_positives"] > 0
+    assert v["positive_recall"] >= 0.995 and v["windows"] == len(read_clip_csv(trained.run_dir / "splits" / "validation.csv"))
+    with np.load(d / VALIDATION_FILE) as z:   # what export checks the shipped file against
+        kept = z["first_stage"][z["full"] >= trained.threshold] >= v["pass_threshold"]
+    assert kept.mean() >= 0.995
+
+
 def test_saved_model_reproduces_the_best_epoch(trained):
     m = trained.metrics
     y, s = owl_scores_from_saved_model(trained.run_dir, "validation")
@@ -239,3 +255,4 @@ def test_offline_without_hf_hub_offline_is_detected_at_once_with_one_probe(monke
             attempt()
         assert "machine is offline" in exc.value.message and "--base" in exc.value.hint
         assert len(asked) == 1 and "no-such-wav2vec2" not in asked[0][1], asked  # the probe, nothing else
+

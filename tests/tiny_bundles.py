@@ -91,3 +91,43 @@ def write_tone(path: str | Path, duration_s: float, sample_rate: int = 8000,
     p.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(p), tone_signal(duration_s, sample_rate, tones, seed=seed, **kw), sample_rate)
     return p
+
+
+def add_first_stage(bundle_dir: str | Path, n_windows: int = 120, seed: int = 0) -> Path:
+    """Give a tone bundle a cascade first stage, distilled from the tone model's own scores as the trainer does
+    (hootwatch.trainer.first_stage: an MLP on the edge's features, pass threshold keeping 99.5 % of positives).
+
+    Training windows: low noise, noise of other levels, tones filling 0-100 % of the window, off-pitch tones."""
+    from hootwatch.edge.detector import Detector
+    from hootwatch.edge.first_stage import FILE_NAME, features
+    from hootwatch.trainer.first_stage import choose_pass_threshold, fit
+
+    d = Path(bundle_dir)
+    det = Detector.load(d, threads=1)
+    m = det.manifest
+    sr, win_s = m.sample_rate, m.window_s
+    rng = np.random.default_rng(seed)
+    windows = []
+    for i in range(n_windows):
+        kind = (i // 2) % 4   # both halves (fit, pass threshold) get every kind
+        if kind == 0:
+            tones, hz = [], TONE_HZ
+        elif kind == 1:
+            a = rng.uniform(0, win_s - 0.5)
+            tones, hz = [(a, a + rng.uniform(2.0, win_s))], TONE_HZ
+        elif kind == 2:
+            tones, hz = [(0.0, win_s)], TONE_HZ * rng.choice([0.4, 2.5, 4.0])
+        else:
+            tones, hz = [], TONE_HZ
+        windows.append(tone_signal(win_s, sr, tones, tone_hz=hz, noise=float(rng.choice([0.003, 0.01, 0.05])),
+                                   seed=seed + i))
+    x = np.stack(windows)
+    full = det.score(x)
+    feats = features(x, sr)
+    stage = fit(feats[::2], full[::2], m.threshold, sr, seed)
+    chosen = choose_pass_threshold(stage.score_features(feats[1::2]), full[1::2], m.threshold)
+    stage.save(d / FILE_NAME)
+    data = m.to_dict() | {"first_stage": {"file": FILE_NAME, "pass_threshold": chosen.pass_threshold,
+                                          "validation": chosen.to_dict()}}
+    write_manifest(d, Manifest.from_dict(data))
+    return d

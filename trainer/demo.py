@@ -5,12 +5,14 @@
 3. mine hard examples: scan a synthetic night (its own seed) with that model and add the windows it gets wrong
    (and the lowest-scored calls) to the training data, the first run's splits kept,
 4. train on from the first model with them,
-5. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch,
+5. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch (with the cascade's first stage the
+   trainer distilled from it),
 6. synthesise a validation night and choose on it the score threshold and how many positive windows in a row
    make a detection (the bundle's operating point), exporting the bundle with them,
 7. synthesise the test night of SD-card files (another seed: other birds, other stretches of the background
    recordings) with ground truth,
-8. scan the test night with the int8 bundle, as the field daemon would,
+8. scan the test night with the int8 bundle, as the field daemon would (the first stage passes on the windows
+   that might hold a call, the int8 model judges them),
 9. score the detections against the ground truth, event by event.
 
 Real backgrounds from ../shared/data/real are used when present (else synthetic night noise).
@@ -58,6 +60,7 @@ class DemoResult:
     train_test: dict               # clip-level test metrics of the trained model
     timings: dict = field(default_factory=dict)
     operating_point: object = None  # hootwatch.export.operating_point.OperatingPoint (validation night)
+    pass_rate: float | None = None  # share of the test night's windows the full model scored (cascade)
 
     @property
     def passed(self) -> bool:
@@ -96,6 +99,7 @@ def choose_backgrounds(opts: DemoOptions) -> tuple[Path | None, str]:
 def run(opts: DemoOptions, console=None) -> DemoResult:
     from rich.console import Console
 
+    from hootwatch.edge.cascade import load_detector, pass_rate_of
     from hootwatch.edge.detector import Detector
     from hootwatch.edge.evaluate import audio_hours, event_metrics, load_detections, load_truth
     from hootwatch.edge.scan import ScanSettings, scan_into
@@ -177,6 +181,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
         speed_repeats=opts.speed_repeats,
         operating_point=point.to_dict(f"synthetic validation night, seed {opts.seed + 2000}, {validation_hours:g} h")))
     timings["operating_point_s"] = time.perf_counter() - t
+    report_first_stage(exported.manifest, console)
 
     # 7. the test night of SD-card files, a seed of its own
     t = step("7/9 synthesising the test night of SD-card files")
@@ -186,7 +191,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
 
     # 8. scan it as the field device would (threshold and min_hits from the bundle)
     t = step("8/9 scanning the test night with the int8 bundle")
-    detector = Detector.load(exported.bundle, threads=opts.threads)
+    detector = load_detector(exported.bundle, threads=opts.threads)
     results = out / "detections"
     summary, paths = scan_into([night], detector, results, ScanSettings(tz=DEMO_TZ))
     timings["scan_s"] = time.perf_counter() - t
@@ -198,7 +203,8 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
                             audio_hours(night), root=night)
     _done(last, timings, console, started)
     timings["total_s"] = time.perf_counter() - started
-    return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings, point)
+    return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings, point,
+                      pass_rate_of(detector))
 
 
 def _done(last: list, timings: dict, console, started: float) -> None:
@@ -227,6 +233,9 @@ def report(res: DemoResult, console) -> None:
         p = res.operating_point
         console.print(f"operating point (chosen on the validation night by event-level F1, saved in the bundle): "
                       f"threshold {p.threshold:g}, detections need {p.min_hits} positive window(s) in a row")
+    if res.pass_rate is not None:
+        console.print(f"cascade: the int8 model scored {res.pass_rate:.1%} of the test night's windows, the first "
+                      "stage rejected the rest")
     tt = res.train_test
     if tt:
         console.print(f"clip-level test split of the training set: precision {tt.get('precision', 0):.3f}, "
@@ -240,6 +249,18 @@ def report(res: DemoResult, console) -> None:
     console.print(f"detections CSV: [bold]{res.csv}[/]")
     console.print(f"Raven tables:   {res.csv.with_name('raven')}  (one per recording)")
     console.print(f"model bundle:   [bold]{res.bundle}[/]  (copy this folder to the field device)")
+
+
+def report_first_stage(manifest, console) -> None:
+    """The cascade's first stage the bundle ships (built by `train`, checked by `export`), or that it has none."""
+    fs = manifest.first_stage
+    if not fs:
+        console.print("[yellow]the bundle has no cascade first stage: every window is scored by the full model[/]")
+        return
+    v = fs["validation"]
+    console.print(f"cascade first stage: pass threshold {fs['pass_threshold']:.4f}; on the validation clips it keeps "
+                  f"{v['positives_kept']} of the {v['full_model_positives']} the int8 model calls owl at threshold "
+                  f"{v['full_threshold']:g} and passes {v['pass_rate']:.1%} of all clips")
 
 
 def report_operating_point(point, run_threshold: float, console) -> None:

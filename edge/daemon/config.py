@@ -73,6 +73,8 @@ class ModelConfig(_Section):
     min_hits: int | None = spec(None, between=(1, 100), doc="consecutive windows over threshold to report a "
                                                                "detection (default: the bundle's)")
     providers: list[str] = spec([], doc='ONNX Runtime providers, e.g. ["CUDAExecutionProvider"] (default: automatic)')
+    exhaustive: bool = spec(False, doc="score every window with the full model, skipping the bundle's cascade first "
+                                       "stage (for checking; slower)")
 
 
 class FolderConfig(_Section):

@@ -35,6 +35,7 @@ class Health:
     files_failed: int = 0                 # recordings whose last try failed (retried, then left alone)
     detections: int = 0                   # detections in the store (files and microphone)
     real_time_factor: float | None = None  # audio seconds per processing second (> 1 keeps up)
+    pass_rate: float | None = None        # share of windows the full model scored (1.0: no cascade first stage)
     overruns: int = 0                     # microphone blocks lost (ring buffer full or PortAudio overflow)
     mic_state: str | None = None
     disk_free_mb: float | None = None

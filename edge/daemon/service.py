@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..cascade import CascadeDetector, load_detector, pass_rate_of
 from ..detector import Detector
 from .. import fsio
 from ..errors import DiskFullError, is_disk_full
@@ -163,13 +164,14 @@ class Daemon:
         self.health.update(state="failed", last_error=why)
         self._write_status()
 
-    def _load_model(self) -> Detector:
+    def _load_model(self) -> Detector | CascadeDetector:
         m = self.cfg.model
-        det = Detector.load(m.bundle, threads=m.threads, providers=m.providers or None, warmup=True)
+        det = load_detector(m.bundle, threads=m.threads, providers=m.providers or None, warmup=True,
+                            exhaustive=m.exhaustive)
         man = det.manifest  # hop_s against its window: checked by preflight
         self.health.update(model=f"{man.backbone or 'model'} {man.model_id} on {det.providers[0]}")
-        log.info("model %s loaded (%s, %d Hz, %.1f s windows)", m.bundle, det.providers[0], man.sample_rate,
-                 man.window_s)
+        log.info("model %s loaded (%s, %d Hz, %.1f s windows, %s)", m.bundle, det.providers[0], man.sample_rate,
+                 man.window_s, "cascade first stage on" if isinstance(det, CascadeDetector) else "every window scored")
         return det
 
     def _counters_from(self, store: DetectionStore) -> None:
@@ -212,7 +214,8 @@ class Daemon:
     def _write_status(self) -> None:
         self.health.update(queue_depth=self.jobs.qsize(), files_pending=self.watcher.pending if self.watcher else 0,
                            disk_free_mb=round(self.guard.free_mb, 1) if self.guard.free_mb is not None else None,
-                           disk_low=not self.guard.writes_allowed)
+                           disk_low=not self.guard.writes_allowed,
+                           pass_rate=pass_rate_of(self.detector) if hasattr(self, "detector") else None)
         try:
             write_json_atomic(self.cfg.status_file, self.health.snapshot())
             self._space_back("the status file")

@@ -1,0 +1,65 @@
+"""The cascade's first stage from a training run into the bundle: checked against the int8 model at export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("optimum.exporters.onnx")
+
+from hootwatch.edge.cascade import CascadeDetector, load_detector  # noqa: E402
+from hootwatch.edge.detector import Detector  # noqa: E402
+from hootwatch.edge.errors import ConfigError  # noqa: E402
+from hootwatch.edge.first_stage import FILE_NAME, features  # noqa: E402
+from hootwatch.export.core import ExportOptions, export_bundle  # noqa: E402
+from hootwatch.trainer import first_stage as trainer_fs  # noqa: E402
+from test_export import SR, make_run, torch_probs, validation_windows  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_with_stage(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("cascade_export"))
+    x = validation_windows(run)
+    probs = torch_probs(run, x)
+    report = trainer_fs.build(run, features(x, SR), probs, features(x, SR), probs, 0.5, SR, seed=0)
+    assert report is not None and report["validation"]["positive_recall"] >= 0.995
+    return run
+
+
+def test_export_ships_the_first_stage_with_a_pass_threshold_checked_against_int8(run_with_stage, tmp_path):
+    res = export_bundle(ExportOptions(source=run_with_stage, out=tmp_path / "b", target="x86", speed_repeats=0))
+    fs = res.manifest.first_stage
+    assert fs["file"] == FILE_NAME and FILE_NAME in res.manifest.files and (tmp_path / "b" / FILE_NAME).is_file()
+    v = fs["validation"]
+    assert v["judge"] == "int8 model" and v["parity_max_abs_diff"] <= 1e-4
+    assert v["full_model_positives"] > 0 and v["positive_recall"] >= 0.995 and v["keep_target"] == 0.995
+    assert fs["training"]["train_windows"] == len(validation_windows(run_with_stage))
+    # what the manifest claims holds for the bundle as the edge runs it
+    det = load_detector(tmp_path / "b", threads=1)
+    assert isinstance(det, CascadeDetector)
+    x = validation_windows(run_with_stage)
+    full = Detector.load(tmp_path / "b", threads=1).score(x)
+    positive = full >= res.manifest.threshold
+    assert (~np.isnan(det.score(x)[positive])).mean() >= 0.995
+    # --no-first-stage: a single-stage bundle
+    plain = export_bundle(ExportOptions(source=run_with_stage, out=tmp_path / "p", target="x86", speed_repeats=0,
+                                        first_stage=False))
+    assert plain.manifest.first_stage == {} and not (tmp_path / "p" / FILE_NAME).exists()
+
+
+def test_a_first_stage_the_edge_scores_differently_is_refused(run_with_stage, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(run_with_stage, run)
+    rec = run / trainer_fs.DIR_NAME / trainer_fs.VALIDATION_FILE
+    with np.load(rec) as z:
+        d = {k: z[k] for k in z.files}
+    d["first_stage"] = d["first_stage"] + 0.1
+    np.savez(rec, **d)
+    with pytest.raises(ConfigError, match="first stage scores the validation clips"):
+        export_bundle(ExportOptions(source=run, out=tmp_path / "b", target="x86", speed_repeats=0))
+    assert not (tmp_path / "b" / "manifest.json").exists()
+    assert json.loads((run / trainer_fs.DIR_NAME / trainer_fs.REPORT_FILE).read_text())["hidden"] == list(trainer_fs.HIDDEN)
