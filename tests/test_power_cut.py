@@ -3,6 +3,9 @@ keeps every write in memory until it is fsynced (tests/lazyfs.py). The power goe
 comes back with only what was fsynced, the daemon starts again, and the result is compared with an
 uninterrupted run: no detection lost, no recording deleted or archived whose detections are not in the store.
 
+The microphone's side: a raw segment cut short is readable up to its last sync, and every live detection
+committed before the cut is in the store.
+
 Default run: a few trials (delete and archive modes, both disk orders). More: HOOTWATCH_POWER_CUT_TRIALS=200.
 Skipped where FUSE cannot be mounted (the ordering itself is tested everywhere in test_durable_after.py).
 """
@@ -260,3 +263,51 @@ def test_power_cut_at_random_moments_loses_no_detection_and_deletes_no_unrecorde
     print("power cut:", json.dumps(summary, indent=1), f"(reference: files done {first:.1f}-{last:.1f} s after start)")
     bad = [r for r in results if r[-1].lost_detections or r[-1].lost_recordings or r[-1].stuck]
     assert not bad, f"{summary}; trials with losses (mode, disk order, other disk, cut at s, outcome): {bad}"
+
+
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+@pytest.mark.parametrize("metadata_sync", [False, True], ids=["strict", "metadata_sync"])
+def test_power_cut_while_the_microphone_records_keeps_raw_audio_to_the_last_sync_and_every_live_detection(
+        tmp_path, fmt, metadata_sync):
+    import datetime as dt
+
+    import numpy as np
+    import soundfile as sf
+
+    from hootwatch.edge.daemon.microphone import RAW_SYNC_S, RawRecorder
+    from hootwatch.edge.store import DetectionStore
+
+    from test_store import RUN, det
+
+    disk = lazyfs.LazyFS.mount(tmp_path / "disk", tmp_path / "disk.img", metadata_sync=metadata_sync)
+    d = tmp_path / "disk"
+    x = (0.1 * np.random.default_rng(2).standard_normal(16000 * 25)).astype(np.float32)
+    t = dt.datetime(2026, 6, 21, 10, 0, tzinfo=dt.timezone.utc)
+    try:
+        rec = RawRecorder(d / "raw", 16000, 1, fmt, segment_s=600.0, budget_mb=100)
+        store = DetectionStore(d / "out" / "detections.sqlite")
+        committed = 0
+        for i in range(25):
+            rec.write(x[16000 * i:16000 * (i + 1), None], t + dt.timedelta(seconds=i))
+            if i % 4 == 3:
+                store.add_detections(RUN, [det(d / "live", 8000 * i)])
+                committed += 1
+        disk.cut()  # mid-segment, the store open
+        rec.close()
+        store.close()
+    finally:
+        disk.unmount()
+    disk = lazyfs.LazyFS.mount(tmp_path / "disk", tmp_path / "disk.img", metadata_sync=metadata_sync)
+    try:
+        rec = RawRecorder(d / "raw", 16000, 1, fmt, segment_s=600.0, budget_mb=100)  # the daemon again
+        [seg] = rec.recovered
+        got, sr = sf.read(str(seg), dtype="float32")
+        synced = int(25 // RAW_SYNC_S * RAW_SYNC_S) * 16000
+        if fmt == "flac":  # libFLAC keeps the block it is filling (4096 samples) until it is full
+            synced -= 4096
+        assert synced <= len(got) <= len(x) and sr == 16000, (len(got), synced)
+        np.testing.assert_allclose(got, x[:len(got)], atol=1e-4)
+        with DetectionStore(d / "out" / "detections.sqlite") as store:
+            assert store.count() == committed
+    finally:
+        disk.unmount()
