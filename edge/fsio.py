@@ -116,19 +116,29 @@ def durable_move_many(moves: list[tuple[Path, Path]]) -> list[tuple[Path, OSErro
                 if exc.errno != errno.EXDEV:
                     raise
                 _copy_durably(src, dst)
-                copied.append(src)
+                copied.append((src, dst))
             src_dirs[str(src.parent)] = src.parent
         except OSError as exc:
             failed.append((src, exc))
-    for d in dst_dirs.values():
-        fsync_dir(d)
-    for src in copied:
+    unsynced = {}
+    for key, d in dst_dirs.items():
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            unsynced[key] = exc
+    for src, dst in copied:
+        if str(dst.parent) in unsynced:  # the copy's name may not be on the disk: keep the original
+            failed.append((src, unsynced[str(dst.parent)]))
+            continue
         try:
             os.unlink(src)
         except OSError as exc:
             failed.append((src, exc))
     for d in src_dirs.values():
-        fsync_dir(d)
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            failed.append((d, exc))
     return failed
 
 
@@ -166,5 +176,8 @@ def remove_many(paths: list[Path]) -> list[tuple[Path, OSError]]:
         except OSError as exc:
             failed.append((p, exc))
     for d in dirs.values():
-        fsync_dir(d)
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            failed.append((d, exc))
     return failed
