@@ -61,9 +61,19 @@ status_file = "{tmp / 'status.json'}"
     return cfg
 
 
-def _start(cfg: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "run", "--config", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _start(cfg: Path, log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "run", "--config", str(cfg)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log is not None:
+            out.close()
+
+
+def _scanned(log: Path) -> int:
+    """Recordings the daemon has logged as scanned (committed)."""
+    return log.read_text(errors="replace").count(" detection(s) in ")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -101,6 +111,14 @@ def _store(db: Path) -> tuple[set[tuple], set[str]]:
         return set(), set()
     finally:
         c.close()
+
+
+def _ready(tmp: Path) -> bool:
+    """The daemon says it is running (it then scans the backlog at once)."""
+    try:
+        return json.loads((tmp / "status.json").read_text())["state"] == "running"
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _wait(cond, timeout: float) -> bool:
@@ -153,6 +171,8 @@ class Disk:
 
 @dataclass(frozen=True)
 class Outcome:
+    scanned_at_cut: int     # recordings the daemon had committed when the power went
+    moved_at_cut: int       # recordings already deleted/archived (as the daemon saw it) then
     lost_detections: int
     lost_recordings: int    # deleted or archived (or half-archived) with detections missing from the store
     stuck: int              # still in the watched folder after the restart settled
@@ -176,9 +196,12 @@ def _trial(tmp: Path, bundle: Path, recordings: Path, reference: set, after: str
         _fsync(incoming)
         _fsync(d)
         cfg = _config(tmp, bundle, incoming, out, after, archive)
-        proc = _start(cfg)
+        proc = _start(cfg, tmp / "daemon1.log")
+        _wait(lambda: _ready(tmp), 60)
         time.sleep(cut_at)
+        moved_at_cut = N_FILES - len(_wavs(incoming))
         disk.cut()
+        scanned_at_cut = _scanned(tmp / "daemon1.log")
         proc.kill()
         proc.wait(10)
         disk.down()
@@ -203,15 +226,15 @@ def _trial(tmp: Path, bundle: Path, recordings: Path, reference: set, after: str
                 (archive / name).read_bytes() == (recordings / name).read_bytes()
             if not here and not kept and not by_file[name] <= dets:
                 lost_recordings += 1
-        return Outcome(len(lost), lost_recordings, len(_wavs(incoming)))
+        return Outcome(scanned_at_cut, moved_at_cut, len(lost), lost_recordings, len(_wavs(incoming)))
     finally:
         disk.down()
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, bundle, recordings) -> tuple[set, tuple[float, float]]:
-    """Detections of an uninterrupted run (on the same kind of disk), and when (s after start) its first and its
-    last recording were done: the power is cut in and around that span."""
+def reference(tmp_path_factory, bundle, recordings) -> tuple[set, float]:
+    """Detections of an uninterrupted run (on the same kind of disk), and how long after it said it was running
+    its last recording was deleted: the power is cut at a random moment of that span (and a little after)."""
     tmp = tmp_path_factory.mktemp("reference")
     disk = Disk(tmp, metadata_sync=False, other_disk=False)
     disk.up()
@@ -220,32 +243,31 @@ def reference(tmp_path_factory, bundle, recordings) -> tuple[set, tuple[float, f
         incoming.mkdir()
         for i in range(N_FILES):
             (incoming / _name(i)).write_bytes((recordings / _name(i)).read_bytes())
-        t0 = time.monotonic()
         proc = _start(_config(tmp, bundle, incoming, out, "delete", None))
         try:
-            assert _wait(lambda: len(_wavs(incoming)) < N_FILES, 90), "the reference run did not start"
-            first = time.monotonic() - t0
+            assert _wait(lambda: _ready(tmp), 90), "the reference run did not start"
+            t0 = time.monotonic()
             assert _wait(lambda: not _wavs(incoming), 90), "the reference run did not finish"
-            last = time.monotonic() - t0
+            span = time.monotonic() - t0
         finally:
             _stop(proc)
         dets, done = _store(out / "detections.sqlite")
     finally:
         disk.down()
     assert len(dets) == 2 * N_FILES and len(done) == N_FILES
-    return dets, (first, last)
+    return dets, span
 
 
 def test_power_cut_at_random_moments_loses_no_detection_and_deletes_no_unrecorded_recording(
         tmp_path, bundle, recordings, reference):
-    ref, (first, last) = reference
+    ref, span = reference
     rng = random.Random(int(os.environ.get("HOOTWATCH_POWER_CUT_SEED", "16")))
     results = []
     for k in range(TRIALS):
         after = ("delete", "archive")[k % 2]
         metadata_sync = (k // 2) % 2 == 0
         other_disk = after == "archive" and (k // 4) % 2 == 1
-        cut_at = rng.uniform(max(0.2, first - 0.3), last + 0.3)
+        cut_at = rng.uniform(0.0, 1.2 * span + 0.05)
         o = _trial(tmp_path / f"t{k}", bundle, recordings, ref, after, cut_at, metadata_sync, other_disk)
         results.append((after, "metadata_sync" if metadata_sync else "strict", other_disk, round(cut_at, 2), o))
     summary = {
@@ -254,13 +276,18 @@ def test_power_cut_at_random_moments_loses_no_detection_and_deletes_no_unrecorde
         "lost_recordings": sum(o.lost_recordings for *_, o in results),
         "trials_with_loss": sum(1 for *_, o in results if o.lost_detections or o.lost_recordings),
         "stuck": sum(o.stuck for *_, o in results),
+        "cut_before_any_scan": sum(1 for *_, o in results if o.scanned_at_cut == 0),
+        "cut_while_scanning": sum(1 for *_, o in results if 0 < o.scanned_at_cut < N_FILES),
+        "cut_after_scanning_before_a_move": sum(1 for *_, o in results
+                                                 if o.scanned_at_cut == N_FILES and o.moved_at_cut == 0),
+        "cut_after_moves_began": sum(1 for *_, o in results if o.moved_at_cut > 0),
     }
     for mode in ("delete", "archive"):
         for order in ("metadata_sync", "strict"):
             rs = [o for a, m, _, _, o in results if (a, m) == (mode, order)]
             summary[f"{mode}/{order}"] = (f"{len(rs)} trials, {sum(o.lost_detections for o in rs)} detections and "
                                           f"{sum(o.lost_recordings for o in rs)} recordings lost")
-    print("power cut:", json.dumps(summary, indent=1), f"(reference: files done {first:.1f}-{last:.1f} s after start)")
+    print("power cut:", json.dumps(summary, indent=1), f"(reference: backlog done {span:.2f} s after ready)")
     bad = [r for r in results if r[-1].lost_detections or r[-1].lost_recordings or r[-1].stuck]
     assert not bad, f"{summary}; trials with losses (mode, disk order, other disk, cut at s, outcome): {bad}"
 
