@@ -6,7 +6,8 @@ uninterrupted run: no detection lost, no recording deleted or archived whose det
 The microphone's side: a raw segment cut short is readable up to its last sync, and every live detection
 committed before the cut is in the store.
 
-Default run: a few trials (delete and archive modes, both disk orders). More: HOOTWATCH_POWER_CUT_TRIALS=200.
+Default run: a few trials (delete and archive modes, both disk orders). More (past pytest's per-test timeout):
+HOOTWATCH_POWER_CUT_TRIALS=200 pytest tests/test_power_cut.py --timeout=0 -s
 Skipped where FUSE cannot be mounted (the ordering itself is tested everywhere in test_durable_after.py).
 """
 
@@ -197,13 +198,15 @@ def _trial(tmp: Path, bundle: Path, recordings: Path, reference: set, after: str
         _fsync(d)
         cfg = _config(tmp, bundle, incoming, out, after, archive)
         proc = _start(cfg, tmp / "daemon1.log")
-        _wait(lambda: _ready(tmp), 60)
-        time.sleep(cut_at)
-        moved_at_cut = N_FILES - len(_wavs(incoming))
-        disk.cut()
-        scanned_at_cut = _scanned(tmp / "daemon1.log")
-        proc.kill()
-        proc.wait(10)
+        try:
+            _wait(lambda: _ready(tmp), 60)
+            time.sleep(cut_at)
+            moved_at_cut = N_FILES - len(_wavs(incoming))
+            disk.cut()
+            scanned_at_cut = _scanned(tmp / "daemon1.log")
+        finally:
+            proc.kill()
+            proc.wait(10)
         disk.down()
 
         disk.up()  # power is back
