@@ -46,7 +46,7 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job r
 DB_NAME = STORE_NAME
 SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
-AFTER_BATCH = 32  # recordings deleted/archived per durable commit when a backlog is scanned
+AFTER_BATCH = 8  # recordings deleted/archived per durable commit in a backlog (more stay longer in the folder)
 DISK_FULL_POLL_S = 2.0    # while intake is paused on a full disk: how often to look at the free space
 DISK_FULL_RETRY_S = 60.0  # ... and retry the file at the latest after this long (space may come back unseen)
 DISK_FULL_FREED = 1e6     # bytes freed since it filled that make it worth trying again at once
