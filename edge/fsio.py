@@ -10,6 +10,7 @@ disk, or keep an unlink whose reason (a database commit) was lost. So:
   file and both folders, and only then remove the source. At every moment the recording exists complete in
   at least one of the two places.
 - `remove(path)`: unlink and fsync the folder.
+- `durable_move_many` / `remove_many`: the same for many files, each folder fsynced once.
 - `makedirs(path)`: create missing folders and fsync the parent of each new one (and of `path`).
 """
 
@@ -92,21 +93,53 @@ def fsync_file(path: str | os.PathLike) -> None:
 def durable_move(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Move `src` to `dst` (replacing it) so that a power cut at any moment leaves the file complete in `dst`,
     in `src`, or in both; never in neither, never half a file under the name `dst`."""
-    src, dst = Path(src), Path(dst)
-    makedirs(dst.parent)
-    try:
-        fsync_file(src)  # its bytes first: whoever wrote it may never have fsynced them
-        os.rename(src, dst)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        _copy_durably(src, dst)
-        fsync_dir(dst.parent)
-        os.unlink(src)
-    else:
-        fsync_dir(dst.parent)
-    fsync_dir(src.parent)
-    return dst
+    failed = durable_move_many([(Path(src), Path(dst))])
+    if failed:
+        raise failed[0][1]
+    return Path(dst)
+
+
+def durable_move_many(moves: list[tuple[Path, Path]]) -> list[tuple[Path, OSError]]:
+    """`durable_move` of many files, fsyncing each folder once: every file, renamed (or across disks copied to
+    a temporary name, fsynced and renamed), then the destination folders, and only then are the copied sources
+    removed and the source folders fsynced. Returns the moves that failed, with why (the others go on)."""
+    failed, copied, dst_dirs, src_dirs = [], [], {}, {}
+    for src, dst in moves:
+        try:
+            if str(dst.parent) not in dst_dirs:
+                makedirs(dst.parent)
+                dst_dirs[str(dst.parent)] = dst.parent
+            fsync_file(src)  # its bytes first: whoever wrote it may never have fsynced them
+            try:
+                os.rename(src, dst)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _copy_durably(src, dst)
+                copied.append((src, dst))
+            src_dirs[str(src.parent)] = src.parent
+        except OSError as exc:
+            failed.append((src, exc))
+    unsynced = {}
+    for key, d in dst_dirs.items():
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            unsynced[key] = exc
+    for src, dst in copied:
+        if str(dst.parent) in unsynced:  # the copy's name may not be on the disk: keep the original
+            failed.append((src, unsynced[str(dst.parent)]))
+            continue
+        try:
+            os.unlink(src)
+        except OSError as exc:
+            failed.append((src, exc))
+    for d in src_dirs.values():
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            failed.append((d, exc))
+    return failed
 
 
 def _copy_durably(src: Path, dst: Path) -> None:
@@ -128,6 +161,23 @@ def _copy_durably(src: Path, dst: Path) -> None:
 
 def remove(path: str | os.PathLike) -> None:
     """Unlink `path` and make the removal durable."""
-    p = Path(path)
-    p.unlink()
-    fsync_dir(p.parent)
+    failed = remove_many([Path(path)])
+    if failed:
+        raise failed[0][1]
+
+
+def remove_many(paths: list[Path]) -> list[tuple[Path, OSError]]:
+    """Unlink every path, then fsync each folder once. Returns the paths that failed, with why."""
+    failed, dirs = [], {}
+    for p in paths:
+        try:
+            os.unlink(p)
+            dirs[str(p.parent)] = p.parent
+        except OSError as exc:
+            failed.append((p, exc))
+    for d in dirs.values():
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            failed.append((d, exc))
+    return failed

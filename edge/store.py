@@ -364,13 +364,19 @@ class DetectionStore:
         """Note durably where a recorded file is going (an archive path, or DELETED), BEFORE it is moved or
         deleted: one synchronous=FULL commit, which makes this note and every earlier commit (the file's
         detections) survive a power cut. False (nothing noted) when the file is not recorded as done."""
-        row = self.ledger(path, run_key)
-        if row is None or row.status != "done":
-            return False
+        return bool(self.record_moved_many(run_key, [(path, moved_to)]))
+
+    def record_moved_many(self, run_key: str, moves: list[tuple[str | os.PathLike, str]]) -> list[int]:
+        """`record_moved` of many files in ONE durable commit; returns the indices in `moves` that were noted
+        (files recorded as done)."""
+        rows = [(i, self.ledger(path, run_key), str(to)) for i, (path, to) in enumerate(moves)]
+        rows = [(i, row, to) for i, row, to in rows if row is not None and row.status == "done"]
+        if not rows:
+            return []
         with self._transaction(durable=True) as cur:
-            cur.execute("UPDATE files SET moved_to=? WHERE file_key=? AND run_key=?",
-                        (str(moved_to), row.file_key, run_key))
-        return True
+            cur.executemany("UPDATE files SET moved_to=? WHERE file_key=? AND run_key=?",
+                            [(to, row.file_key, run_key) for _, row, to in rows])
+        return [i for i, _, _ in rows]
 
     def add_detections(self, run: RunInfo, detections: Iterable[Detection]) -> int:
         """Insert detections without a ledger row (live audio); idempotent like commit_file. Durable at once

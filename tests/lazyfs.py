@@ -362,7 +362,15 @@ def serve(mountpoint: str, image: str, control: str, mode: str = "strict") -> No
                     reply = "?"
                 conn.sendall(reply.encode() + b"\n")
 
+    def orphaned() -> None:  # the test process died without unmounting: do not leave a dead mount behind
+        parent = os.getppid()
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+        os._exit(1)
+
     threading.Thread(target=controller, daemon=True).start()
+    threading.Thread(target=orphaned, daemon=True).start()
     sys.setrecursionlimit(10000)
     FUSE(ops, mountpoint, foreground=True, nothreads=False, attr_timeout=0, entry_timeout=0, negative_timeout=0)
 

@@ -174,3 +174,16 @@ def test_makedirs_fsyncs_the_parent_of_a_folder_someone_else_made(tmp_path, sysc
     (tmp_path / "out").mkdir()  # made without an fsync of tmp_path (the daemon's own mkdir, say)
     fsio.makedirs(tmp_path / "out")
     assert syscalls == [("fsync_dir", str(tmp_path))]
+
+
+def test_a_move_that_fails_does_not_stop_the_others(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "good.wav").write_bytes(b"x")
+    moves = [(tmp_path / "in" / "gone.wav", tmp_path / "archive" / "gone.wav"),
+             (tmp_path / "in" / "good.wav", tmp_path / "archive" / "good.wav")]
+    failed = fsio.durable_move_many(moves)
+    assert [p.name for p, _ in failed] == ["gone.wav"] and isinstance(failed[0][1], FileNotFoundError)
+    assert (tmp_path / "archive" / "good.wav").read_bytes() == b"x"
+    assert [p.name for p, _ in fsio.remove_many([tmp_path / "archive" / "nope", tmp_path / "archive" / "good.wav"])] \
+        == ["nope"]
+    assert not (tmp_path / "archive" / "good.wav").exists()

@@ -3,7 +3,11 @@ keeps every write in memory until it is fsynced (tests/lazyfs.py). The power goe
 comes back with only what was fsynced, the daemon starts again, and the result is compared with an
 uninterrupted run: no detection lost, no recording deleted or archived whose detections are not in the store.
 
-Default run: a few trials (delete and archive modes, both disk orders). More: HOOTWATCH_POWER_CUT_TRIALS=200.
+The microphone's side: a raw segment cut short is readable up to its last sync, and every live detection
+committed before the cut is in the store.
+
+Default run: a few trials (delete and archive modes, both disk orders). More (past pytest's per-test timeout):
+HOOTWATCH_POWER_CUT_TRIALS=200 pytest tests/test_power_cut.py --timeout=0 -s
 Skipped where FUSE cannot be mounted (the ordering itself is tested everywhere in test_durable_after.py).
 """
 
@@ -58,9 +62,19 @@ status_file = "{tmp / 'status.json'}"
     return cfg
 
 
-def _start(cfg: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "run", "--config", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _start(cfg: Path, log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "run", "--config", str(cfg)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log is not None:
+            out.close()
+
+
+def _scanned(log: Path) -> int:
+    """Recordings the daemon has logged as scanned (committed)."""
+    return log.read_text(errors="replace").count(" detection(s) in ")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -98,6 +112,14 @@ def _store(db: Path) -> tuple[set[tuple], set[str]]:
         return set(), set()
     finally:
         c.close()
+
+
+def _ready(tmp: Path) -> bool:
+    """The daemon says it is running (it then scans the backlog at once)."""
+    try:
+        return json.loads((tmp / "status.json").read_text())["state"] == "running"
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _wait(cond, timeout: float) -> bool:
@@ -150,6 +172,8 @@ class Disk:
 
 @dataclass(frozen=True)
 class Outcome:
+    scanned_at_cut: int     # recordings the daemon had committed when the power went
+    moved_at_cut: int       # recordings already deleted/archived (as the daemon saw it) then
     lost_detections: int
     lost_recordings: int    # deleted or archived (or half-archived) with detections missing from the store
     stuck: int              # still in the watched folder after the restart settled
@@ -173,11 +197,16 @@ def _trial(tmp: Path, bundle: Path, recordings: Path, reference: set, after: str
         _fsync(incoming)
         _fsync(d)
         cfg = _config(tmp, bundle, incoming, out, after, archive)
-        proc = _start(cfg)
-        time.sleep(cut_at)
-        disk.cut()
-        proc.kill()
-        proc.wait(10)
+        proc = _start(cfg, tmp / "daemon1.log")
+        try:
+            _wait(lambda: _ready(tmp), 60)
+            time.sleep(cut_at)
+            moved_at_cut = N_FILES - len(_wavs(incoming))
+            disk.cut()
+            scanned_at_cut = _scanned(tmp / "daemon1.log")
+        finally:
+            proc.kill()
+            proc.wait(10)
         disk.down()
 
         disk.up()  # power is back
@@ -200,15 +229,15 @@ def _trial(tmp: Path, bundle: Path, recordings: Path, reference: set, after: str
                 (archive / name).read_bytes() == (recordings / name).read_bytes()
             if not here and not kept and not by_file[name] <= dets:
                 lost_recordings += 1
-        return Outcome(len(lost), lost_recordings, len(_wavs(incoming)))
+        return Outcome(scanned_at_cut, moved_at_cut, len(lost), lost_recordings, len(_wavs(incoming)))
     finally:
         disk.down()
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, bundle, recordings) -> tuple[set, tuple[float, float]]:
-    """Detections of an uninterrupted run (on the same kind of disk), and when (s after start) its first and its
-    last recording were done: the power is cut in and around that span."""
+def reference(tmp_path_factory, bundle, recordings) -> tuple[set, float]:
+    """Detections of an uninterrupted run (on the same kind of disk), and how long after it said it was running
+    its last recording was deleted: the power is cut at a random moment of that span (and a little after)."""
     tmp = tmp_path_factory.mktemp("reference")
     disk = Disk(tmp, metadata_sync=False, other_disk=False)
     disk.up()
@@ -217,32 +246,31 @@ def reference(tmp_path_factory, bundle, recordings) -> tuple[set, tuple[float, f
         incoming.mkdir()
         for i in range(N_FILES):
             (incoming / _name(i)).write_bytes((recordings / _name(i)).read_bytes())
-        t0 = time.monotonic()
         proc = _start(_config(tmp, bundle, incoming, out, "delete", None))
         try:
-            assert _wait(lambda: len(_wavs(incoming)) < N_FILES, 90), "the reference run did not start"
-            first = time.monotonic() - t0
+            assert _wait(lambda: _ready(tmp), 90), "the reference run did not start"
+            t0 = time.monotonic()
             assert _wait(lambda: not _wavs(incoming), 90), "the reference run did not finish"
-            last = time.monotonic() - t0
+            span = time.monotonic() - t0
         finally:
             _stop(proc)
         dets, done = _store(out / "detections.sqlite")
     finally:
         disk.down()
     assert len(dets) == 2 * N_FILES and len(done) == N_FILES
-    return dets, (first, last)
+    return dets, span
 
 
 def test_power_cut_at_random_moments_loses_no_detection_and_deletes_no_unrecorded_recording(
         tmp_path, bundle, recordings, reference):
-    ref, (first, last) = reference
+    ref, span = reference
     rng = random.Random(int(os.environ.get("HOOTWATCH_POWER_CUT_SEED", "16")))
     results = []
     for k in range(TRIALS):
         after = ("delete", "archive")[k % 2]
         metadata_sync = (k // 2) % 2 == 0
         other_disk = after == "archive" and (k // 4) % 2 == 1
-        cut_at = rng.uniform(max(0.2, first - 0.3), last + 0.3)
+        cut_at = rng.uniform(0.0, 1.2 * span + 0.05)
         o = _trial(tmp_path / f"t{k}", bundle, recordings, ref, after, cut_at, metadata_sync, other_disk)
         results.append((after, "metadata_sync" if metadata_sync else "strict", other_disk, round(cut_at, 2), o))
     summary = {
@@ -251,12 +279,65 @@ def test_power_cut_at_random_moments_loses_no_detection_and_deletes_no_unrecorde
         "lost_recordings": sum(o.lost_recordings for *_, o in results),
         "trials_with_loss": sum(1 for *_, o in results if o.lost_detections or o.lost_recordings),
         "stuck": sum(o.stuck for *_, o in results),
+        "cut_before_any_scan": sum(1 for *_, o in results if o.scanned_at_cut == 0),
+        "cut_while_scanning": sum(1 for *_, o in results if 0 < o.scanned_at_cut < N_FILES),
+        "cut_after_scanning_before_a_move": sum(1 for *_, o in results
+                                                 if o.scanned_at_cut == N_FILES and o.moved_at_cut == 0),
+        "cut_after_moves_began": sum(1 for *_, o in results if o.moved_at_cut > 0),
     }
     for mode in ("delete", "archive"):
         for order in ("metadata_sync", "strict"):
             rs = [o for a, m, _, _, o in results if (a, m) == (mode, order)]
             summary[f"{mode}/{order}"] = (f"{len(rs)} trials, {sum(o.lost_detections for o in rs)} detections and "
                                           f"{sum(o.lost_recordings for o in rs)} recordings lost")
-    print("power cut:", json.dumps(summary, indent=1), f"(reference: files done {first:.1f}-{last:.1f} s after start)")
+    print("power cut:", json.dumps(summary, indent=1), f"(reference: backlog done {span:.2f} s after ready)")
     bad = [r for r in results if r[-1].lost_detections or r[-1].lost_recordings or r[-1].stuck]
     assert not bad, f"{summary}; trials with losses (mode, disk order, other disk, cut at s, outcome): {bad}"
+
+
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+@pytest.mark.parametrize("metadata_sync", [False, True], ids=["strict", "metadata_sync"])
+def test_power_cut_while_the_microphone_records_keeps_raw_audio_to_the_last_sync_and_every_live_detection(
+        tmp_path, fmt, metadata_sync):
+    import datetime as dt
+
+    import numpy as np
+    import soundfile as sf
+
+    from hootwatch.edge.daemon.microphone import RAW_SYNC_S, RawRecorder
+    from hootwatch.edge.store import DetectionStore
+
+    from test_store import RUN, det
+
+    disk = lazyfs.LazyFS.mount(tmp_path / "disk", tmp_path / "disk.img", metadata_sync=metadata_sync)
+    d = tmp_path / "disk"
+    x = (0.1 * np.random.default_rng(2).standard_normal(16000 * 25)).astype(np.float32)
+    t = dt.datetime(2026, 6, 21, 10, 0, tzinfo=dt.timezone.utc)
+    try:
+        rec = RawRecorder(d / "raw", 16000, 1, fmt, segment_s=600.0, budget_mb=100)
+        store = DetectionStore(d / "out" / "detections.sqlite")
+        committed = 0
+        for i in range(25):
+            rec.write(x[16000 * i:16000 * (i + 1), None], t + dt.timedelta(seconds=i))
+            if i % 4 == 3:
+                store.add_detections(RUN, [det(d / "live", 8000 * i)])
+                committed += 1
+        disk.cut()  # mid-segment, the store open
+        rec.close()
+        store.close()
+    finally:
+        disk.unmount()
+    disk = lazyfs.LazyFS.mount(tmp_path / "disk", tmp_path / "disk.img", metadata_sync=metadata_sync)
+    try:
+        rec = RawRecorder(d / "raw", 16000, 1, fmt, segment_s=600.0, budget_mb=100)  # the daemon again
+        [seg] = rec.recovered
+        got, sr = sf.read(str(seg), dtype="float32")
+        synced = int(25 // RAW_SYNC_S * RAW_SYNC_S) * 16000
+        if fmt == "flac":  # libFLAC keeps the block it is filling (4096 samples) until it is full
+            synced -= 4096
+        assert synced <= len(got) <= len(x) and sr == 16000, (len(got), synced)
+        np.testing.assert_allclose(got, x[:len(got)], atol=1e-4)
+        with DetectionStore(d / "out" / "detections.sqlite") as store:
+            assert store.count() == committed
+    finally:
+        disk.unmount()

@@ -111,6 +111,8 @@ class RingBuffer:
                 t = t0 + (self._r - idx) / self.rate
             self._r += n
         return out, t, after_gap
+
+
 RAW_SYNC_S = 10.0          # a raw segment is flushed and fsynced every this many seconds of audio
 OPEN_MARK = ".recording"   # in the raw folder while a segment is being written: its name
 

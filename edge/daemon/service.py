@@ -21,6 +21,7 @@ import datetime as dt
 import logging
 import queue
 import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job r
 DB_NAME = STORE_NAME
 SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
+AFTER_BATCH = 8  # recordings deleted/archived per durable commit in a backlog (more stay longer in the folder)
 DISK_FULL_POLL_S = 2.0    # while intake is paused on a full disk: how often to look at the free space
 DISK_FULL_RETRY_S = 60.0  # ... and retry the file at the latest after this long (space may come back unseen)
 DISK_FULL_FREED = 1e6     # bytes freed since it filled that make it worth trying again at once
@@ -91,6 +93,7 @@ class Daemon:
         self._full: set[str] = set()  # what waits for disk space now (one message for all until it returns)
         self._full_lock = threading.Lock()
         self._given_up: set[str] = set()
+        self._moving: dict[str, Path] = {}  # done recordings waiting for _after's durable commit
 
     # ------------------------------------------------------------ main
     def run(self) -> int:
@@ -411,29 +414,38 @@ class Daemon:
         self.health.update(**({"last_audio_utc": end} if end else {}), last_detection_utc=newest)
 
     def _after(self, path: Path) -> None:
-        """Archive or delete a recording whose detections are committed (done or already done). First the ledger
-        notes where it goes, in a commit that makes the file's detections durable too (store.record_moved); only
-        then is it moved (file and both folders fsynced) or unlinked: a power cut never leaves a recording
-        gone whose detections may roll back."""
+        """Archive or delete a recording whose detections are committed (done or already done), in batches of
+        up to AFTER_BATCH (a batch goes when the queue is empty): first the ledger notes where each one goes,
+        in one commit that makes their detections durable too (store.record_moved_many); only then are they
+        moved (files and folders fsynced) or unlinked. A power cut never leaves a recording gone whose
+        detections may roll back; one that is still waiting is scanned again (found done) at the next start."""
         fcfg = self.cfg.sources.folder
         if fcfg.after == "keep":
             return
-        if fcfg.after == "archive":
+        self._moving[str(path)] = path
+        if len(self._moving) < AFTER_BATCH and not self.jobs.empty() and not self.stop.is_set():
+            return
+        paths, self._moving = list(self._moving.values()), {}
+        dest = {}
+        for p in paths:
             try:
-                rel = path.relative_to(fcfg.path)
+                rel = p.relative_to(fcfg.path)
             except ValueError:
-                rel = Path(path.name)
-            dest = Path(fcfg.archive_dir) / rel
+                rel = Path(p.name)
+            dest[p] = DELETED if fcfg.after == "delete" else Path(fcfg.archive_dir) / rel
         try:
-            if not self._scan_store.record_moved(path, self.run_key, DELETED if fcfg.after == "delete" else dest):
-                log.warning("%s: not recorded as done; it is kept", path)
-                return
-            if fcfg.after == "delete":
-                fsio.remove(path)
-            else:
-                fsio.durable_move(path, dest)
-        except (OSError, DiskFullError) as exc:
-            log.warning("%s: cannot %s it: %s", path, fcfg.after, exc)
+            noted = [paths[i] for i in self._scan_store.record_moved_many(self.run_key, [(p, dest[p]) for p in paths])]
+        except (sqlite3.Error, DiskFullError) as exc:
+            log.warning("cannot note where %d recording(s) go, so they are kept for now: %s", len(paths), exc)
+            return
+        for p in set(paths) - set(noted):
+            log.warning("%s: not recorded as done; it is kept", p)
+        if fcfg.after == "delete":
+            failed = fsio.remove_many(noted)
+        else:
+            failed = fsio.durable_move_many([(p, dest[p]) for p in noted])
+        for p, exc in failed:
+            log.warning("%s: cannot %s it: %s", p, fcfg.after, exc)
 
     # ------------------------------------------------------------ microphone
     def _start_microphone(self) -> None:
