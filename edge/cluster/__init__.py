@@ -1,0 +1,64 @@
+"""Archive-scale scans on a Dask cluster, with the guarantees of a local scan: one store, nothing lost or
+doubled, a rerun continues where the last run stopped, the same rows as a local scan of the same files.
+
+    summary, exports, dashboard = scan_on_cluster(paths, "bundle", "results", ScanSettings(tz=...),
+                                                  ClusterSettings("local:4"))
+
+connect.py   which cluster (`--cluster local:N | tcp://HOST:PORT | scheduler.json`, Dask config keys)
+units.py     units of work: a whole file (with the head of the next contiguous file), or fixed-length chunks of
+             a long file whose window scores the driver merges back into the file's events (pure functions)
+worker.py    the worker side: a plugin loading the bundle once per worker, the task computing one unit
+driver.py    the one writer: sends what the ledger says is not committed, commits per file as a local scan does
+
+Needs the `[cluster]` extra (dask distributed); workers need the bundle and the recordings at the same paths
+as the driver (a shared filesystem); only the driver opens the store.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .connect import ClusterSettings, connect
+from .driver import BundleModel, ClusterDriver
+
+__all__ = ["ClusterSettings", "scan_on_cluster"]
+
+
+def scan_on_cluster(paths: Iterable[str | os.PathLike], bundle_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                    settings, cluster: ClusterSettings, progress=None, providers: list[str] | None = None,
+                    on_connect=None):
+    """Scan into OUTDIR's store on the cluster and rewrite its exports (also when interrupted).
+
+    Returns (summary, export paths, description of the cluster). `on_connect(connection)` is called once the
+    workers are ready (the CLI prints the dashboard address)."""
+    from ..bundle import load_bundle
+    from ..errors import ConfigError
+    from ..exports import write_exports
+    from ..scan import Scanner
+    from ..store import STORE_NAME, DetectionStore
+    from .worker import ScannerPlugin
+
+    bundle = load_bundle(bundle_dir)
+    out = Path(out_dir)
+    with DetectionStore(out / STORE_NAME) as store:
+        scanner = Scanner(BundleModel(bundle), store, settings, out)
+        planned = scanner.plan(paths)
+        with connect(cluster) as conn:
+            try:
+                conn.client.register_plugin(ScannerPlugin(str(Path(bundle_dir).resolve()), settings, conn.threads,
+                                                          providers))
+            except Exception as exc:
+                raise ConfigError(f"the Dask workers cannot load the bundle {Path(bundle_dir).resolve()} ({exc})",
+                                  "workers need the bundle and the recordings at the same paths as this machine "
+                                  "(a shared filesystem) and hootwatch[edge] installed") from None
+            if on_connect is not None:
+                on_connect(conn)
+            driver = ClusterDriver(conn.client, scanner, cluster.chunk_s, progress,
+                                   cluster.allowed_failures if cluster.address.startswith("local:") else None)
+            try:
+                summary = driver.run(planned)
+            finally:
+                exports = write_exports(store, scanner.run.run_key, out, bundle.manifest.sample_rate / 2)
+    return summary, exports, conn.description

@@ -1,0 +1,215 @@
+"""The driver: the one process that owns the store. It plans the scan as a local scan does, asks the ledger which
+files still need work, sends those (a few units per worker ahead, never the whole archive) and commits each
+file's result exactly as a local scan commits it: `Scanner.commit` (detections, window scores where kept and
+the ledger row in one transaction), review clips, the outcome.
+
+Crash safety follows from the ledger: a file is committed whole or not at all, so after a crash of the driver,
+a worker or the scheduler, running the same command again sends only what is not committed. A worker killed
+mid-task: the scheduler runs the task elsewhere; a unit whose workers keep dying (`allowed-failures`) fails its
+file with the reason, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import AudioReadError, ConfigError, HootwatchError
+from ..scan import FileOutcome, Progress, ScanSummary, check_wav_complete
+from ..store import file_key, iso
+from .units import chunk_spans, merge_chunks
+from .worker import UnitOutcome, WorkUnit, compute_unit
+
+log = logging.getLogger(__name__)
+
+AHEAD_PER_WORKER = 2         # units queued per worker beyond the one it runs: keeps it busy while we commit
+CHUNK_BATCH = 8              # chunks hold whole batches of 1 (CPU default) and 8 (GPU default) windows
+
+
+@dataclass(frozen=True)
+class BundleModel:
+    """What the driver's Scanner needs of a detector: the (hash-checked) manifest. The driver never scores."""
+    bundle: object
+    batch_size: int = 1
+
+    @property
+    def manifest(self):
+        return self.bundle.manifest
+
+
+class SchedulerLost(Exception):
+    """The connection to the Dask scheduler is gone; everything committed so far stays."""
+
+
+class ClusterDriver:
+    def __init__(self, client, scanner, chunk_s: float, progress: Progress | None = None,
+                 allowed_failures: int | None = None) -> None:
+        self.client, self.scanner, self.chunk_s = client, scanner, chunk_s
+        self.progress = progress or Progress()
+        self.allowed_failures = allowed_failures
+        self._futures: dict = {}
+        self._chunks: dict[int, dict[int, object]] = {}
+        self._spans: dict[int, int] = {}
+        self._wall: dict[int, float] = {}
+        self._failed: set[int] = set()
+        self._outcomes: dict[int, FileOutcome] = {}
+
+    # what to send
+    def _units(self, planned):
+        store, run_key = self.scanner.store, self.scanner.run.run_key
+        spec = self.scanner.spec
+        for i, f in enumerate(planned):
+            path = f.path
+            if not store.needs_processing(path, run_key):
+                row = store.ledger(path, run_key)
+                self._finish(i, FileOutcome(path, "skipped", "already scanned with these settings", 0,
+                                            row.audio_s if row else 0.0))
+                continue
+            absolute = str(path.resolve())
+            nxt = str(f.next_path.resolve()) if f.next_path is not None else None
+            n_est = int(f.info.frames * spec.sample_rate // f.info.sample_rate) if f.info is not None else 0
+            spans = chunk_spans(n_est, spec, self.chunk_s, CHUNK_BATCH) if f.info is not None else ()
+            self.progress.file_started(path, f.info.duration_s if f.info is not None else 0.0)
+            if len(spans) <= 1:
+                yield WorkUnit(i, absolute, nxt, f.time)
+                continue
+            try:
+                check_wav_complete(path)
+            except AudioReadError as exc:
+                self._fail(i, path, exc.message)
+                continue
+            self._spans[i] = len(spans)
+            for span in spans:
+                yield WorkUnit(i, absolute, nxt, f.time, span)
+
+    def _limit(self) -> int:
+        try:
+            workers = len(self.client.nthreads())
+        except Exception:  # the scheduler is unreachable: the next result will say so
+            workers = 1
+        return max(1, workers) * (1 + AHEAD_PER_WORKER)
+
+    # the loop
+    def run(self, planned) -> ScanSummary:
+        from distributed import as_completed
+
+        self._planned = planned
+        t0 = time.perf_counter()
+        self.progress.planned(planned)
+        units = self._units(planned)
+        done = as_completed()
+        interrupted = False
+
+        def top_up() -> None:
+            while len(self._futures) < self._limit():
+                unit = next(units, None)
+                if unit is None:
+                    return
+                fut = self.client.submit(compute_unit, unit, pure=False,
+                                         key=f"hootwatch-{unit.index}-{unit.span.start if unit.span else 'file'}-"
+                                             f"{time.monotonic_ns()}")
+                self._futures[fut] = unit
+                done.add(fut)
+
+        try:
+            top_up()
+            for fut in done:
+                unit = self._futures.pop(fut)
+                try:
+                    self._take(unit, fut)
+                except SchedulerLost as exc:
+                    log.error("%s", exc)
+                    interrupted = True
+                    break
+                top_up()
+        finally:
+            if self._futures:
+                self.client.cancel(list(self._futures))
+        outcomes = tuple(self._outcomes[i] for i in sorted(self._outcomes))
+        return ScanSummary(outcomes, time.perf_counter() - t0, interrupted)
+
+    def _take(self, unit: WorkUnit, fut) -> None:
+        from distributed import KilledWorker
+
+        if unit.index in self._failed:
+            return
+        try:
+            out: UnitOutcome = fut.result()
+        except KilledWorker as exc:
+            times = f"{self.allowed_failures} times" if self.allowed_failures else "repeatedly"
+            part = "" if unit.span is None else f" (the chunk from {unit.span.start / self.scanner.sample_rate:.0f} s)"
+            self._fail(unit.index, self._path(unit), f"{self._path(unit)}: a worker died {times} while scanning "
+                       f"it{part} (out of memory, or the decoder or the model crashed on this file): {exc}")
+            return
+        except (concurrent.futures.CancelledError, asyncio.CancelledError) as exc:
+            raise SchedulerLost(f"lost the Dask scheduler ({exc or 'the task was cancelled'}); every file "
+                                "finished is committed: run the same command again to continue") from None
+        except Exception as exc:  # the task itself broke (it catches every problem with the file)
+            self._fail(unit.index, self._path(unit), f"{type(exc).__name__}: {exc}")
+            return
+        self._wall[unit.index] = self._wall.get(unit.index, 0.0) + out.wall_s
+        if out.failure:
+            self._fail(unit.index, self._path(unit), out.failure)
+            return
+        sr = self.scanner.sample_rate
+        if out.chunk is None:
+            self.progress.advance(out.result.audio_s)
+            self._commit(unit.index, out.result)
+            return
+        span = out.chunk.span
+        self.progress.advance(((span.stop - span.start) if span.stop is not None else out.chunk.n_samples) / sr)
+        got = self._chunks.setdefault(unit.index, {})
+        got[span.start] = out.chunk
+        if len(got) == self._spans[unit.index]:
+            del self._chunks[unit.index]
+            self._commit(unit.index, self._result_of_chunks(unit, got.values()))
+
+    def _path(self, unit: WorkUnit) -> Path:
+        return self._planned[unit.index].path
+
+    def _result_of_chunks(self, unit: WorkUnit, chunks):
+        from ..scan import FileResult
+
+        sc, path, ftime = self.scanner, self._path(unit), unit.ftime
+        scored = merge_chunks(chunks, sc.spec, sc.run.threshold, sc.run.min_hits)
+        detections = tuple(sc._detection(path, ftime, e) for e in scored.events)
+        return FileResult(path, file_key(path), scored.n_samples / sc.sample_rate, iso(ftime.start_utc),
+                          ftime.source, ftime.recorder_id, detections, scored.starts, scored.scores)
+
+    # recording, as Scanner.scan_file records
+    def _commit(self, index: int, result) -> None:
+        path = self._planned[index].path
+        # workers read the file at its absolute path; rows name it as the scan was given it, as a local scan does
+        result = replace(result, path=path, detections=tuple(replace(d, file=str(path)) for d in result.detections))
+        try:
+            self.scanner.commit(result)
+        except (KeyboardInterrupt, ConfigError):
+            raise
+        except HootwatchError as exc:
+            self._fail(index, path, exc.message)
+            return
+        except Exception as exc:
+            log.exception("%s: unexpected error", path)
+            self._fail(index, path, f"{type(exc).__name__}: {exc}")
+            return
+        self.scanner._write_review(result)
+        self._finish(index, FileOutcome(path, "done", "; ".join(result.notes), len(result.detections),
+                                        result.audio_s, self._wall.get(index, 0.0)))
+
+    def _fail(self, index: int, path: Path, reason: str) -> None:
+        self._failed.add(index)
+        self._chunks.pop(index, None)
+        rest = [f for f, u in self._futures.items() if u.index == index]
+        if rest:
+            self.client.cancel(rest)
+        log.warning("skipping %s", reason)
+        self.scanner.store.record_failure(path, self.scanner.run, reason)
+        self._finish(index, FileOutcome(path, "failed", reason, 0, 0.0, self._wall.get(index, 0.0)))
+
+    def _finish(self, index: int, outcome: FileOutcome) -> None:
+        self._outcomes[index] = outcome
+        self.progress.file_finished(outcome)
