@@ -47,6 +47,10 @@ def register(subparsers) -> None:
                    help="score every window with the full model, skipping the bundle's cascade first stage (for "
                         "checking; slower). Use another --out: files already in OUTDIR are not scanned again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cluster", nargs="?", const="", default=None, metavar="SPEC",
+                   help="scan on a Dask cluster (needs hootwatch[cluster]): local:N (N worker processes here), "
+                        "tcp://HOST:PORT or a scheduler file; without SPEC, hootwatch.cluster.address from the Dask "
+                        "config. --threads is then the model threads per worker")
     p.set_defaults(func=run)
 
 
@@ -208,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if not Path(p).exists() and not Path(p).is_symlink()]  # dangling: that path fails
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(missing)}", "check the paths (is the SD card mounted?)")
-    detector = load_detector(args.model, threads=args.threads, batch_size=args.batch_size, exhaustive=args.exhaustive)
+    detector = None if args.cluster is not None else load_detector(args.model, threads=args.threads,
+                                                                   batch_size=args.batch_size,
+                                                                   exhaustive=args.exhaustive)
     if not _any_audio(args.paths):
         print("hootwatch: no audio files found in the given paths (nothing was scanned)\n"
               "  fix: check the paths (is the SD card mounted, are the recordings in a sub-folder?)", file=sys.stderr)
@@ -218,7 +224,12 @@ def run(args: argparse.Namespace) -> int:
     progress = RichProgress(console, enabled=not args.quiet and console.is_terminal)
     try:
         with progress:
-            summary, paths = scan_into(args.paths, detector, out, settings, progress)
+            if detector is None:
+                from .cluster.cli import scan_with_cluster
+                summary, paths, manifest = scan_with_cluster(args, out, settings, progress, console)
+            else:
+                summary, paths = scan_into(args.paths, detector, out, settings, progress)
+                manifest = detector.manifest
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: the file being scanned was not recorded; finished files are kept. "
                       "Run the same command again to continue.")
@@ -235,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
     report = Console()  # the summary goes to stdout, progress and warnings to stderr
     if not report.is_terminal:
         report = Console(width=200)  # piped to a file or a log: do not wrap paths
-    report.print(summary_table(summary, paths["csv"], store_path, detection_rule(detector.manifest, settings),
-                               pass_rate_of(detector)))
+    report.print(summary_table(summary, paths["csv"], store_path, detection_rule(manifest, settings),
+                               pass_rate_of(detector) if detector is not None else None))
     report.print(exports_note(paths))
     if summary.failed:
         report.print(failed_table(summary))

@@ -17,22 +17,34 @@ as the driver (a shared filesystem); only the driver opens the store.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .connect import ClusterSettings, connect
+from .connect import ClusterSettings, Connection, connect
 from .driver import BundleModel, ClusterDriver
 
-__all__ = ["ClusterSettings", "scan_on_cluster"]
+__all__ = ["ClusterReport", "ClusterSettings", "scan_on_cluster"]
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    description: str                    # which cluster, how many workers and model threads
+    dashboard: str | None               # the Dask dashboard's address
+    units: int                          # units of work sent (whole files and chunks)
+    chunked_files: int                  # long files cut into chunks
+    manifest: object                    # the bundle's manifest (the detection rule in force)
 
 
 def scan_on_cluster(paths: Iterable[str | os.PathLike], bundle_dir: str | os.PathLike, out_dir: str | os.PathLike,
                     settings, cluster: ClusterSettings, progress=None, providers: list[str] | None = None,
-                    on_connect=None):
+                    on_connect=None, client=None):
     """Scan into OUTDIR's store on the cluster and rewrite its exports (also when interrupted).
 
-    Returns (summary, export paths, description of the cluster). `on_connect(connection)` is called once the
-    workers are ready (the CLI prints the dashboard address)."""
+    Returns (summary, export paths, ClusterReport). `on_connect(connection)` is called once the workers have the
+    model (the CLI prints the dashboard address). `client`: an existing distributed.Client to run on instead of
+    connecting to `cluster.address` (a notebook, a test)."""
     from ..bundle import load_bundle
     from ..errors import ConfigError
     from ..exports import write_exports
@@ -41,24 +53,28 @@ def scan_on_cluster(paths: Iterable[str | os.PathLike], bundle_dir: str | os.Pat
     from .worker import ScannerPlugin
 
     bundle = load_bundle(bundle_dir)
+    bundle_path = Path(bundle_dir).resolve()
     out = Path(out_dir)
     with DetectionStore(out / STORE_NAME) as store:
         scanner = Scanner(BundleModel(bundle), store, settings, out)
         planned = scanner.plan(paths)
-        with connect(cluster) as conn:
+        joined = nullcontext(Connection(client, cluster.threads, "the given Dask client",
+                                        getattr(client, "dashboard_link", None))) if client is not None else None
+        with joined or connect(cluster) as conn:
             try:
-                conn.client.register_plugin(ScannerPlugin(str(Path(bundle_dir).resolve()), settings, conn.threads,
-                                                          providers))
+                conn.client.register_plugin(ScannerPlugin(str(bundle_path), settings, conn.threads, providers))
             except Exception as exc:
-                raise ConfigError(f"the Dask workers cannot load the bundle {Path(bundle_dir).resolve()} ({exc})",
+                raise ConfigError(f"the Dask workers cannot load the bundle {bundle_path} ({exc})",
                                   "workers need the bundle and the recordings at the same paths as this machine "
                                   "(a shared filesystem) and hootwatch[edge] installed") from None
             if on_connect is not None:
                 on_connect(conn)
+            local = client is None and cluster.address.startswith("local:")
             driver = ClusterDriver(conn.client, scanner, cluster.chunk_s, progress,
-                                   cluster.allowed_failures if cluster.address.startswith("local:") else None)
+                                   cluster.allowed_failures if local else None)
             try:
                 summary = driver.run(planned)
             finally:
                 exports = write_exports(store, scanner.run.run_key, out, bundle.manifest.sample_rate / 2)
-    return summary, exports, conn.description
+    return summary, exports, ClusterReport(conn.description, conn.dashboard, driver.units_sent,
+                                           driver.chunked_files, bundle.manifest)

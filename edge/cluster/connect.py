@@ -106,10 +106,15 @@ def connect(cs: ClusterSettings):
     distributed = import_distributed()
     import dask
 
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # Dask narrates every worker start at INFO
+        for name in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     n_local = local_workers(cs.address)
     cluster = None
     if n_local is not None:
-        with dask.config.set({"distributed.scheduler.allowed-failures": cs.allowed_failures}):
+        # one task per worker at a time: a worker that dies takes only the unit it ran with it (blame is exact)
+        with dask.config.set({"distributed.scheduler.allowed-failures": cs.allowed_failures,
+                              "distributed.scheduler.worker-saturation": 1.0}):
             cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
                                                dashboard_address=cs.dashboard_address)
         client = distributed.Client(cluster)

@@ -57,6 +57,8 @@ class ClusterDriver:
         self._wall: dict[int, float] = {}
         self._failed: set[int] = set()
         self._outcomes: dict[int, FileOutcome] = {}
+        self.units_sent = 0
+        self.chunked_files = 0
 
     # what to send
     def _units(self, planned):
@@ -83,6 +85,7 @@ class ClusterDriver:
                 self._fail(i, path, exc.message)
                 continue
             self._spans[i] = len(spans)
+            self.chunked_files += 1
             for span in spans:
                 yield WorkUnit(i, absolute, nxt, f.time, span)
 
@@ -113,6 +116,7 @@ class ClusterDriver:
                                          key=f"hootwatch-{unit.index}-{unit.span.start if unit.span else 'file'}-"
                                              f"{time.monotonic_ns()}")
                 self._futures[fut] = unit
+                self.units_sent += 1
                 done.add(fut)
 
         try:

@@ -53,7 +53,7 @@ def chunk_spans(n_samples: int, spec: WindowSpec, chunk_s: float, batch_size: in
 def merge_chunks(chunks, spec: WindowSpec, threshold: float, min_hits: int):
     """The chunks of one file (worker.ChunkScores, any order) -> score_stream.ScoredFile: the windows in order,
     their events by the one event rule, as a local scan of the whole file makes them (an event open at a chunk
-    edge continues into the next chunk; events end with the file unless it ran on into the next one)."""
+    edge continues into the next chunk; every event ends with the file, as window_scores.detections_at)."""
     import numpy as np
 
     from ..events import merge_windows
@@ -67,6 +67,5 @@ def merge_chunks(chunks, spec: WindowSpec, threshold: float, min_hits: int):
     starts = np.concatenate([c.starts for c in chunks]).astype(np.int64)
     scores = np.concatenate([c.scores for c in chunks]).astype(np.float32)
     n = last.span.start + last.n_samples
-    events = merge_windows(starts, starts + spec.window_samples, scores, threshold, min_hits,
-                           end_sample=None if last.linked else n)
+    events = merge_windows(starts, starts + spec.window_samples, scores, threshold, min_hits, end_sample=n)
     return ScoredFile(tuple(events), starts, scores, n, last.linked)

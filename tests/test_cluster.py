@@ -1,0 +1,146 @@
+"""Cluster scans (edge/cluster/) on a LocalCluster of 2 worker processes: the same rows as a local scan, and
+nothing lost or doubled when a worker or the driver is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from hootwatch.edge.audio import iter_blocks
+from hootwatch.edge.cluster import ClusterSettings, scan_on_cluster
+from hootwatch.edge.cluster.units import Span, chunk_samples, chunk_spans, merge_chunks
+from hootwatch.edge.cluster.worker import chunk_blocks, score_chunk
+from hootwatch.edge.detector import Detector
+from hootwatch.edge.recorder_time import file_time
+from hootwatch.edge.scan import Scanner, ScanSettings
+from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.windows import WindowSpec, window_starts
+
+from tiny_bundles import tone_bundle, write_tone
+
+SR = 8000
+CHUNK_S = 60.0
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tone_bundle(tmp_path_factory.mktemp("bundle"), sample_rate=SR)
+
+
+def make_dump(root: Path) -> Path:
+    """Contiguous files with calls across their boundaries, two long files with calls across chunk edges (one
+    resampled from 16 kHz and followed by a contiguous file, one at the model's rate), and a corrupt file."""
+    write_tone(root / "A" / "20240101_220000.WAV", 60, 16000, tones=[(10, 13), (57, 62)], seed=1)
+    write_tone(root / "A" / "20240101_220100.WAV", 60, 16000, tones=[(0, 2), (30, 33)], seed=2)
+    write_tone(root / "A" / "20240101_220200.WAV", 30, 16000, tones=[(28, 30)], seed=3)
+    write_tone(root / "B" / "20240101_230000.WAV", 400, 16000, tones=[(58, 63), (119, 121), (170, 185), (396, 400)],
+               seed=4)
+    write_tone(root / "B" / "20240101_230640.WAV", 60, 16000, tones=[(0, 3)], seed=5)
+    write_tone(root / "C" / "20240101_230000.WAV", 400, SR, tones=[(58, 63), (239, 242), (395, 400)], seed=6)
+    (root / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory):
+    return make_dump(tmp_path_factory.mktemp("dump"))
+
+
+def local_scan(bundle, paths, out: Path, settings=ScanSettings()):
+    with DetectionStore(out / "detections.sqlite") as store:
+        return Scanner(Detector.load(bundle, threads=1), store, settings, out).scan_paths(paths)
+
+
+def store_rows(path: Path, skip=("id", "created_utc", "processed_at")):
+    """Detections and ledger rows, in a fixed order, without the columns that record when they were written."""
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    try:
+        return {table: sorted(tuple((k, r[k]) for k in r.keys() if k not in skip)
+                              for r in con.execute(f"SELECT * FROM {table}"))
+                for table in ("detections", "files")}
+    finally:
+        con.close()
+
+
+def cluster_settings(**kw):
+    return ClusterSettings("local:2", threads=1, chunk_s=CHUNK_S, dashboard_address=":0", **kw)
+
+
+# units (pure)
+
+def test_chunks_sit_on_the_hop_grid_hold_whole_batches_and_cover_every_window():
+    spec = WindowSpec(SR, 5.0, 2.5)
+    size = chunk_samples(spec, CHUNK_S, batch_size=8)
+    assert size % (spec.hop_samples * 8) == 0 and size >= 2 * spec.window_samples
+    assert chunk_spans(int(1.5 * size), spec, CHUNK_S, 8) == (Span(0, None),)
+    for n in (int(1.5 * size) + 1, 3 * size, 7 * size + 12345, 7 * size - 1):
+        spans = chunk_spans(n, spec, CHUNK_S, 8)
+        assert spans[0].start == 0 and spans[-1].stop is None and len(spans) > 1
+        assert all(a.stop == b.start for a, b in zip(spans, spans[1:]))
+        assert size // 2 <= n - spans[-1].start < size + size // 2
+        grid = window_starts(n, spec)
+        for s in spans[:-1]:  # every window of a chunk fits in the file: the tail is the last chunk's
+            inside = grid[(grid >= s.start) & (grid < s.stop)]
+            assert len(inside) == size // spec.hop_samples
+            assert inside[-1] + spec.window_samples == s.start + s.samples_needed(spec) <= n
+
+
+@pytest.mark.parametrize("rate", [16000, SR])
+def test_a_chunk_decodes_bit_for_bit_the_samples_of_a_whole_decode(tmp_path, rate):
+    # 16 kHz is resampled (decoded from the start, head dropped); 8 kHz is read from the chunk's first sample
+    p = write_tone(tmp_path / "x.wav", 70, rate, tones=[(3, 9)])
+    whole = np.concatenate(list(iter_blocks(p, SR, block_s=30)))
+    for start, count in ((0, 80000), (160000, 200000), (400000, None), (123456, 7)):
+        part = np.concatenate(list(chunk_blocks(p, SR, start, count, block_s=7)))
+        expect = whole[start:] if count is None else whole[start:start + count]
+        assert part.dtype == np.float32 and np.array_equal(part, expect)
+
+
+def test_chunk_scores_merged_are_the_window_scores_and_events_of_the_whole_file(bundle, dump, tmp_path):
+    sc = Scanner(Detector.load(bundle, threads=1), None, ScanSettings(hop_s=1.0, min_hits=2))
+    for name, nxt in (("B/20240101_230000.WAV", "B/20240101_230640.WAV"), ("C/20240101_230000.WAV", None)):
+        path, next_path = dump / name, (dump / nxt if nxt else None)
+        whole = sc.compute_file(path, next_path)
+        spans = chunk_spans(int(400 * SR), sc.spec, CHUNK_S, 8)
+        chunks = [score_chunk(sc, path, str(next_path) if next_path else None, s) for s in reversed(spans)]
+        merged = merge_chunks(chunks, sc.spec, sc.run.threshold, sc.run.min_hits)
+        assert len(spans) == 6 and merged.linked == (nxt is not None)   # 64 s chunks: whole batches of 1 s hops
+        assert np.array_equal(merged.starts, whole.starts) and np.array_equal(merged.scores, whole.scores)
+        assert [sc._detection(path, file_time(path, sc.tz), e) for e in merged.events] == list(whole.detections)
+        assert merged.n_samples / SR == whole.audio_s == 400.0
+
+
+# on a LocalCluster
+
+def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path):
+    settings = ScanSettings(hop_s=1.0, min_hits=2)
+    local = local_scan(bundle, [dump], tmp_path / "local", settings)
+    summary, exports, report = scan_on_cluster([dump], bundle, tmp_path / "cluster", settings, cluster_settings())
+    assert (report.chunked_files, report.units) == (2, 2 * 6 + 5)   # 400 s files in 64 s chunks
+    assert [(o.path, o.status, o.reason, o.n_detections, o.audio_s) for o in summary.outcomes] == [
+        (o.path, o.status, o.reason, o.n_detections, o.audio_s) for o in local.outcomes]
+    assert [o.path.name for o in summary.failed] == ["corrupt.wav"]
+    ours, theirs = store_rows(tmp_path / "cluster" / "detections.sqlite"), store_rows(tmp_path / "local" / "detections.sqlite")
+    assert len(theirs["detections"]) >= 10 and ours == theirs
+    assert (tmp_path / "cluster" / "detections.csv").read_text().count("\n") == len(theirs["detections"]) + 1
+    # a call across a chunk edge is one row, as locally
+    spans = {(r["start_s"], r["end_s"]) for r in map(dict, theirs["detections"]) if "C/" in r["file"]}
+    assert any(s < 60 < e for s, e in spans)
+    # a rerun sends nothing that is committed (the corrupt file is retried, as by a local scan)
+    again, _, report = scan_on_cluster([dump], bundle, tmp_path / "cluster", settings, cluster_settings())
+    assert (len(again.skipped), len(again.failed), report.units) == (6, 1, 1)
+    assert store_rows(tmp_path / "cluster" / "detections.sqlite", skip=("id", "created_utc", "processed_at",
+                                                                        "attempts")) == \
+        store_rows(tmp_path / "local" / "detections.sqlite", skip=("id", "created_utc", "processed_at", "attempts"))
