@@ -144,3 +144,85 @@ def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path):
     assert store_rows(tmp_path / "cluster" / "detections.sqlite", skip=("id", "created_utc", "processed_at",
                                                                         "attempts")) == \
         store_rows(tmp_path / "local" / "detections.sqlite", skip=("id", "created_utc", "processed_at", "attempts"))
+
+
+def test_a_worker_killed_mid_file_loses_and_doubles_nothing(bundle, dump, tmp_path):
+    from cluster_helpers import KillOn
+
+    marker = tmp_path / "killed"
+    local_scan(bundle, [dump], tmp_path / "local")
+    kill_once = lambda conn: conn.client.register_plugin(KillOn("20240101_220100", str(marker)))  # noqa: E731
+    summary, _, _ = scan_on_cluster([dump], bundle, tmp_path / "cluster", ScanSettings(), cluster_settings(),
+                                    on_connect=kill_once)
+    assert marker.exists()  # a worker died in the middle of a file; the scheduler ran that file again elsewhere
+    assert (len(summary.done), len(summary.failed)) == (6, 1)
+    assert store_rows(tmp_path / "cluster" / "detections.sqlite") == store_rows(tmp_path / "local" / "detections.sqlite")
+
+
+def test_a_file_that_keeps_killing_workers_fails_alone_with_the_reason(bundle, dump, tmp_path):
+    from cluster_helpers import KillOn
+
+    poison = tmp_path / "P" / "poison.wav"
+    poison.parent.mkdir()
+    poison.write_bytes((dump / "A" / "20240101_220200.WAV").read_bytes())
+    local_scan(bundle, [dump], tmp_path / "local")
+    always = lambda conn: conn.client.register_plugin(KillOn("poison"))  # noqa: E731
+    summary, _, _ = scan_on_cluster([dump, poison.parent], bundle, tmp_path / "cluster", ScanSettings(),
+                                    cluster_settings(allowed_failures=1), on_connect=always)
+    assert sorted(o.path.name for o in summary.failed) == ["corrupt.wav", "poison.wav"]
+    [reason] = [o.reason for o in summary.failed if o.path == poison]
+    assert "2 Dask workers died while scanning it" in reason and str(poison) in reason
+    ours = store_rows(tmp_path / "cluster" / "detections.sqlite")
+    [row] = [r for r in ours["files"] if dict(r)["path"] == str(poison.resolve())]
+    assert (dict(row)["status"], dict(row)["reason"]) == ("failed", reason)
+    ours["files"].remove(row)
+    assert ours == store_rows(tmp_path / "local" / "detections.sqlite")
+
+
+def test_the_driver_killed_mid_run_then_rerun_gives_the_store_of_an_uninterrupted_run(bundle, dump, tmp_path):
+    psutil = pytest.importorskip("psutil")  # a dependency of distributed
+    local_scan(bundle, [dump], tmp_path / "local")
+    out = tmp_path / "cluster"
+    cmd = [sys.executable, "-m", "hootwatch.edge.cli", "scan", str(dump), "--model", str(bundle), "--out", str(out),
+           "--cluster", "local:2", "--threads", "1", "--quiet"]
+    env = {**os.environ, "DASK_HOOTWATCH__CLUSTER__CHUNK_S": "60",     # the config key: long files in chunks
+           "DASK_HOOTWATCH__CLUSTER__DASHBOARD_ADDRESS": ":0"}
+    slow = {**env, "DASK_DISTRIBUTED__WORKER__PRELOAD": f'["{TESTS / "cluster_helpers.py"}"]',
+            "HOOTWATCH_TEST_SLOW_S": "0.4"}
+    driver = subprocess.Popen(cmd, env=slow, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and driver.poll() is None and done_files(out) < 2:
+            time.sleep(0.05)
+        assert driver.poll() is None, "the scan ended before it could be killed"
+        children = psutil.Process(driver.pid).children(recursive=True)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    for child in children:  # the LocalCluster's nannies and workers: they were the driver's
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(children, timeout=30)
+    assert 2 <= done_files(out) < 6
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "long files cut into chunks" in rerun.stderr
+    no_attempts = ("id", "created_utc", "processed_at", "attempts")  # the corrupt file was tried by both runs
+    assert store_rows(out / "detections.sqlite", no_attempts) == store_rows(tmp_path / "local" / "detections.sqlite",
+                                                                             no_attempts)
+
+
+def done_files(out: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{out / 'detections.sqlite'}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM files WHERE status = 'done'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:  # not created yet
+        return 0

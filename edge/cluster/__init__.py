@@ -69,9 +69,7 @@ def scan_on_cluster(paths: Iterable[str | os.PathLike], bundle_dir: str | os.Pat
                                   "(a shared filesystem) and hootwatch[edge] installed") from None
             if on_connect is not None:
                 on_connect(conn)
-            local = client is None and cluster.address.startswith("local:")
-            driver = ClusterDriver(conn.client, scanner, cluster.chunk_s, progress,
-                                   cluster.allowed_failures if local else None)
+            driver = ClusterDriver(conn.client, scanner, cluster.chunk_s, progress)
             try:
                 summary = driver.run(planned)
             finally:

@@ -46,11 +46,9 @@ class SchedulerLost(Exception):
 
 
 class ClusterDriver:
-    def __init__(self, client, scanner, chunk_s: float, progress: Progress | None = None,
-                 allowed_failures: int | None = None) -> None:
+    def __init__(self, client, scanner, chunk_s: float, progress: Progress | None = None) -> None:
         self.client, self.scanner, self.chunk_s = client, scanner, chunk_s
         self.progress = progress or Progress()
-        self.allowed_failures = allowed_failures
         self._futures: dict = {}
         self._chunks: dict[int, dict[int, object]] = {}
         self._spans: dict[int, int] = {}
@@ -144,10 +142,11 @@ class ClusterDriver:
         try:
             out: UnitOutcome = fut.result()
         except KilledWorker as exc:
-            times = f"{self.allowed_failures} times" if self.allowed_failures else "repeatedly"
+            deaths = getattr(exc, "allowed_failures", 0) + 1
             part = "" if unit.span is None else f" (the chunk from {unit.span.start / self.scanner.sample_rate:.0f} s)"
-            self._fail(unit.index, self._path(unit), f"{self._path(unit)}: a worker died {times} while scanning "
-                       f"it{part} (out of memory, or the decoder or the model crashed on this file): {exc}")
+            self._fail(unit.index, self._path(unit), f"{self._path(unit)}: {deaths} Dask workers died while scanning "
+                       f"it{part}: out of memory, or the decoder or the model crashed on this file (see the worker "
+                       "logs); check the file, or scan it alone with a plain `hootwatch scan`")
             return
         except (concurrent.futures.CancelledError, asyncio.CancelledError) as exc:
             raise SchedulerLost(f"lost the Dask scheduler ({exc or 'the task was cancelled'}); every file "
