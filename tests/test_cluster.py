@@ -40,7 +40,8 @@ def bundle(tmp_path_factory):
 
 def make_dump(root: Path) -> Path:
     """Contiguous files with calls across their boundaries, two long files with calls across chunk edges (one
-    resampled from 16 kHz and followed by a contiguous file, one at the model's rate), and a corrupt file."""
+    resampled from 16 kHz and followed by a contiguous file, one at the model's rate), a corrupt file and a long
+    file truncated by a bad copy."""
     write_tone(root / "A" / "20240101_220000.WAV", 60, 16000, tones=[(10, 13), (57, 62)], seed=1)
     write_tone(root / "A" / "20240101_220100.WAV", 60, 16000, tones=[(0, 2), (30, 33)], seed=2)
     write_tone(root / "A" / "20240101_220200.WAV", 30, 16000, tones=[(28, 30)], seed=3)
@@ -49,6 +50,8 @@ def make_dump(root: Path) -> Path:
     write_tone(root / "B" / "20240101_230640.WAV", 60, 16000, tones=[(0, 3)], seed=5)
     write_tone(root / "C" / "20240101_230000.WAV", 400, SR, tones=[(58, 63), (239, 242), (395, 400)], seed=6)
     (root / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    long = write_tone(root / "D" / "20240101_230000.WAV", 400, SR, seed=7)   # long, but cut short by a bad copy
+    long.write_bytes(long.read_bytes()[:3_000_000])
     return root
 
 
@@ -122,16 +125,38 @@ def test_chunk_scores_merged_are_the_window_scores_and_events_of_the_whole_file(
         assert merged.n_samples / SR == whole.audio_s == 400.0
 
 
+def test_cluster_settings_come_from_the_flag_then_the_dask_config_and_bad_ones_say_what_to_do():
+    import dask
+
+    from hootwatch.edge.cluster.connect import connect
+    from hootwatch.edge.errors import ConfigError
+
+    with dask.config.set({"hootwatch.cluster.address": "tcp://10.0.0.5:8786", "hootwatch.cluster.chunk-s": 600,
+                          "hootwatch.cluster.threads": 3}):
+        assert ClusterSettings.from_config() == ClusterSettings("tcp://10.0.0.5:8786", 3, 600.0)
+        assert ClusterSettings.from_config("local:2", threads=1).address == "local:2"
+    with pytest.raises(ConfigError, match="without an address") as e:
+        ClusterSettings.from_config()
+    assert "--cluster local:4" in e.value.hint
+    with pytest.raises(ConfigError, match="chunk-s 10 must be at least 60"):
+        ClusterSettings("local:2", chunk_s=10)
+    for bad in ("local:0", "local:two", "no-such-scheduler.json"):
+        with pytest.raises(ConfigError) as e, connect(ClusterSettings(bad)):
+            pass
+        assert "pass e.g. --cluster local:4" in e.value.hint
+
+
 # on a LocalCluster
 
 def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path):
     settings = ScanSettings(hop_s=1.0, min_hits=2)
     local = local_scan(bundle, [dump], tmp_path / "local", settings)
     summary, exports, report = scan_on_cluster([dump], bundle, tmp_path / "cluster", settings, cluster_settings())
-    assert (report.chunked_files, report.units) == (2, 2 * 6 + 5)   # 400 s files in 64 s chunks
+    assert (report.chunked_files, report.units) == (2, 2 * 6 + 5)   # 400 s files in 64 s chunks; D fails first
     assert [(o.path, o.status, o.reason, o.n_detections, o.audio_s) for o in summary.outcomes] == [
         (o.path, o.status, o.reason, o.n_detections, o.audio_s) for o in local.outcomes]
-    assert [o.path.name for o in summary.failed] == ["corrupt.wav"]
+    assert [o.path.name for o in summary.failed] == ["20240101_230000.WAV", "corrupt.wav"]
+    assert "truncated" in summary.failed[0].reason
     ours, theirs = store_rows(tmp_path / "cluster" / "detections.sqlite"), store_rows(tmp_path / "local" / "detections.sqlite")
     assert len(theirs["detections"]) >= 10 and ours == theirs
     assert (tmp_path / "cluster" / "detections.csv").read_text().count("\n") == len(theirs["detections"]) + 1
@@ -140,7 +165,7 @@ def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path):
     assert any(s < 60 < e for s, e in spans)
     # a rerun sends nothing that is committed (the corrupt file is retried, as by a local scan)
     again, _, report = scan_on_cluster([dump], bundle, tmp_path / "cluster", settings, cluster_settings())
-    assert (len(again.skipped), len(again.failed), report.units) == (6, 1, 1)
+    assert (len(again.skipped), len(again.failed), report.units) == (6, 2, 1)
     assert store_rows(tmp_path / "cluster" / "detections.sqlite", skip=("id", "created_utc", "processed_at",
                                                                         "attempts")) == \
         store_rows(tmp_path / "local" / "detections.sqlite", skip=("id", "created_utc", "processed_at", "attempts"))
@@ -155,7 +180,7 @@ def test_a_worker_killed_mid_file_loses_and_doubles_nothing(bundle, dump, tmp_pa
     summary, _, _ = scan_on_cluster([dump], bundle, tmp_path / "cluster", ScanSettings(), cluster_settings(),
                                     on_connect=kill_once)
     assert marker.exists()  # a worker died in the middle of a file; the scheduler ran that file again elsewhere
-    assert (len(summary.done), len(summary.failed)) == (6, 1)
+    assert (len(summary.done), len(summary.failed)) == (6, 2)
     assert store_rows(tmp_path / "cluster" / "detections.sqlite") == store_rows(tmp_path / "local" / "detections.sqlite")
 
 
@@ -169,7 +194,7 @@ def test_a_file_that_keeps_killing_workers_fails_alone_with_the_reason(bundle, d
     always = lambda conn: conn.client.register_plugin(KillOn("poison"))  # noqa: E731
     summary, _, _ = scan_on_cluster([dump, poison.parent], bundle, tmp_path / "cluster", ScanSettings(),
                                     cluster_settings(allowed_failures=1), on_connect=always)
-    assert sorted(o.path.name for o in summary.failed) == ["corrupt.wav", "poison.wav"]
+    assert sorted(o.path.name for o in summary.failed) == ["20240101_230000.WAV", "corrupt.wav", "poison.wav"]
     [reason] = [o.reason for o in summary.failed if o.path == poison]
     assert "2 Dask workers died while scanning it" in reason and str(poison) in reason
     ours = store_rows(tmp_path / "cluster" / "detections.sqlite")
@@ -211,7 +236,7 @@ def test_the_driver_killed_mid_run_then_rerun_gives_the_store_of_an_uninterrupte
     assert 2 <= done_files(out) < 6
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "long files cut into chunks" in rerun.stderr
+    assert "2 long files cut into chunks of 60 s" in rerun.stderr   # the config key took
     no_attempts = ("id", "created_utc", "processed_at", "attempts")  # the corrupt file was tried by both runs
     assert store_rows(out / "detections.sqlite", no_attempts) == store_rows(tmp_path / "local" / "detections.sqlite",
                                                                              no_attempts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from .worker import UnitOutcome, WorkUnit, compute_unit
 log = logging.getLogger(__name__)
 
 AHEAD_PER_WORKER = 2         # units queued per worker beyond the one it runs: keeps it busy while we commit
-CHUNK_BATCH = 8              # chunks hold whole batches of 1 (CPU default) and 8 (GPU default) windows
+CHUNK_BATCH = 8              # chunks hold whole batches of 1 (CPU default), 8 (GPU default) and --batch-size windows
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ClusterDriver:
     def _units(self, planned):
         store, run_key = self.scanner.store, self.scanner.run.run_key
         spec = self.scanner.spec
+        batch = math.lcm(CHUNK_BATCH, self.scanner.settings.batch_size or 1)
         for i, f in enumerate(planned):
             path = f.path
             if not store.needs_processing(path, run_key):
@@ -72,7 +74,7 @@ class ClusterDriver:
             absolute = str(path.resolve())
             nxt = str(f.next_path.resolve()) if f.next_path is not None else None
             n_est = int(f.info.frames * spec.sample_rate // f.info.sample_rate) if f.info is not None else 0
-            spans = chunk_spans(n_est, spec, self.chunk_s, CHUNK_BATCH) if f.info is not None else ()
+            spans = chunk_spans(n_est, spec, self.chunk_s, batch) if f.info is not None else ()
             self.progress.file_started(path, f.info.duration_s if f.info is not None else 0.0)
             if len(spans) <= 1:
                 yield WorkUnit(i, absolute, nxt, f.time)
