@@ -88,6 +88,9 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, default=None, help="a bundle to use (default: build wav2vec2-base int8)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/hootwatch-cluster-bench"))
     ap.add_argument("--node-cores", type=int, default=32, help="cores per node in the cost model")
+    ap.add_argument("--per-core-rtf", type=float, default=None,
+                    help="also print the cost model for this per-core throughput (audio s per s per core, e.g. "
+                         "from a run on a quiet machine)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.bundle is None:
@@ -127,17 +130,21 @@ def main() -> None:
           f"({len(rows['local scan']['detections'])} detections, {len(rows['local scan']['files'])} files)")
 
     best = min(results[1:], key=lambda r: r[4]) if len(results) > 1 else results[0]
-    per_core = audio_s / best[4] / T
-    print(f"\ncost model (extrapolated, linear in cores, from {best[0]}: {per_core:.1f} s of audio per second per "
-          f"core; start-up, I/O and scheduler limits not modelled)")
-    print(f"{'archive':<30} {'audio h':>9} {'core-hours':>11} {f'{args.node_cores}-core nodes for 24 h':>24} "
+    cost_model(audio_s / best[4] / T, f"measured here with {best[0]}", args.node_cores)
+    if args.per_core_rtf:
+        cost_model(args.per_core_rtf, "given with --per-core-rtf", args.node_cores)
+
+
+def cost_model(per_core: float, source: str, node_cores: int) -> None:
+    print(f"\ncost model (extrapolated, linear in cores; {per_core:.1f} s of audio per second per core, {source}; "
+          "start-up, I/O and scheduler limits not modelled)")
+    print(f"{'archive':<30} {'audio h':>9} {'core-hours':>11} {f'{node_cores}-core nodes for 24 h':>24} "
           f"{'wall h on 10 nodes':>19} {'wall h on 100 nodes':>20}")
     for label, hours in ARCHIVES_H:
         core_h = hours / per_core
-        nodes_day = int(np.ceil(core_h / 24 / args.node_cores))
-        print(f"{label:<30} {hours:>9,} {core_h:>11,.0f} {nodes_day:>24,} {core_h / (10 * args.node_cores):>19,.1f} "
-              f"{core_h / (100 * args.node_cores):>20,.1f}")
-
+        nodes_day = int(np.ceil(core_h / 24 / node_cores))
+        print(f"{label:<30} {hours:>9,} {core_h:>11,.0f} {nodes_day:>24,} {core_h / (10 * node_cores):>19,.1f} "
+              f"{core_h / (100 * node_cores):>20,.1f}")
 
 if __name__ == "__main__":
     main()

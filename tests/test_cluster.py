@@ -251,3 +251,22 @@ def done_files(out: Path) -> int:
             con.close()
     except sqlite3.Error:  # not created yet
         return 0
+
+
+def test_a_worker_without_the_bundle_stops_the_run_and_fails_no_file(bundle, dump, tmp_path):
+    import shutil
+
+    from hootwatch.edge.errors import ConfigError
+
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+
+    def lose_the_bundle(conn):  # as a node that does not mount the shared filesystem
+        shutil.rmtree(copy)
+        conn.client.restart()   # the workers come back and cannot load it
+
+    with pytest.raises(ConfigError, match="has not loaded the model bundle") as e:
+        scan_on_cluster([dump / "A"], copy, tmp_path / "out", ScanSettings(), cluster_settings(),
+                        on_connect=lose_the_bundle)
+    assert "shared filesystem" in e.value.hint
+    with DetectionStore(tmp_path / "out" / "detections.sqlite") as store:
+        assert store.ledger_rows() == []

@@ -136,6 +136,13 @@ def connect(cs: ClusterSettings):
     try:
         yield Connection(client, threads, description, getattr(client, "dashboard_link", None))
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        quiet = logging.getLogger("distributed")
+        level = quiet.level
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):  # a lost scheduler's reconnect dies noisily
+            quiet.setLevel(logging.CRITICAL)
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            quiet.setLevel(level)

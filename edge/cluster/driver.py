@@ -23,7 +23,7 @@ from ..errors import AudioReadError, ConfigError, HootwatchError
 from ..scan import FileOutcome, Progress, ScanSummary, check_wav_complete
 from ..store import file_key, iso
 from .units import chunk_spans, merge_chunks
-from .worker import UnitOutcome, WorkUnit, compute_unit
+from .worker import UnitOutcome, WorkerSetupError, WorkUnit, compute_unit
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ class ClusterDriver:
         interrupted = False
 
         def top_up() -> None:
-            while len(self._futures) < self._limit():
+            limit = self._limit()
+            while len(self._futures) < limit:
                 unit = next(units, None)
                 if unit is None:
                     return
@@ -150,15 +151,18 @@ class ClusterDriver:
                        f"it{part}: out of memory, or the decoder or the model crashed on this file (see the worker "
                        "logs); check the file, or scan it alone with a plain `hootwatch scan`")
             return
-        except (concurrent.futures.CancelledError, asyncio.CancelledError) as exc:
-            raise SchedulerLost(f"lost the Dask scheduler ({exc or 'the task was cancelled'}); every file "
-                                "finished is committed: run the same command again to continue") from None
+        except (concurrent.futures.CancelledError, asyncio.CancelledError):
+            raise SchedulerLost("lost the connection to the Dask scheduler; every file finished is committed: "
+                                "restart the scheduler (or the cluster) and run the same command again to continue"
+                                ) from None
+        except WorkerSetupError as exc:  # not the file's fault: stop, as a local scan stops without its model
+            raise ConfigError(exc.message, exc.hint) from None
         except Exception as exc:  # the task itself broke (it catches every problem with the file)
             self._fail(unit.index, self._path(unit), f"{type(exc).__name__}: {exc}")
             return
         self._wall[unit.index] = self._wall.get(unit.index, 0.0) + out.wall_s
-        if out.failure:
-            self._fail(unit.index, self._path(unit), out.failure)
+        if out.failure:  # worded with the path the worker read: name the file as the scan was given it
+            self._fail(unit.index, self._path(unit), out.failure.replace(unit.path, str(self._path(unit))))
             return
         sr = self.scanner.sample_rate
         if out.chunk is None:

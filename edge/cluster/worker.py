@@ -89,9 +89,23 @@ class ScannerPlugin(_WorkerPlugin):
                  detector.providers[0], threads)
 
 
+class WorkerSetupError(HootwatchError):
+    """A worker has no model (the plugin could not load the bundle there): a problem of the worker, not the file."""
+
+    def __reduce__(self):  # it travels from the worker to the driver with its hint
+        return type(self), (self.message, self.hint)
+
+
 def _scanner():
     from distributed import get_worker
-    return get_worker().plugins[PLUGIN_NAME].scanner
+
+    worker = get_worker()
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    if plugin is None or plugin.scanner is None:
+        raise WorkerSetupError(f"the Dask worker {worker.address} has not loaded the model bundle",
+                               "workers need the bundle and the recordings at the same paths as the machine running "
+                               "the scan (a shared filesystem) and hootwatch[edge] installed; see the worker's log")
+    return plugin.scanner
 
 
 def compute_unit(unit: WorkUnit) -> UnitOutcome:
@@ -100,7 +114,7 @@ def compute_unit(unit: WorkUnit) -> UnitOutcome:
     from distributed import get_worker
 
     t0 = time.perf_counter()
-    scanner = _scanner()
+    scanner = _scanner()  # WorkerSetupError goes to the driver as it is: it stops the run
     try:
         if unit.span is None:
             result = scanner.compute_file(Path(unit.path), unit.next_path, unit.ftime)
