@@ -189,7 +189,7 @@ def test_a_file_that_keeps_killing_workers_fails_alone_with_the_reason(bundle, d
 
     poison = tmp_path / "P" / "poison.wav"
     poison.parent.mkdir()
-    poison.write_bytes((dump / "A" / "20240101_220200.WAV").read_bytes())
+    poison.write_bytes((dump / "C" / "20240101_230000.WAV").read_bytes())  # long: its other chunks are called off
     local_scan(bundle, [dump], tmp_path / "local")
     always = lambda conn: conn.client.register_plugin(KillOn("poison"))  # noqa: E731
     summary, _, _ = scan_on_cluster([dump, poison.parent], bundle, tmp_path / "cluster", ScanSettings(),

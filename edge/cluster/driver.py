@@ -113,6 +113,8 @@ class ClusterDriver:
                 unit = next(units, None)
                 if unit is None:
                     return
+                if unit.index in self._failed:  # a chunk of a file that already failed
+                    continue
                 fut = self.client.submit(compute_unit, unit, pure=False,
                                          key=f"hootwatch-{unit.index}-{unit.span.start if unit.span else 'file'}-"
                                              f"{time.monotonic_ns()}")
@@ -212,12 +214,24 @@ class ClusterDriver:
     def _fail(self, index: int, path: Path, reason: str) -> None:
         self._failed.add(index)
         self._chunks.pop(index, None)
-        rest = [f for f, u in self._futures.items() if u.index == index]
-        if rest:
-            self.client.cancel(rest)
+        self._call_off(index)
         log.warning("skipping %s", reason)
         self.scanner.store.record_failure(path, self.scanner.run, reason)
         self._finish(index, FileOutcome(path, "failed", reason, 0, 0.0, self._wall.get(index, 0.0)))
+
+    def _call_off(self, index: int) -> None:
+        """Cancel the queued chunks of a failed file. Not those running: a cancelled task keeps running in its
+        worker while the scheduler gives the worker the next task, which would then share its fate."""
+        rest = [f for f, u in self._futures.items() if u.index == index]
+        if not rest:
+            return
+        try:
+            running = {key for keys in self.client.processing().values() for key in keys}
+        except Exception:  # the scheduler is unreachable: the next result will say so
+            return
+        queued = [f for f in rest if f.key not in running]
+        if queued:
+            self.client.cancel(queued)
 
     def _finish(self, index: int, outcome: FileOutcome) -> None:
         self._outcomes[index] = outcome
