@@ -148,10 +148,12 @@ def test_cluster_settings_come_from_the_flag_then_the_dask_config_and_bad_ones_s
 
 # on a LocalCluster
 
-def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path):
+def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path, monkeypatch):
     settings = ScanSettings(hop_s=1.0, min_hits=2)
-    local = local_scan(bundle, [dump], tmp_path / "local", settings)
-    summary, exports, report = scan_on_cluster([dump], bundle, tmp_path / "cluster", settings, cluster_settings())
+    monkeypatch.chdir(dump.parent)  # a relative path, as typed: rows and reasons name files as given
+    given = Path(dump.name)
+    local = local_scan(bundle, [given], tmp_path / "local", settings)
+    summary, exports, report = scan_on_cluster([given], bundle, tmp_path / "cluster", settings, cluster_settings())
     assert (report.chunked_files, report.units) == (2, 2 * 6 + 5)   # 400 s files in 64 s chunks; D fails first
     assert [(o.path, o.status, o.reason, o.n_detections, o.audio_s) for o in summary.outcomes] == [
         (o.path, o.status, o.reason, o.n_detections, o.audio_s) for o in local.outcomes]
@@ -164,7 +166,7 @@ def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path):
     spans = {(r["start_s"], r["end_s"]) for r in map(dict, theirs["detections"]) if "C/" in r["file"]}
     assert any(s < 60 < e for s, e in spans)
     # a rerun sends nothing that is committed (the corrupt file is retried, as by a local scan)
-    again, _, report = scan_on_cluster([dump], bundle, tmp_path / "cluster", settings, cluster_settings())
+    again, _, report = scan_on_cluster([given], bundle, tmp_path / "cluster", settings, cluster_settings())
     assert (len(again.skipped), len(again.failed), report.units) == (6, 2, 1)
     assert store_rows(tmp_path / "cluster" / "detections.sqlite", skip=("id", "created_utc", "processed_at",
                                                                         "attempts")) == \

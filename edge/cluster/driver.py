@@ -169,7 +169,7 @@ class ClusterDriver:
         sr = self.scanner.sample_rate
         if out.chunk is None:
             self.progress.advance(out.result.audio_s)
-            self._commit(unit.index, out.result)
+            self._commit(unit.index, self._as_given(unit, out.result))
             return
         span = out.chunk.span
         self.progress.advance(((span.stop - span.start) if span.stop is not None else out.chunk.n_samples) / sr)
@@ -192,10 +192,15 @@ class ClusterDriver:
                           ftime.source, ftime.recorder_id, detections, scored.starts, scored.scores)
 
     # recording, as Scanner.scan_file records
+    def _as_given(self, unit: WorkUnit, result):
+        """A worker read the file at its absolute path; rows and notes name it as the scan was given it, as a
+        local scan does."""
+        path = self._path(unit)
+        return replace(result, path=path, detections=tuple(replace(d, file=str(path)) for d in result.detections),
+                       notes=tuple(n.replace(unit.path, str(path)) for n in result.notes))
+
     def _commit(self, index: int, result) -> None:
         path = self._planned[index].path
-        # workers read the file at its absolute path; rows name it as the scan was given it, as a local scan does
-        result = replace(result, path=path, detections=tuple(replace(d, file=str(path)) for d in result.detections))
         try:
             self.scanner.commit(result)
         except (KeyboardInterrupt, ConfigError):
