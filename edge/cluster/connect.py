@@ -11,7 +11,7 @@
         address: tcp://10.0.0.5:8786   # used when --cluster is given without a value
         threads: null                  # model threads per worker (null: the worker's cores / its Dask threads)
         chunk-s: 3600                  # files longer than 1.5 chunks are cut into chunks of this many seconds
-        allowed-failures: 3            # worker deaths on one unit before its file is recorded as failed (local:N)
+        allowed-failures: 3            # worker deaths on one unit forgiven; one more fails its file (local:N)
         dashboard-address: ":8787"     # local:N dashboard
 """
 
@@ -45,7 +45,7 @@ class ClusterSettings:
     address: str                        # local:N | tcp://HOST:PORT | a scheduler file
     threads: int | None = None          # model threads per worker (None: cores / Dask threads of the worker)
     chunk_s: float = DEFAULT_CHUNK_S    # files over 1.5 chunks are cut into chunks of this length
-    allowed_failures: int = 3           # a unit whose worker dies this often fails its file (local:N)
+    allowed_failures: int = 3           # worker deaths forgiven per unit; one more fails its file (local:N)
     dashboard_address: str = ":8787"    # local:N only; ":0" picks a free port
 
     def __post_init__(self) -> None:
