@@ -272,3 +272,14 @@ def test_a_worker_without_the_bundle_stops_the_run_and_fails_no_file(bundle, dum
     assert "shared filesystem" in e.value.hint
     with DetectionStore(tmp_path / "out" / "detections.sqlite") as store:
         assert store.ledger_rows() == []
+
+
+def test_without_the_cluster_extra_the_scan_says_what_to_install(bundle, dump):
+    code = ("import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"
+            "from hootwatch.edge.cli import main\n"
+            f"sys.exit(main(['scan', {str(dump / 'A')!r}, '--model', {str(bundle)!r}, '--out', "
+            f"{str(dump.parent / 'no-extra')!r}, '--cluster', 'local:2']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "needs 'dask distributed'" in done.stderr and "pip install 'hootwatch[cluster]'" in done.stderr
+    assert "Traceback" not in done.stderr
