@@ -59,7 +59,7 @@ from .events import Event, windows_at_hop
 from .planning import (PlannedFile, collect_audio, find_audio, next_contiguous, odd_entry,  # noqa: F401
                        plan_files, printable, start_time)
 from .recorder_time import FileTime, parse_tz
-from .score_stream import ScoreStream, score_file
+from .score_stream import ScoredFile, ScoreStream, score_file
 from .store import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso
 from .window_store import WindowScores
 from .windows import WindowSpec
@@ -236,7 +236,7 @@ class Scanner:
 
     def scan_file(self, path: str | os.PathLike, next_path: str | os.PathLike | None = None,
                   ftime: FileTime | None = None, progress: Progress | None = None) -> FileOutcome:
-        """Scan one file and record it: `compute_file` then `commit`. Raises ScanInterrupted after stop(),
+        """Scan one file and record it: `compute_file` then `record`. Raises ScanInterrupted after stop(),
         KeyboardInterrupt on Ctrl-C, ConfigError when the file's time needs a timezone, DiskFullError when the
         store's disk is full (nothing is recorded against the file: scan it again when there is space); every
         problem with the file itself is a 'failed' outcome recorded in the ledger. An entry that is no file to
@@ -244,6 +244,20 @@ class Scanner:
         progress = progress or Progress()
         path = Path(path)
         t0 = time.perf_counter()
+        settled = self.settled(path, progress)
+        if settled is not None:
+            return settled
+        try:
+            result = self.compute_file(path, next_path, ftime, progress)
+        except (ScanInterrupted, KeyboardInterrupt, ConfigError, DiskFullError):
+            raise
+        except Exception as exc:
+            return self.fail(path, exc, t0, progress)
+        return self.record(result, t0, progress)
+
+    def settled(self, path: Path, progress: Progress) -> FileOutcome | None:
+        """The outcome of a file that needs no computing (an odd entry: failed; already done: skipped), else None.
+        The cluster driver asks this before it sends a file out."""
         why = odd_entry(path)
         if why:
             return self._odd(path, why, "failed", progress)
@@ -252,23 +266,36 @@ class Scanner:
             outcome = FileOutcome(path, "skipped", "already scanned with these settings", 0, row.audio_s if row else 0.0)
             progress.file_finished(outcome)
             return outcome
+        return None
+
+    def record(self, result: FileResult, t0: float, progress: Progress) -> FileOutcome:
+        """Commit a computed file (here, or one a cluster worker computed) and report it: 'done', or 'failed'
+        when the commit fails for the file's sake; DiskFullError when the store's disk is full."""
         try:
-            result = self.compute_file(path, next_path, ftime, progress)
             self._disk(lambda: self.commit(result))
-        except (ScanInterrupted, KeyboardInterrupt, ConfigError, DiskFullError):
+        except (KeyboardInterrupt, ConfigError, DiskFullError):
             raise
-        except HootwatchError as exc:
-            return self._failed(path, exc.message, t0, progress)
-        except Exception as exc:  # a bug or a runtime failure must not stop a night's scan
-            log.exception("%s: unexpected error", path)
-            return self._failed(path, f"{type(exc).__name__}: {exc}", t0, progress)
+        except Exception as exc:
+            return self.fail(result.path, exc, t0, progress)
         for note in result.notes:
             log.warning("%s", note)
         self._write_review(result)
-        outcome = FileOutcome(path, "done", "; ".join(result.notes), len(result.detections), result.audio_s,
+        outcome = FileOutcome(result.path, "done", "; ".join(result.notes), len(result.detections), result.audio_s,
                               time.perf_counter() - t0)
         progress.file_finished(outcome)
         return outcome
+
+    def fail(self, path: Path, exc: BaseException | str, t0: float, progress: Progress) -> FileOutcome:
+        """Record a file as failed: a HootwatchError's message, another exception (a bug or a runtime failure must
+        not stop a night's scan) with its type, or the reason as given."""
+        if isinstance(exc, HootwatchError):
+            reason = exc.message
+        elif isinstance(exc, BaseException):
+            log.error("%s: unexpected error", path, exc_info=exc)
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            reason = exc
+        return self._failed(path, reason, t0, progress)
 
     def compute_file(self, path: str | os.PathLike, next_path: str | os.PathLike | None = None,
                      ftime: FileTime | None = None, progress: Progress | None = None) -> FileResult:
@@ -293,6 +320,11 @@ class Scanner:
                             Path(next_path) if next_path else None, block_s=self.settings.block_s,
                             batch_size=self.settings.batch_size, on_block=on_block,
                             prefetch_blocks=self.settings.prefetch_blocks)
+        return self.result_of(path, ftime, scored, truncated)
+
+    def result_of(self, path: Path, ftime: FileTime, scored: ScoredFile, truncated: float | None = None) -> FileResult:
+        """A file's scored windows -> its FileResult (also for a long file whose chunks cluster workers scored).
+        `truncated`: the seconds a cut-short WAV's header promises (audio.wav_truncation)."""
         detections = tuple(self._detection(path, ftime, e) for e in scored.events)
         audio_s = scored.n_samples / self.sample_rate
         notes = () if truncated is None else (

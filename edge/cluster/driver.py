@@ -1,7 +1,7 @@
 """The driver: the one process that owns the store. It plans the scan as a local scan does, asks the ledger which
-files still need work, sends those (a few units per worker ahead, never the whole archive) and commits each
-file's result exactly as a local scan commits it: `Scanner.commit` (detections, window scores where kept and
-the ledger row in one transaction), review clips, the outcome.
+files still need work (`Scanner.settled`), sends those (a few units per worker ahead, never the whole archive)
+and records each file's result with the local scan's own code (`Scanner.record`: detections, window scores where
+kept and the ledger row in one transaction, notes, review clips, the outcome; `Scanner.fail` for a failure).
 
 Crash safety follows from the ledger: a file is committed whole or not at all, so after a crash of the driver,
 a worker or the scheduler, running the same command again sends only what is not committed. A worker killed
@@ -19,9 +19,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import AudioReadError, ConfigError, HootwatchError
-from ..scan import FileOutcome, Progress, ScanSummary, check_wav_complete
-from ..store import file_key, iso
+from ..audio import wav_truncation
+from ..scan import Progress, ScanSummary
 from .units import chunk_spans, merge_chunks
 from .worker import UnitOutcome, WorkerSetupError, WorkUnit, compute_unit
 
@@ -53,37 +52,38 @@ class ClusterDriver:
         self._futures: dict = {}
         self._chunks: dict[int, dict[int, object]] = {}
         self._spans: dict[int, int] = {}
-        self._wall: dict[int, float] = {}
+        self._truncated: dict[int, float | None] = {}
+        self._t0: dict[int, float] = {}
         self._failed: set[int] = set()
-        self._outcomes: dict[int, FileOutcome] = {}
+        self._outcomes: dict = {}
         self.units_sent = 0
         self.chunked_files = 0
 
     # what to send
     def _units(self, planned):
-        store, run_key = self.scanner.store, self.scanner.run.run_key
-        spec = self.scanner.spec
-        batch = math.lcm(CHUNK_BATCH, self.scanner.settings.batch_size or 1)
+        sc = self.scanner
+        batch = math.lcm(CHUNK_BATCH, sc.settings.batch_size or 1)
         for i, f in enumerate(planned):
             path = f.path
-            if not store.needs_processing(path, run_key):
-                row = store.ledger(path, run_key)
-                self._finish(i, FileOutcome(path, "skipped", "already scanned with these settings", 0,
-                                            row.audio_s if row else 0.0))
+            self._t0[i] = time.perf_counter()
+            if f.odd:  # as Scanner.scan_paths: never opened, not in the ledger
+                self._outcomes[i] = sc._odd(path, f.odd, "failed" if f.given else "skipped", self.progress)
+                continue
+            settled = sc.settled(path, self.progress)
+            if settled is not None:
+                self._outcomes[i] = settled
                 continue
             absolute = str(path.resolve())
             nxt = str(f.next_path.resolve()) if f.next_path is not None else None
-            n_est = int(f.info.frames * spec.sample_rate // f.info.sample_rate) if f.info is not None else 0
-            spans = chunk_spans(n_est, spec, self.chunk_s, batch) if f.info is not None else ()
             self.progress.file_started(path, f.info.duration_s if f.info is not None else 0.0)
+            spans = ()
+            if f.info is not None and f.time is not None:  # else the worker fails it, as compute_file does
+                n = f.info.frames * sc.spec.sample_rate // f.info.sample_rate
+                spans = chunk_spans(n, sc.spec, self.chunk_s, batch)
             if len(spans) <= 1:
                 yield WorkUnit(i, absolute, nxt, f.time)
                 continue
-            try:
-                check_wav_complete(path)
-            except AudioReadError as exc:
-                self._fail(i, path, exc.message)
-                continue
+            self._truncated[i] = wav_truncation(path)
             self._spans[i] = len(spans)
             self.chunked_files += 1
             for span in spans:
@@ -149,9 +149,9 @@ class ClusterDriver:
         except KilledWorker as exc:
             deaths = getattr(exc, "allowed_failures", 0) + 1
             part = "" if unit.span is None else f" (the chunk from {unit.span.start / self.scanner.sample_rate:.0f} s)"
-            self._fail(unit.index, self._path(unit), f"{self._path(unit)}: {deaths} Dask workers died while scanning "
-                       f"it{part}: out of memory, or the decoder or the model crashed on this file (see the worker "
-                       "logs); check the file, or scan it alone with a plain `hootwatch scan`")
+            self._fail(unit.index, f"{self._path(unit)}: {deaths} Dask workers died while scanning it{part}: out of "
+                       "memory, or the decoder or the model crashed on this file (see the worker logs); check the "
+                       "file, or scan it alone with a plain `hootwatch scan`")
             return
         except (concurrent.futures.CancelledError, asyncio.CancelledError):
             raise SchedulerLost("lost the connection to the Dask scheduler; every file finished is committed: "
@@ -160,16 +160,15 @@ class ClusterDriver:
         except WorkerSetupError:  # not the file's fault: stop (what is committed stays), as a scan without a model
             raise
         except Exception as exc:  # the task itself broke (it catches every problem with the file)
-            self._fail(unit.index, self._path(unit), f"{type(exc).__name__}: {exc}")
+            self._fail(unit.index, exc)
             return
-        self._wall[unit.index] = self._wall.get(unit.index, 0.0) + out.wall_s
         if out.failure:  # worded with the path the worker read: name the file as the scan was given it
-            self._fail(unit.index, self._path(unit), out.failure.replace(unit.path, str(self._path(unit))))
+            self._fail(unit.index, out.failure.replace(unit.path, str(self._path(unit))))
             return
         sr = self.scanner.sample_rate
         if out.chunk is None:
             self.progress.advance(out.result.audio_s)
-            self._commit(unit.index, self._as_given(unit, out.result))
+            self._record(unit.index, self._as_given(unit, out.result))
             return
         span = out.chunk.span
         self.progress.advance(((span.stop - span.start) if span.stop is not None else out.chunk.n_samples) / sr)
@@ -177,21 +176,13 @@ class ClusterDriver:
         got[span.start] = out.chunk
         if len(got) == self._spans[unit.index]:
             del self._chunks[unit.index]
-            self._commit(unit.index, self._result_of_chunks(unit, got.values()))
+            sc = self.scanner
+            scored = merge_chunks(got.values(), sc.spec, sc.run.threshold, sc.run.min_hits)
+            self._record(unit.index, sc.result_of(self._path(unit), unit.ftime, scored, self._truncated[unit.index]))
 
     def _path(self, unit: WorkUnit) -> Path:
         return self._planned[unit.index].path
 
-    def _result_of_chunks(self, unit: WorkUnit, chunks):
-        from ..scan import FileResult
-
-        sc, path, ftime = self.scanner, self._path(unit), unit.ftime
-        scored = merge_chunks(chunks, sc.spec, sc.run.threshold, sc.run.min_hits)
-        detections = tuple(sc._detection(path, ftime, e) for e in scored.events)
-        return FileResult(path, file_key(path), scored.n_samples / sc.sample_rate, iso(ftime.start_utc),
-                          ftime.source, ftime.recorder_id, detections, scored.starts, scored.scores)
-
-    # recording, as Scanner.scan_file records
     def _as_given(self, unit: WorkUnit, result):
         """A worker read the file at its absolute path; rows and notes name it as the scan was given it, as a
         local scan does."""
@@ -199,30 +190,15 @@ class ClusterDriver:
         return replace(result, path=path, detections=tuple(replace(d, file=str(path)) for d in result.detections),
                        notes=tuple(n.replace(unit.path, str(path)) for n in result.notes))
 
-    def _commit(self, index: int, result) -> None:
-        path = self._planned[index].path
-        try:
-            self.scanner.commit(result)
-        except (KeyboardInterrupt, ConfigError):
-            raise
-        except HootwatchError as exc:
-            self._fail(index, path, exc.message)
-            return
-        except Exception as exc:
-            log.exception("%s: unexpected error", path)
-            self._fail(index, path, f"{type(exc).__name__}: {exc}")
-            return
-        self.scanner._write_review(result)
-        self._finish(index, FileOutcome(path, "done", "; ".join(result.notes), len(result.detections),
-                                        result.audio_s, self._wall.get(index, 0.0)))
+    # recording: the local scan's own code
+    def _record(self, index: int, result) -> None:
+        self._outcomes[index] = self.scanner.record(result, self._t0[index], self.progress)
 
-    def _fail(self, index: int, path: Path, reason: str) -> None:
+    def _fail(self, index: int, why) -> None:
         self._failed.add(index)
         self._chunks.pop(index, None)
         self._call_off(index)
-        log.warning("skipping %s", reason)
-        self.scanner.store.record_failure(path, self.scanner.run, reason)
-        self._finish(index, FileOutcome(path, "failed", reason, 0, 0.0, self._wall.get(index, 0.0)))
+        self._outcomes[index] = self.scanner.fail(self._planned[index].path, why, self._t0[index], self.progress)
 
     def _call_off(self, index: int) -> None:
         """Cancel the queued chunks of a failed file. Not those running: a cancelled task keeps running in its
@@ -237,7 +213,3 @@ class ClusterDriver:
         queued = [f for f in rest if f.key not in running]
         if queued:
             self.client.cancel(queued)
-
-    def _finish(self, index: int, outcome: FileOutcome) -> None:
-        self._outcomes[index] = outcome
-        self.progress.file_finished(outcome)
