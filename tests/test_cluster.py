@@ -285,3 +285,58 @@ def test_without_the_cluster_extra_the_scan_says_what_to_install(bundle, dump):
     assert done.returncode == 2
     assert "needs 'dask distributed'" in done.stderr and "pip install 'hootwatch[cluster]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_scheduler_killed_mid_run_then_restarted_and_rerun_gives_the_store_of_a_local_scan(bundle, dump, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    local_scan(bundle, [dump], tmp_path / "local")
+    sched_file, out = tmp_path / "scheduler.json", tmp_path / "cluster"
+    started = []
+
+    def start(slow: float):
+        sched_file.unlink(missing_ok=True)
+        env = {**os.environ, "HOOTWATCH_TEST_SLOW_S": str(slow)}
+        started.append(subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--port", "0", "--dashboard-address",
+                                         ":0", "--scheduler-file", str(sched_file)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file),
+                                         "--nthreads", "1", "--nworkers", "2", "--preload",
+                                         str(TESTS / "cluster_helpers.py")], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return started[-2]
+
+    cmd = [sys.executable, "-m", "hootwatch.edge.cli", "scan", str(dump), "--model", str(bundle), "--out", str(out),
+           "--cluster", str(sched_file), "--threads", "1", "--quiet"]
+    try:
+        scheduler = start(slow=0.4)
+        driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and driver.poll() is None and done_files(out) < 2:
+            time.sleep(0.05)
+        scheduler.kill()
+        _, err = driver.communicate(timeout=120)
+        assert driver.returncode == 130 and "lost the connection to the Dask scheduler" in err
+        assert "Traceback" not in err, err
+        assert 2 <= done_files(out) < 7
+        start(slow=0)
+        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        assert rerun.returncode == 1, rerun.stderr[-2000:]   # finished; the corrupt file failed
+    finally:
+        for proc in started:
+            try:
+                family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for p in family:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(family, timeout=30)
+    no_attempts = ("id", "created_utc", "processed_at", "attempts")
+    assert store_rows(out / "detections.sqlite", no_attempts) == store_rows(tmp_path / "local" / "detections.sqlite",
+                                                                             no_attempts)

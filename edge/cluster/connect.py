@@ -40,6 +40,24 @@ def import_distributed():
     return distributed
 
 
+def quiet_dask(level: int) -> dict[str, int]:
+    """Set Dask's loggers (its children carry levels of their own) to at least `level`, unless this run logs at
+    DEBUG; returns their levels before, for `loud_dask`."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return {}
+    names = ["distributed", "bokeh", "tornado"] + [n for n in logging.root.manager.loggerDict
+                                                   if n.startswith(("distributed.", "tornado."))]
+    before = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(max(level, logging.getLogger(n).level))
+    return before
+
+
+def loud_dask(before: dict[str, int]) -> None:
+    for n, level in before.items():
+        logging.getLogger(n).setLevel(level)
+
+
 @dataclass(frozen=True)
 class ClusterSettings:
     address: str                        # local:N | tcp://HOST:PORT | a scheduler file
@@ -106,9 +124,7 @@ def connect(cs: ClusterSettings):
     distributed = import_distributed()
     import dask
 
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # Dask narrates every worker start at INFO
-        for name in ("distributed", "bokeh", "tornado"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_dask(logging.WARNING)  # Dask narrates every worker start at INFO
     n_local = local_workers(cs.address)
     cluster = None
     if n_local is not None:
@@ -136,13 +152,10 @@ def connect(cs: ClusterSettings):
     try:
         yield Connection(client, threads, description, getattr(client, "dashboard_link", None))
     finally:
-        quiet = logging.getLogger("distributed")
-        level = quiet.level
-        if not logging.getLogger().isEnabledFor(logging.DEBUG):  # a lost scheduler's reconnect dies noisily
-            quiet.setLevel(logging.CRITICAL)
+        before = quiet_dask(logging.CRITICAL)  # closing narrates too
         try:
             client.close()
             if cluster is not None:
                 cluster.close()
         finally:
-            quiet.setLevel(level)
+            loud_dask(before)

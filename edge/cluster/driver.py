@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..audio import wav_truncation
 from ..scan import Progress, ScanSummary
+from .connect import quiet_dask
 from .units import chunk_spans, merge_chunks
 from .worker import UnitOutcome, WorkerSetupError, WorkUnit, compute_unit
 
@@ -130,6 +131,8 @@ class ClusterDriver:
                     self._take(unit, fut)
                 except SchedulerLost as exc:
                     log.error("%s", exc)
+                    # for the rest of this process: the client's attempts to reconnect end in tracebacks
+                    quiet_dask(logging.CRITICAL)
                     interrupted = True
                     break
                 top_up()
