@@ -66,13 +66,17 @@ def local_scan(bundle, paths, out: Path, settings=ScanSettings()):
 
 
 def store_rows(path: Path, skip=("id", "created_utc", "processed_at")):
-    """Detections and ledger rows, in a fixed order, without the columns that record when they were written."""
+    """Detections, ledger rows and the kept window scores, in a fixed order, without the columns that record when
+    they were written."""
     con = sqlite3.connect(path)
     con.row_factory = sqlite3.Row
     try:
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                  if t in ("detections", "files", "window_scores")]
+        assert {"detections", "files"} <= set(tables)
         return {table: sorted(tuple((k, r[k]) for k in r.keys() if k not in skip)
                               for r in con.execute(f"SELECT * FROM {table}"))
-                for table in ("detections", "files")}
+                for table in tables}
     finally:
         con.close()
 
@@ -162,7 +166,7 @@ def test_a_cluster_scan_gives_the_rows_of_a_local_scan(bundle, dump, tmp_path, m
     [cut] = [o for o in summary.done if o.path == given / "D" / "20240101_230000.WAV"]
     assert cut.reason.startswith(f"{cut.path}: truncated: 187.5 s of 400.0 s are in the file")
     ours, theirs = store_rows(tmp_path / "cluster" / "detections.sqlite"), store_rows(tmp_path / "local" / "detections.sqlite")
-    assert len(theirs["detections"]) >= 6 and ours == theirs
+    assert len(theirs["detections"]) >= 6 and len(theirs["window_scores"]) == 7 and ours == theirs
     assert (tmp_path / "cluster" / "detections.csv").read_text().count("\n") == len(theirs["detections"]) + 1
     # a call across a chunk edge is one row, as locally
     spans = {(r["start_s"], r["end_s"]) for r in map(dict, theirs["detections"]) if "C/" in r["file"]}
