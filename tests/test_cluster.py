@@ -344,3 +344,18 @@ def test_the_scheduler_killed_mid_run_then_restarted_and_rerun_gives_the_store_o
     no_attempts = ("id", "created_utc", "processed_at", "attempts")
     assert store_rows(out / "detections.sqlite", no_attempts) == store_rows(tmp_path / "local" / "detections.sqlite",
                                                                              no_attempts)
+
+
+def test_a_cascade_bundle_on_the_cluster_gives_the_rows_of_a_local_scan(dump, tmp_path):
+    from hootwatch.edge.cascade import load_detector
+
+    from tiny_bundles import add_first_stage
+
+    cascade = add_first_stage(tone_bundle(tmp_path / "bundle", sample_rate=SR))
+    settings = ScanSettings(hop_s=1.0)  # chunks of whole first-stage batches: 128 windows, 128 s
+    with DetectionStore(tmp_path / "local" / "detections.sqlite") as store:
+        Scanner(load_detector(cascade, threads=1), store, settings, tmp_path / "local").scan_paths([dump / "C"])
+    _, _, report = scan_on_cluster([dump / "C"], cascade, tmp_path / "cluster", settings, cluster_settings())
+    assert (report.chunked_files, report.units) == (1, 3)
+    ours, theirs = store_rows(tmp_path / "cluster" / "detections.sqlite"), store_rows(tmp_path / "local" / "detections.sqlite")
+    assert len(theirs["detections"]) >= 2 and ours == theirs

@@ -39,12 +39,12 @@ class ClusterReport:
 
 def scan_on_cluster(paths: Iterable[str | os.PathLike], bundle_dir: str | os.PathLike, out_dir: str | os.PathLike,
                     settings, cluster: ClusterSettings, progress=None, providers: list[str] | None = None,
-                    on_connect=None, client=None):
+                    on_connect=None, client=None, exhaustive: bool = False):
     """Scan into OUTDIR's store on the cluster and rewrite its exports (also when interrupted).
 
     Returns (summary, export paths, ClusterReport). `on_connect(connection)` is called once the workers have the
     model (the CLI prints the dashboard address). `client`: an existing distributed.Client to run on instead of
-    connecting to `cluster.address` (a notebook, a test)."""
+    connecting to `cluster.address` (a notebook, a test). `exhaustive`: skip the bundle's cascade first stage."""
     from ..bundle import load_bundle
     from ..errors import ConfigError
     from ..exports import write_exports
@@ -62,14 +62,15 @@ def scan_on_cluster(paths: Iterable[str | os.PathLike], bundle_dir: str | os.Pat
                                         getattr(client, "dashboard_link", None))) if client is not None else None
         with joined or connect(cluster) as conn:
             try:
-                conn.client.register_plugin(ScannerPlugin(str(bundle_path), settings, conn.threads, providers))
+                conn.client.register_plugin(ScannerPlugin(str(bundle_path), settings, conn.threads, providers,
+                                                          exhaustive))
             except Exception as exc:
                 raise ConfigError(f"the Dask workers cannot load the bundle {bundle_path} ({exc})",
                                   "workers need the bundle and the recordings at the same paths as this machine "
                                   "(a shared filesystem) and hootwatch[edge] installed") from None
             if on_connect is not None:
                 on_connect(conn)
-            driver = ClusterDriver(conn.client, scanner, cluster.chunk_s, progress)
+            driver = ClusterDriver(conn.client, scanner, cluster.chunk_s, progress, exhaustive)
             try:
                 summary = driver.run(planned)
             finally:

@@ -17,7 +17,7 @@ def scan_with_cluster(args, out: Path, settings, progress, console):
                                                                   else ""))
 
     summary, exports, report = scan_on_cluster(args.paths, args.model, out, settings, cs, progress,
-                                               on_connect=on_connect)
+                                               on_connect=on_connect, exhaustive=args.exhaustive)
     n = report.chunked_files
     console.print(f"[bold]cluster[/]: {report.units} units of work sent ({n} long file{'' if n == 1 else 's'} cut "
                   f"into chunks of {cs.chunk_s:g} s)")

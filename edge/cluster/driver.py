@@ -47,8 +47,9 @@ class SchedulerLost(Exception):
 
 
 class ClusterDriver:
-    def __init__(self, client, scanner, chunk_s: float, progress: Progress | None = None) -> None:
-        self.client, self.scanner, self.chunk_s = client, scanner, chunk_s
+    def __init__(self, client, scanner, chunk_s: float, progress: Progress | None = None,
+                 exhaustive: bool = False) -> None:
+        self.client, self.scanner, self.chunk_s, self.exhaustive = client, scanner, chunk_s, exhaustive
         self.progress = progress or Progress()
         self._futures: dict = {}
         self._chunks: dict[int, dict[int, object]] = {}
@@ -64,6 +65,9 @@ class ClusterDriver:
     def _units(self, planned):
         sc = self.scanner
         batch = math.lcm(CHUNK_BATCH, sc.settings.batch_size or 1)
+        if sc.detector.manifest.first_stage and not self.exhaustive:  # the cascade's batches (on a CPU or a GPU)
+            from ..cascade import FIRST_STAGE_BATCH, GPU_BATCHES
+            batch = math.lcm(batch, FIRST_STAGE_BATCH, GPU_BATCHES * (sc.settings.batch_size or CHUNK_BATCH))
         for i, f in enumerate(planned):
             path = f.path
             self._t0[i] = time.perf_counter()

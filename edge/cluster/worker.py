@@ -73,20 +73,22 @@ class ScannerPlugin(_WorkerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, bundle_dir: str, settings, threads: int | None = None, providers: list[str] | None = None):
+    def __init__(self, bundle_dir: str, settings, threads: int | None = None, providers: list[str] | None = None,
+                 exhaustive: bool = False):
         self.bundle_dir, self.settings, self.threads, self.providers = str(bundle_dir), settings, threads, providers
+        self.exhaustive = exhaustive
         self.scanner = None
 
     def setup(self, worker) -> None:
-        from ..detector import Detector
+        from ..cascade import load_detector
         from ..scan import Scanner
 
         threads = self.threads or max(1, usable_cpus() // max(1, worker.state.nthreads))
-        detector = Detector.load(self.bundle_dir, threads=threads, providers=self.providers,
-                                 batch_size=self.settings.batch_size)
+        detector = load_detector(self.bundle_dir, threads=threads, providers=self.providers,
+                                 batch_size=self.settings.batch_size, exhaustive=self.exhaustive)
         self.scanner = Scanner(detector, None, self.settings)
-        log.info("hootwatch scanner ready on %s: %s, %d model threads", worker.address,
-                 detector.providers[0], threads)
+        log.info("hootwatch scanner ready on %s: %s, %d model threads", worker.address, type(detector).__name__,
+                 threads)
 
 
 class WorkerSetupError(HootwatchError):
