@@ -315,3 +315,20 @@ def test_check_config_checks_what_run_checks_and_reports_it_all(tmp_path, capsys
             signal.signal(sig, h)
     assert capsys.readouterr().err.split("error: ", 1)[1] == err.split("error: ", 1)[1]
     assert not (tmp_path / "out").exists()
+
+
+def test_check_config_says_the_review_app_needs_its_extra(tmp_path, capsys, monkeypatch):
+    """[review] enabled without hootwatch[review]: refused at check-config (and so before `run` starts
+    anything), not after the model, watcher and microphone are up."""
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fastapi" else real(name, *a))
+    from tiny_bundles import tone_bundle
+    bundle = tone_bundle(tmp_path / "bundle")
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "h.toml"
+    cfg.write_text(MINIMAL.replace("/path/to/bundle", str(bundle)).replace("/path/to/incoming", str(tmp_path / "in"))
+                   .replace("/path/to/detections", str(tmp_path / "out")) + "[review]\nenabled = true\n")
+    assert cli_main(["check-config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "review.enabled: the review app needs fastapi" in err and "hootwatch[review]" in err

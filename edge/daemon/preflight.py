@@ -7,6 +7,7 @@ restart), so `check-config` checks exactly the same list, and both report every 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -78,4 +79,10 @@ def preflight(cfg: DaemonConfig, check_microphone: bool = True) -> list[ConfigEr
             problems.append(microphone_problem(mic.device))
         if mic.record_raw:
             problems.append(_writable("sources.microphone.raw_dir", cfg.raw_dir))
+    if cfg.review.enabled:
+        missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+        if missing:
+            problems.append(ConfigError(f"review.enabled: the review app needs {', '.join(missing)}, which "
+                                        "is not installed", "pip install 'hootwatch[review]', or set enabled = "
+                                        "false under [review]"))
     return [p for p in problems if p is not None]
