@@ -216,15 +216,17 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
                     if size > limit:
                         raise HTTPException(413, f"{name}: larger than the {max_upload_mb:g} MB limit (--max-upload-mb)")
                     f.write(chunk)
-            return _analyze(dest, tz or None)
+            # decoding and scoring take seconds: off the event loop, so labels and pages are not held up
+            from starlette.concurrency import run_in_threadpool
+            return await run_in_threadpool(_analyze, dest, tz or None)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _analyze(path: Path, tz: str | None) -> dict:
-        from ..detector import Detector
+        from ..cascade import load_detector
         from ..scan import ScanSettings, Scanner
-        if "det" not in detector_cache:
-            detector_cache["det"] = Detector.load(bundle, threads=1)
+        if "det" not in detector_cache:  # the bundle's scorer, as `scan` uses it (its cascade too)
+            detector_cache["det"] = load_detector(bundle, threads=1)
         det = detector_cache["det"]
         with DetectionStore(path.parent / "analyze.sqlite") as tmp_store:
             try:
