@@ -129,7 +129,8 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
         busy = labelled_spans.get(ws.file_key, []) + dets.get(ws.file_key, [])
         for s, p in zip(ws.starts.tolist(), ws.scores.tolist()):
             a, b = s / ws.sample_rate, (s + ws.window_samples) / ws.sample_rate
-            if p < options.low_score and not any(x < b and a < y for x, y in busy):
+            low = p != p or p < options.low_score  # NaN: a first stage rejected it, below any threshold
+            if low and not any(x < b and a < y for x, y in busy):
                 pool.append((ws.file_key, round(a, 3), round(b, 3), float(p)))
     for i in sorted(rng.choice(len(pool), size=min(n_random, len(pool)), replace=False)) if pool else []:
         k, a, b, p = pool[i]

@@ -95,3 +95,19 @@ def test_a_recorders_recordings_all_go_to_one_side_of_the_split(tmp_path):
     assert sorted(sides) == ["R0", "R1", "R2", "R3"] and all(len(v) == 1 for v in sides.values())
     assert {next(iter(v)) for v in sides.values()} == {"train", "validation", "test"}
     assert len({r["recording"] for r in rows}) == 12
+
+
+def test_windows_a_first_stage_left_unscored_are_low_score_negatives(tmp_path):
+    """A cascade stores NaN for the windows its first stage rejected: they are the plainest negatives there
+    are, and must stay in the random-negative pool (NaN < 0.2 is False)."""
+    import zlib
+
+    import numpy as np
+    _, _, out = scanned_store(tmp_path)
+    with DetectionStore(out / "detections.sqlite") as s:
+        for key, run, n in s.conn.execute("SELECT file_key, run_key, n_windows FROM window_scores").fetchall():
+            nan = zlib.compress(np.full(n, np.nan, np.float32).tobytes(), 6)
+            s.conn.execute("UPDATE window_scores SET scores=? WHERE file_key=? AND run_key=?", (nan, key, run))
+    data = tmp_path / "data"
+    assert main(["dataset", str(out), "--out", str(data), "--negatives", "4"]) == 0
+    assert sum(c["kind"] == "random_negative" for c in _rows(data / "clips.csv")) == 4
