@@ -17,7 +17,8 @@ def register(subparsers) -> None:
                               epilog="example: hootwatch detections results/ --threshold 0.7 --min-hits 2")
     p.add_argument("out", metavar="OUTDIR", help="the scan's output folder (holds detections.sqlite)")
     p.add_argument("--threshold", type=float, required=True, metavar="T", help="score for a positive window, 0..1")
-    p.add_argument("--min-hits", type=int, default=1, metavar="K", help="minimum positive windows per detection")
+    p.add_argument("--min-hits", type=int, default=None, metavar="K",
+                   help="minimum positive windows per detection, at the bundle's hop (default: the run's own)")
     p.add_argument("--run", default=None, metavar="RUN_KEY",
                    help="the run whose window scores to use (default: the most recent scan)")
     p.set_defaults(func=run)

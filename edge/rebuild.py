@@ -35,10 +35,11 @@ def source_run(store: DetectionStore, run_key: str | None = None) -> str:
     return run_key
 
 
-def rebuild(store: DetectionStore, run_key: str, threshold: float, min_hits: int) -> RunInfo:
+def rebuild(store: DetectionStore, run_key: str, threshold: float, min_hits: int | None = None) -> RunInfo:
+    """Detections of run `run_key` again at `threshold` and `min_hits` (None: the run's own min_hits)."""
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold {threshold} is outside 0..1", "pass e.g. --threshold 0.7")
-    if min_hits < 1:
+    if min_hits is not None and min_hits < 1:
         raise ConfigError(f"--min-hits {min_hits} must be at least 1", "pass e.g. --min-hits 2")
     files = read_window_scores(store.conn, run_key)
     ledger = {r.file_key: r for r in store.ledger_rows(run_key, status="done")}
@@ -52,7 +53,8 @@ def rebuild(store: DetectionStore, run_key: str, threshold: float, min_hits: int
         info = json.loads(ws.run)
         src = RunInfo(**{k: info[k] for k in RunInfo.__dataclass_fields__})
         # min_hits is stated at the bundle's hop, as for `hootwatch scan` (events.windows_at_hop)
-        k = windows_at_hop(int(min_hits), float(info.get("bundle_hop_s", src.hop_s)), src.hop_s)
+        bundle_hop = float(info.get("bundle_hop_s", src.hop_s))
+        k = src.min_hits if min_hits is None else windows_at_hop(int(min_hits), bundle_hop, src.hop_s)
         new = replace(src, threshold=float(threshold), min_hits=k)
         ftime = FileTime(datetime.fromisoformat(row.start_utc), parse_tz(ws.local_tz) or parse_tz("UTC"),
                          row.time_source, row.recorder_id)

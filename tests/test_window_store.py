@@ -69,3 +69,13 @@ def test_window_scores_and_detections_are_one_transaction(tmp_path, monkeypatch)
     con = sqlite3.connect(tmp_path / "out" / "detections.sqlite")
     assert con.execute("SELECT COUNT(*) FROM detections").fetchone()[0] == 0
     assert con.execute("SELECT status, COUNT(*) FROM files GROUP BY status").fetchall() == [("failed", 2)]
+
+
+def test_detections_without_min_hits_keeps_the_runs_own(tmp_path):
+    """`hootwatch detections OUT --threshold T` changes the threshold only: a run scanned with min_hits 2 is not
+    quietly rebuilt at min_hits 1 (which would give more detections than a scan at T)."""
+    _, _, out = scanned_store(tmp_path, min_hits=2)
+    assert main(["detections", str(out), "--threshold", "0.6"]) == 0
+    with DetectionStore(out / "detections.sqlite") as s:
+        rows = s.conn.execute("SELECT DISTINCT threshold, min_hits FROM detections WHERE threshold=0.6").fetchall()
+    assert [tuple(r) for r in rows] == [(0.6, 2)]
