@@ -93,15 +93,25 @@ def run_folder_name(run_key: str) -> str:
     return re.sub(r"[^A-Za-z0-9=.+-]+", "_", run_key).strip("_") or "run"
 
 
+WRITTEN_LIST = ".hootwatch-written.json"  # in raven/ and labels/: the names the last export wrote there
+
+
 def _write_per_file(folder: Path, texts: dict[str, str]) -> None:
-    """Write name -> text into `folder` and remove the files an earlier export left there (they belong to no
-    detection of this run)."""
+    """Write name -> text into `folder` and remove the tables an earlier export wrote there that this one does
+    not (they belong to no detection of this run). Only names an export wrote are ever removed: files a user
+    keeps in the folder (e.g. `hootwatch labels --export results/labels`) stay."""
+    listed = folder / WRITTEN_LIST
+    try:
+        before = set(json.loads(listed.read_text()))
+    except (OSError, ValueError, TypeError):
+        before = set()
     for name, text in texts.items():
         write_atomic(folder / name, text)
-    if folder.is_dir():
-        for old in folder.iterdir():
-            if old.is_file() and old.name not in texts:
-                old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(listed, json.dumps(sorted(texts)))
+    for name in before - set(texts):
+        if Path(name).name == name:  # a bare file name, never a path out of the folder
+            (folder / name).unlink(missing_ok=True)
 
 
 def _write_set(rows: list[dict], out: Path, high_freq_hz: float, formats: tuple[str, ...]) -> dict[str, Path]:

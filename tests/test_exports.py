@@ -1,7 +1,7 @@
 import csv
 import json
 
-from hootwatch.edge.exports import exports_note, label_file_names, write_exports
+from hootwatch.edge.exports import WRITTEN_LIST, exports_note, label_file_names, write_exports
 from hootwatch.edge.store import DetectionStore, RunInfo
 
 from test_store import det
@@ -23,7 +23,7 @@ def test_exports_csv_raven_audacity(tmp_path):
         (str(a), "10.0", "15.0"), (str(b), "2.0", "7.0"), (str(b), "30.0", "35.0")]
     assert {"begin_utc", "end_utc", "label", "score", "begin_local", "time_source", "model_id", "threshold"} <= set(rows[0])
     # a Raven table per recording, times in that recording (a 10 s offset is 10 s, whatever came before)
-    tables = sorted(p.name for p in paths["raven"].iterdir())
+    tables = sorted(p.name for p in paths["raven"].glob("*.selections.txt"))
     assert tables == ["20240101_000000.Table.1.selections.txt", "20240101_000100.Table.1.selections.txt"]
     raven = list(csv.DictReader(open(paths["raven"] / tables[1]), delimiter="\t"))
     assert [r["Begin Time (s)"] for r in raven] == ["2.000", "30.000"]
@@ -70,8 +70,10 @@ def test_a_rescan_leaves_no_stale_per_file_tables(tmp_path):
         st.commit_file(a, RUN, [det(a, 0)], audio_s=60.0)
         st.commit_file(b, RUN, [det(b, 0)], audio_s=60.0)
         write_exports(st, RUN.run_key, tmp_path / "out", high_freq_hz=4000)
+        (tmp_path / "out" / "labels" / "mine.txt").write_text("1\t2\towl\n")  # a user's own track, kept there
         st.commit_file(a, strict, [], audio_s=60.0)
         st.commit_file(b, strict, [det(b, 0)], audio_s=60.0)
         paths = write_exports(st, strict.run_key, tmp_path / "out", high_freq_hz=4000)
-    assert [p.name for p in paths["labels"].iterdir()] == ["20240101_000100.txt"]
-    assert [p.name for p in paths["raven"].iterdir()] == ["20240101_000100.Table.1.selections.txt"]
+    listed = lambda d: sorted(p.name for p in d.iterdir() if p.name != WRITTEN_LIST)  # noqa: E731
+    assert listed(paths["labels"]) == ["20240101_000100.txt", "mine.txt"]
+    assert listed(paths["raven"]) == ["20240101_000100.Table.1.selections.txt"]
