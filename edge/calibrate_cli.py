@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
                                "lower --target-precision, or review more high-scoring detections")
     console.print(f"threshold {cal.threshold:.4f}: expected precision {cal.expected_precision:.3f} over the "
                   f"{cal.kept} reviewed detections at or above it (was {bundle.manifest.threshold:g})")
+    validated = ((bundle.manifest.first_stage or {}).get("validation") or {}).get("full_threshold")
+    if validated is not None and cal.threshold < float(validated):
+        console.print(f"warning: the bundle's first stage (cascade) was validated to keep the windows scoring "
+                      f">= {float(validated):g}; below that it may drop some the model would now count. Check "
+                      "with `hootwatch scan --exhaustive`, or export again with the new threshold")
     if args.dry_run:
         return 0
     set_operating_point(args.bundle, threshold=round(cal.threshold, 6), note={
