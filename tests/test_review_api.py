@@ -145,3 +145,21 @@ def test_windows_a_cascade_left_unscored_are_shown_as_such_and_are_no_near_misse
         assert len(rand) == 46 and sum(it["score"] is None for it in rand) == len(scores)
         near = c.get("/api/queue", params={"queue": "near"}).json()["items"]
         assert near and all(it["score"] is not None and it["file_key"] != key for it in near)
+
+
+def test_a_saved_label_says_what_the_span_held_before_so_undo_can_restore_it(client, scanned):
+    """Undo puts back the span's own earlier label: the reply names it ("" when there was none), and a label the
+    span already had (an imported 'kookaburra') can be posted again there, though not invented elsewhere."""
+    from hootwatch.edge.labels import LabelBook
+    items = client.get("/api/queue").json()["items"]
+    it, other = items[-1], items[-2]
+    with DetectionStore(scanned[2] / "detections.sqlite") as s:
+        ledger = {r.file_key: r.path for r in s.ledger_rows()}
+        LabelBook(s).add(it["file_key"], ledger[it["file_key"]], it["start_s"], it["end_s"], "kookaburra",
+                         source="import:colleague.csv")
+    r = client.post("/api/labels", json=_span(it) | {"label": "owl"}).json()
+    assert r["saved"] and r["previous"] == "kookaburra"
+    assert client.post("/api/labels", json=_span(it) | {"label": "kookaburra"}).json()["previous"] == "owl"
+    assert client.post("/api/labels", json=_span(other) | {"label": "kookaburra"}).status_code == 400
+    fresh = client.post("/api/labels", json=_span(other) | {"label": "not_owl"}).json()
+    assert fresh["previous"] == ""

@@ -9,7 +9,8 @@ Pages: `/` (the reviewer, plain HTML/JS from static/, no build step). API (all J
     GET  /api/windows?queue=near|random&...  near misses / a uniform random sample of windows
     GET  /api/queue?queue=detections|near|random&order=score|time&recorder=&night=&min_score=&max_score=&n=&seed=
     GET  /api/labels                         current labels
-    POST /api/labels {file_key,start_s,end_s,label,reviewer}   committed to SQLite before the reply
+    POST /api/labels {file_key,start_s,end_s,label,reviewer}   committed to SQLite before the reply;
+                                             the reply's `previous` is the span's label before it
     GET  /api/clip.wav?file_key=&start_s=&end_s=&pad_s=        the span (+ context) as WAV
     GET  /api/spectrogram.png?(same)                           its spectrogram
     GET  /api/calibration?run=                                 precision per score bin from the labels
@@ -144,13 +145,19 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
 
     @app.post("/api/labels")
     def post_label(body: LabelIn):
-        if body.label not in (*REVIEW_LABELS, ""):
-            raise HTTPException(400, f"label {body.label!r}: use one of {', '.join(REVIEW_LABELS)} (or '' to clear)")
         with lock:
+            # a label this span already had (an imported 'kookaburra') may come back: that is what undo posts
+            had = {x.label for x in book.history(body.file_key, body.start_s, body.end_s)}
+            if body.label not in (*REVIEW_LABELS, "") and body.label not in had:
+                raise HTTPException(400, f"label {body.label!r}: use one of {', '.join(REVIEW_LABELS)} (or '' to "
+                                         "clear)")
             path = _recording(body.file_key)
             saved = book.add(body.file_key, path, body.start_s, body.end_s, body.label,
                              reviewer=body.reviewer or reviewer)
-        return {"saved": True, "id": saved.id, "label": saved.label, "replaces": saved.replaces}
+            previous = book.get(saved.replaces).label if saved.replaces else ""
+        # `previous`: what this very span held before ("" none), for undo
+        return {"saved": True, "id": saved.id, "label": saved.label, "replaces": saved.replaces,
+                "previous": previous}
 
     @app.get("/api/labels")
     def get_labels():

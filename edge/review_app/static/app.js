@@ -78,7 +78,7 @@ async function label(value, it, advanceTo) {
   $("status").className = "";
   $("status").textContent = "saving…";
   try {
-    await api("/api/labels", {
+    const saved = await api("/api/labels", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ file_key: it.file_key, start_s: it.start_s, end_s: it.end_s, label: value,
                              reviewer: $("reviewer").value }),
@@ -87,9 +87,11 @@ async function label(value, it, advanceTo) {
     state.i = advanceTo;
     $("status").textContent = value ? `saved: ${value}` : "label removed";
     show();
+    return saved;
   } catch (e) {
     $("status").className = "error";
     $("status").textContent = "NOT saved: " + e.message;
+    return null;
   } finally {
     state.busy = false;
   }
@@ -105,8 +107,10 @@ async function key(k) {
   if (state.busy) return;
   const it = state.items[state.i];
   if (k in LABELS && it) {
-    state.undo.push({ i: state.i, before: it.label });
-    await label(LABELS[k], it, state.i + 1);
+    const i = state.i;
+    const saved = await label(LABELS[k], it, i + 1);
+    // undo restores what this very span held before (the server says; "" = none), once it is saved
+    if (saved) state.undo.push({ i, before: saved.previous });
   } else if (k === "s" && it) {
     state.undo.push({ i: state.i, before: null });
     state.i += 1; show();
@@ -115,7 +119,7 @@ async function key(k) {
     if (!last) return;
     const prev = state.items[last.i];
     if (last.before === null) { state.i = last.i; show(); return; }
-    await label(last.before, prev, last.i);
+    if (!(await label(last.before, prev, last.i))) state.undo.push(last);  // not saved: keep the step
   } else if (k === " " && it) {
     play();
   }
