@@ -1,10 +1,11 @@
-"""Print a command of the README's quick start, exactly as written there, for .ci/run to execute.
+"""Print a command of the README's quick start, exactly as written there.
 
     python3 .ci/readme_commands.py setup   # the first command without its final `&& ... hootwatch demo ...`
     python3 .ci/readme_commands.py demo    # the first command as written (set-up + demo)
     python3 .ci/readme_commands.py test    # the second command
 
-CI runs the README's own set-up text rather than a variant, so CI fails whenever the README would.
+.ci/run holds the set-up and test lines word for word; tests/test_packaging.py uses this to check they are the
+README's, so CI fails whenever the README would.
 """
 
 import re
