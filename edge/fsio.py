@@ -120,12 +120,7 @@ def durable_move_many(moves: list[tuple[Path, Path]]) -> list[tuple[Path, OSErro
             src_dirs[str(src.parent)] = src.parent
         except OSError as exc:
             failed.append((src, exc))
-    unsynced = {}
-    for key, d in dst_dirs.items():
-        try:
-            fsync_dir(d)
-        except OSError as exc:
-            unsynced[key] = exc
+    unsynced = _fsync_dirs(dst_dirs)
     for src, dst in copied:
         if str(dst.parent) in unsynced:  # the copy's name may not be on the disk: keep the original
             failed.append((src, unsynced[str(dst.parent)]))
@@ -134,11 +129,7 @@ def durable_move_many(moves: list[tuple[Path, Path]]) -> list[tuple[Path, OSErro
             os.unlink(src)
         except OSError as exc:
             failed.append((src, exc))
-    for d in src_dirs.values():
-        try:
-            fsync_dir(d)
-        except OSError as exc:
-            failed.append((d, exc))
+    failed += [(src_dirs[k], exc) for k, exc in _fsync_dirs(src_dirs).items()]
     return failed
 
 
@@ -175,9 +166,16 @@ def remove_many(paths: list[Path]) -> list[tuple[Path, OSError]]:
             dirs[str(p.parent)] = p.parent
         except OSError as exc:
             failed.append((p, exc))
-    for d in dirs.values():
+    failed += [(dirs[k], exc) for k, exc in _fsync_dirs(dirs).items()]
+    return failed
+
+
+def _fsync_dirs(dirs: dict[str, Path]) -> dict[str, OSError]:
+    """fsync each folder once; the ones that failed, with why (the others are still synced)."""
+    unsynced = {}
+    for key, d in dirs.items():
         try:
             fsync_dir(d)
         except OSError as exc:
-            failed.append((d, exc))
-    return failed
+            unsynced[key] = exc
+    return unsynced
