@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -64,6 +65,7 @@ class CascadeDetector:
     pass_threshold: float
     batch_size: int = FIRST_STAGE_BATCH
     counter: PassCounter = field(default_factory=PassCounter)
+    first_stage_on: ClassVar[bool] = True   # the scan's run key tells a cascade run from an exhaustive one
 
     @property
     def manifest(self):

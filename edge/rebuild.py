@@ -51,7 +51,7 @@ def rebuild(store: DetectionStore, run_key: str, threshold: float, min_hits: int
         if row is None:
             continue
         info = json.loads(ws.run)
-        src = RunInfo(**{k: info[k] for k in RunInfo.__dataclass_fields__})
+        src = RunInfo(**{k: info[k] for k in RunInfo.__dataclass_fields__ if k in info})  # older: no 'exhaustive'
         # min_hits is stated at the bundle's hop, as for `hootwatch scan` (events.windows_at_hop)
         bundle_hop = float(info.get("bundle_hop_s", src.hop_s))
         k = src.min_hits if min_hits is None else windows_at_hop(int(min_hits), bundle_hop, src.hop_s)

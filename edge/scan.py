@@ -193,7 +193,8 @@ class Scanner:
         min_hits = windows_at_hop(min_hits, m.hop_s, self.spec.hop_s)
         self.tz = parse_tz(settings.tz)
         self.run = RunInfo(model_id=m.model_id, model_sha256=m.files.get(m.model_file, ""), threshold=threshold,
-                           hop_s=self.spec.hop_s, min_hits=min_hits, label=m.positive_label)
+                           hop_s=self.spec.hop_s, min_hits=min_hits, label=m.positive_label,
+                           exhaustive=bool(m.first_stage) and not getattr(detector, "first_stage_on", False))
         self._stop = threading.Event()
 
     @property

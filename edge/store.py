@@ -166,10 +166,14 @@ class RunInfo:
     hop_s: float
     min_hits: int
     label: str
+    # a bundle with a cascade scanned with every window scored (--exhaustive): its own run, so that a check into
+    # the same store is not "already scanned" (False for single-stage bundles: their keys are unchanged)
+    exhaustive: bool = False
 
     @property
     def run_key(self) -> str:
-        return f"{self.model_id}|t={self.threshold:.6g}|hop={self.hop_s:.6g}|k={self.min_hits}"
+        key = f"{self.model_id}|t={self.threshold:.6g}|hop={self.hop_s:.6g}|k={self.min_hits}"
+        return key + "|exhaustive" if self.exhaustive else key
 
 
 @dataclass(frozen=True)

@@ -170,3 +170,18 @@ def test_daemon_status_file_carries_the_pass_rate_and_the_config_key_turns_the_c
         run_daemon_until(daemon, lambda: daemon.health.files_done >= 1)
         status = json.loads((d / "status.json").read_text())
         assert (status["pass_rate"] == 1.0) is exhaustive and 0 < status["pass_rate"] <= 1.0
+
+
+def test_an_exhaustive_check_into_the_same_store_scores_every_window_again(cascade_bundle, tmp_path):
+    """A cascade scan, then `--exhaustive` into the same output folder to check it: the check is its own run
+    (its own run key and rows), not 'already scanned'; and scanning with the cascade again adds nothing."""
+    write_tone(tmp_path / "card" / "20240101_220000.wav", 60.0, SR, [(20.0, 24.0)], seed=2)
+    out = tmp_path / "out"
+    summaries = {}
+    for name, exhaustive in (("cascade", False), ("exhaustive", True), ("cascade again", False)):
+        det = load_detector(cascade_bundle, threads=1, exhaustive=exhaustive)
+        summaries[name], _ = scan_into([tmp_path / "card"], det, out, ScanSettings(tz="UTC"))
+    assert [len(summaries[n].done) for n in summaries] == [1, 1, 0]
+    with DetectionStore(out / STORE_NAME) as store:
+        keys = sorted({d["run_key"] for d in store.detections()})
+    assert len(keys) == 2 and sum(k.endswith("|exhaustive") for k in keys) == 1

@@ -56,7 +56,8 @@ def scan_on_cluster(paths: Iterable[str | os.PathLike], bundle_dir: str | os.Pat
     bundle_path = Path(bundle_dir).resolve()
     out = Path(out_dir)
     with DetectionStore(out / STORE_NAME) as store:
-        scanner = Scanner(BundleModel(bundle), store, settings, out)
+        scanner = Scanner(BundleModel(bundle, first_stage_on=bool(bundle.manifest.first_stage) and not exhaustive),
+                          store, settings, out)
         planned = scanner.plan(paths)
         joined = nullcontext(Connection(client, cluster.threads, "the given Dask client",
                                         getattr(client, "dashboard_link", None))) if client is not None else None

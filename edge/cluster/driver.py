@@ -36,6 +36,7 @@ class BundleModel:
     """What the driver's Scanner needs of a detector: the (hash-checked) manifest. The driver never scores."""
     bundle: object
     batch_size: int = 1
+    first_stage_on: bool = False    # the workers run the bundle's cascade (the run key says so)
 
     @property
     def manifest(self):
