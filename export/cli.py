@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--speed-repeats", type=int, default=3, help="timing repeats (0 skips the speed report)")
     p.add_argument("--no-first-stage", action="store_true",
                    help="leave out the run's cascade first stage: the bundle scores every window with the full model")
+    p.add_argument("--first-stage-check", type=Path, default=None, metavar="DIR",
+                   help="recordings like those the bundle will scan (a night or two; no labels needed): the cascade's "
+                        "pass threshold comes down until there it keeps every detection an exhaustive scan makes")
     p.set_defaults(func=run)
 
 
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         keep_fp32=args.keep_fp32, tolerance=args.tolerance, force=args.force, overwrite=args.overwrite,
         positive_label=args.positive_label, threshold=args.threshold, min_hits=args.min_hits, audio_dir=args.audio,
         per_channel=args.per_channel, max_clips=args.max_clips, threads=args.threads, speed_repeats=args.speed_repeats,
-        first_stage=not args.no_first_stage,
+        first_stage=not args.no_first_stage, first_stage_check=args.first_stage_check,
     )
     with console.status("exporting (ONNX, int8, parity check)..."):
         result = export_bundle(options, on_parity=lambda r: console.print(parity_table(r)),
@@ -73,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"cascade first stage: pass threshold {m.first_stage['pass_threshold']:.4f}, keeps "
                       f"{v['positives_kept']} of {v['full_model_positives']} validation clips the int8 model calls "
                       f"{m.positive_label}, passes {v['pass_rate']:.1%} of them")
+        c = m.first_stage.get("recordings_check")
+        if c:
+            console.print(f"checked on {c['recordings']}: pass threshold {c['pass_threshold_before']:.4g} -> "
+                          f"{c['pass_threshold']:.4g}; keeps {c['positives_kept']} of {c['full_model_positives']} "
+                          f"positive windows and {c['cascade_detections']} of {c['exhaustive_detections']} "
+                          f"detections, passes {c['pass_rate']:.1%} of {c['windows']} windows")
     console.print(f"bundle written: {result.bundle}  (model id {m.model_id}, labels {list(m.labels)}, "
                   f"positive {m.positive_label!r}, threshold {m.threshold:.2f}, min_hits {m.min_hits}, "
                   f"target {options.target})")

@@ -6,7 +6,8 @@
     4. parity: PyTorch vs ONNX fp32 vs ONNX int8 on the clips; refuse a degraded int8 unless forced
     5. the cascade's first stage, if the run has one: checked, its pass threshold chosen against int8 (first_stage.py)
     6. size and speed report
-    7. write the bundle in a staging folder and move it into place
+    7. write the bundle in a staging folder; with `first_stage_check`, check (and lower) the cascade's pass threshold
+       on recordings like those it will scan; move it into place
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.bundle import Manifest
+from hootwatch.edge.bundle import Manifest, load_bundle
 from hootwatch.edge.errors import ConfigError
 
 from . import bundle_writer, first_stage, onnx_export, quantize
@@ -53,6 +54,9 @@ class ExportOptions:
     speed_repeats: int = 3           # 0 skips the speed measurement
     max_clips: int | None = None     # parity on an evenly spaced subset of the clips (default: all)
     first_stage: bool = True         # ship the run's cascade first stage (RUN/first_stage) when it has one
+    # recordings like those the bundle will scan (no labels needed): the pass threshold comes down until, there,
+    # the cascade makes every detection an exhaustive scan makes (first_stage.check_on_recordings)
+    first_stage_check: Path | None = None
 
     def __post_init__(self) -> None:
         if self.target not in quantize.TARGETS:
@@ -64,6 +68,9 @@ class ExportOptions:
                               "pass e.g. --min-hits 2 (or leave it unset: 1)")
         if self.max_clips is not None and self.max_clips < 1:
             raise ConfigError(f"--max-clips {self.max_clips} must be at least 1", "leave it unset to check every clip")
+        if self.first_stage_check is not None and not Path(self.first_stage_check).is_dir():
+            raise ConfigError(f"--first-stage-check {self.first_stage_check}: no such folder",
+                              "give a folder of recordings like those the bundle will scan (a night or two)")
         if self.opset < 14:
             raise ConfigError(f"--opset {self.opset} is too old", "use opset 14 or newer (18 is the default)")
 
@@ -135,6 +142,10 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
             metrics={"run": source.run_metrics, **report},
         )
         manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)
+        if cascade and options.first_stage_check is not None:
+            first_stage.check_on_recordings(bundle_dir, options.first_stage_check, options.threads,
+                                            chosen_on=str(options.first_stage_check))
+            manifest = load_bundle(bundle_dir).manifest
         bundle_writer.publish(bundle_dir, out, options.overwrite)
     return ExportResult(out, manifest, parity, speed, forced, tuple(folded))
 

@@ -63,3 +63,47 @@ def test_a_first_stage_the_edge_scores_differently_is_refused(run_with_stage, tm
         export_bundle(ExportOptions(source=run, out=tmp_path / "b", target="x86", speed_repeats=0))
     assert not (tmp_path / "b" / "manifest.json").exists()
     assert json.loads((run / trainer_fs.DIR_NAME / trainer_fs.REPORT_FILE).read_text())["hidden"] == list(trainer_fs.HIDDEN)
+
+
+def _with_pass_threshold(bundle, t):
+    from dataclasses import replace
+
+    from hootwatch.edge.bundle import load_bundle, write_manifest
+    m = load_bundle(bundle).manifest
+    write_manifest(bundle, replace(m, first_stage=dict(m.first_stage) | {"pass_threshold": t}))
+
+
+def test_a_pass_threshold_that_loses_detections_on_recordings_is_lowered_until_none_is_lost(tmp_path):
+    """Clips under-sample what a night holds (calls cut by window edges, faint calls): checked on recordings, the
+    pass threshold comes down until the cascade makes every detection the exhaustive scan makes there."""
+    from hootwatch.edge.bundle import load_bundle
+    from hootwatch.export.first_stage import check_on_recordings
+    from tiny_bundles import add_first_stage, tone_bundle, write_tone
+
+    bundle = add_first_stage(tone_bundle(tmp_path / "bundle", sample_rate=8000))
+    night = tmp_path / "night"
+    tones = [(12.0, 15.0), (40.0, 44.0), (70.0, 72.5), (101.0, 106.0)]
+    write_tone(night / "20240101_220000.wav", 120.0, 8000, tones, seed=5)
+    _with_pass_threshold(bundle, 0.999999)   # far too high: the cascade would lose calls
+    lost_before = _rows(bundle, night, tmp_path / "before")
+    assert len(lost_before) < len(tones)
+
+    report = check_on_recordings(bundle, night, threads=1, chosen_on="a test night")
+    m = load_bundle(bundle).manifest
+    assert m.first_stage["pass_threshold"] == report["pass_threshold"] < 0.999999
+    assert m.first_stage["recordings_check"]["chosen_on"] == "a test night"
+    assert report["positives_kept"] >= 0.995 * report["full_model_positives"]
+    assert report["cascade_detections"] == report["exhaustive_detections"] == len(tones)
+    assert len(_rows(bundle, night, tmp_path / "after")) == len(tones)
+    # a threshold that is already safe is never raised
+    again = check_on_recordings(bundle, night, threads=1)
+    assert again["pass_threshold"] == report["pass_threshold"]
+
+
+def _rows(bundle, folder, out):
+    from hootwatch.edge.cascade import load_detector
+    from hootwatch.edge.scan import ScanSettings, scan_into
+    from hootwatch.edge.store import STORE_NAME, DetectionStore
+    scan_into([folder], load_detector(bundle, threads=1), out, ScanSettings(tz="UTC"))
+    with DetectionStore(out / STORE_NAME) as store:
+        return store.detections()
