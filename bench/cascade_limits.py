@@ -38,7 +38,7 @@ from hootwatch.edge import audio
 from hootwatch.edge.detector import Detector
 from hootwatch.edge.first_stage import FirstStage, features
 from hootwatch.edge.windows import WindowSpec, slice_windows
-from hootwatch.trainer.first_stage import choose_pass_threshold
+from hootwatch.edge.first_stage import choose_pass_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"

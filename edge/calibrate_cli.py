@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     validated = ((bundle.manifest.first_stage or {}).get("validation") or {}).get("full_threshold")
     if validated is not None and cal.threshold < float(validated):
         console.print(f"warning: the bundle's first stage (cascade) was validated to keep the windows scoring "
-                      f">= {float(validated):g}; below that it may drop some the model would now count. Check "
-                      "with `hootwatch scan --exhaustive`, or export again with the new threshold")
+                      f">= {float(validated):g}; below that it may drop some the model would now count. Run "
+                      f"`hootwatch cascade-check RECORDINGS --bundle {args.bundle}` on a night or two, or scan with "
+                      "--exhaustive")
     if args.dry_run:
         return 0
     set_operating_point(args.bundle, threshold=round(cal.threshold, 6), note={

@@ -35,7 +35,7 @@ def _edge_commands() -> dict:
             "check-config": "hootwatch.edge.daemon.cli_check", "systemd-unit": "hootwatch.edge.systemd_unit",
             "labels": "hootwatch.edge.labels_cli", "detections": "hootwatch.edge.detections_cli",
             "review": "hootwatch.edge.review_cli", "calibrate": "hootwatch.edge.calibrate_cli",
-            "dataset": "hootwatch.edge.dataset_cli"}
+            "dataset": "hootwatch.edge.dataset_cli", "cascade-check": "hootwatch.edge.cascade_check_cli"}
 
 
 def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:

@@ -41,6 +41,7 @@ F0_STEP_HZ = 15.0
 N_HARMONICS = 4                    # ... and their first 4 harmonics
 LEVEL_BAND_HZ = (200.0, 2500.0)
 TOP_FRAMES = 10                    # ~0.3 s: the most salient stretch of the window
+KEEP = 0.995                       # share of the full model's positive windows the first stage must pass on
 FEATURE_VERSION = 1
 
 
@@ -169,3 +170,39 @@ class FirstStage:
             raise BundleError(f"{path}: the first stage lacks {exc}", redo) from None
         except ValueError as exc:
             raise BundleError(f"{path}: {exc}", redo) from None
+
+
+@dataclass(frozen=True)
+class PassThreshold:
+    pass_threshold: float
+    n_windows: int
+    n_positive: int          # windows the full model calls positive at `full_threshold`
+    kept: int                # of those, passed by the first stage
+    passed: int              # windows passed in all
+    full_threshold: float
+
+    @property
+    def recall(self) -> float:
+        return self.kept / self.n_positive if self.n_positive else 1.0
+
+    def to_dict(self) -> dict:
+        return {"pass_threshold": self.pass_threshold, "windows": self.n_windows,
+                "full_model_positives": self.n_positive, "positives_kept": self.kept,
+                "positive_recall": round(self.recall, 4), "pass_rate": round(self.passed / max(self.n_windows, 1), 4),
+                "full_threshold": self.full_threshold, "keep_target": KEEP}
+
+
+def choose_pass_threshold(stage_scores: np.ndarray, full_scores: np.ndarray, full_threshold: float,
+                          keep: float = KEEP) -> PassThreshold:
+    """The highest pass threshold that keeps at least `keep` of the windows with full score >= full_threshold.
+
+    With no positive window at all the threshold is 0 (every window passes): nothing was shown to be safe."""
+    s = np.asarray(stage_scores, np.float64)
+    pos = np.sort(s[np.asarray(full_scores) >= full_threshold])
+    if len(pos) == 0:
+        t = 0.0
+    else:
+        drop = int(np.floor(len(pos) * (1.0 - keep) + 1e-9))   # positives that may be lost
+        t = float(pos[drop])
+    passed = s >= t
+    return PassThreshold(t, len(s), len(pos), int((pos >= t).sum()), int(passed.sum()), float(full_threshold))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hootwatch.edge.bundle import Manifest, load_bundle
+from hootwatch.edge.cascade_check import check_on_recordings
 from hootwatch.edge.errors import ConfigError
 
 from . import bundle_writer, first_stage, onnx_export, quantize
@@ -55,7 +56,7 @@ class ExportOptions:
     max_clips: int | None = None     # parity on an evenly spaced subset of the clips (default: all)
     first_stage: bool = True         # ship the run's cascade first stage (RUN/first_stage) when it has one
     # recordings like those the bundle will scan (no labels needed): the pass threshold comes down until, there,
-    # the cascade makes every detection an exhaustive scan makes (first_stage.check_on_recordings)
+    # the cascade makes every detection an exhaustive scan makes (hootwatch.edge.cascade_check)
     first_stage_check: Path | None = None
 
     def __post_init__(self) -> None:
@@ -143,7 +144,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         )
         manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)
         if cascade and options.first_stage_check is not None:
-            first_stage.check_on_recordings(bundle_dir, options.first_stage_check, options.threads,
+            check_on_recordings(bundle_dir, options.first_stage_check, options.threads,
                                             chosen_on=str(options.first_stage_check))
             manifest = load_bundle(bundle_dir).manifest
         bundle_writer.publish(bundle_dir, out, options.overwrite)

@@ -15,7 +15,7 @@ from hootwatch.edge.errors import BundleError
 from hootwatch.edge.first_stage import FILE_NAME, FirstStage, features
 from hootwatch.edge.scan import ScanSettings, scan_into
 from hootwatch.edge.store import STORE_NAME, DetectionStore
-from hootwatch.trainer.first_stage import choose_pass_threshold
+from hootwatch.edge.first_stage import choose_pass_threshold
 from tiny_bundles import add_first_stage, tone_bundle, tone_signal, write_tone
 
 SR = 8000

@@ -77,7 +77,7 @@ def test_a_pass_threshold_that_loses_detections_on_recordings_is_lowered_until_n
     """Clips under-sample what a night holds (calls cut by window edges, faint calls): checked on recordings, the
     pass threshold comes down until the cascade makes every detection the exhaustive scan makes there."""
     from hootwatch.edge.bundle import load_bundle
-    from hootwatch.export.first_stage import check_on_recordings
+    from hootwatch.edge.cascade_check import check_on_recordings
     from tiny_bundles import add_first_stage, tone_bundle, write_tone
 
     bundle = add_first_stage(tone_bundle(tmp_path / "bundle", sample_rate=8000))
@@ -107,3 +107,25 @@ def _rows(bundle, folder, out):
     scan_into([folder], load_detector(bundle, threads=1), out, ScanSettings(tz="UTC"))
     with DetectionStore(out / STORE_NAME) as store:
         return store.detections()
+
+
+def test_cascade_check_command_lowers_the_pass_threshold_of_a_field_bundle_and_dry_run_changes_nothing(tmp_path,
+                                                                                                        capsys):
+    from hootwatch.edge.bundle import load_bundle
+    from hootwatch.edge.cli import main
+    from tiny_bundles import add_first_stage, tone_bundle, write_tone
+
+    bundle = add_first_stage(tone_bundle(tmp_path / "bundle", sample_rate=8000))
+    write_tone(tmp_path / "card" / "20240101_220000.wav", 120.0, 8000, [(12.0, 15.0), (40.0, 44.0)], seed=5)
+    _with_pass_threshold(bundle, 0.999999)
+    before = (bundle / "manifest.json").read_bytes()
+    assert main(["cascade-check", str(tmp_path / "card"), "--bundle", str(bundle), "--threads", "1",
+                 "--dry-run"]) == 0
+    assert "dry run" in capsys.readouterr().out and (bundle / "manifest.json").read_bytes() == before
+    assert main(["cascade-check", str(tmp_path / "card"), "--bundle", str(bundle), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "pass threshold 1 ->" in out and "the cascade makes 2 detections" in out
+    assert load_bundle(bundle).manifest.first_stage["pass_threshold"] < 0.999999
+    # a folder that is not there: the message names it, no traceback
+    assert main(["cascade-check", str(tmp_path / "nowhere"), "--bundle", str(bundle)]) != 0
+    assert "nowhere: no such folder" in capsys.readouterr().err

@@ -12,42 +12,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.first_stage import FILE_NAME, FirstStage, features
+from hootwatch.edge.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
 
 log = logging.getLogger(__name__)
 
 DIR_NAME = "first_stage"
 VALIDATION_FILE = "validation.npz"
 REPORT_FILE = "report.json"
-KEEP = 0.995                # share of the full model's positive windows the first stage must pass on
 HIDDEN = (32,)
 MIN_POSITIVES = 5           # fewer model-positive training windows: no first stage (the bundle scans exhaustively)
 FEATURE_BATCH = 64
-
-
-@dataclass(frozen=True)
-class PassThreshold:
-    pass_threshold: float
-    n_windows: int
-    n_positive: int          # windows the full model calls positive at `full_threshold`
-    kept: int                # of those, passed by the first stage
-    passed: int              # windows passed in all
-    full_threshold: float
-
-    @property
-    def recall(self) -> float:
-        return self.kept / self.n_positive if self.n_positive else 1.0
-
-    def to_dict(self) -> dict:
-        return {"pass_threshold": self.pass_threshold, "windows": self.n_windows,
-                "full_model_positives": self.n_positive, "positives_kept": self.kept,
-                "positive_recall": round(self.recall, 4), "pass_rate": round(self.passed / max(self.n_windows, 1), 4),
-                "full_threshold": self.full_threshold, "keep_target": KEEP}
 
 
 def features_and_scores(clips, sample_rate: int, window_s: float, score_fn) -> tuple[np.ndarray, np.ndarray]:
@@ -95,22 +73,6 @@ def fit(feats: np.ndarray, full_scores: np.ndarray, target_level: float, sample_
     if diff > 1e-3:
         raise RuntimeError(f"first stage: the edge's forward pass differs from scikit-learn's by {diff:.2g}")
     return stage
-
-
-def choose_pass_threshold(stage_scores: np.ndarray, full_scores: np.ndarray, full_threshold: float,
-                          keep: float = KEEP) -> PassThreshold:
-    """The highest pass threshold that keeps at least `keep` of the windows with full score >= full_threshold.
-
-    With no positive window at all the threshold is 0 (every window passes): nothing was shown to be safe."""
-    s = np.asarray(stage_scores, np.float64)
-    pos = np.sort(s[np.asarray(full_scores) >= full_threshold])
-    if len(pos) == 0:
-        t = 0.0
-    else:
-        drop = int(np.floor(len(pos) * (1.0 - keep) + 1e-9))   # positives that may be lost
-        t = float(pos[drop])
-    passed = s >= t
-    return PassThreshold(t, len(s), len(pos), int((pos >= t).sum()), int(passed.sum()), float(full_threshold))
 
 
 def build(run_dir: Path, train_feats: np.ndarray, train_scores: np.ndarray, val_feats: np.ndarray,
