@@ -6,7 +6,7 @@ window, with the demo's tiny model as the judge (its first stage is the one `hoo
 
   * on synthetic nights with real backgrounds (`hootwatch synth dump`, seeds no model was trained on) at several
     owl densities (`--owl-shares`: the share of a night's sound events that are owl bouts; the demo's 0.35 gives
-    about 18 % owl windows, a real night has far fewer), and on every real recording in ../shared/data/real;
+    about 20 % owl windows, a real night has far fewer), and on every real recording in ../shared/data/real;
   * per audio set: the share of windows the judge calls positive (what a perfect first stage would pass: the
     floor of the pass rate), the shipped first stage's pass rate and the judge positives it keeps at its pass
     threshold, and the pass rate any threshold of it needs to keep 99.5 % / 99 % / 95 % of them on this audio;
@@ -36,9 +36,8 @@ from rich.table import Table
 
 from hootwatch.edge import audio
 from hootwatch.edge.detector import Detector
-from hootwatch.edge.first_stage import FirstStage, features
+from hootwatch.edge.first_stage import FirstStage, choose_pass_threshold, features
 from hootwatch.edge.windows import WindowSpec, slice_windows
-from hootwatch.edge.first_stage import choose_pass_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
@@ -161,6 +160,8 @@ def main() -> None:
     if real_files:
         sets.append(collect("real recordings (no powerful owl)", real_files, None, None, judge, stage, spec,
                             args.students))
+    if not sets:
+        raise SystemExit("nothing to measure: give --owl-shares, or real recordings with --real")
     decode_ms, stage_ms = timed_costs((real_files or files)[:40], spec)
     jm = args.judge_ms if args.judge_ms is not None else (judge_ms(args.judge_bundle, args.threads)
                                                          if args.judge_bundle else None)

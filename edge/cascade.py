@@ -12,8 +12,11 @@ extend a detection, whatever threshold a user passes. The first stage is determi
 gives the same rows.
 
 The pass threshold was chosen at export on the validation clips to keep at least 99.5 % of the windows the full
-(int8) model calls positive at the bundle's threshold (`manifest.first_stage["validation"]`). Scanning with a much
-lower `--threshold` than the bundle's may lose windows the first stage was not validated for: use `--exhaustive`.
+(int8) model calls positive at the bundle's threshold (`manifest.first_stage["validation"]`), and, when recordings
+were given (`export --first-stage-check`, `hootwatch cascade-check`), lowered until on them the cascade makes
+exactly the rows of an exhaustive scan (`["recordings_check"]`, hootwatch.edge.cascade_check). Scanning with a
+much lower `--threshold` than the bundle's may lose windows the first stage was not validated for: use
+`--exhaustive`, or check the bundle again.
 
 On a GPU (CUDA or TensorRT provider) the full model runs the passed windows in batches of 8 and the first stage
 takes GPU_BATCHES of those at a time; this path has not been measured on a GPU yet.

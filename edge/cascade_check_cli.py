@@ -41,5 +41,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"pass threshold {r['pass_threshold_before']:.4g} -> {r['pass_threshold']:.4g}: the first stage keeps "
           f"{r['positives_kept']} of the {r['full_model_positives']} positive windows and the cascade makes "
           f"{r['cascade_detections']} detections; it passes {r['pass_rate']:.1%} of the windows to the full model")
-    print("dry run: the bundle is unchanged" if args.dry_run else f"written to {args.bundle}/manifest.json")
+    if args.dry_run:
+        print("dry run: the bundle is unchanged")
+    else:
+        print(f"written to {args.bundle}/manifest.json. Files already scanned into a store keep their rows (scan "
+              "into a new --out to redo them); a running `hootwatch run` uses it after a restart")
     return 0

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                    help="windows per model call (default: 1 on the CPU, where larger batches only cost memory; 8 on a GPU)")
     p.add_argument("--exhaustive", action="store_true",
                    help="score every window with the full model, skipping the bundle's cascade first stage (for "
-                        "checking; slower). Use another --out: files already in OUTDIR are not scanned again")
+                        "checking; slower). Its rows are a run of their own, so it may go into the same --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cluster", nargs="?", const="", default=None, metavar="SPEC",
                    help="scan on a Dask cluster (needs hootwatch[cluster]): local:N (N worker processes here), "

@@ -69,9 +69,13 @@ class ExportOptions:
                               "pass e.g. --min-hits 2 (or leave it unset: 1)")
         if self.max_clips is not None and self.max_clips < 1:
             raise ConfigError(f"--max-clips {self.max_clips} must be at least 1", "leave it unset to check every clip")
-        if self.first_stage_check is not None and not Path(self.first_stage_check).is_dir():
-            raise ConfigError(f"--first-stage-check {self.first_stage_check}: no such folder",
-                              "give a folder of recordings like those the bundle will scan (a night or two)")
+        if self.first_stage_check is not None:
+            from hootwatch.edge.audio import is_audio_file
+            d = Path(self.first_stage_check)
+            if not d.is_dir() or not any(is_audio_file(p) for p in d.rglob("*")):
+                raise ConfigError(f"--first-stage-check {d}: " + ("no audio files in it" if d.is_dir()
+                                                                  else "no such folder"),
+                                  "give a folder of recordings like those the bundle will scan (a night or two)")
         if self.opset < 14:
             raise ConfigError(f"--opset {self.opset} is too old", "use opset 14 or newer (18 is the default)")
 
@@ -145,8 +149,11 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)
         if cascade and options.first_stage_check is not None:
             check_on_recordings(bundle_dir, options.first_stage_check, options.threads,
-                                            chosen_on=str(options.first_stage_check))
+                                chosen_on=str(options.first_stage_check))
             manifest = load_bundle(bundle_dir).manifest
+        elif options.first_stage_check is not None:
+            log.warning("--first-stage-check %s: the bundle has no first stage, so there is nothing to check",
+                        options.first_stage_check)
         bundle_writer.publish(bundle_dir, out, options.overwrite)
     return ExportResult(out, manifest, parity, speed, forced, tuple(folded))
 

@@ -12,10 +12,9 @@ from hootwatch.edge.bundle import load_bundle
 from hootwatch.edge.cascade import CascadeDetector, load_detector, pass_rate_of
 from hootwatch.edge.detector import Detector
 from hootwatch.edge.errors import BundleError
-from hootwatch.edge.first_stage import FILE_NAME, FirstStage, features
+from hootwatch.edge.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
 from hootwatch.edge.scan import ScanSettings, scan_into
 from hootwatch.edge.store import STORE_NAME, DetectionStore
-from hootwatch.edge.first_stage import choose_pass_threshold
 from tiny_bundles import add_first_stage, tone_bundle, tone_signal, write_tone
 
 SR = 8000

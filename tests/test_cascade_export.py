@@ -129,3 +129,48 @@ def test_cascade_check_command_lowers_the_pass_threshold_of_a_field_bundle_and_d
     # a folder that is not there: the message names it, no traceback
     assert main(["cascade-check", str(tmp_path / "nowhere"), "--bundle", str(bundle)]) != 0
     assert "nowhere: no such folder" in capsys.readouterr().err
+
+
+def _scores(full, first, sr=10, win=50, hop=25):
+    from types import SimpleNamespace
+
+    from hootwatch.edge.window_scores import FileScores
+    n = len(full)
+    starts = np.arange(n) * hop
+    files = [FileScores("night.wav", starts, np.asarray(full, np.float32), int(starts[-1] + win))]
+    m = SimpleNamespace(window_spec=SimpleNamespace(window_samples=win), sample_rate=sr, threshold=0.7, min_hits=1,
+                        positive_label="owl")
+    return files, [np.asarray(first, np.float32)], m
+
+
+def test_the_checked_pass_threshold_rebuilds_a_detection_the_99_5_percent_allowance_would_split():
+    """200 positive windows in one long detection, one of them scored low by the first stage: the 0.5 % window
+    allowance alone would drop it and split the detection in two; the check passes it, and the rows are exhaustive's."""
+    from hootwatch.edge.cascade_check import _rows, checked_pass_threshold
+
+    full = np.full(400, 0.1)
+    full[10:210] = 0.9
+    first = np.full(400, 0.05)
+    first[10:210] = 0.9
+    first[100] = 0.3           # a positive window the first stage finds dull
+    files, stages, m = _scores(full, first)
+    c = checked_pass_threshold(files, stages, start=0.95, manifest=m)
+    assert c.pass_threshold == pytest.approx(0.3) and c.kept == c.positives == 200
+    assert c.exhaustive_detections == c.cascade_detections == 1
+    assert [(d.start_s, d.end_s) for d in _rows(files, stages, c.pass_threshold, m)] == [(25.0, 527.5)]
+    assert c.passed == 200      # no negative window is passed at 0.3 here: the threshold went no lower than needed
+
+
+def test_a_positive_window_without_a_first_stage_score_is_refused_not_passed_silently():
+    from hootwatch.edge.cascade_check import checked_pass_threshold
+    from hootwatch.edge.errors import BundleError
+
+    full = np.full(400, 0.1)
+    full[300] = 0.9
+    full[10:210] = 0.9
+    first = np.full(400, 0.05)
+    first[10:210] = 0.9
+    first[300] = np.nan
+    files, stages, m = _scores(full, first)
+    with pytest.raises(BundleError, match="night.wav at 750.0 s"):
+        checked_pass_threshold(files, stages, start=0.95, manifest=m)

@@ -99,8 +99,7 @@ def add_first_stage(bundle_dir: str | Path, n_windows: int = 120, seed: int = 0)
 
     Training windows: low noise, noise of other levels, tones filling 0-100 % of the window, off-pitch tones."""
     from hootwatch.edge.detector import Detector
-    from hootwatch.edge.first_stage import FILE_NAME, features
-    from hootwatch.edge.first_stage import choose_pass_threshold
+    from hootwatch.edge.first_stage import FILE_NAME, choose_pass_threshold, features
     from hootwatch.trainer.first_stage import fit
 
     d = Path(bundle_dir)

@@ -74,7 +74,8 @@ class ModelConfig(_Section):
                                                                "detection (default: the bundle's)")
     providers: list[str] = spec([], doc='ONNX Runtime providers, e.g. ["CUDAExecutionProvider"] (default: automatic)')
     exhaustive: bool = spec(False, doc="score every window with the full model, skipping the bundle's cascade first "
-                                       "stage (for checking; slower)")
+                                       "stage (for checking; slower). Its rows are a run of their own, so "
+                                       "turning it on or off scans the watched recordings again")
 
 
 class FolderConfig(_Section):
