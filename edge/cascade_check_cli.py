@@ -1,6 +1,7 @@
 """`hootwatch cascade-check RECORDINGS --bundle B`: check the bundle's cascade on recordings like those it will scan
 (a night or two, no labels needed) and lower its pass threshold until, there, the first stage keeps 99.5 % of the
-windows the full model calls positive and every detection of an exhaustive scan (hootwatch.edge.cascade_check).
+windows the full model calls positive and the cascade makes exactly the rows of an exhaustive scan
+(hootwatch.edge.cascade_check).
 
 Only manifest.json changes. Run it after `hootwatch calibrate` lowered the threshold, or on a new site's first
 nights; `--dry-run` shows the figures without changing the bundle.

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                    help="leave out the run's cascade first stage: the bundle scores every window with the full model")
     p.add_argument("--first-stage-check", type=Path, default=None, metavar="DIR",
                    help="recordings like those the bundle will scan (a night or two; no labels needed): the cascade's "
-                        "pass threshold comes down until there it keeps every detection an exhaustive scan makes")
+                        "pass threshold comes down until there the cascade makes exactly the rows of an exhaustive scan")
     p.set_defaults(func=run)
 
 

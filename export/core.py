@@ -56,7 +56,7 @@ class ExportOptions:
     max_clips: int | None = None     # parity on an evenly spaced subset of the clips (default: all)
     first_stage: bool = True         # ship the run's cascade first stage (RUN/first_stage) when it has one
     # recordings like those the bundle will scan (no labels needed): the pass threshold comes down until, there,
-    # the cascade makes every detection an exhaustive scan makes (hootwatch.edge.cascade_check)
+    # the cascade makes exactly the rows of an exhaustive scan (hootwatch.edge.cascade_check)
     first_stage_check: Path | None = None
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@
    trainer distilled from it),
 6. synthesise a validation night and choose on it the score threshold and how many positive windows in a row
    make a detection (the bundle's operating point), exporting the bundle with them; the cascade's pass threshold
-   is checked on the same night (lowered until the first stage keeps every detection an exhaustive scan makes),
+   is checked on the same night (lowered until the cascade makes exactly the rows of an exhaustive scan there),
 7. synthesise the test night of SD-card files (another seed: other birds, other stretches of the background
    recordings) with ground truth,
 8. scan the test night with the int8 bundle, as the field daemon would (the first stage passes on the windows
@@ -266,7 +266,7 @@ def report_first_stage(manifest, console) -> None:
     if c:
         console.print(f"  checked on the validation night: pass threshold {c['pass_threshold_before']:.4g} -> "
                       f"{c['pass_threshold']:.4g}, so that it keeps {c['positives_kept']} of the "
-                      f"{c['full_model_positives']} windows the int8 model calls owl and all "
+                      f"{c['full_model_positives']} windows the int8 model calls owl and makes exactly the "
                       f"{c['exhaustive_detections']} detections of an exhaustive scan; it passes {c['pass_rate']:.1%} "
                       f"of the night's windows")
 
