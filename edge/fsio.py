@@ -20,6 +20,7 @@ import errno
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # folders that cannot be fsynced (some network and FAT drivers): nothing better can be done there
@@ -61,23 +62,30 @@ def makedirs(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes, encoding: str = "utf-8") -> Path:
-    """Replace `path` with `data` (text is written as `encoding`, newlines as given): all or nothing, durable."""
-    p = Path(path)
-    makedirs(p.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+@contextmanager
+def _replacing(tmp: Path, dst: Path):
+    """The body fills `tmp`; then it replaces `dst` in one step, or, on any failure (a full disk included), is
+    removed and `dst` is left as it was."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode(encoding) if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
+        yield
+        os.replace(tmp, dst)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes, encoding: str = "utf-8") -> Path:
+    """Replace `path` with `data` (text is written as `encoding`, newlines as given): all or nothing, durable."""
+    p = Path(path)
+    makedirs(p.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    with _replacing(Path(tmp), p), os.fdopen(fd, "wb") as f:
+        f.write(data.encode(encoding) if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
     fsync_dir(p.parent)
     return p
 
@@ -135,19 +143,12 @@ def durable_move_many(moves: list[tuple[Path, Path]]) -> list[tuple[Path, OSErro
 
 def _copy_durably(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.partial")  # one fixed name: a copy cut short is overwritten next time
-    try:
+    with _replacing(tmp, dst):
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
             fout.flush()
             os.fsync(fout.fileno())
         shutil.copystat(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 
 def run_daemon_until(daemon, until, timeout: float = 30) -> None:
@@ -16,3 +18,27 @@ def run_daemon_until(daemon, until, timeout: float = 30) -> None:
     daemon.stop.set()
     t.join(30)
     assert not t.is_alive()
+
+
+def write_daemon_config(tmp: Path, bundle: Path, incoming: Path, out: Path, settle_s: float = 0.3,
+                        health: dict | None = None, **folder) -> Path:
+    """TMP/hootwatch.toml for `hootwatch run` on a watched folder (the folder settings given as keywords)."""
+    def lines(d: dict) -> str:
+        return "".join(f"{k} = {json.dumps(v)}\n" for k, v in d.items())
+    cfg = tmp / "hootwatch.toml"
+    cfg.write_text(f"""
+[model]
+bundle = "{bundle}"
+threads = 1
+[sources.folder]
+path = "{incoming}"
+settle_s = {settle_s}
+poll_interval_s = 0.5
+{lines(folder)}
+[output]
+dir = "{out}"
+timezone = "Australia/Sydney"
+[health]
+status_every_s = 0.5
+{lines(health or {})}""")
+    return cfg

@@ -14,30 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from daemon_helpers import write_daemon_config
 from tiny_bundles import tone_bundle, write_tone
 
 SR = 8000
-
-
-def _config(tmp: Path, bundle: Path, incoming: Path, out: Path, **folder) -> Path:
-    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in folder.items())
-    cfg = tmp / "hootwatch.toml"
-    cfg.write_text(f"""
-[model]
-bundle = "{bundle}"
-threads = 1
-[sources.folder]
-path = "{incoming}"
-settle_s = 0.3
-poll_interval_s = 0.5
-{extra}
-[output]
-dir = "{out}"
-timezone = "Australia/Sydney"
-[health]
-status_every_s = 0.5
-""")
-    return cfg
 
 
 def _start(cfg: Path, env: dict | None = None) -> subprocess.Popen:
@@ -90,7 +70,7 @@ def test_notify_socket_gets_ready_watchdog_pings_and_stopping(tmp_path, bundle):
     addr = f"@hootwatch-test-{os.getpid()}-{time.monotonic_ns()}"  # abstract, as systemd uses
     sock.bind("\0" + addr[1:])
     sock.settimeout(0.2)
-    proc = _start(_config(tmp_path, bundle, incoming, out),
+    proc = _start(write_daemon_config(tmp_path, bundle, incoming, out),
                   {"NOTIFY_SOCKET": addr, "WATCHDOG_USEC": "2000000"})  # WatchdogSec=2 -> ping every 0.5 s
     messages: list[str] = []
 
@@ -135,7 +115,7 @@ def test_kill_9_mid_folder_then_restart_gives_every_detection_exactly_once(tmp_p
     ref_in.mkdir()
     for i in range(n_files):
         write(ref_in, i)
-    proc = _start(_config(tmp_path / "ref_in", bundle, ref_in, ref_out))
+    proc = _start(write_daemon_config(tmp_path / "ref_in", bundle, ref_in, ref_out))
     try:
         assert _wait(lambda: (ref_out / "detections.sqlite").is_file()
                      and len(_ledger(ref_out / "detections.sqlite")) == n_files, proc=proc)
@@ -150,7 +130,7 @@ def test_kill_9_mid_folder_then_restart_gives_every_detection_exactly_once(tmp_p
     run_in, run_out = tmp_path / "run_in", tmp_path / "run_out"
     run_in.mkdir()
     db = run_out / "detections.sqlite"
-    proc = _start(_config(tmp_path / "run_in", bundle, run_in, run_out))
+    proc = _start(write_daemon_config(tmp_path / "run_in", bundle, run_in, run_out))
     i = 0
     try:
         while i < n_files and len(_ledger(db)) < 3:
@@ -164,7 +144,7 @@ def test_kill_9_mid_folder_then_restart_gives_every_detection_exactly_once(tmp_p
     assert 0 < done_before < n_files, "the daemon never got going, or finished before it could be killed"
     for j in range(i, n_files):
         write(run_in, j)
-    proc = _start(_config(tmp_path / "run_in", bundle, run_in, run_out))
+    proc = _start(write_daemon_config(tmp_path / "run_in", bundle, run_in, run_out))
     try:
         assert _wait(lambda: len(_ledger(db)) == n_files, proc=proc)
     finally:
@@ -189,7 +169,7 @@ def _catches_sigterm(pid: int) -> bool:
 def test_sigterm_right_after_start_stops_cleanly_before_the_model_is_loaded(tmp_path, bundle):
     incoming, out = tmp_path / "incoming", tmp_path / "out"
     incoming.mkdir()
-    cfg = _config(tmp_path, bundle, incoming, out)
+    cfg = write_daemon_config(tmp_path, bundle, incoming, out)
     # at once (before the model), then at moments spread over start-up (model load, warm-up, sources starting)
     for trial, delay in enumerate([0.0] * 3 + [0.05, 0.1, 0.2, 0.3, 0.5]):
         proc = _start(cfg)

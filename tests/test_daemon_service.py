@@ -159,9 +159,6 @@ def test_a_dead_worker_thread_marks_the_status_failed_stops_the_watchdog_and_exi
 
 
 def test_a_dead_microphone_thread_is_seen_too(tmp_path, bundle, monkeypatch):
-    import json
-    import threading
-
     from hootwatch.edge.daemon import microphone
     cfg = config_from_dict({"model": {"bundle": str(bundle)}, "sources": {"microphone": {}},
                             "output": {"dir": str(tmp_path / "out"), "timezone": "UTC"},
@@ -170,15 +167,7 @@ def test_a_dead_microphone_thread_is_seen_too(tmp_path, bundle, monkeypatch):
     def broken(self):
         raise OSError("device vanished mid-read")
     monkeypatch.setattr(microphone.Microphone, "run", broken)
-    daemon = Daemon(cfg, stream_factory=lambda **kw: None)
-    result = []
-    t = threading.Thread(target=lambda: result.append(daemon.run()), daemon=True)
-    t.start()
-    t.join(20)
-    daemon.stop.set()
-    t.join(30)
-    assert result == [1]
-    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    status = _status_after_a_thread_died(Daemon(cfg, stream_factory=lambda **kw: None), tmp_path / "out")
     assert status["state"] == "failed" and "microphone thread died (OSError" in status["last_error"]
 
 
@@ -299,14 +288,19 @@ def test_a_full_disk_at_start_is_exit_4_with_a_message_not_a_traceback(tmp_path,
 
 
 def test_a_dead_scanning_loop_is_seen_too(tmp_path, bundle, monkeypatch):
-    import json
-    import threading
     (tmp_path / "in").mkdir()
 
     def broken(self):
         raise MemoryError("the Pi ran out of memory")
     monkeypatch.setattr(Daemon, "_folder_loop", broken)
-    daemon = Daemon(_config(tmp_path, bundle))
+    status = _status_after_a_thread_died(Daemon(_config(tmp_path, bundle)), tmp_path / "out")
+    assert status["state"] == "failed" and "scan loop thread died (MemoryError" in status["last_error"]
+
+
+def _status_after_a_thread_died(daemon, out) -> dict:
+    """Run the daemon (one of its threads is made to die): it must exit 1 by itself; its last status file."""
+    import json
+    import threading
     result = []
     t = threading.Thread(target=lambda: result.append(daemon.run()), daemon=True)
     t.start()
@@ -314,5 +308,4 @@ def test_a_dead_scanning_loop_is_seen_too(tmp_path, bundle, monkeypatch):
     daemon.stop.set()
     t.join(30)
     assert result == [1]
-    status = json.loads((tmp_path / "out" / "status.json").read_text())
-    assert status["state"] == "failed" and "scan loop thread died (MemoryError" in status["last_error"]
+    return json.loads((out / "status.json").read_text())

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import lazyfs
+from daemon_helpers import write_daemon_config
 from tiny_bundles import tone_bundle, write_tone
 
 SR = 8000
@@ -41,25 +42,9 @@ def _name(i: int) -> str:
 
 
 def _config(tmp: Path, bundle: Path, incoming: Path, out: Path, after: str, archive: Path | None) -> Path:
-    cfg = tmp / "hootwatch.toml"
-    archive_line = f'archive_dir = "{archive}"\n' if archive is not None else ""
-    cfg.write_text(f"""
-[model]
-bundle = "{bundle}"
-threads = 1
-[sources.folder]
-path = "{incoming}"
-settle_s = 0.2
-poll_interval_s = 0.5
-after = "{after}"
-{archive_line}[output]
-dir = "{out}"
-timezone = "Australia/Sydney"
-[health]
-status_every_s = 0.5
-status_file = "{tmp / 'status.json'}"
-""")
-    return cfg
+    folder = {"after": after} | ({"archive_dir": str(archive)} if archive is not None else {})
+    return write_daemon_config(tmp, bundle, incoming, out, settle_s=0.2,
+                               health={"status_file": str(tmp / "status.json")}, **folder)
 
 
 def _start(cfg: Path, log: Path | None = None) -> subprocess.Popen:
