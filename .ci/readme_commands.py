@@ -4,8 +4,8 @@
     python3 .ci/readme_commands.py demo    # the first command as written (set-up + demo)
     python3 .ci/readme_commands.py test    # the second command
 
-.ci/run holds the set-up and test lines word for word; tests/test_packaging.py uses this to check they are the
-README's, so CI fails whenever the README would.
+.ci/run holds the first command (set-up + demo) and the test line word for word; tests/test_packaging.py uses this
+to check they are the README's, so CI fails whenever the README would.
 """
 
 import re

@@ -21,14 +21,14 @@ def readme_command(which: str) -> str:
     return out.stdout.strip()
 
 
-def test_ci_runs_the_readme_setup_and_test_lines_themselves():
+def test_ci_runs_the_readme_first_command_and_test_line_themselves():
     readme = (REPO / "README.md").read_text()
     setup, demo, test = readme_command("setup"), readme_command("demo"), readme_command("test")
     assert f"```sh\n{demo}\n```" in readme and f"```sh\n{test}\n```" in readme
     assert demo.startswith(setup + " && ") and "hootwatch demo" in demo
     ci = (REPO / ".ci" / "run").read_text().splitlines()
-    assert setup in ci and test in ci  # the README's lines, word for word, each a line of its own
-    assert [line for line in ci if "pip install" in line] == [setup]  # no variant of the set-up line of its own
+    assert demo in ci and test in ci  # the README's lines, word for word (set-up and demo), each a line of its own
+    assert [line for line in ci if "pip install" in line] == [demo]  # no variant of the set-up line of its own
 
 
 def test_readme_setup_upgrades_pip_before_installing_the_project():
