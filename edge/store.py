@@ -348,9 +348,14 @@ class DetectionStore:
         """A file rewritten in place has a new content key: drop the rows of what this path held before."""
         old = [r[0] for r in cur.execute("SELECT file_key FROM files WHERE path=? AND run_key=? AND file_key!=?",
                                          (where, run_key, key))]
+        if not old:
+            return
+        has_scores = cur.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='window_scores'").fetchone()
         for k in old:
             cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM files WHERE file_key=? AND run_key=?", (k, run_key))
+            if has_scores:   # (hootwatch.edge.window_store): the only place a file's rows are dropped
+                cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
 
     def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
         """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""

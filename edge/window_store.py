@@ -57,8 +57,6 @@ class WindowScores:
         ensure_schema(cur)
         starts = np.asarray(self.starts, np.int64)
         deltas = np.diff(starts, prepend=0).astype(np.int32)
-        cur.execute("DELETE FROM window_scores WHERE run_key=? AND file_key NOT IN"
-                    " (SELECT file_key FROM files WHERE run_key=?)", (run_key, run_key))  # files rewritten in place
         cur.execute("INSERT OR REPLACE INTO window_scores (file_key, run_key, model_id, sample_rate, window_samples,"
                     " n_windows, starts, scores, local_tz, clamp_end, run) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (file_key, run_key, self.model_id, int(self.sample_rate), int(self.window_samples), len(starts),

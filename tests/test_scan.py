@@ -186,6 +186,9 @@ def test_same_recordings_from_another_mount_point_add_no_detections(detector, tm
     third = sc.scan_paths([card])
     assert [o.status for o in third.outcomes] == ["skipped", "done"]
     assert sorted(r["start_s"] for r in sc.store.detections()) == [7.5, 10.0]
+    # and its window scores too: one row per file the ledger holds, none left of the old content
+    scored = [r[0] for r in sc.store.conn.execute("SELECT file_key FROM window_scores")]
+    assert sorted(scored) == sorted(r[0] for r in sc.store.conn.execute("SELECT file_key FROM files")) and scored
 
 
 def test_review_clips_of_two_recorders_with_the_same_file_name_do_not_collide(detector, tmp_path):
