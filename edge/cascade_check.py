@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .bundle import load_bundle, write_manifest
+from .bundle import write_manifest
 from .errors import BundleError, ConfigError
 from .first_stage import KEEP, choose_pass_threshold
 from .window_scores import FileScores, detections_at, score_windows
@@ -116,13 +116,10 @@ def check_on_recordings(bundle_dir: str | os.PathLike, audio_dir: str | os.PathL
     returns the figures. A bundle without a first stage is left as it is ({})."""
     from .cascade import CascadeDetector, load_detector
 
-    bundle = load_bundle(bundle_dir)
-    m = bundle.manifest
-    if not m.first_stage:
-        return {}
-    cascade = load_detector(bundle_dir, threads=threads)
+    cascade = load_detector(bundle_dir, threads=threads)   # hash-checked once, here
     if not isinstance(cascade, CascadeDetector):
-        return {}
+        return {}                                          # no first stage
+    bundle, m = cascade.bundle, cascade.manifest
     both = _BothStages(cascade)
     full = score_windows(both, audio_dir)
     first = np.concatenate(both.first) if both.first else np.zeros(0, np.float32)
