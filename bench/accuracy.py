@@ -2,8 +2,8 @@
 own), and its false positives on real recordings that hold no powerful owl.
 
 A detection counts as a true positive when it overlaps a true owl call; each call counts once however many
-detections overlap it (hootwatch.edge.evaluate). `--dump DIR` takes every annotation format the trainer reads,
-through the same reader (hootwatch.edge.label_tables): a `ground_truth.csv` / any CSV `file,start_s,end_s,label`,
+detections overlap it (hootwatch.edge.tables.evaluate). `--dump DIR` takes every annotation format the trainer reads,
+through the same reader (hootwatch.edge.tables.label_tables): a `ground_truth.csv` / any CSV `file,start_s,end_s,label`,
 Raven selection tables (one per recording, or multi-file) and Audacity label tracks. With CSV tables the whole
 folder is scanned (files without a row hold no owl); with per-recording tables only the recordings they annotate.
 False positives per hour are reported for DIR and, when ../shared/data/real is present (or --negatives DIR is
@@ -31,12 +31,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hootwatch.edge import audio
-from hootwatch.edge.cascade import load_detector, pass_rate_of
-from hootwatch.edge.errors import HootwatchError
-from hootwatch.edge.evaluate import TruthEvent, event_metrics, load_detections
-from hootwatch.edge.label_tables import audio_for_table, find_tables, is_multi_file_raven, read_table
-from hootwatch.edge.scan import ScanSettings, scan_into
+from hootwatch.edge.contract import audio
+from hootwatch.edge.contract.cascade import load_detector, pass_rate_of
+from hootwatch.edge.core.errors import HootwatchError
+from hootwatch.edge.tables.evaluate import TruthEvent, event_metrics, load_detections
+from hootwatch.edge.tables.label_tables import audio_for_table, find_tables, is_multi_file_raven, read_table
+from hootwatch.edge.scan.engine import ScanSettings, scan_into
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 

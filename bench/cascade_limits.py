@@ -34,10 +34,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from hootwatch.edge import audio
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.first_stage import FirstStage, choose_pass_threshold, features
-from hootwatch.edge.windows import WindowSpec, slice_windows
+from hootwatch.edge.contract import audio
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.contract.first_stage import FirstStage, choose_pass_threshold, features
+from hootwatch.edge.contract.windows import WindowSpec, slice_windows
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"

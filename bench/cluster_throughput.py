@@ -58,8 +58,8 @@ def write_audio(folder: Path, minutes: float, files: int) -> float:
 
 
 def run_local(bundle: Path, audio: Path, out: Path, threads: int) -> tuple[float, float]:
-    from hootwatch.edge.detector import Detector
-    from hootwatch.edge.scan import ScanSettings, scan_into
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
 
     t0 = time.perf_counter()
     detector = Detector.load(bundle, threads=threads)
@@ -70,7 +70,7 @@ def run_local(bundle: Path, audio: Path, out: Path, threads: int) -> tuple[float
 
 def run_cluster(bundle: Path, audio: Path, out: Path, workers: int, threads: int) -> tuple[float, float]:
     from hootwatch.edge.cluster import ClusterSettings, scan_on_cluster
-    from hootwatch.edge.scan import ScanSettings
+    from hootwatch.edge.scan.engine import ScanSettings
 
     t0 = time.perf_counter()
     ready = []

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hootwatch.edge.daemon.config import config_from_dict  # noqa: E402
 from hootwatch.edge.daemon.service import Daemon  # noqa: E402
-from hootwatch.edge.store import DELETED, Detection, DetectionStore, RunInfo, file_key  # noqa: E402
+from hootwatch.edge.store.database import DELETED, Detection, DetectionStore, RunInfo, file_key  # noqa: E402
 from tiny_bundles import tone_bundle, write_tone  # noqa: E402
 
 SR = 8000

@@ -63,7 +63,7 @@ def main() -> None:
     from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
     from hootwatch.export.onnx_export import export_onnx, fold_weight_norm
-    from hootwatch.edge.preprocess import Normalisation
+    from hootwatch.edge.contract.preprocess import Normalisation
     from hootwatch.export.parity import edge_detector, torch_logits
     from hootwatch.export.quantize import quantize_int8
     from hootwatch.export.report import measure_speed

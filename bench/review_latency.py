@@ -31,8 +31,8 @@ SR = 16000
 def build_night(work: Path, minutes: int = 60, file_min: int = 5) -> tuple[Path, Path]:
     from tiny_bundles import tone_bundle, write_tone
 
-    from hootwatch.edge.detector import Detector
-    from hootwatch.edge.scan import ScanSettings, scan_into
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
 
     bundle = tone_bundle(work / "bundle", sample_rate=SR)
     rec = work / "night"

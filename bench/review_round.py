@@ -30,9 +30,9 @@ def sh(*a):
     subprocess.run(list(map(str, a)), check=True)
 
 
-from hootwatch.edge.bundle import load_bundle, set_operating_point  # noqa: E402
-from hootwatch.edge.labels import LabelBook, resolve_recording  # noqa: E402
-from hootwatch.edge.store import DetectionStore  # noqa: E402
+from hootwatch.edge.contract.bundle import load_bundle, set_operating_point  # noqa: E402
+from hootwatch.edge.store.labels import LabelBook, resolve_recording  # noqa: E402
+from hootwatch.edge.store.database import DetectionStore  # noqa: E402
 from hootwatch.export.operating_point import choose_operating_point  # noqa: E402
 
 night = D / "night"

@@ -42,8 +42,8 @@ TORCH_CHILD = """
 import sys, time, numpy as np, soundfile as sf, torch
 from pathlib import Path
 from transformers import AutoModelForAudioClassification, AutoFeatureExtractor
-from hootwatch.edge.audio import load
-from hootwatch.edge.windows import WindowSpec, slice_windows
+from hootwatch.edge.contract.audio import load
+from hootwatch.edge.contract.windows import WindowSpec, slice_windows
 ckpt, folder, hop_s, threads = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 model = AutoModelForAudioClassification.from_pretrained(ckpt).eval()
@@ -105,8 +105,8 @@ def build_bundle(work: Path, threads: int) -> Path:
 
 def with_first_stage(bundle: Path, donor: Path, out: Path) -> Path:
     """A copy of `bundle` carrying `donor`'s first stage (same sample rate), its manifest re-hashed."""
-    from hootwatch.edge.bundle import Manifest, load_bundle, write_manifest
-    from hootwatch.edge.first_stage import FILE_NAME
+    from hootwatch.edge.contract.bundle import Manifest, load_bundle, write_manifest
+    from hootwatch.edge.contract.first_stage import FILE_NAME
 
     d = load_bundle(donor).manifest
     if not d.first_stage:
@@ -124,7 +124,7 @@ def with_first_stage(bundle: Path, donor: Path, out: Path) -> Path:
 
 
 def audio_seconds(folder: Path) -> float:
-    from hootwatch.edge.audio import is_audio_file
+    from hootwatch.edge.contract.audio import is_audio_file
     return sum(sf.info(str(p)).duration for p in folder.rglob("*") if p.is_file() and is_audio_file(p))
 
 
@@ -137,7 +137,7 @@ def measure(cmd: list[str]) -> tuple[float, float, str]:
 
 
 def scan_cmd(bundle: Path, folder: Path, out: Path, args, exhaustive: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "hootwatch.edge.cli", "scan", str(folder), "--model", str(bundle), "--out", str(out),
+    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(folder), "--model", str(bundle), "--out", str(out),
            "--threads", str(args.threads), "--hop", str(args.hop), "--quiet", "--tz", "UTC"]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]

@@ -3,8 +3,8 @@
 Everything is built in a hidden staging folder next to BUNDLE (same filesystem, so the final step is one
 rename, after every file and folder in it is fsynced; the parent folder is fsynced after it). Key manifest fields
 are mirrored into model.onnx's metadata_props before hashing, so the ONNX file alone still says what it is; not the
-threshold and min_hits, which are the bundle's settings (`hootwatch.edge.bundle.set_operating_point`), so changing
-them keeps the graph and its id. The manifest itself is written by hootwatch.edge.bundle.write_manifest, which
+threshold and min_hits, which are the bundle's settings (`hootwatch.edge.contract.bundle.set_operating_point`), so changing
+them keeps the graph and its id. The manifest itself is written by hootwatch.edge.contract.bundle.write_manifest, which
 hashes every file; the edge verifies those hashes with load_bundle.
 """
 
@@ -19,9 +19,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator
 
-from hootwatch.edge import fsio
-from hootwatch.edge.bundle import Manifest, onnx_metadata, write_manifest
-from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.core import fsio
+from hootwatch.edge.contract.bundle import Manifest, onnx_metadata, write_manifest
+from hootwatch.edge.core.errors import ConfigError
 
 from .onnx_export import require
 

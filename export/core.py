@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.bundle import Manifest, load_bundle
-from hootwatch.edge.cascade_check import check_on_recordings
-from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.contract.bundle import Manifest, load_bundle
+from hootwatch.edge.scan.cascade_check import check_on_recordings
+from hootwatch.edge.core.errors import ConfigError
 
 from . import bundle_writer, first_stage, onnx_export, quantize
 from .parity import ParityError, ParityReport, check_parity
@@ -56,7 +56,7 @@ class ExportOptions:
     max_clips: int | None = None     # parity on an evenly spaced subset of the clips (default: all)
     first_stage: bool = True         # ship the run's cascade first stage (RUN/first_stage) when it has one
     # recordings like those the bundle will scan (no labels needed): the pass threshold comes down until, there,
-    # the cascade makes exactly the rows of an exhaustive scan (hootwatch.edge.cascade_check)
+    # the cascade makes exactly the rows of an exhaustive scan (hootwatch.edge.scan.cascade_check)
     first_stage_check: Path | None = None
 
     def __post_init__(self) -> None:
@@ -70,7 +70,7 @@ class ExportOptions:
         if self.max_clips is not None and self.max_clips < 1:
             raise ConfigError(f"--max-clips {self.max_clips} must be at least 1", "leave it unset to check every clip")
         if self.first_stage_check is not None:
-            from hootwatch.edge.audio import is_audio_file
+            from hootwatch.edge.contract.audio import is_audio_file
             d = Path(self.first_stage_check)
             if not d.is_dir() or not any(is_audio_file(p) for p in d.rglob("*")):
                 raise ConfigError(f"--first-stage-check {d}: " + ("no audio files in it" if d.is_dir()

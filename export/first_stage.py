@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.errors import ConfigError
-from hootwatch.edge.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
+from hootwatch.edge.core.errors import ConfigError
+from hootwatch.edge.contract.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
 
 from .parity import cut_windows, edge_detector
 

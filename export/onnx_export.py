@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from hootwatch.edge.errors import ConfigError, MissingExtraError
+from hootwatch.edge.core.errors import ConfigError, MissingExtraError
 
 TASK = "audio-classification"
 DEFAULT_OPSET = 18  # Optimum's recommended minimum for wav2vec2

@@ -6,7 +6,7 @@ not owl, and with windows overlapping by half a call lies in two windows while m
 one. So both are chosen again on annotated recordings like those the model will scan (a validation night), by
 event-level F1, with the bundle exactly as it will run in the field -- never on the recordings it is judged on.
 The audio is scored once; every (threshold, min_hits) pair is then the same merge of window scores the scanner
-makes (hootwatch.edge.events).
+makes (hootwatch.edge.contract.events).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hootwatch.edge.evaluate import EventMetrics, event_metrics, load_truth
-from hootwatch.edge.window_scores import detections_at, score_windows
+from hootwatch.edge.tables.evaluate import EventMetrics, event_metrics, load_truth
+from hootwatch.edge.scan.offline import detections_at, score_windows
 
 THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 MIN_HITS = (1, 2, 3)
@@ -48,7 +48,7 @@ def choose_operating_point(bundle: str | os.PathLike, audio_dir: str | os.PathLi
     """The most robust good pair of thresholds x min_hits on annotated audio (truth: file,start_s,end_s,label):
     of the pairs whose event-level F1 is within F1_TOLERANCE of the best, the min_hits with the widest plateau of
     thresholds (ties: the smaller min_hits), and the middle threshold of that plateau."""
-    from hootwatch.edge.detector import Detector
+    from hootwatch.edge.contract.detector import Detector
 
     detector = Detector.load(bundle, threads=threads)
     m = detector.manifest
@@ -77,5 +77,5 @@ def pick(f1: dict[tuple[float, int], float], tolerance: float = F1_TOLERANCE) ->
 
 
 def _file_seconds(path: Path) -> float:
-    from hootwatch.edge import audio
+    from hootwatch.edge.contract import audio
     return audio.probe(path).duration_s

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.bundle import Bundle, Manifest
-from hootwatch.edge.clips import ClipRef
-from hootwatch.edge.detector import Detector, softmax
-from hootwatch.edge.errors import ConfigError, HootwatchError
-from hootwatch.edge.preprocess import Normalisation
+from hootwatch.edge.contract.bundle import Bundle, Manifest
+from hootwatch.edge.contract.clips import ClipRef
+from hootwatch.edge.contract.detector import Detector, softmax
+from hootwatch.edge.core.errors import ConfigError, HootwatchError
+from hootwatch.edge.contract.preprocess import Normalisation
 
 from .onnx_export import require
 
@@ -84,7 +84,7 @@ def torch_logits(model, x: np.ndarray, threads: int | None = None) -> np.ndarray
 
 def ort_session(path: Path, threads: int | None = 2):
     """The edge's ONNX Runtime session over one model file, on the CPU (the speed report times it)."""
-    from hootwatch.edge.detector import open_session
+    from hootwatch.edge.contract.detector import open_session
 
     return open_session(path, threads, ["CPUExecutionProvider"])
 

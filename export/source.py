@@ -7,7 +7,7 @@ and the clips the parity check runs on.
     RUN/model/                 save_pretrained of the model + feature extractor
     RUN/model/hootwatch.json   positive_label, sample_rate, window_s, hop_s, threshold, normalisation, backbone
     RUN/metrics.json           {"test": {...}, "validation": {...}, "threshold": t, "positive_label": ...}
-    RUN/splits/validation.csv  clips (hootwatch.edge.clips.read_clip_csv)
+    RUN/splits/validation.csv  clips (hootwatch.edge.contract.clips.read_clip_csv)
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hootwatch.edge import audio
-from hootwatch.edge.clips import ClipRef, read_clip_csv
-from hootwatch.edge.errors import AudioReadError, ConfigError
-from hootwatch.edge.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
+from hootwatch.edge.contract import audio
+from hootwatch.edge.contract.clips import ClipRef, read_clip_csv
+from hootwatch.edge.core.errors import AudioReadError, ConfigError
+from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
 
 RUN_META = "hootwatch.json"
 

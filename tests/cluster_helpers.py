@@ -19,7 +19,7 @@ try:
 except ImportError:  # the tests that use it skip without distributed
     WorkerPlugin = object
 
-PATCHED = ("hootwatch.edge.score_stream", "hootwatch.edge.cluster.worker")  # modules that decode with iter_blocks
+PATCHED = ("hootwatch.edge.contract.score_loop", "hootwatch.edge.cluster.worker")  # modules that decode with iter_blocks
 
 
 def _wrap_iter_blocks(before):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.scan import ScanSettings, scan_into
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.scan.engine import ScanSettings, scan_into
 
 from tiny_bundles import tone_bundle, write_tone
 

@@ -15,7 +15,7 @@ from pathlib import Path
 def review_server(out: Path, *extra: str):
     """Yields (process, base URL); the server is stopped afterwards (if the test has not killed it)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "review", str(out), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "hootwatch.edge.commands.main", "review", str(out), "--port", "0",
                              "--host", "127.0.0.1", "--no-browser", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

@@ -36,8 +36,8 @@ def test_a_folder_of_raven_tables_and_audacity_tracks_is_scored(accuracy, tmp_pa
     truth, files = accuracy.ground_truth(survey)
     assert sorted((t.file, t.start_s, t.label) for t in truth) == [("a.wav", 10.0, "owl"), ("b.wav", 3.0, "boobook")]
     assert [f.name for f in files] == ["a.wav", "b.wav"]
-    from hootwatch.edge.detector import Detector
-    from hootwatch.edge.scan import ScanSettings
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import ScanSettings
 
     detector = Detector.load(tone_bundle(tmp_path / "bundle"), threads=1)
     m, hours, _ = accuracy.score(detector, survey, ScanSettings(tz="UTC"), tmp_path / "w")
@@ -56,7 +56,7 @@ def test_ground_truth_csv_scans_the_whole_folder(accuracy, tmp_path):
 
 
 def test_a_folder_without_tables_is_a_clear_error(accuracy, tmp_path):
-    from hootwatch.edge.errors import HootwatchError
+    from hootwatch.edge.core.errors import HootwatchError
     write_tone(tmp_path / "a.wav", 5, 8000)
     with pytest.raises(HootwatchError, match="no annotation table"):
         accuracy.ground_truth(tmp_path)

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from hootwatch.edge.bundle import MANIFEST_NAME, load_bundle
-from hootwatch.edge.errors import BundleError
+from hootwatch.edge.contract.bundle import MANIFEST_NAME, load_bundle
+from hootwatch.edge.core.errors import BundleError
 
 from tiny_bundles import tone_bundle
 
@@ -62,7 +62,7 @@ def test_a_variant_without_a_hash_is_refused(bundle, tmp_path):
 def _stamp(d, props: dict[str, str]) -> None:
     import onnx
 
-    from hootwatch.edge.bundle import Manifest, write_manifest
+    from hootwatch.edge.contract.bundle import Manifest, write_manifest
 
     model = onnx.load(str(d / "model.onnx"))
     for k, v in props.items():
@@ -73,8 +73,8 @@ def _stamp(d, props: dict[str, str]) -> None:
 
 
 def test_onnx_metadata_must_agree_with_the_manifest(bundle, tmp_path):
-    from hootwatch.edge.bundle import onnx_metadata
-    from hootwatch.edge.detector import Detector
+    from hootwatch.edge.contract.bundle import onnx_metadata
+    from hootwatch.edge.contract.detector import Detector
 
     good = shutil.copytree(bundle, tmp_path / "good")
     _stamp(good, onnx_metadata(load_bundle(good).manifest))
@@ -90,7 +90,7 @@ def test_cpu_detector_scores_one_window_at_a_time_unless_told(tmp_path):
     """On the CPU batching buys no speed and costs memory (1.4 GB vs 0.43 GB for wav2vec2-base int8)."""
     import numpy as np
 
-    from hootwatch.edge.detector import Detector
+    from hootwatch.edge.contract.detector import Detector
 
     path = tone_bundle(tmp_path / "b")
     cpu = Detector.load(path, providers=["CPUExecutionProvider"])
@@ -123,8 +123,8 @@ def test_the_detector_band_limits_at_the_bundles_own_sample_rate(tmp_path):
     import numpy as np
     import onnxruntime as ort
 
-    from hootwatch.edge.detector import Detector
-    from hootwatch.edge.preprocess import Normalisation
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.contract.preprocess import Normalisation
 
     norm = Normalisation(highpass_hz=150.0, lowpass_hz=3000.0)
     path = tone_bundle(tmp_path / "b", sample_rate=8000, normalisation=norm)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from hootwatch.edge.bundle import MANIFEST_NAME, load_bundle, onnx_metadata, set_operating_point, sha256_file
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.errors import BundleError
+from hootwatch.edge.contract.bundle import MANIFEST_NAME, load_bundle, onnx_metadata, set_operating_point, sha256_file
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.core.errors import BundleError
 
 from tiny_bundles import tone_bundle
 
@@ -16,7 +16,7 @@ def _stamp_like_old_exports(d):
     threshold and min_hits included."""
     import onnx
 
-    from hootwatch.edge.bundle import Manifest, write_manifest
+    from hootwatch.edge.contract.bundle import Manifest, write_manifest
     m = load_bundle(d).manifest
     props = onnx_metadata(m) | {"hootwatch.threshold": str(m.threshold), "hootwatch.min_hits": str(m.min_hits)}
     model = onnx.load(str(d / "model.onnx"))

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from hootwatch.edge.bundle import load_bundle, sha256_file
-from hootwatch.edge.calibrate import CalibrationError, calibrate, fit, score_bins
-from hootwatch.edge.cli import main
-from hootwatch.edge.labels import LabelBook
-from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.contract.bundle import load_bundle, sha256_file
+from hootwatch.edge.review.calibrate import CalibrationError, calibrate, fit, score_bins
+from hootwatch.edge.commands.main import main
+from hootwatch.edge.store.labels import LabelBook
+from hootwatch.edge.store.database import DetectionStore
 
 from review_helpers import scanned_store
 
@@ -35,8 +35,8 @@ def test_too_few_labels_are_refused():
 
 
 def test_calibrate_writes_the_threshold_into_the_bundle_and_keeps_the_model(tmp_path, capsys):
-    from hootwatch.edge.detector import Detector
-    from hootwatch.edge.scan import ScanSettings, scan_into
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
 
     from tiny_bundles import tone_bundle, write_tone
 

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from hootwatch.edge.bundle import load_bundle
-from hootwatch.edge.cascade import CascadeDetector, load_detector, pass_rate_of
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.errors import BundleError
-from hootwatch.edge.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
-from hootwatch.edge.scan import ScanSettings, scan_into
-from hootwatch.edge.store import STORE_NAME, DetectionStore
+from hootwatch.edge.contract.bundle import load_bundle
+from hootwatch.edge.contract.cascade import CascadeDetector, load_detector, pass_rate_of
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.core.errors import BundleError
+from hootwatch.edge.contract.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
+from hootwatch.edge.scan.engine import ScanSettings, scan_into
+from hootwatch.edge.store.database import STORE_NAME, DetectionStore
 from tiny_bundles import add_first_stage, tone_bundle, tone_signal, write_tone
 
 SR = 8000
@@ -138,7 +138,7 @@ def test_rejected_windows_never_become_detections_even_at_threshold_zero(cascade
 
 
 def test_scan_command_reports_the_pass_rate_and_exhaustive_scores_every_window(cascade_bundle, tmp_path, capsys):
-    from hootwatch.edge.cli import main
+    from hootwatch.edge.commands.main import main
 
     write_tone(tmp_path / "rec" / "20240101_220000.wav", 60.0, SR, [(20.0, 24.0)], seed=2)
     base = ["scan", str(tmp_path / "rec"), "--model", str(cascade_bundle), "--threads", "1", "--quiet", "--tz", "UTC"]

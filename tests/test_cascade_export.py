@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("optimum.exporters.onnx")
 
-from hootwatch.edge.cascade import CascadeDetector, load_detector  # noqa: E402
-from hootwatch.edge.detector import Detector  # noqa: E402
-from hootwatch.edge.errors import ConfigError  # noqa: E402
-from hootwatch.edge.first_stage import FILE_NAME, features  # noqa: E402
+from hootwatch.edge.contract.cascade import CascadeDetector, load_detector  # noqa: E402
+from hootwatch.edge.contract.detector import Detector  # noqa: E402
+from hootwatch.edge.core.errors import ConfigError  # noqa: E402
+from hootwatch.edge.contract.first_stage import FILE_NAME, features  # noqa: E402
 from hootwatch.export.core import ExportOptions, export_bundle  # noqa: E402
 from hootwatch.trainer import first_stage as trainer_fs  # noqa: E402
 from test_export import SR, make_run, torch_probs, validation_windows  # noqa: E402
@@ -68,7 +68,7 @@ def test_a_first_stage_the_edge_scores_differently_is_refused(run_with_stage, tm
 def _with_pass_threshold(bundle, t):
     from dataclasses import replace
 
-    from hootwatch.edge.bundle import load_bundle, write_manifest
+    from hootwatch.edge.contract.bundle import load_bundle, write_manifest
     m = load_bundle(bundle).manifest
     write_manifest(bundle, replace(m, first_stage=dict(m.first_stage) | {"pass_threshold": t}))
 
@@ -76,8 +76,8 @@ def _with_pass_threshold(bundle, t):
 def test_a_pass_threshold_that_loses_detections_on_recordings_is_lowered_until_none_is_lost(tmp_path):
     """Clips under-sample what a night holds (calls cut by window edges, faint calls): checked on recordings, the
     pass threshold comes down until the cascade makes every detection the exhaustive scan makes there."""
-    from hootwatch.edge.bundle import load_bundle
-    from hootwatch.edge.cascade_check import check_on_recordings
+    from hootwatch.edge.contract.bundle import load_bundle
+    from hootwatch.edge.scan.cascade_check import check_on_recordings
     from tiny_bundles import add_first_stage, tone_bundle, write_tone
 
     bundle = add_first_stage(tone_bundle(tmp_path / "bundle", sample_rate=8000))
@@ -101,9 +101,9 @@ def test_a_pass_threshold_that_loses_detections_on_recordings_is_lowered_until_n
 
 
 def _rows(bundle, folder, out):
-    from hootwatch.edge.cascade import load_detector
-    from hootwatch.edge.scan import ScanSettings, scan_into
-    from hootwatch.edge.store import STORE_NAME, DetectionStore
+    from hootwatch.edge.contract.cascade import load_detector
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
+    from hootwatch.edge.store.database import STORE_NAME, DetectionStore
     scan_into([folder], load_detector(bundle, threads=1), out, ScanSettings(tz="UTC"))
     with DetectionStore(out / STORE_NAME) as store:
         return store.detections()
@@ -111,8 +111,8 @@ def _rows(bundle, folder, out):
 
 def test_cascade_check_command_lowers_the_pass_threshold_of_a_field_bundle_and_dry_run_changes_nothing(tmp_path,
                                                                                                         capsys):
-    from hootwatch.edge.bundle import load_bundle
-    from hootwatch.edge.cli import main
+    from hootwatch.edge.contract.bundle import load_bundle
+    from hootwatch.edge.commands.main import main
     from tiny_bundles import add_first_stage, tone_bundle, write_tone
 
     bundle = add_first_stage(tone_bundle(tmp_path / "bundle", sample_rate=8000))
@@ -134,7 +134,7 @@ def test_cascade_check_command_lowers_the_pass_threshold_of_a_field_bundle_and_d
 def _scores(full, first, sr=10, win=50, hop=25):
     from types import SimpleNamespace
 
-    from hootwatch.edge.window_scores import FileScores
+    from hootwatch.edge.scan.offline import FileScores
     n = len(full)
     starts = np.arange(n) * hop
     files = [FileScores("night.wav", starts, np.asarray(full, np.float32), int(starts[-1] + win))]
@@ -146,7 +146,7 @@ def _scores(full, first, sr=10, win=50, hop=25):
 def test_the_checked_pass_threshold_rebuilds_a_detection_the_99_5_percent_allowance_would_split():
     """200 positive windows in one long detection, one of them scored low by the first stage: the 0.5 % window
     allowance alone would drop it and split the detection in two; the check passes it, and the rows are exhaustive's."""
-    from hootwatch.edge.cascade_check import _rows, checked_pass_threshold
+    from hootwatch.edge.scan.cascade_check import _rows, checked_pass_threshold
 
     full = np.full(400, 0.1)
     full[10:210] = 0.9
@@ -162,8 +162,8 @@ def test_the_checked_pass_threshold_rebuilds_a_detection_the_99_5_percent_allowa
 
 
 def test_a_positive_window_without_a_first_stage_score_is_refused_not_passed_silently():
-    from hootwatch.edge.cascade_check import checked_pass_threshold
-    from hootwatch.edge.errors import BundleError
+    from hootwatch.edge.scan.cascade_check import checked_pass_threshold
+    from hootwatch.edge.core.errors import BundleError
 
     full = np.full(400, 0.1)
     full[300] = 0.9

@@ -16,15 +16,15 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from hootwatch.edge.audio import iter_blocks
+from hootwatch.edge.contract.audio import iter_blocks
 from hootwatch.edge.cluster import ClusterSettings, scan_on_cluster
 from hootwatch.edge.cluster.units import Span, chunk_samples, chunk_spans, merge_chunks
 from hootwatch.edge.cluster.worker import chunk_blocks, score_chunk
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.recorder_time import file_time
-from hootwatch.edge.scan import Scanner, ScanSettings
-from hootwatch.edge.store import DetectionStore
-from hootwatch.edge.windows import WindowSpec, window_starts
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.contract.recorder_time import file_time
+from hootwatch.edge.scan.engine import Scanner, ScanSettings
+from hootwatch.edge.store.database import DetectionStore
+from hootwatch.edge.contract.windows import WindowSpec, window_starts
 
 from tiny_bundles import tone_bundle, write_tone
 
@@ -133,7 +133,7 @@ def test_cluster_settings_come_from_the_flag_then_the_dask_config_and_bad_ones_s
     import dask
 
     from hootwatch.edge.cluster.connect import connect
-    from hootwatch.edge.errors import ConfigError
+    from hootwatch.edge.core.errors import ConfigError
 
     with dask.config.set({"hootwatch.cluster.address": "tcp://10.0.0.5:8786", "hootwatch.cluster.chunk-s": 600,
                           "hootwatch.cluster.threads": 3}):
@@ -216,7 +216,7 @@ def test_the_driver_killed_mid_run_then_rerun_gives_the_store_of_an_uninterrupte
     psutil = pytest.importorskip("psutil")  # a dependency of distributed
     local_scan(bundle, [dump], tmp_path / "local")
     out = tmp_path / "cluster"
-    cmd = [sys.executable, "-m", "hootwatch.edge.cli", "scan", str(dump), "--model", str(bundle), "--out", str(out),
+    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(dump), "--model", str(bundle), "--out", str(out),
            "--cluster", "local:2", "--threads", "1", "--quiet"]
     env = {**os.environ, "DASK_HOOTWATCH__CLUSTER__CHUNK_S": "60",     # the config key: long files in chunks
            "DASK_HOOTWATCH__CLUSTER__DASHBOARD_ADDRESS": ":0"}
@@ -282,7 +282,7 @@ def test_a_worker_without_the_bundle_stops_the_run_and_fails_no_file(bundle, dum
 
 def test_without_the_cluster_extra_the_scan_says_what_to_install(bundle, dump):
     code = ("import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"
-            "from hootwatch.edge.cli import main\n"
+            "from hootwatch.edge.commands.main import main\n"
             f"sys.exit(main(['scan', {str(dump / 'A')!r}, '--model', {str(bundle)!r}, '--out', "
             f"{str(dump.parent / 'no-extra')!r}, '--cluster', 'local:2']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -313,7 +313,7 @@ def test_the_scheduler_killed_mid_run_then_restarted_and_rerun_gives_the_store_o
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return started[-2]
 
-    cmd = [sys.executable, "-m", "hootwatch.edge.cli", "scan", str(dump), "--model", str(bundle), "--out", str(out),
+    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(dump), "--model", str(bundle), "--out", str(out),
            "--cluster", str(sched_file), "--threads", "1", "--quiet"]
     try:
         scheduler = start(slow=0.4)
@@ -347,7 +347,7 @@ def test_the_scheduler_killed_mid_run_then_restarted_and_rerun_gives_the_store_o
 
 
 def test_a_cascade_bundle_on_the_cluster_gives_the_rows_of_a_local_scan(dump, tmp_path):
-    from hootwatch.edge.cascade import load_detector
+    from hootwatch.edge.contract.cascade import load_detector
 
     from tiny_bundles import add_first_stage
 

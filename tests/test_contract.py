@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hootwatch.edge import audio
-from hootwatch.edge.errors import AudioReadError
-from hootwatch.edge.preprocess import Normalisation
-from hootwatch.edge.windows import WindowSpec, WindowStream, clip_times, fit_length, slice_windows, window_starts
+from hootwatch.edge.contract import audio
+from hootwatch.edge.core.errors import AudioReadError
+from hootwatch.edge.contract.preprocess import Normalisation
+from hootwatch.edge.contract.windows import (WindowSpec, WindowStream, clip_times, fit_length, slice_windows,
+                                             window_starts)
 
 
 def tone(sr: float, seconds: float, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -133,7 +134,7 @@ def _rms(x: np.ndarray) -> float:
 
 
 def test_band_limit_keeps_the_call_band_and_removes_rumble_and_insects():
-    from hootwatch.edge.preprocess import band_limit
+    from hootwatch.edge.contract.preprocess import band_limit
 
     sr = 16000
     # order-4 Butterworth magnitude: -32 dB at 60 Hz, -24 dB at 6 kHz
@@ -146,7 +147,7 @@ def test_band_limit_keeps_the_call_band_and_removes_rumble_and_insects():
 
 
 def test_band_limit_does_not_ring_at_the_window_edges():
-    from hootwatch.edge.preprocess import band_limit
+    from hootwatch.edge.contract.preprocess import band_limit
 
     # rumble that does not fit the window a whole number of times, plus a drift: the window's end and start differ
     sr, t = 16000, np.arange(80000) / 16000

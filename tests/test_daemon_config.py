@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from hootwatch.edge.cli import main as cli_main
+from hootwatch.edge.commands.main import main as cli_main
 from hootwatch.edge.daemon.config import ScheduleConfig, config_from_dict, example_toml, load_config
 from hootwatch.edge.daemon.diskguard import DiskGuard
 from hootwatch.edge.daemon.health import Health, write_json_atomic
 from hootwatch.edge.daemon.notify import Heartbeats, Notifier
 from hootwatch.edge.daemon.schedule import active_windows, is_active, next_change
-from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.core.errors import ConfigError
 
 MINIMAL = """
 [model]

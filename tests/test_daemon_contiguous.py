@@ -6,8 +6,8 @@ import soundfile as sf
 
 from hootwatch.edge.daemon.config import config_from_dict
 from hootwatch.edge.daemon.service import Daemon
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.scan import ScanSettings, scan_into
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.scan.engine import ScanSettings, scan_into
 
 from daemon_helpers import run_daemon_until
 from tiny_bundles import tone_bundle, tone_signal
@@ -34,7 +34,7 @@ def test_a_call_heard_only_across_the_boundary_is_found_by_the_daemon_as_by_scan
     })
     daemon = Daemon(cfg)
     run_daemon_until(daemon, lambda: daemon.health.files_done >= 2)
-    from hootwatch.edge.store import DetectionStore
+    from hootwatch.edge.store.database import DetectionStore
 
     with DetectionStore(tmp_path / "out" / "detections.sqlite") as store:
         rows = [(r["begin_utc"], r["end_utc"]) for r in store.detections()]

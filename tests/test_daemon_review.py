@@ -10,7 +10,7 @@ import httpx  # noqa: E402
 
 from hootwatch.edge.daemon.config import config_from_dict  # noqa: E402
 from hootwatch.edge.daemon.service import Daemon  # noqa: E402
-from hootwatch.edge.errors import ConfigError  # noqa: E402
+from hootwatch.edge.core.errors import ConfigError  # noqa: E402
 
 from daemon_helpers import run_daemon_until  # noqa: E402
 from tiny_bundles import tone_bundle, write_tone  # noqa: E402

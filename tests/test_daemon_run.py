@@ -21,7 +21,7 @@ SR = 8000
 
 
 def _start(cfg: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "run", "--config", str(cfg)],
+    return subprocess.Popen([sys.executable, "-m", "hootwatch.edge.commands.main", "run", "--config", str(cfg)],
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

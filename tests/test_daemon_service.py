@@ -195,8 +195,8 @@ def test_a_full_disk_pauses_intake_with_one_message_and_resumes_losing_and_count
     import sqlite3
 
     from hootwatch.edge.daemon import service
-    from hootwatch.edge.errors import DiskFullError
-    from hootwatch.edge.scan import Scanner
+    from hootwatch.edge.core.errors import DiskFullError
+    from hootwatch.edge.scan.engine import Scanner
     for i in range(3):
         write_tone(tmp_path / "in" / f"2024010{i + 1}_100000.wav", 20, SR, tones=[(10, 13)])
     monkeypatch.setattr(service, "DISK_FULL_POLL_S", 0.05)
@@ -267,8 +267,8 @@ def test_a_full_disk_at_start_is_exit_4_with_a_message_not_a_traceback(tmp_path,
     import signal
     import sqlite3
 
-    from hootwatch.edge import store
-    from hootwatch.edge.cli import main
+    from hootwatch.edge.store import database as store
+    from hootwatch.edge.commands.main import main
     (tmp_path / "in").mkdir()
     cfg = tmp_path / "h.toml"
     cfg.write_text(f'[model]\nbundle = "{bundle}"\n[sources.folder]\npath = "{tmp_path / "in"}"\n'

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.core.errors import HootwatchError
 from hootwatch.trainer.data.annotations import (Annotation, audio_for_table, find_tables, read_annotation_csv,
                                                 read_audacity, read_raven)
 from hootwatch.trainer.data.sources import HarvestOptions, call_region, clips_from_annotations, negative_regions
@@ -287,7 +287,7 @@ def test_label_folders_and_annotation_tables_in_one_set_are_merged(tmp_path):
 
 def test_label_tables_written_are_read_back(tmp_path):
     """One module writes what it reads: Raven (per recording and multi-file columns), Audacity and CSV."""
-    from hootwatch.edge.label_tables import annotation_csv_text, audacity_text, raven_text, read_table
+    from hootwatch.edge.tables.label_tables import annotation_csv_text, audacity_text, raven_text, read_table
 
     rec = make_annotated_recording(tmp_path / "rec.wav", 16000, 20.0, [2.0])
     anns = [Annotation(str(rec), 2.0, 3.5, "owl"), Annotation(str(rec), 10.25, 11.0, "boobook")]

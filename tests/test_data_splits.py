@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hootwatch.edge.clips import ClipRef
-from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.contract.clips import ClipRef
+from hootwatch.edge.core.errors import HootwatchError
 from hootwatch.trainer.data.sources import HarvestOptions, load_clips, recording_from_name, split_long
 from hootwatch.trainer.data.splits import (Splits, SplitError, apply_explicit_split, split_by_recording,
                                            summary)
@@ -184,7 +184,7 @@ def test_hf_dataset_of_long_clips_is_harvested_like_label_folders(tmp_path, monk
     """A long owl clip holds its call somewhere: it stays one region (the folder rule), never several "owl"
     regions of which some are call-free; long negatives give several regions. Cut by the edge decoder."""
     pytest.importorskip("datasets")
-    from hootwatch.edge import audio
+    from hootwatch.edge.contract import audio
     from hootwatch.trainer.data.sources import clips_from_label_folders
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))

@@ -4,10 +4,10 @@ import csv
 
 import soundfile as sf
 
-from hootwatch.edge.cli import main
-from hootwatch.edge.dataset import assign_splits
-from hootwatch.edge.labels import LabelBook
-from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.commands.main import main
+from hootwatch.edge.review.dataset import assign_splits
+from hootwatch.edge.store.labels import LabelBook
+from hootwatch.edge.store.database import DetectionStore
 
 from review_helpers import scanned_store
 
@@ -72,8 +72,8 @@ def test_a_short_labelled_call_gives_a_clip_at_least_a_window_long(tmp_path):
 
 def test_a_recorders_recordings_all_go_to_one_side_of_the_split(tmp_path):
     """The trainer splits by site when recordings.csv names one: a recorder on two sides is refused there."""
-    from hootwatch.edge.detector import Detector
-    from hootwatch.edge.scan import ScanSettings, scan_into
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
 
     from tiny_bundles import tone_bundle, write_tone
 

@@ -13,7 +13,7 @@ import pytest
 
 from hootwatch.edge.daemon.config import config_from_dict
 from hootwatch.edge.daemon.service import Daemon
-from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.store.database import DetectionStore
 
 from daemon_helpers import run_daemon_until
 from tiny_bundles import tone_bundle, write_tone

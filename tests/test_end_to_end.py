@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 import onnx
 import pytest
 
-from hootwatch.edge.bundle import load_bundle
-from hootwatch.edge.clips import read_clip_csv
-from hootwatch.edge.store import STORE_NAME, DetectionStore
+from hootwatch.edge.contract.bundle import load_bundle
+from hootwatch.edge.contract.clips import read_clip_csv
+from hootwatch.edge.store.database import STORE_NAME, DetectionStore
 from hootwatch.trainer.demo import TARGET, DemoOptions, run
 
 

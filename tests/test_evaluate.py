@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hootwatch.edge.evaluate import Detection, TruthEvent, event_metrics, load_detections, load_truth
+from hootwatch.edge.tables.evaluate import Detection, TruthEvent, event_metrics, load_detections, load_truth
 
 TRUTH = [
     TruthEvent("AM01/20240501_190000.WAV", 10.0, 11.5, "owl"),

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hootwatch.edge.events import Event, EventBuilder, merge_windows
+from hootwatch.edge.contract.events import Event, EventBuilder, merge_windows
 
 
 def test_consecutive_positive_windows_merge():

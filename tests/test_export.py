@@ -15,11 +15,11 @@ pytest.importorskip("optimum.exporters.onnx")
 onnx = pytest.importorskip("onnx")
 sf = pytest.importorskip("soundfile")
 
-from hootwatch.edge.bundle import MANIFEST_NAME, load_bundle  # noqa: E402
-from hootwatch.edge.clips import ClipRef, read_clip_csv, write_clip_csv  # noqa: E402
-from hootwatch.edge.detector import Detector, softmax  # noqa: E402
-from hootwatch.edge.errors import BundleError, ConfigError  # noqa: E402
-from hootwatch.edge.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation  # noqa: E402
+from hootwatch.edge.contract.bundle import MANIFEST_NAME, load_bundle  # noqa: E402
+from hootwatch.edge.contract.clips import ClipRef, read_clip_csv, write_clip_csv  # noqa: E402
+from hootwatch.edge.contract.detector import Detector, softmax  # noqa: E402
+from hootwatch.edge.core.errors import BundleError, ConfigError  # noqa: E402
+from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation  # noqa: E402
 from hootwatch.export import onnx_export  # noqa: E402
 from hootwatch.export.core import ExportOptions, export_bundle  # noqa: E402
 from hootwatch.export.parity import ParityError  # noqa: E402
@@ -242,7 +242,7 @@ def test_run_model_folder_is_accepted_as_the_run(run_dir):
 
 
 def test_cli_exit_codes(run_dir, tmp_path, capsys):
-    from hootwatch.edge.cli import main
+    from hootwatch.edge.commands.main import main
 
     assert main(["export", str(run_dir), "--out", str(tmp_path / "b"), "--tolerance", "-1", "--speed-repeats", "0"]) == 2
     assert "parity" in capsys.readouterr().err
@@ -323,7 +323,7 @@ def quantize_conv(fp32: Path, out: Path) -> None:
 
 
 def test_missing_extra_is_named(monkeypatch):
-    from hootwatch.edge.errors import MissingExtraError
+    from hootwatch.edge.core.errors import MissingExtraError
 
     monkeypatch.setitem(__import__("sys").modules, "optimum.exporters.onnx", None)
     with pytest.raises(MissingExtraError, match=r"hootwatch\[export\]"):

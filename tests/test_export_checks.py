@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from hootwatch.edge.clips import ClipRef
-from hootwatch.edge.errors import ConfigError
-from hootwatch.edge.preprocess import Normalisation
+from hootwatch.edge.contract.clips import ClipRef
+from hootwatch.edge.core.errors import ConfigError
+from hootwatch.edge.contract.preprocess import Normalisation
 from hootwatch.export.parity import check_parity, compare
 from hootwatch.export.source import resolve_source
 
@@ -107,7 +107,7 @@ def test_run_meta_is_read_strictly_and_an_old_run_folder_still_loads(tmp_path):
 
 
 def test_parity_scores_a_candidate_model_through_the_edge_detector(tmp_path):
-    from hootwatch.edge.detector import Detector
+    from hootwatch.edge.contract.detector import Detector
     from hootwatch.export.parity import edge_detector
 
     bundle = Detector.load(tone_bundle(tmp_path / "b", sample_rate=8000), threads=1)

@@ -1,8 +1,8 @@
 import csv
 import json
 
-from hootwatch.edge.exports import WRITTEN_LIST, exports_note, label_file_names, write_exports
-from hootwatch.edge.store import DetectionStore, RunInfo
+from hootwatch.edge.store.exports import WRITTEN_LIST, exports_note, label_file_names, write_exports
+from hootwatch.edge.store.database import DetectionStore, RunInfo
 
 from test_store import det
 

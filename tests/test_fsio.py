@@ -1,4 +1,4 @@
-"""Atomic and durable writes (edge/fsio.py) and the writers that use them: every atomic write fsyncs the file
+"""Atomic and durable writes (edge/core/fsio.py) and the writers that use them: every atomic write fsyncs the file
 before the rename and the folder after it; a move fsyncs the file and both folders before the source is gone."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hootwatch.edge import fsio
+from hootwatch.edge.core import fsio
 
 
 @pytest.fixture
@@ -126,8 +126,8 @@ def test_remove_fsyncs_the_folder(tmp_path, syscalls):
 
 
 def test_exports_are_written_atomically_and_durably(tmp_path, syscalls):
-    from hootwatch.edge.exports import write_exports
-    from hootwatch.edge.store import Detection, DetectionStore, RunInfo
+    from hootwatch.edge.store.exports import write_exports
+    from hootwatch.edge.store.database import Detection, DetectionStore, RunInfo
 
     rec = tmp_path / "rec.wav"
     rec.write_bytes(b"RIFF")

@@ -4,10 +4,10 @@ import sqlite3
 
 import pytest
 
-from hootwatch.edge.cli import main
-from hootwatch.edge.label_io import read_rows
-from hootwatch.edge.labels import LabelBook, LabelError, label_for_detection
-from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.commands.main import main
+from hootwatch.edge.review.label_io import read_rows
+from hootwatch.edge.store.labels import LabelBook, LabelError, label_for_detection
+from hootwatch.edge.store.database import DetectionStore
 
 from review_helpers import scanned_store
 

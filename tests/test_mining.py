@@ -5,8 +5,8 @@ import csv
 
 import soundfile as sf
 
-from hootwatch.edge.clips import ClipRef, write_clip_csv
-from hootwatch.edge.detector import Detector
+from hootwatch.edge.contract.clips import ClipRef, write_clip_csv
+from hootwatch.edge.contract.detector import Detector
 from hootwatch.trainer.mining import MiningConfig, keep_splits_and_split_the_rest, mine_hard_examples
 
 from tiny_bundles import tone_bundle, write_tone

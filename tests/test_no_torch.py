@@ -17,8 +17,8 @@ sys.meta_path.insert(0, Block())
 """
 
 SCAN = BLOCKER + """
-import hootwatch.edge, hootwatch.edge.scan, hootwatch.edge.exports, hootwatch.edge.review, hootwatch.edge.store
-from hootwatch.edge.cli import main
+import hootwatch.edge, hootwatch.edge.scan.engine, hootwatch.edge.store.exports, hootwatch.edge.scan.material, hootwatch.edge.store.database
+from hootwatch.edge.commands.main import main
 rc = main(["scan", sys.argv[1], "--model", sys.argv[2], "--out", sys.argv[3], "--clips", "--quiet", "--threads", "1"])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
 print("HEAVY", heavy)
@@ -43,7 +43,7 @@ def test_edge_import_and_full_scan_without_torch(tmp_path):
 
 
 WITHOUT_REVIEW_EXTRA = BLOCKER.replace('"matplotlib"}', '"matplotlib", "fastapi", "uvicorn", "starlette", "multipart"}') + """
-from hootwatch.edge.cli import main
+from hootwatch.edge.commands.main import main
 out = sys.argv[1]
 rc = [main(["scan", sys.argv[2], "--model", sys.argv[3], "--out", out, "--quiet", "--threads", "1"]),
       main(["detections", out, "--threshold", "0.5"]),

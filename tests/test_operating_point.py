@@ -2,10 +2,10 @@
 
 import csv
 
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.evaluate import load_detections
-from hootwatch.edge.scan import ScanSettings, scan_into
-from hootwatch.edge.window_scores import detections_at, score_windows
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.tables.evaluate import load_detections
+from hootwatch.edge.scan.engine import ScanSettings, scan_into
+from hootwatch.edge.scan.offline import detections_at, score_windows
 from hootwatch.export.operating_point import choose_operating_point
 
 from tiny_bundles import tone_bundle, write_tone

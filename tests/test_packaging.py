@@ -61,7 +61,7 @@ def test_wheel_carries_the_systemd_unit_and_example_config(tmp_path):
     assert "hootwatch/systemd/hootwatch.service" in names
     assert "hootwatch/systemd/hootwatch.toml.example" in names
     # and the review app's pages (package data, no front-end build step)
-    assert {f"hootwatch/edge/review_app/static/{f}" for f in ("index.html", "app.js", "style.css")} <= set(names)
+    assert {f"hootwatch/edge/review/static/{f}" for f in ("index.html", "app.js", "style.css")} <= set(names)
     # every module of every package in the tree (an editable install maps whole folders and would hide a
     # sub-package missing from pyproject's list; a wheel would then lack it)
     modules = {f"hootwatch/{f.relative_to(REPO).as_posix()}" for top in ("edge", "trainer", "export", "systemd")

@@ -50,7 +50,7 @@ def _config(tmp: Path, bundle: Path, incoming: Path, out: Path, after: str, arch
 def _start(cfg: Path, log: Path | None = None) -> subprocess.Popen:
     out = open(log, "wb") if log is not None else subprocess.DEVNULL
     try:
-        return subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "run", "--config", str(cfg)],
+        return subprocess.Popen([sys.executable, "-m", "hootwatch.edge.commands.main", "run", "--config", str(cfg)],
                                 stdout=out, stderr=subprocess.STDOUT)
     finally:
         if log is not None:
@@ -290,7 +290,7 @@ def test_power_cut_while_the_microphone_records_keeps_raw_audio_to_the_last_sync
     import soundfile as sf
 
     from hootwatch.edge.daemon.microphone import RAW_SYNC_S, RawRecorder
-    from hootwatch.edge.store import DetectionStore
+    from hootwatch.edge.store.database import DetectionStore
 
     from test_store import RUN, det
 

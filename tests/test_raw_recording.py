@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from hootwatch.edge.daemon.microphone import Microphone, RawRecorder
-from hootwatch.edge.recorder_time import file_time
+from hootwatch.edge.contract.recorder_time import file_time
 
 from test_daemon_microphone import SR_MODEL, _factory, _mic
 

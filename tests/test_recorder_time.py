@@ -2,8 +2,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hootwatch.edge.errors import ConfigError, HootwatchError
-from hootwatch.edge.recorder_time import RecorderTimeError, file_time, parse_audiomoth_comment, parse_tz
+from hootwatch.edge.core.errors import ConfigError, HootwatchError
+from hootwatch.edge.contract.recorder_time import RecorderTimeError, file_time, parse_audiomoth_comment, parse_tz
 
 
 def utc(*a):

@@ -8,11 +8,11 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from hootwatch.edge.errors import ConfigError  # noqa: E402
-from hootwatch.edge.review_app.access import check_host  # noqa: E402
-from hootwatch.edge.review_app.app import create_app  # noqa: E402
-from hootwatch.edge.review_app.queues import Queues  # noqa: E402
-from hootwatch.edge.store import DetectionStore  # noqa: E402
+from hootwatch.edge.core.errors import ConfigError  # noqa: E402
+from hootwatch.edge.review.access import check_host  # noqa: E402
+from hootwatch.edge.review.app import create_app  # noqa: E402
+from hootwatch.edge.review.queues import Queues  # noqa: E402
+from hootwatch.edge.store.database import DetectionStore  # noqa: E402
 
 from review_helpers import scanned_store  # noqa: E402
 from tiny_bundles import write_tone  # noqa: E402
@@ -150,7 +150,7 @@ def test_windows_a_cascade_left_unscored_are_shown_as_such_and_are_no_near_misse
 def test_a_saved_label_says_what_the_span_held_before_so_undo_can_restore_it(client, scanned):
     """Undo puts back the span's own earlier label: the reply names it ("" when there was none), and a label the
     span already had (an imported 'kookaburra') can be posted again there, though not invented elsewhere."""
-    from hootwatch.edge.labels import LabelBook
+    from hootwatch.edge.store.labels import LabelBook
     items = client.get("/api/queue").json()["items"]
     it, other = items[-1], items[-2]
     with DetectionStore(scanned[2] / "detections.sqlite") as s:

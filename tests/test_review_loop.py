@@ -8,13 +8,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("optimum")
 
-from hootwatch.edge.cli import main  # noqa: E402
-from hootwatch.edge.clips import ClipRef, read_clip_csv  # noqa: E402
-from hootwatch.edge.detector import Detector  # noqa: E402
-from hootwatch.edge.errors import HootwatchError  # noqa: E402
-from hootwatch.edge.labels import LabelBook  # noqa: E402
-from hootwatch.edge.scan import ScanSettings, scan_into  # noqa: E402
-from hootwatch.edge.store import DetectionStore  # noqa: E402
+from hootwatch.edge.commands.main import main  # noqa: E402
+from hootwatch.edge.contract.clips import ClipRef, read_clip_csv  # noqa: E402
+from hootwatch.edge.contract.detector import Detector  # noqa: E402
+from hootwatch.edge.core.errors import HootwatchError  # noqa: E402
+from hootwatch.edge.store.labels import LabelBook  # noqa: E402
+from hootwatch.edge.scan.engine import ScanSettings, scan_into  # noqa: E402
+from hootwatch.edge.store.database import DetectionStore  # noqa: E402
 from hootwatch.export.core import ExportOptions, export_bundle  # noqa: E402
 from hootwatch.trainer import init_from  # noqa: E402
 from hootwatch.trainer.args import make_args  # noqa: E402

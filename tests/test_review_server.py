@@ -33,6 +33,6 @@ def test_non_loopback_host_without_a_token_is_refused(tmp_path):
     import subprocess
     import sys
     _, _, out = scanned_store(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "hootwatch.edge.cli", "review", str(out), "--host", "0.0.0.0",
+    r = subprocess.run([sys.executable, "-m", "hootwatch.edge.commands.main", "review", str(out), "--host", "0.0.0.0",
                         "--token", "", "--no-browser"], capture_output=True, text=True, timeout=60)  # refused before binding
     assert r.returncode == 2 and "without a token" in r.stderr

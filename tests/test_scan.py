@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.scan import LiveSession, Progress, ScanSettings, Scanner
-from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.scan.engine import LiveSession, Progress, ScanSettings, Scanner
+from hootwatch.edge.store.database import DetectionStore
 
 from tiny_bundles import tone_bundle, tone_signal, write_tone
 
@@ -234,7 +234,7 @@ class CountingScorer:
 
 
 def test_scan_live_audio_and_window_scores_run_one_loop_with_any_scorer(detector, tmp_path):
-    from hootwatch.edge.window_scores import detections_at, score_windows
+    from hootwatch.edge.scan.offline import detections_at, score_windows
 
     p = write_tone(tmp_path / "rec" / "20240101_220000.wav", 40, SR, tones=[(10, 13), (30, 34)])
     scorer = CountingScorer(detector, batch_size=4)
@@ -268,7 +268,7 @@ def _abut(rows):
 
 
 def test_a_call_across_a_file_boundary_gives_abutting_rows_not_overlapping_ones(detector, tmp_path):
-    from hootwatch.edge.window_scores import detections_at, score_windows
+    from hootwatch.edge.scan.offline import detections_at, score_windows
 
     a, b = _straddling_call(tmp_path / "rec")
     sc = scanner(detector, tmp_path)
@@ -297,7 +297,7 @@ def test_next_contiguous_finds_the_file_that_continues_a_recording(detector, tmp
 
 
 def test_min_hits_means_the_same_stretch_of_positive_windows_at_any_hop(tmp_path):
-    from hootwatch.edge.scan import detection_rule
+    from hootwatch.edge.scan.engine import detection_rule
 
     two = Detector.load(tone_bundle(tmp_path / "bundle", sample_rate=SR, min_hits=2), threads=1)
     # a 1.8 s blip fills one window at the bundle's hop (2.5 s): no detection with min_hits 2; at hop 1 s it fills

@@ -1,6 +1,6 @@
 import csv
 
-from hootwatch.edge.cli import main
+from hootwatch.edge.commands.main import main
 
 from tiny_bundles import tone_bundle, write_tone
 
@@ -91,7 +91,7 @@ def test_help_documents_the_exit_codes(capsys):
 def test_scan_on_a_full_disk_says_so_without_a_traceback(tmp_path, capsys, monkeypatch):
     import sqlite3
 
-    from hootwatch.edge import store
+    from hootwatch.edge.store import database as store
     bundle = tone_bundle(tmp_path / "b")
     write_tone(tmp_path / "rec" / "20240101_100000.wav", 6, 8000)
 
@@ -106,7 +106,7 @@ def test_scan_on_a_full_disk_says_so_without_a_traceback(tmp_path, capsys, monke
 def test_check_config_into_a_closed_pipe_is_no_traceback():
     import subprocess
     import sys
-    proc = subprocess.Popen([sys.executable, "-m", "hootwatch.edge.cli", "check-config", "--example"],
+    proc = subprocess.Popen([sys.executable, "-m", "hootwatch.edge.commands.main", "check-config", "--example"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # `| head -1` that has already exited
     err = proc.stderr.read().decode()

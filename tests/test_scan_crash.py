@@ -12,9 +12,9 @@ from tiny_bundles import tone_bundle, write_tone
 
 SCAN = """
 import sys
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.scan import Scanner, ScanSettings
-from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.scan.engine import Scanner, ScanSettings
+from hootwatch.edge.store.database import DetectionStore
 det = Detector.load(sys.argv[1], threads=1)
 with DetectionStore(sys.argv[3]) as st:
     Scanner(det, st, ScanSettings(block_s=5.0)).scan_paths([sys.argv[2]])

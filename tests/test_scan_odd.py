@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hootwatch.edge.detector import Detector
-from hootwatch.edge.errors import ConfigError, DiskFullError
-from hootwatch.edge.scan import ScanSettings, Scanner, collect_audio
-from hootwatch.edge.store import DetectionStore
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.core.errors import ConfigError, DiskFullError
+from hootwatch.edge.scan.engine import ScanSettings, Scanner, collect_audio
+from hootwatch.edge.store.database import DetectionStore
 
 from tiny_bundles import tone_bundle, tone_signal, write_tone
 
@@ -157,7 +157,7 @@ def test_a_full_disk_while_committing_is_raised_never_counted_against_the_record
 
 @pytest.mark.timeout(60)
 def test_window_scores_leave_odd_entries_out_unopened(detector, tmp_path):
-    from hootwatch.edge.window_scores import score_windows
+    from hootwatch.edge.scan.offline import score_windows
 
     rec, _ = _odd_folder(tmp_path / "rec")
     assert [f.file for f in score_windows(detector, rec)] == ["20240101_220000.wav", "sub/20240101_230000.wav"]

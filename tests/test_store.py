@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from hootwatch.edge.store import Detection, DetectionStore, RunInfo, file_key
+from hootwatch.edge.store.database import Detection, DetectionStore, RunInfo, file_key
 
 RUN = RunInfo("abc123", "abc123" + "0" * 58, 0.5, 2.5, 1, "owl")
 

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from hootwatch.edge.errors import DiskFullError, HootwatchError
-from hootwatch.edge.store import SCHEMA_VERSION, DetectionStore, RunInfo
+from hootwatch.edge.core.errors import DiskFullError, HootwatchError
+from hootwatch.edge.store.database import SCHEMA_VERSION, DetectionStore, RunInfo
 
 from test_store import RUN, det
 

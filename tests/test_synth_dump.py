@@ -197,7 +197,7 @@ def test_audiomoth_and_song_meter_names_give_one_timeline(tmp_path):
     """AudioMoth names are UTC, Song Meter names local time: read back, both recorders start the same evening."""
     from datetime import datetime, timezone
 
-    from hootwatch.edge.recorder_time import file_time
+    from hootwatch.edge.contract.recorder_time import file_time
 
     root = _dump(tmp_path, hours=0.05, seed=4)
     starts = {}

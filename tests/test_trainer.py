@@ -13,9 +13,9 @@ from sklearn.metrics import average_precision_score
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from hootwatch.edge.clips import read_clip_csv  # noqa: E402
-from hootwatch.edge.errors import ConfigError, HootwatchError  # noqa: E402
-from hootwatch.edge.preprocess import Normalisation  # noqa: E402
+from hootwatch.edge.contract.clips import read_clip_csv  # noqa: E402
+from hootwatch.edge.core.errors import ConfigError, HootwatchError  # noqa: E402
+from hootwatch.edge.contract.preprocess import Normalisation  # noqa: E402
 from hootwatch.trainer.args import make_args  # noqa: E402
 from hootwatch.trainer.train import run, selection_key  # noqa: E402
 from test_data_fixtures import make_label_folders  # noqa: E402
@@ -77,7 +77,7 @@ def test_run_folder_layout(trained):
 
 
 def test_run_distils_the_cascade_first_stage_from_its_model(trained):
-    from hootwatch.edge.first_stage import FILE_NAME, FirstStage
+    from hootwatch.edge.contract.first_stage import FILE_NAME, FirstStage
     from hootwatch.trainer.first_stage import DIR_NAME, REPORT_FILE, VALIDATION_FILE
 
     d = trained.run_dir / DIR_NAME
@@ -182,7 +182,7 @@ def test_edge_normalisation_equals_the_feature_extractor():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_fp16_without_gpu_is_a_clear_error(tmp_path, data):
-    from hootwatch.edge.cli import main
+    from hootwatch.edge.commands.main import main
 
     rc = main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--tiny", "--fp16"])
     assert rc == 2

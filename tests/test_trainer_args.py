@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.core.errors import ConfigError
 from hootwatch.trainer.args import make_args
 
 

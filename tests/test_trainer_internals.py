@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 torch.set_num_threads(1)
 
-from hootwatch.edge.clips import ClipRef  # noqa: E402
-from hootwatch.edge.errors import ConfigError, HootwatchError  # noqa: E402
+from hootwatch.edge.contract.clips import ClipRef  # noqa: E402
+from hootwatch.edge.core.errors import ConfigError, HootwatchError  # noqa: E402
 from hootwatch.trainer import train as train_mod  # noqa: E402
 from hootwatch.trainer.args import make_args  # noqa: E402
 
@@ -94,7 +94,7 @@ def test_select_by_f1_uses_the_best_threshold():
 def test_eval_cache_is_bounded(monkeypatch, tmp_path):
     import soundfile as sf
 
-    from hootwatch.edge.preprocess import Normalisation
+    from hootwatch.edge.contract.preprocess import Normalisation
     from hootwatch.trainer.data import dataset
 
     sf.write(tmp_path / "a.wav", np.zeros(8000, np.float32), 8000)
@@ -116,7 +116,7 @@ def test_data_loading_workers_default_on_gpu_only():
 
 
 def test_incomplete_local_checkpoint_is_named_not_called_a_download_failure(tmp_path):
-    from hootwatch.edge.errors import HootwatchError
+    from hootwatch.edge.core.errors import HootwatchError
     from hootwatch.trainer.model import build_backbone
 
     (tmp_path / "config.json").write_text("{}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.core.errors import ConfigError
 from hootwatch.trainer.args import make_args
 from hootwatch.trainer.train import prepare_run_dir
 

@@ -5,9 +5,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from hootwatch.edge.cli import main
-from hootwatch.edge.store import DetectionStore
-from hootwatch.edge.window_store import read_window_scores, scored_runs
+from hootwatch.edge.commands.main import main
+from hootwatch.edge.store.database import DetectionStore
+from hootwatch.edge.store.window_scores import read_window_scores, scored_runs
 
 from review_helpers import scanned_store
 
@@ -59,7 +59,7 @@ def test_detections_without_stored_scores_says_what_to_do(tmp_path, capsys):
 
 def test_window_scores_and_detections_are_one_transaction(tmp_path, monkeypatch):
     """A failure while writing the scores leaves neither the file's detections nor its ledger row behind."""
-    from hootwatch.edge.window_store import WindowScores
+    from hootwatch.edge.store.window_scores import WindowScores
 
     def broken(self, cur, file_key, run_key):
         raise sqlite3.OperationalError("disk I/O error")

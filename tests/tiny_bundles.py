@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from hootwatch.edge.bundle import Manifest, write_manifest
-from hootwatch.edge.preprocess import Normalisation
+from hootwatch.edge.contract.bundle import Manifest, write_manifest
+from hootwatch.edge.contract.preprocess import Normalisation
 
 TONE_HZ = 450.0
 
@@ -98,8 +98,8 @@ def add_first_stage(bundle_dir: str | Path, n_windows: int = 120, seed: int = 0)
     (hootwatch.trainer.first_stage: an MLP on the edge's features, pass threshold keeping 99.5 % of positives).
 
     Training windows: low noise, noise of other levels, tones filling 0-100 % of the window, off-pitch tones."""
-    from hootwatch.edge.detector import Detector
-    from hootwatch.edge.first_stage import FILE_NAME, choose_pass_threshold, features
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.contract.first_stage import FILE_NAME, choose_pass_threshold, features
     from hootwatch.trainer.first_stage import fit
 
     d = Path(bundle_dir)

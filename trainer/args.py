@@ -10,7 +10,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.core.errors import ConfigError
 
 DEFAULT_BASE = "facebook/wav2vec2-base"
 
@@ -42,7 +42,7 @@ class TrainArgs:
     hop_s: float | None = field(default=None, metadata={"help": "hop between windows at inference, saved with "
                                                                 "the model (default: half the window)"})
     # the powerful owl calls at 150-550 Hz with harmonics below 2 kHz: wind rumble below and insect choruses
-    # above this band only drown the call once a window is scaled to unit variance (see edge/preprocess.py)
+    # above this band only drown the call once a window is scaled to unit variance (see edge/contract/preprocess.py)
     highpass_hz: float | None = field(default=150.0, metadata={"help": "band limit applied to every window before "
                                                                        "normalisation, low edge in Hz (0: none); "
                                                                        "saved in the bundle"})

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.core.errors import ConfigError
 
 DEMO_TZ = "Australia/Sydney"   # the synthetic Song Meter files carry local time
 TARGET = 0.9                   # event-level precision and recall the tiny demo model must reach
@@ -57,7 +57,7 @@ class DemoResult:
     out: Path
     bundle: Path
     csv: Path
-    metrics: object                # hootwatch.edge.evaluate.EventMetrics
+    metrics: object                # hootwatch.edge.tables.evaluate.EventMetrics
     train_test: dict               # clip-level test metrics of the trained model
     timings: dict = field(default_factory=dict)
     operating_point: object = None  # hootwatch.export.operating_point.OperatingPoint (validation night)
@@ -100,10 +100,10 @@ def choose_backgrounds(opts: DemoOptions) -> tuple[Path | None, str]:
 def run(opts: DemoOptions, console=None) -> DemoResult:
     from rich.console import Console
 
-    from hootwatch.edge.cascade import load_detector, pass_rate_of
-    from hootwatch.edge.detector import Detector
-    from hootwatch.edge.evaluate import audio_hours, event_metrics, load_detections, load_truth
-    from hootwatch.edge.scan import ScanSettings, scan_into
+    from hootwatch.edge.contract.cascade import load_detector, pass_rate_of
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.tables.evaluate import audio_hours, event_metrics, load_detections, load_truth
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
     from hootwatch.export.core import ExportOptions, export_bundle
     from hootwatch.export.operating_point import choose_operating_point
 

@@ -1,4 +1,4 @@
-"""Building the cascade's first stage (hootwatch.edge.first_stage) from a trained model, with no work from the user.
+"""Building the cascade's first stage (hootwatch.edge.contract.first_stage) from a trained model, with no work from the user.
 
 Distillation: the fine-tuned model scores the training clips (centred windows, no augmentation); a small MLP
 (scikit-learn) learns from the edge's spectral features of the same raw windows which of them the model calls
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
+from hootwatch.edge.contract.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from hootwatch.edge.clips import read_clip_csv
-from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.contract.clips import read_clip_csv
+from hootwatch.edge.core.errors import HootwatchError
 
 from .data.splits import Splits, _checked
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from hootwatch.edge import audio
-from hootwatch.edge.clips import read_clip_csv
-from hootwatch.edge.evaluate import load_truth
-from hootwatch.edge.window_scores import score_windows
-from hootwatch.edge.windows import fit_length
+from hootwatch.edge.contract import audio
+from hootwatch.edge.contract.clips import read_clip_csv
+from hootwatch.edge.tables.evaluate import load_truth
+from hootwatch.edge.scan.offline import score_windows
+from hootwatch.edge.contract.windows import fit_length
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.core.errors import HootwatchError
 
 log = logging.getLogger(__name__)
 

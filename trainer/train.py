@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.clips import ClipRef, read_clip_csv, write_clip_csv
-from hootwatch.edge.errors import ConfigError, HootwatchError
-from hootwatch.edge.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
+from hootwatch.edge.contract.clips import ClipRef, read_clip_csv, write_clip_csv
+from hootwatch.edge.core.errors import ConfigError, HootwatchError
+from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
 
 from .args import RESUMABLE, RUN_CONFIG, TrainArgs, resume_args
 from .augment import AugmentOptions

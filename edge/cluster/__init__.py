@@ -45,11 +45,11 @@ def scan_on_cluster(paths: Iterable[str | os.PathLike], bundle_dir: str | os.Pat
     Returns (summary, export paths, ClusterReport). `on_connect(connection)` is called once the workers have the
     model (the CLI prints the dashboard address). `client`: an existing distributed.Client to run on instead of
     connecting to `cluster.address` (a notebook, a test). `exhaustive`: skip the bundle's cascade first stage."""
-    from ..bundle import load_bundle
-    from ..errors import ConfigError
-    from ..exports import write_exports
-    from ..scan import Scanner
-    from ..store import STORE_NAME, DetectionStore
+    from hootwatch.edge.contract.bundle import load_bundle
+    from hootwatch.edge.core.errors import ConfigError
+    from hootwatch.edge.store.exports import write_exports
+    from hootwatch.edge.scan.engine import Scanner
+    from hootwatch.edge.store.database import STORE_NAME, DetectionStore
     from .worker import ScannerPlugin
 
     bundle = load_bundle(bundle_dir)

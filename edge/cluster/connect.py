@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, MissingExtraError
+from hootwatch.edge.core.errors import ConfigError, MissingExtraError
 from .worker import usable_cpus
 
 log = logging.getLogger(__name__)

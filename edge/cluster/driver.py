@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..audio import wav_truncation
-from ..scan import Progress, ScanSummary
+from hootwatch.edge.contract.audio import wav_truncation
+from hootwatch.edge.scan.engine import Progress, ScanSummary
 from .connect import quiet_dask
 from .units import chunk_spans, merge_chunks
 from .worker import UnitOutcome, WorkerSetupError, WorkUnit, compute_unit
@@ -67,7 +67,7 @@ class ClusterDriver:
         sc = self.scanner
         batch = math.lcm(CHUNK_BATCH, sc.settings.batch_size or 1)
         if sc.detector.manifest.first_stage and not self.exhaustive:  # the cascade's batches (on a CPU or a GPU)
-            from ..cascade import FIRST_STAGE_BATCH, GPU_BATCHES
+            from hootwatch.edge.contract.cascade import FIRST_STAGE_BATCH, GPU_BATCHES
             batch = math.lcm(batch, FIRST_STAGE_BATCH, GPU_BATCHES * (sc.settings.batch_size or CHUNK_BATCH))
         for i, f in enumerate(planned):
             path = f.path

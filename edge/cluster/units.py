@@ -1,10 +1,10 @@
 """Units of work of a cluster scan (pure functions): whole files, and fixed-length chunks of very long files.
 
-A chunk of a file is the windows of the file's own grid (edge/windows.py: hops from its first sample, the
+A chunk of a file is the windows of the file's own grid (edge/contract/windows.py: hops from its first sample, the
 end-aligned tail, the run-on into the next contiguous file) whose start lies in [start, stop). Chunk starts sit
 on the hop grid and every chunk but the last holds a whole number of batches, so each window is cut from the
 same samples and scored in the same batch as in a local scan of the whole file; the driver then runs the
-file's concatenated window scores through the one event rule (edge/events.py), so an event across a chunk edge
+file's concatenated window scores through the one event rule (edge/contract/events.py), so an event across a chunk edge
 is one event, exactly as locally. The last chunk runs to the end of the file and handles its tail (and the
 head of the next contiguous file) as a local scan does; it always holds at least one regular window.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..windows import WindowSpec
+from hootwatch.edge.contract.windows import WindowSpec
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ def merge_chunks(chunks, spec: WindowSpec, threshold: float, min_hits: int):
     edge continues into the next chunk; every event ends with the file, as window_scores.detections_at)."""
     import numpy as np
 
-    from ..events import merge_windows
-    from ..score_stream import ScoredFile
+    from hootwatch.edge.contract.events import merge_windows
+    from hootwatch.edge.contract.score_loop import ScoredFile
 
     chunks = sorted(chunks, key=lambda c: c.span.start)
     if not chunks or chunks[-1].span.stop is not None or any(

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import iter_blocks, probe
-from ..errors import HootwatchError
-from ..recorder_time import FileTime
+from hootwatch.edge.contract.audio import iter_blocks, probe
+from hootwatch.edge.core.errors import HootwatchError
+from hootwatch.edge.contract.recorder_time import FileTime
 from .units import Span
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,8 @@ class ScannerPlugin(_WorkerPlugin):
         self.scanner = None
 
     def setup(self, worker) -> None:
-        from ..cascade import load_detector
-        from ..scan import Scanner
+        from hootwatch.edge.contract.cascade import load_detector
+        from hootwatch.edge.scan.engine import Scanner
 
         threads = self.threads or max(1, usable_cpus() // max(1, worker.state.nthreads))
         detector = load_detector(self.bundle_dir, threads=threads, providers=self.providers,
@@ -158,7 +158,7 @@ def chunk_blocks(path: Path, sample_rate: int, start: int, count: int | None, bl
 def score_chunk(scanner, path: Path, next_path: str | None, span: Span) -> ChunkScores:
     """The windows of `span` through the scan's loop (`Scanner.score_stream`); the last chunk ends as a local
     scan ends a file (end-aligned tail, or the run-on into the head of the next contiguous file)."""
-    from ..score_stream import read_head
+    from hootwatch.edge.contract.score_loop import read_head
 
     spec = scanner.spec
     stream = scanner.score_stream()

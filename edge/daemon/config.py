@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 
-from ..errors import ConfigError
-from ..recorder_time import parse_tz
+from hootwatch.edge.core.errors import ConfigError
+from hootwatch.edge.contract.recorder_time import parse_tz
 
 REQUIRED = object()  # marker: the key has no default
 _WINDOW_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -296,7 +296,7 @@ def _check_together(cfg: DaemonConfig) -> list[ConfigError]:
         if src.folder.archive_dir is not None and src.folder.archive_dir == src.folder.path:
             problems.append(_fail("sources.folder.archive_dir", "must not be the watched folder itself"))
     if cfg.review.enabled:
-        from ..review_app.access import is_loopback
+        from hootwatch.edge.review.access import is_loopback
         if not is_loopback(cfg.review.host) and not cfg.review.token:
             problems.append(_fail("review.token",
                                   f"missing (needed when review.host = {cfg.review.host!r} is not loopback)",

@@ -1,6 +1,6 @@
 """The status file: one small JSON document a person (or a monitoring script) can read over SSH.
 
-Written atomically (temporary file in the same folder, fsync, rename, fsync of the folder: edge/fsio.py) so a
+Written atomically (temporary file in the same folder, fsync, rename, fsync of the folder: edge/core/fsio.py) so a
 reader never sees half a file, even if the box loses power mid-write.
 """
 
@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from .. import fsio
+from hootwatch.edge.core import fsio
 
 
 def utc_now_iso() -> str:

@@ -28,8 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from .. import fsio
-from ..audio import StreamResampler
+from hootwatch.edge.core import fsio
+from hootwatch.edge.contract.audio import StreamResampler
 from .config import MicrophoneConfig
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from ..bundle import load_bundle
-from ..errors import BundleError, ConfigError
+from hootwatch.edge.contract.bundle import load_bundle
+from hootwatch.edge.core.errors import BundleError, ConfigError
 from .config import DaemonConfig
 
 PORTAUDIO_FIX = ("install PortAudio (`sudo apt-get install libportaudio2` on Debian, Ubuntu or Raspberry Pi OS; "

@@ -26,12 +26,12 @@ import threading
 import time
 from pathlib import Path
 
-from ..cascade import CascadeDetector, load_detector, pass_rate_of
-from ..detector import Detector
-from .. import fsio
-from ..errors import DiskFullError, is_disk_full
-from ..scan import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings, detection_rule
-from ..store import DELETED, STORE_NAME, DetectionStore
+from hootwatch.edge.contract.cascade import CascadeDetector, load_detector, pass_rate_of
+from hootwatch.edge.contract.detector import Detector
+from hootwatch.edge.core import fsio
+from hootwatch.edge.core.errors import DiskFullError, is_disk_full
+from hootwatch.edge.scan.engine import LiveSession, Progress, ScanInterrupted, Scanner, ScanSettings, detection_rule
+from hootwatch.edge.store.database import DELETED, STORE_NAME, DetectionStore
 from .config import DaemonConfig, all_problems
 from .diskguard import DiskGuard
 from .health import Health, write_json_atomic
@@ -256,7 +256,7 @@ class Daemon:
                 self._disk_full("exports", exc)
 
     def _export(self) -> None:
-        from ..exports import write_exports
+        from hootwatch.edge.store.exports import write_exports
 
         out = self.cfg.output
         formats = tuple(f for f, on in (("csv", out.csv), ("raven", out.raven), ("audacity", out.audacity)) if on)
@@ -497,7 +497,7 @@ class Daemon:
     # ------------------------------------------------------------ stop
     def _start_review(self) -> None:
         """The review app in a thread of its own, over the same store (its own connection)."""
-        from ..review_cli import serve
+        from hootwatch.edge.commands.review import serve
 
         r = self.cfg.review
         self.review_server = serve(self.out_dir, r.host, r.port, r.token, self.cfg.model.bundle, r.max_upload_mb)

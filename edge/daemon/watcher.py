@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..audio import is_audio_file
-from ..planning import odd_entry, printable  # one definition of an odd entry, shared with scan
+from hootwatch.edge.contract.audio import is_audio_file
+from hootwatch.edge.scan.planning import odd_entry, printable  # one definition of an odd entry, shared with scan
 from .config import FolderConfig
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class FolderWatcher:
                     watcher.notice(path, closed=(kind == "closed"))
 
         if not self.root.is_dir():
-            from ..errors import ConfigError
+            from hootwatch.edge.core.errors import ConfigError
             raise ConfigError(f"sources.folder.path: {self.root} is not a folder",
                               "create it, or mount the card there, then restart")
         if self.cfg.poll:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hootwatch.edge.clips import ClipRef
-from hootwatch.edge.preprocess import Normalisation
+from hootwatch.edge.contract.clips import ClipRef
+from hootwatch.edge.contract.preprocess import Normalisation
 
 from ..augment import AugmentOptions, augment
 

@@ -4,7 +4,7 @@ Audio is read undecoded (`Audio(decode=False)`, so no torchcodec is needed) and 
 written once, as they are, under the run's cache folder (`CACHE/SPLIT/LABEL/`), or used in place when the item is
 a local file. From there it is exactly the label-folder path: the same harvesting rule (a long clip of the positive
 label stays one region, the call lies somewhere in it; other long clips give several regions) and the edge
-decoder (`ClipRef.cut` -> hootwatch.edge.audio: mono, soxr resampling to the model rate), so a dataset never
+decoder (`ClipRef.cut` -> hootwatch.edge.contract.audio: mono, soxr resampling to the model rate), so a dataset never
 decodes audio its own way. Dataset splits named train/validation/test become an explicit split; a `recording` or
 `site` column gives the split groups.
 (datasets >= 4 needs torchcodec to build an `audiofolder`, not to read parquet datasets; hootwatch reads the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.core.errors import HootwatchError
 
 log = logging.getLogger(__name__)
 

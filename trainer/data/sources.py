@@ -1,4 +1,4 @@
-"""Turn what users have on disk into `ClipRef`s (hootwatch.edge.clips): one labelled region per clip.
+"""Turn what users have on disk into `ClipRef`s (hootwatch.edge.contract.clips): one labelled region per clip.
 
 Three layouts are recognised (see `load_clips`):
 - a folder per label (`owl/`, `not_owl/`, any names) of clips of any length, rate, channels and format; long
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge import audio
-from hootwatch.edge.clips import ClipRef
-from hootwatch.edge.errors import AudioReadError, HootwatchError
+from hootwatch.edge.contract import audio
+from hootwatch.edge.contract.clips import ClipRef
+from hootwatch.edge.core.errors import AudioReadError, HootwatchError
 
 from .annotations import (RAVEN_SUFFIX, Annotation, AnnotationError, audio_for_table, find_tables, is_multi_file_raven,
                           read_table)
@@ -83,7 +83,7 @@ def recording_from_name(path: Path) -> str:
 
 
 def content_key(path: str | Path) -> str:
-    """Size + sha256 of the first and last MiB: the same audio under any name (hootwatch.edge.store.file_key
+    """Size + sha256 of the first and last MiB: the same audio under any name (hootwatch.edge.store.database.file_key
     also holds the name, so a renamed copy would pass it)."""
     p = Path(path)
     size = p.stat().st_size

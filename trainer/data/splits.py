@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.clips import ClipRef
-from hootwatch.edge.errors import HootwatchError
+from hootwatch.edge.contract.clips import ClipRef
+from hootwatch.edge.core.errors import HootwatchError
 
 from .sources import clip_key
 

@@ -1,7 +1,7 @@
 """Backgrounds to mix calls into: real night recordings (looped and cropped with crossfades), or synthetic
 night noise (pink/brown noise plus faint insects) when none are available.
 
-Real recordings are read through hootwatch.edge.audio, the same decoder and resampler the edge uses.
+Real recordings are read through hootwatch.edge.contract.audio, the same decoder and resampler the edge uses.
 From a folder laid out like ../shared/data/real we take only sound without owls or boobooks in it, and only the
 recordings set aside for training (`TRAINING_BACKGROUNDS`): the Song Meter evening soundscapes (18:00-23:59) and
 boobook/negative of the Dalby sites. The rest (`is_evaluation_only`) is kept for measuring false positives
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge import audio
-from hootwatch.edge.errors import ConfigError
+from hootwatch.edge.contract import audio
+from hootwatch.edge.core.errors import ConfigError
 
 from .confusers import insects
 from .propagation import next_fast_len

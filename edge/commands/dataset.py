@@ -1,0 +1,45 @@
+"""`hootwatch dataset OUTDIR --out DATA [--append]`: a self-contained training set from the reviewed labels.
+
+Clips with context around every reviewed owl call and every reviewed false positive (hard negatives), plus
+random unreviewed low-score windows as ordinary negatives (kind random_negative in DATA/clips.csv), in the layout
+`hootwatch train --data DATA` reads, with DATA/recordings.csv (recording, site = recorder, split by recording).
+Copy DATA to the GPU box; no SD card is needed there.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("dataset", help="write a training set from the reviewed labels",
+                              description=__doc__.splitlines()[0],
+                              epilog="example: hootwatch dataset results/ --out owl-data/ --append")
+    p.add_argument("out_dir", metavar="OUTDIR", help="the scan's output folder (holds detections.sqlite)")
+    p.add_argument("--out", required=True, metavar="DATA", help="folder for the training set")
+    p.add_argument("--append", action="store_true",
+                   help="grow an earlier set (its recordings keep their side of the split)")
+    p.add_argument("--context", type=float, default=1.0, metavar="S", help="seconds kept each side of a label")
+    p.add_argument("--negatives", type=int, default=None, metavar="N",
+                   help="random unreviewed low-score windows to add (default: as many as the reviewed clips, >= 20)")
+    p.add_argument("--low-score", type=float, default=0.2, metavar="P", help="random negatives score below this")
+    p.add_argument("--run", default=None, metavar="RUN_KEY", help="run whose window scores to sample (default: latest)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hootwatch.edge.review.dataset import DatasetOptions, write_dataset
+    from .labels import open_store
+    from hootwatch.edge.scan.rebuild import source_run
+
+    with open_store(args.out_dir) as store:
+        s = write_dataset(store, source_run(store, args.run), args.out, append=args.append,
+                          options=DatasetOptions(args.context, args.negatives, args.low_score, args.seed))
+    splits = {k: sum(1 for v in s.recordings.values() if v == k) for k in ("train", "validation", "test")}
+    print(f"{args.out}: {s.owl} owl clip(s), {s.hard_negatives} hard negative(s), {s.random_negatives} random "
+          f"negative(s) from {len(s.recordings)} recording(s) (train {splits['train']}, validation "
+          f"{splits['validation']}, test {splits['test']})")
+    for why in s.skipped:
+        print(f"  left out: {why}")
+    return 0

@@ -1,0 +1,184 @@
+"""A self-contained training set from the reviewed labels (`hootwatch dataset OUTDIR --out DATA [--append]`).
+
+    DATA/owl/*.wav             every reviewed owl call, with `context_s` of audio each side (and never shorter
+                               than the model's window, so no clip needs padding that would give its label away)
+    DATA/not_owl/*.wav         every reviewed false positive (hard negatives: not_owl, or another sound's name),
+                               and random unreviewed low-score windows (ordinary negatives, file names `random_*`)
+    DATA/recordings.csv        file,recording,site,split: recording = the source recording, site = its recorder;
+                               the split is by site (the trainer's split group), so no recorder's audio leaks
+    DATA/clips.csv             every clip: file,label,kind (owl | hard_negative | random_negative),reviewed,
+                               source, source_start_s, source_end_s, score, recording, site
+
+Clips are cut at the recording's own sample rate (training resamples), so DATA can be copied to a GPU box
+without the SD cards. Splits are whole sites (recorders; the recording when there is none), ~70/15/15
+(owl-bearing ones first, so every split gets some), decided here so that `--append` keeps them: a recording and
+its recorder already on one side stay there, new ones are placed where their share is furthest below its target. The folder layout is the one the trainer reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from hootwatch.edge.contract.audio import load, probe
+from hootwatch.edge.core.errors import AudioReadError, ConfigError
+from hootwatch.edge.store.exports import write_atomic
+from hootwatch.edge.store.labels import OWL, UNSURE, LabelBook
+from hootwatch.edge.store.database import DetectionStore
+from hootwatch.edge.store.window_scores import read_window_scores
+
+SPLITS = (("train", 0.7), ("validation", 0.15), ("test", 0.15))
+# not start_s/end_s: the trainer takes any file,start_s,end_s,label CSV for an annotation table
+CLIP_COLUMNS = ("file", "label", "kind", "reviewed", "source", "source_start_s", "source_end_s", "score",
+                "recording", "site")
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    context_s: float = 1.0           # audio kept each side of a labelled span
+    negatives: int | None = None     # random low-score windows (None: as many as the reviewed clips, at least 20)
+    low_score: float = 0.2           # a random negative scores below this
+    seed: int = 0
+    positive_label: str = OWL
+    negative_label: str = "not_owl"
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    owl: int
+    hard_negatives: int
+    random_negatives: int
+    recordings: dict[str, str]       # recording -> split
+    skipped: tuple[str, ...]
+
+
+def recording_id(path: str, recorder: str, file_key: str) -> str:
+    """A readable, unique recording id: recorder (or folder) / file stem, and 6 hex digits of its content key."""
+    p = Path(path)
+    return f"{recorder or p.parent.name}/{p.stem}-{hashlib.sha256(file_key.encode()).hexdigest()[:6]}"
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _csv(rows: list[dict], columns) -> str:
+    import io
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def assign_splits(new: list[str], owl_bearing: set[str], existing: dict[str, str]) -> dict[str, str]:
+    """Splits for groups (sites) not yet placed (owl-bearing ones first); the placed ones keep theirs."""
+    out = dict(existing)
+    for is_owl in (True, False):
+        group = sorted((r for r in new if (r in owl_bearing) == is_owl),
+                       key=lambda r: hashlib.sha256(r.encode()).hexdigest())
+        for rec in group:
+            have = {s: sum(1 for r, sp in out.items() if sp == s and (r in owl_bearing) == is_owl) for s, _ in SPLITS}
+            empty = [s for s, _ in SPLITS if have[s] == 0]
+            n = sum(have.values()) + 1
+            out[rec] = empty[0] if empty else max(SPLITS, key=lambda st: st[1] * n - have[st[0]])[0]
+    return out
+
+
+def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLike, append: bool = False,
+                  options: DatasetOptions = DatasetOptions()) -> DatasetSummary:
+    data = Path(data_dir)
+    if data.exists() and any(data.iterdir()) and not append:
+        raise ConfigError(f"{data} is not empty", "pass --append to grow this training set, or choose a new --out")
+    old_clips = _read_csv(data / "clips.csv")
+    # the trainer's split group is the site when known (a recorder's nights share its place and noise), so the
+    # split is decided per site here too
+    placed = {r["site"] or r["recording"]: r["split"] for r in _read_csv(data / "recordings.csv")}
+    done_spans = {(r["source"], r["source_start_s"], r["source_end_s"]) for r in old_clips}
+    ledger = {r.file_key: r for r in store.ledger_rows(status="done")}
+    book = LabelBook(store)
+    rng = np.random.default_rng(options.seed)
+
+    todo = []   # (label folder, kind, file_key, start_s, end_s, score, reviewed)
+    labelled_spans: dict[str, list[tuple[float, float]]] = {}
+    for x in book.current():
+        labelled_spans.setdefault(x.file_key, []).append((x.start_s, x.end_s))
+        if x.label == UNSURE:
+            continue
+        if x.is_owl:
+            todo.append((options.positive_label, "owl", x.file_key, x.start_s, x.end_s, None, 1))
+        elif x.is_negative:
+            todo.append((options.negative_label, "hard_negative", x.file_key, x.start_s, x.end_s, None, 1))
+    n_random = options.negatives if options.negatives is not None else max(20, len(todo))
+    pool = []
+    dets = {}
+    for d in store.detections(run_key):
+        dets.setdefault(d["file_key"], []).append((d["start_s"], d["end_s"]))
+    scored = read_window_scores(store.conn, run_key)
+    window_s = scored[0].window_samples / scored[0].sample_rate if scored else 5.0
+    for ws in scored:
+        busy = labelled_spans.get(ws.file_key, []) + dets.get(ws.file_key, [])
+        for s, p in zip(ws.starts.tolist(), ws.scores.tolist()):
+            a, b = s / ws.sample_rate, (s + ws.window_samples) / ws.sample_rate
+            low = p != p or p < options.low_score  # NaN: a first stage rejected it, below any threshold
+            if low and not any(x < b and a < y for x, y in busy):
+                pool.append((ws.file_key, round(a, 3), round(b, 3), float(p)))
+    for i in sorted(rng.choice(len(pool), size=min(n_random, len(pool)), replace=False)) if pool else []:
+        k, a, b, p = pool[i]
+        todo.append((options.negative_label, "random_negative", k, a, b, p, 0))
+
+    clips, skipped = list(old_clips), []
+    new_recs: dict[str, str] = {}
+    owl_bearing = {r["site"] or r["recording"] for r in old_clips if r["kind"] == "owl"}
+    for folder, kind, key, a, b, score, reviewed in todo:
+        row = ledger.get(key)
+        if row is None:
+            skipped.append(f"{key}: not in the store's ledger")
+            continue
+        ctx = options.context_s if kind != "random_negative" else 0.0
+        start, end = max(0.0, a - ctx), b + ctx
+        if end - start < window_s:  # never shorter than a window: padding would tell the label away
+            grow = (window_s - (end - start)) / 2
+            start = max(0.0, start - grow)
+            end = start + max(window_s, b + ctx - start)
+            end = min(end, row.audio_s) if row.audio_s else end
+            start = max(0.0, min(start, end - window_s))
+        if (row.path, f"{start:.3f}", f"{end:.3f}") in done_spans:
+            continue
+        rec = recording_id(row.path, row.recorder_id, key)
+        try:
+            sr = probe(row.path).sample_rate
+            x = load(row.path, sr, start_s=start, duration_s=end - start)
+        except AudioReadError as exc:
+            skipped.append(exc.message)
+            continue
+        name = (f"{'random_' if kind == 'random_negative' else ''}{rec.replace('/', '_')}_{start:09.3f}s.wav")
+        dest = data / folder / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp.wav")
+        sf.write(str(tmp), x, sr)
+        os.replace(tmp, dest)
+        new_recs[rec] = row.recorder_id or Path(row.path).parent.name
+        if kind == "owl":
+            owl_bearing.add(new_recs[rec])
+        clips.append({"file": f"{folder}/{name}", "label": folder, "kind": kind, "reviewed": reviewed,
+                      "source": row.path, "source_start_s": f"{start:.3f}", "source_end_s": f"{end:.3f}",
+                      "score": "" if score is None else f"{score:.6f}", "recording": rec,
+                      "site": new_recs[rec]})
+    splits = assign_splits(sorted({site for site in new_recs.values() if site not in placed}), owl_bearing, placed)
+    rec_rows = [{"file": c["file"], "recording": c["recording"], "site": c["site"],
+                 "split": splits[c["site"] or c["recording"]]} for c in clips]
+    write_atomic(data / "clips.csv", _csv(clips, CLIP_COLUMNS))
+    write_atomic(data / "recordings.csv", _csv(rec_rows, ("file", "recording", "site", "split")))
+    kinds = [c["kind"] for c in clips]
+    return DatasetSummary(kinds.count("owl"), kinds.count("hard_negative"), kinds.count("random_negative"),
+                          {r["recording"]: r["split"] for r in rec_rows}, tuple(skipped))

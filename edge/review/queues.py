@@ -1,0 +1,162 @@
+"""What a reviewer is shown, one item at a time: the review queues over one run of the store.
+
+- `detections`: the run's detections, by score (highest first) or in time order;
+- `near`: near misses, the highest-scoring windows that made no detection (no overlap with one);
+- `random`: a uniform random sample of all the run's windows (without replacement, seeded): each window of the
+  night is equally likely, so the share of owl calls found there is an honest estimate of the calls missed.
+
+Filters: recorder, night (the local date of the evening: a 02:00 window belongs to the night before), score range.
+Each item carries its span, score, clock time in the recorder's zone, recorder, file, offset and its current label
+(labels attach to audio spans, see edge/store/labels.py). Pure reads of the store; no web framework here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from hootwatch.edge.store.labels import LabelBook, label_for_detection
+from hootwatch.edge.contract.recorder_time import parse_tz
+from hootwatch.edge.store.database import DetectionStore, iso
+from hootwatch.edge.store.window_scores import read_window_scores
+
+QUEUES = ("detections", "near", "random")
+
+
+@dataclass(frozen=True)
+class Item:
+    kind: str            # detection | window
+    file_key: str
+    file: str
+    recorder: str
+    start_s: float
+    end_s: float
+    score: float | None  # None: a window a cascade's first stage did not pass on (never scored by the model)
+    begin_utc: str
+    begin_local: str
+    night: str           # YYYY-MM-DD of the evening the night began
+    label: str = ""      # its current label ('' = not reviewed)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Filters:
+    recorder: str = ""
+    night: str = ""
+    min_score: float = 0.0
+    max_score: float = 1.0
+
+    def keep(self, it: Item) -> bool:
+        score = 0.0 if it.score is None else it.score
+        return ((not self.recorder or it.recorder == self.recorder) and (not self.night or it.night == self.night)
+                and self.min_score <= score <= self.max_score)
+
+
+def night_of(local: datetime) -> str:
+    return (local - timedelta(hours=12)).date().isoformat()
+
+
+def runs(store: DetectionStore) -> list[dict]:
+    """Runs of the store, most recently scanned first."""
+    rows = store.conn.execute("SELECT run_key, COUNT(*) AS files, SUM(n_detections) AS detections,"
+                              " SUM(audio_s) AS audio_s, MAX(processed_at) AS last FROM files WHERE status='done'"
+                              " GROUP BY run_key ORDER BY last DESC").fetchall()
+    return [dict(r) for r in rows]
+
+
+def default_run(store: DetectionStore) -> str:
+    r = runs(store)
+    return r[0]["run_key"] if r else ""
+
+
+class Queues:
+    """The items of one run; built on each request from the store (a night is a few thousand windows)."""
+
+    def __init__(self, store: DetectionStore, run_key: str) -> None:
+        self.store, self.run_key = store, run_key
+        self.book = LabelBook(store)
+        self.ledger = {r.file_key: r for r in store.ledger_rows(run_key, status="done")}
+
+    def _label(self, key: str, a: float, b: float, exact: bool) -> str:
+        if exact:
+            x = self.book.of_span(key, a, b)
+            return x.label if x else ""
+        return label_for_detection(self.book.overlapping(key, a, b))
+
+    def detections(self, order: str = "score") -> list[Item]:
+        items = []
+        for d in self.store.detections(self.run_key):
+            local = datetime.fromisoformat(d["begin_local"])
+            items.append(Item("detection", d["file_key"], d["file"], d["recorder_id"] or self._folder(d["file"]),
+                              d["start_s"], d["end_s"], d["max_score"], d["begin_utc"], d["begin_local"],
+                              night_of(local), self._label(d["file_key"], d["start_s"], d["end_s"], False)))
+        return _ordered(items, order)
+
+    @staticmethod
+    def _folder(path: str) -> str:
+        from pathlib import Path
+        return Path(path).parent.name
+
+    def windows(self) -> list[Item]:
+        """Every window of the run (the span of each window, its score), in file and time order."""
+        out = []
+        for ws in read_window_scores(self.store.conn, self.run_key):
+            row = self.ledger.get(ws.file_key)
+            if row is None or not row.start_utc:
+                continue
+            t0, tz = datetime.fromisoformat(row.start_utc), parse_tz(ws.local_tz) or parse_tz("UTC")
+            sr, win = ws.sample_rate, ws.window_samples
+            for s, p in zip(ws.starts.tolist(), ws.scores.tolist()):
+                a, b = round(s / sr, 3), round((s + win) / sr, 3)
+                if ws.clamp_end:
+                    b = min(b, round(ws.clamp_end / sr, 3))
+                utc = t0 + timedelta(seconds=a)
+                local = utc.astimezone(tz)
+                out.append(Item("window", ws.file_key, row.path, row.recorder_id or self._folder(row.path), a, b,
+                                None if p != p else round(float(p), 6), iso(utc), iso(local), night_of(local)))
+        return out
+
+    def near_misses(self, limit: int = 500, filters: Filters = Filters()) -> list[Item]:
+        spans: dict[str, list[tuple[float, float]]] = {}
+        for d in self.store.detections(self.run_key):
+            spans.setdefault(d["file_key"], []).append((d["start_s"], d["end_s"]))
+        free = [w for w in self.windows() if w.score is not None and filters.keep(w)
+                and not any(a < w.end_s and w.start_s < b for a, b in spans.get(w.file_key, ()))]
+        free.sort(key=lambda w: -w.score)
+        return [self._labelled(w) for w in free[:limit]]
+
+    def random(self, n: int = 200, seed: int = 0, filters: Filters = Filters()) -> list[Item]:
+        pool = [w for w in self.windows() if filters.keep(w)]
+        pick = np.random.default_rng(seed).choice(len(pool), size=min(n, len(pool)), replace=False)
+        return [self._labelled(pool[i]) for i in pick]
+
+    def _labelled(self, w: Item) -> Item:
+        from dataclasses import replace
+        return replace(w, label=self._label(w.file_key, w.start_s, w.end_s, True))
+
+    def queue(self, name: str, order: str = "score", filters: Filters = Filters(), n: int = 200,
+              seed: int = 0) -> list[Item]:
+        if name == "detections":
+            return [it for it in self.detections(order) if filters.keep(it)]
+        if name == "near":
+            return _ordered(self.near_misses(filters=filters), order)
+        if name == "random":
+            return self.random(n, seed, filters)
+        raise ValueError(f"unknown queue {name!r}; known: {', '.join(QUEUES)}")
+
+
+def _ordered(items: list[Item], order: str) -> list[Item]:
+    if order == "time":
+        return sorted(items, key=lambda it: (it.begin_utc, it.file_key))
+    return sorted(items, key=lambda it: (-(it.score if it.score is not None else -1.0), it.begin_utc))
+
+
+def progress(items: list[Item]) -> dict:
+    """reviewed / total, and how many of each label so far."""
+    labels = [it.label for it in items if it.label]
+    return {"reviewed": len(labels), "total": len(items), "owl": labels.count("owl"),
+            "not_owl": sum(1 for x in labels if x not in ("owl", "unsure")), "unsure": labels.count("unsure")}

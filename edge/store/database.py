@@ -1,0 +1,478 @@
+"""Detections and the file ledger in one SQLite database (WAL mode), safe against crashes and re-runs.
+
+Tables
+  detections  one row per detection: file, offset in the file (start_s/end_s and the integer start_sample),
+              begin/end in UTC and in local time (ISO 8601 with offset), label, max/mean score, number of
+              windows, time_source, recorder_id, and on EVERY row the model id, model sha256, threshold, hop and
+              min_hits that produced it.
+              UNIQUE(file_key, run_key, start_sample): INSERT OR IGNORE makes re-processing idempotent.
+  files       the ledger: one row per (file_key, run_key): path (where it was last scanned from, resolved),
+              size, mtime_ns, status done|failed, reason, attempts, processed_at, audio_s, n_detections,
+              start_utc, time_source, recorder_id, moved_to (where the daemon archived it, or "deleted").
+
+`file_key` is the recording's content identity (file name, size, sha256 of its first and last MiB), not its
+path: the same card scanned from another mount point, or a copied folder, adds no detections.
+
+`run_key` names the settings that determine the detections (model id, threshold, hop, min_hits): scanning
+the same files with the same settings again adds nothing; a new model or threshold is a new run.
+
+Crash safety: `commit_file` writes a file's detections AND its ledger row in ONE transaction, so after
+`kill -9` a file is either fully recorded or not at all, and a restart redoes exactly the unfinished files.
+A file rewritten in place (its size or mtime changed at the path it was recorded from) is processed again (its
+old rows are replaced in the same transaction). Failed files are recorded with the reason and retried on the next run
+(`attempts` counts them; the daemon may give up after a few).
+
+Schema versions: PRAGMA user_version holds the schema version; opening an older store migrates it (in one
+transaction, see MIGRATIONS), opening a store of a newer hootwatch is refused with a message to upgrade.
+
+Durability: commits run with synchronous=NORMAL (a crash loses nothing; a power cut may roll back the last
+commits). Before a recording is deleted or archived, `record_moved` notes where it went in a synchronous=FULL
+commit, which makes that note and every commit before it (the file's detections) durable first.
+
+Live detections (`add_detections`) are committed the same way at once: live audio cannot be scanned again.
+
+A full disk raises DiskFullError (at open and on any write), and a failed COMMIT is rolled back so the
+connection is never left inside a transaction.
+
+Usage (the daemon does the same):
+    store = DetectionStore(out_dir / "detections.sqlite")
+    if store.needs_processing(path, run.run_key): ... store.commit_file(path, run, detections, ...)
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from hootwatch.edge.core import fsio
+from hootwatch.edge.core.errors import DiskFullError, HootwatchError, is_disk_full
+
+# version 1: the tables below as first released (stores of then have user_version 0)
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS detections (
+    id INTEGER PRIMARY KEY,
+    file_key TEXT NOT NULL,
+    file TEXT NOT NULL,
+    start_sample INTEGER NOT NULL,
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL,
+    begin_utc TEXT NOT NULL,
+    end_utc TEXT NOT NULL,
+    begin_local TEXT NOT NULL,
+    end_local TEXT NOT NULL,
+    label TEXT NOT NULL,
+    max_score REAL NOT NULL,
+    mean_score REAL NOT NULL,
+    n_windows INTEGER NOT NULL,
+    time_source TEXT NOT NULL,
+    recorder_id TEXT NOT NULL DEFAULT '',
+    model_id TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    threshold REAL NOT NULL,
+    hop_s REAL NOT NULL,
+    min_hits INTEGER NOT NULL,
+    run_key TEXT NOT NULL,
+    created_utc TEXT NOT NULL,
+    UNIQUE (file_key, run_key, start_sample)
+);
+CREATE INDEX IF NOT EXISTS detections_time ON detections (begin_utc);
+CREATE TABLE IF NOT EXISTS files (
+    file_key TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    processed_at TEXT NOT NULL,
+    audio_s REAL NOT NULL DEFAULT 0,
+    n_detections INTEGER NOT NULL DEFAULT 0,
+    start_utc TEXT NOT NULL DEFAULT '',
+    time_source TEXT NOT NULL DEFAULT '',
+    recorder_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (file_key, run_key)
+);
+"""
+
+# version -> the statements that bring a store of the version before up to it
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE files ADD COLUMN moved_to TEXT NOT NULL DEFAULT ''",),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+DELETED = "deleted"  # moved_to of a recording the daemon deleted
+
+
+class StoreVersionError(HootwatchError):
+    """A store written by a newer hootwatch, whose schema this version does not know."""
+
+DETECTION_COLUMNS = ("file_key", "file", "start_sample", "start_s", "end_s", "begin_utc", "end_utc", "begin_local",
+                     "end_local", "label", "max_score", "mean_score", "n_windows", "time_source", "recorder_id")
+RUN_COLUMNS = ("model_id", "model_sha256", "threshold", "hop_s", "min_hits", "run_key")
+
+STORE_NAME = "detections.sqlite"  # the store inside an output folder
+
+
+def iso(t: datetime) -> str:
+    """ISO 8601 with milliseconds and offset; UTC times end in +00:00."""
+    return t.isoformat(timespec="milliseconds")
+
+
+def utc_now() -> str:
+    return iso(datetime.now(timezone.utc))
+
+
+HEAD_BYTES = 1 << 20  # content identity hashes the first (and last) MiB: cheap on a Pi, unique in practice
+
+
+def file_key(path: str | os.PathLike) -> str:
+    """The ledger key of a file: its content identity, `name|size|sha256 of its first and last MiB`.
+
+    Not its path: the same card scanned from another mount point (or a copy of a folder) is the same
+    recording and must not double its detections. A file that cannot be read is keyed on its resolved path."""
+    p = Path(path).resolve()
+    size, mtime_ns = _stat(p)
+    if size is None:
+        return f"path:{p}"
+    return _content_key(str(p), size, mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)  # (path, size, mtime) -> key: a folder walk re-reads nothing unchanged
+def _content_key(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read(HEAD_BYTES))
+            if size > 2 * HEAD_BYTES:
+                f.seek(size - HEAD_BYTES)
+                h.update(f.read(HEAD_BYTES))
+    except OSError:
+        return f"path:{path}"
+    return f"{Path(path).name}|{size}|{h.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The settings every detection row carries; `run_key` identifies them."""
+    model_id: str
+    model_sha256: str
+    threshold: float
+    hop_s: float
+    min_hits: int
+    label: str
+    # a bundle with a cascade scanned with every window scored (--exhaustive): its own run, so that a check into
+    # the same store is not "already scanned" (False for single-stage bundles: their keys are unchanged)
+    exhaustive: bool = False
+
+    @property
+    def run_key(self) -> str:
+        key = f"{self.model_id}|t={self.threshold:.6g}|hop={self.hop_s:.6g}|k={self.min_hits}"
+        return key + "|exhaustive" if self.exhaustive else key
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detection, ready for the store and the exports (times are ISO strings)."""
+    file_key: str
+    file: str
+    start_sample: int
+    start_s: float
+    end_s: float
+    begin_utc: str
+    end_utc: str
+    begin_local: str
+    end_local: str
+    label: str
+    max_score: float
+    mean_score: float
+    n_windows: int
+    time_source: str
+    recorder_id: str = ""
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    file_key: str
+    run_key: str
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    status: str
+    reason: str
+    attempts: int
+    processed_at: str
+    audio_s: float
+    n_detections: int
+    start_utc: str
+    time_source: str
+    recorder_id: str
+    moved_to: str = ""  # '' (still at path), the archive path, or DELETED
+
+
+def _stat(path: str | os.PathLike) -> tuple[int | None, int | None]:
+    try:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return None, None
+
+
+class DetectionStore:
+    """SQLite store; one connection per instance (open one per thread/process)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.conn = None
+        try:
+            fsio.makedirs(self.path.parent)  # durably: SQLite fsyncs the store's folder, not the ones above it
+            self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except BaseException as exc:
+            if self.conn is not None:
+                self.conn.close()
+            if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+                raise _disk_full(self.path, "cannot be opened") from exc
+            raise
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION (one transaction; another process may be doing the same)."""
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._transaction() as cur:
+            version = self._version()
+            if version > SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"{self.path}: written by a newer hootwatch (store schema {version}; this hootwatch knows up "
+                    f"to {SCHEMA_VERSION})",
+                    "upgrade hootwatch (pip install -U hootwatch) on this machine, or use another output folder")
+            if version == 0:  # new, or of the first release: CREATE ... IF NOT EXISTS makes both version 1
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    cur.execute(statement)
+                version = 1
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[v]:
+                    cur.execute(statement)
+            cur.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "DetectionStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ledger
+    def ledger(self, path: str | os.PathLike, run_key: str) -> LedgerRow | None:
+        """The ledger row of this recording: the row last recorded at this path with the same size and mtime
+        (no hashing), else the row of the same content wherever it was scanned from."""
+        where, (size, mtime_ns) = str(Path(path).resolve()), _stat(path)
+        row = self.conn.execute("SELECT * FROM files WHERE run_key=? AND path=? AND size=? AND mtime_ns=?",
+                                (run_key, where, size, mtime_ns)).fetchone()
+        if row is None:
+            row = self.conn.execute("SELECT * FROM files WHERE file_key=? AND run_key=?",
+                                    (file_key(path), run_key)).fetchone()
+        return LedgerRow(**dict(row)) if row else None
+
+    def _changed(self, row: LedgerRow, path: str | os.PathLike) -> bool:
+        """Rewritten in place since it was recorded (a copy elsewhere has another mtime: that is no change)."""
+        return row.path == str(Path(path).resolve()) and (row.size, row.mtime_ns) != _stat(path)
+
+    def needs_processing(self, path: str | os.PathLike, run_key: str) -> bool:
+        """True unless this recording (same content, from any path) is recorded as done and was not rewritten."""
+        row = self.ledger(path, run_key)
+        if row is None or row.status != "done":
+            return True
+        return self._changed(row, path)
+
+    def due(self, path: str | os.PathLike, run_key: str, max_attempts: int) -> bool:
+        """Whether to scan it now: new, rewritten since it was recorded, or failed fewer than max_attempts times."""
+        row = self.ledger(path, run_key)
+        if row is None or self._changed(row, path):
+            return True
+        return row.status == "failed" and row.attempts < max_attempts
+
+    def ledger_rows(self, run_key: str | None = None, status: str | None = None) -> list[LedgerRow]:
+        sql, args = "SELECT * FROM files WHERE 1=1", []
+        if run_key is not None:
+            sql, args = sql + " AND run_key=?", args + [run_key]
+        if status is not None:
+            sql, args = sql + " AND status=?", args + [status]
+        return [LedgerRow(**dict(r)) for r in self.conn.execute(sql + " ORDER BY path", args)]
+
+    # writing
+    def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
+                    audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "",
+                    reason: str = "", window_scores=None) -> int:
+        """Detections of one file + its ledger row 'done' (`reason`: a note, e.g. truncated), in one transaction.
+        Returns rows inserted. `window_scores` (edge/window_store.WindowScores), when given, is written in the same
+        transaction."""
+        key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
+        dets = list(detections)
+        now = utc_now()
+        with self._transaction() as cur:
+            prev = cur.execute("SELECT path, size, mtime_ns, status, attempts FROM files WHERE file_key=? AND run_key=?",
+                               (key, run.run_key)).fetchone()
+            if (prev is not None and prev["status"] == "done" and prev["path"] == where
+                    and (prev["size"], prev["mtime_ns"]) != (size, mtime_ns)):
+                cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (key, run.run_key))
+            self._forget_replaced(cur, where, key, run.run_key)
+            inserted = self._insert(cur, run, dets, now)
+            attempts = (prev["attempts"] if prev else 0) + 1
+            cur.execute(
+                "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
+                " processed_at, audio_s, n_detections, start_utc, time_source, recorder_id)"
+                " VALUES (?,?,?,?,?,'done',?,?,?,?,?,?,?,?)",
+                (key, run.run_key, where, size, mtime_ns, reason, attempts, now, float(audio_s), len(dets),
+                 start_utc, time_source, recorder_id))
+            if window_scores is not None:
+                window_scores.write(cur, key, run.run_key)
+        return inserted
+
+    @staticmethod
+    def _forget_replaced(cur, where: str, key: str, run_key: str) -> None:
+        """A file rewritten in place has a new content key: drop the rows of what this path held before."""
+        old = [r[0] for r in cur.execute("SELECT file_key FROM files WHERE path=? AND run_key=? AND file_key!=?",
+                                         (where, run_key, key))]
+        if not old:
+            return
+        has_scores = cur.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='window_scores'").fetchone()
+        for k in old:
+            cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (k, run_key))
+            cur.execute("DELETE FROM files WHERE file_key=? AND run_key=?", (k, run_key))
+            if has_scores:   # (hootwatch.edge.store.window_scores): the only place a file's rows are dropped
+                cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
+
+    def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
+        """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""
+        key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
+        with self._transaction() as cur:
+            prev = cur.execute("SELECT attempts FROM files WHERE file_key=? AND run_key=?",
+                               (key, run.run_key)).fetchone()
+            cur.execute(
+                "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
+                " processed_at) VALUES (?,?,?,?,?,'failed',?,?,?)",
+                (key, run.run_key, where, size, mtime_ns, reason, (prev["attempts"] if prev else 0) + 1,
+                 utc_now()))
+
+    def record_moved(self, path: str | os.PathLike, run_key: str, moved_to: str) -> bool:
+        """Note durably where a recorded file is going (an archive path, or DELETED), BEFORE it is moved or
+        deleted: one synchronous=FULL commit, which makes this note and every earlier commit (the file's
+        detections) survive a power cut. False (nothing noted) when the file is not recorded as done."""
+        return bool(self.record_moved_many(run_key, [(path, moved_to)]))
+
+    def record_moved_many(self, run_key: str, moves: list[tuple[str | os.PathLike, str]]) -> list[int]:
+        """`record_moved` of many files in ONE durable commit; returns the indices in `moves` that were noted
+        (files recorded as done)."""
+        rows = [(i, self.ledger(path, run_key), str(to)) for i, (path, to) in enumerate(moves)]
+        rows = [(i, row, to) for i, row, to in rows if row is not None and row.status == "done"]
+        if not rows:
+            return []
+        with self._transaction(durable=True) as cur:
+            cur.executemany("UPDATE files SET moved_to=? WHERE file_key=? AND run_key=?",
+                            [(to, row.file_key, run_key) for _, row, to in rows])
+        return [i for i, _, _ in rows]
+
+    def add_detections(self, run: RunInfo, detections: Iterable[Detection]) -> int:
+        """Insert detections without a ledger row (live audio); idempotent like commit_file. Durable at once
+        (synchronous=FULL): live audio cannot be scanned again, and detections are few."""
+        with self._transaction(durable=True) as cur:
+            return self._insert(cur, run, list(detections), utc_now())
+
+    def _insert(self, cur, run: RunInfo, dets: list[Detection], now: str) -> int:
+        cols = DETECTION_COLUMNS + RUN_COLUMNS + ("created_utc",)
+        sql = f"INSERT OR IGNORE INTO detections ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        before = self.conn.total_changes
+        cur.executemany(sql, [tuple(asdict(d)[c] for c in DETECTION_COLUMNS)
+                              + (run.model_id, run.model_sha256, run.threshold, run.hop_s, run.min_hits,
+                                 run.run_key, now) for d in dets])
+        return self.conn.total_changes - before
+
+    def _transaction(self, durable: bool = False):
+        return _Transaction(self.conn, self.path, durable)
+
+    # reading
+    def detections(self, run_key: str | None = None) -> list[dict]:
+        """Rows as dicts, ordered by file path then offset."""
+        sql, args = "SELECT * FROM detections", []
+        if run_key is not None:
+            sql, args = sql + " WHERE run_key=?", [run_key]
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY file, start_sample", args)]
+
+    def count(self, run_key: str | None = None) -> int:
+        if run_key is None:
+            return self.conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM detections WHERE run_key=?", (run_key,)).fetchone()[0]
+
+
+def _disk_full(path: Path, what: str) -> DiskFullError:
+    return DiskFullError(
+        f"{path}: the disk is full; the store {what}",
+        f"free space on the disk holding {path.parent} (old clips, raw recordings or archives); nothing was "
+        "half-written, and the recording is scanned again once there is room")
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (KeyboardInterrupt included) and when the COMMIT
+    itself fails (SQLite leaves the transaction open then: the connection would be wedged). A full disk is
+    raised as DiskFullError."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, durable: bool = False) -> None:
+        self.conn, self.path, self.durable = conn, path, durable
+
+    def __enter__(self) -> sqlite3.Cursor:
+        if self.durable:  # this commit fsyncs the WAL: it and every commit before it survive a power cut
+            self.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._normal()
+            if is_disk_full(exc):
+                raise _disk_full(self.path, "cannot be written") from exc
+            raise
+        return self.conn.cursor()
+
+    def _normal(self) -> None:
+        if self.durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._end(exc_type, exc)
+        finally:
+            self._normal()
+
+    def _end(self, exc_type, exc) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error as failed:
+                self._rollback()
+                if is_disk_full(failed):
+                    raise _disk_full(self.path, "cannot be written") from failed
+                raise
+        self._rollback()
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise _disk_full(self.path, "cannot be written") from exc
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:  # SQLite may have rolled back already (e.g. on SQLITE_FULL)
+                pass
