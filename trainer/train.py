@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from hootwatch.edge.contract.clips import ClipRef, read_clip_csv, write_clip_csv
+from hootwatch.edge.core import versions
 from hootwatch.edge.core.errors import ConfigError, HootwatchError
 from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
 
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 LOG_EVERY = 20  # batches between progress updates (each reads the loss back from the device)
 TRAINER_STATE = "trainer_state.json"
+PACKAGES = ("hootwatch", "torch", "transformers", "accelerate", "datasets", "numpy", "scikit-learn", "soundfile",
+            "soxr", "crowsetta")   # their versions go into run_config.json
 
 
 @dataclass(frozen=True)
@@ -131,17 +134,7 @@ def write_run_config(run_dir: Path, args: TrainArgs, resuming: bool, record: dic
 
 
 def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("hootwatch", "torch", "transformers", "accelerate", "datasets", "numpy", "scikit-learn",
-                "soundfile", "soxr", "crowsetta"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
+    return {"python": platform.python_version(), **versions.package_versions(PACKAGES)}
 
 # ---------------------------------------------------------------------------------------------------- hardware
 def native_bf16() -> bool:
@@ -376,7 +369,8 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
             "args": args.to_dict(), "seed": args.seed, "sample_rate": sample_rate, "labels": labels,
             "backbone": bb.name, "device": str(accelerator.device), "precision": precision,
             "num_processes": accelerator.num_processes, "learning_rate": args.lr,
-            "train_feature_encoder": args.train_feature_encoder, "versions": package_versions(),
+            "train_feature_encoder": args.train_feature_encoder,
+            "versions": {"python": platform.python_version(), **versions.package_versions(PACKAGES)},
             "command": sys.argv})
 
     # 4. datasets: random crop + augmentation in training, centred crops for evaluation
