@@ -40,10 +40,11 @@ from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisat
 
 from .args import RESUMABLE, RUN_CONFIG, TrainArgs, resume_args
 from .augment import AugmentOptions
-from . import init_from
+from . import first_stage, init_from
 from .data import splits as split_mod
 from .data.sources import HarvestOptions, load_clips
 from .metrics import best_f1, binary_metrics, choose_threshold, positive_scores, pr_curve_png
+from .run_folder import META_FILE, MODEL_DIR, RunMeta
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -65,9 +66,9 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------------- run folder
-RUN_MARKERS = ("run_config.json", CHECKPOINTS, "model/hootwatch.json")
-RUN_CONTENTS = {"run_config.json", CHECKPOINTS, "model", "metrics.json", "pr_curve.png", "splits",
-                "data_summary.json", "data_cache", "first_stage"}   # first_stage: trainer/first_stage.py DIR_NAME
+RUN_MARKERS = ("run_config.json", CHECKPOINTS, f"{MODEL_DIR}/{META_FILE}")
+RUN_CONTENTS = {"run_config.json", CHECKPOINTS, MODEL_DIR, "metrics.json", "pr_curve.png", "splits",
+                "data_summary.json", "data_cache", first_stage.DIR_NAME}
 
 
 def check_overwrite(out: Path, data: str) -> None:
@@ -454,8 +455,8 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
             if improved:
                 state["best"], state["best_epoch"] = list(selection_key(m, args.select_metric)), epoch + 1
                 if main_proc:
-                    accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
-                    fe.save_pretrained(run_dir / "model")
+                    accelerator.unwrap_model(model).save_pretrained(run_dir / MODEL_DIR)
+                    fe.save_pretrained(run_dir / MODEL_DIR)
             if main_proc:
                 progress.console.print(
                     f"epoch {epoch + 1}: train loss {m['train_loss']:.3f}  val loss {v_loss:.3f}  "
@@ -470,7 +471,7 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
     # 7. best model: threshold on validation, final report on test
     from transformers import AutoModelForAudioClassification
 
-    best = AutoModelForAudioClassification.from_pretrained(run_dir / "model")
+    best = AutoModelForAudioClassification.from_pretrained(run_dir / MODEL_DIR)
     best = accelerator.prepare(best)
     v_logits, v_labels, _ = evaluate(best, val_dl, accelerator)
     t_logits, t_labels, _ = evaluate(best, test_dl, accelerator)
@@ -488,10 +489,9 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         pr_curve_png(run_dir / "pr_curve.png", {"validation": (v_y, v_s), "test": (t_y, t_s)}, threshold,
                      args.positive_label)
-        (run_dir / "model" / "hootwatch.json").write_text(json.dumps({
-            "positive_label": args.positive_label, "sample_rate": sample_rate, "window_s": args.window_s,
-            "hop_s": args.hop, "threshold": threshold, "normalisation": norm.to_dict(), "backbone": bb.name,
-            "labels": labels}, indent=2))
+        RunMeta(positive_label=args.positive_label, sample_rate=sample_rate, window_s=args.window_s,
+                hop_s=args.hop, threshold=threshold, normalisation=norm, backbone=bb.name,
+                labels=tuple(labels)).write(run_dir / MODEL_DIR / META_FILE)
         tm = metrics["test"]
         console.print(f"[bold]test ({args.positive_label}, threshold {threshold:.3f}):[/] precision "
                       f"{tm['precision']:.3f}  recall {tm['recall']:.3f}  F1 {tm['f1']:.3f}  PR-AUC "
@@ -508,8 +508,6 @@ def build_first_stage(model, splits, run_dir: Path, sample_rate: int, args: Trai
                       pos: int, threshold: float, console) -> dict | None:
     """RUN/first_stage/: the model scores the raw training and validation windows exactly as the edge feeds it."""
     import torch
-
-    from . import first_stage
 
     device = next(model.parameters()).device
     model.eval()
