@@ -134,9 +134,6 @@ def write_run_config(run_dir: Path, args: TrainArgs, resuming: bool, record: dic
     path.write_text(json.dumps(rc, indent=2))
 
 
-def package_versions() -> dict:
-    return {"python": platform.python_version(), **versions.package_versions(PACKAGES)}
-
 # ---------------------------------------------------------------------------------------------------- hardware
 def native_bf16() -> bool:
     """bf16 in hardware (Ampere and later): is_bf16_supported() alone also says yes on GPUs that only emulate it
