@@ -15,11 +15,10 @@ import json
 import shutil
 import tempfile
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterator
 
-from hootwatch.edge.core import fsio
+from hootwatch.edge.core import fsio, versions
 from hootwatch.edge.contract.bundle import Manifest, onnx_metadata, write_manifest
 from hootwatch.edge.core.errors import ConfigError
 
@@ -92,16 +91,6 @@ def stamp_metadata(path: Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def write_bundle(bundle_dir: Path, manifest: Manifest, report: dict) -> Manifest:
     """Stamp metadata into every ONNX file, write report.json, then the manifest with every file's sha256."""
     props = metadata_props(manifest)
@@ -110,6 +99,6 @@ def write_bundle(bundle_dir: Path, manifest: Manifest, report: dict) -> Manifest
     (bundle_dir / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
     manifest = Manifest.from_dict(manifest.to_dict() | {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": package_versions(),
+        "versions": versions.package_versions(PACKAGES, missing="not installed"),
     })
     return write_manifest(bundle_dir, manifest)

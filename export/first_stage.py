@@ -23,28 +23,26 @@ import numpy as np
 
 from hootwatch.edge.core.errors import ConfigError
 from hootwatch.edge.contract.first_stage import FILE_NAME, FirstStage, choose_pass_threshold, features
+from hootwatch.trainer.first_stage import DIR_NAME, REPORT_FILE, VALIDATION_FILE
 
 from .parity import cut_windows, edge_detector
 
 log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-4
-RUN_DIR = "first_stage"
 
 
 def run_first_stage_dir(source) -> Path | None:
     """RUN/first_stage of a training run, if the trainer built one."""
     if source.kind != "run":
         return None
-    d = Path(source.model_dir).parent / RUN_DIR
+    d = Path(source.model_dir).parent / DIR_NAME
     return d if (d / FILE_NAME).is_file() else None
 
 
 def prepare(source, int8_path: Path, clips, threshold: float, bundle_dir: Path, threads: int = 2) -> dict:
     """Check the run's first stage, choose its pass threshold, copy it into `bundle_dir`; returns the manifest's
     `first_stage` field ({} when there is none to ship)."""
-    from hootwatch.trainer.first_stage import REPORT_FILE, VALIDATION_FILE
-
     d = run_first_stage_dir(source)
     if d is None:
         log.info("no first stage in %s: the bundle scores every window with the full model", source.model_dir)

@@ -5,14 +5,13 @@ contract (sample rate, window, hop, normalisation), the decision threshold, the 
 and the clips the parity check runs on.
 
     RUN/model/                 save_pretrained of the model + feature extractor
-    RUN/model/hootwatch.json   positive_label, sample_rate, window_s, hop_s, threshold, normalisation, backbone
+    RUN/model/hootwatch.json   the audio contract and threshold (hootwatch.trainer.run_folder.RunMeta)
     RUN/metrics.json           {"test": {...}, "validation": {...}, "threshold": t, "positive_label": ...}
     RUN/splits/validation.csv  clips (hootwatch.edge.contract.clips.read_clip_csv)
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,56 +19,12 @@ from hootwatch.edge.contract import audio
 from hootwatch.edge.contract.clips import ClipRef, read_clip_csv
 from hootwatch.edge.core.errors import AudioReadError, ConfigError
 from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
+from hootwatch.trainer.run_folder import (META_FILE, MODEL_DIR, RunMeta, checked_normalisation,
+                                          checked_sample_rate, read_json)
 
-RUN_META = "hootwatch.json"
-
-
-def _normalisation(d: dict, path: Path) -> Normalisation:
-    try:
-        return Normalisation.from_dict(d)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: its normalisation {d!r} cannot be used ({exc})",
-                          "export with the hootwatch version that trained the model, or upgrade hootwatch") from None
 DEFAULT_WINDOW_S = 5.0
 DEFAULT_HOP_S = 2.5
 DEFAULT_THRESHOLD = 0.5
-
-# what `hootwatch train` writes into RUN/model/hootwatch.json (every version has written all of these)
-RUN_META_REQUIRED = ("positive_label", "sample_rate", "window_s", "hop_s", "threshold", "normalisation")
-RUN_META_OPTIONAL = ("backbone", "labels")   # labels: a copy of config.json's id2label
-
-
-def read_run_meta(path: Path, labels: tuple[str, ...]) -> dict:
-    """RUN/model/hootwatch.json, strictly: a missing, unknown or mistyped key is a ConfigError naming the file
-    (a silent default would export a model with another audio contract or threshold than it was trained with)."""
-    meta = _read_json(path)
-    redo = "restore the file `hootwatch train` wrote (or train again); do not edit it by hand"
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{path}: not a JSON object", redo)
-    unknown = sorted(set(meta) - set(RUN_META_REQUIRED) - set(RUN_META_OPTIONAL))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: "
-                          f"{', '.join(RUN_META_REQUIRED + RUN_META_OPTIONAL)})",
-                          "remove or correct them; a newer hootwatch may have written this run: upgrade hootwatch")
-    missing = [k for k in RUN_META_REQUIRED if k not in meta]
-    if missing:
-        raise ConfigError(f"{path}: missing key(s) {', '.join(missing)}", redo)
-    for key in ("window_s", "hop_s", "threshold"):
-        v = meta[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-            raise ConfigError(f"{path}: {key} is {v!r}, not a number", redo)
-    if not 0 < meta["hop_s"] <= meta["window_s"] or not 0 <= meta["threshold"] <= 1:
-        raise ConfigError(f"{path}: window_s {meta['window_s']}, hop_s {meta['hop_s']} or threshold "
-                          f"{meta['threshold']} is out of range", redo)
-    for key in ("positive_label", "backbone"):
-        if key in meta and not isinstance(meta[key], str):
-            raise ConfigError(f"{path}: {key} is {meta[key]!r}, not a name", redo)
-    if not isinstance(meta["normalisation"], dict):
-        raise ConfigError(f"{path}: normalisation is {meta['normalisation']!r}, not an object", redo)
-    if "labels" in meta and (not isinstance(meta["labels"], list) or tuple(meta["labels"]) != labels):
-        raise ConfigError(f"{path}: labels {meta['labels']} differ from config.json's {list(labels)}: the files "
-                          "come from different runs", "copy the whole RUN/model folder of one run")
-    return meta
 
 
 @dataclass(frozen=True)
@@ -93,26 +48,11 @@ class ExportSource:
         return bool(self.clips) and all(c.label for c in self.clips)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read JSON ({exc})", "re-create it by training or saving the model again") from None
-
-
 def _labels(config: dict, path: Path) -> tuple[str, ...]:
     id2label = config.get("id2label") or {}
     if not id2label:
         raise ConfigError(f"{path}: config.json has no id2label", "save the model with its label names (id2label)")
     return tuple(str(id2label[k]) for k in sorted(id2label, key=int))
-
-
-def _sample_rate(value, path: Path, key: str) -> int:
-    """The model's sample rate from `key` of `path`; never guessed (a wrong rate makes every score wrong)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or value != int(value):
-        raise ConfigError(f"{path}: {key} is {'missing' if value is None else f'not a sample rate ({value!r})'}",
-                          f'add "{key}": RATE (the rate in Hz the model was trained at, e.g. 16000) to that file')
-    return int(value)
 
 
 def _is_checkpoint(d: Path) -> bool:
@@ -149,24 +89,24 @@ def audio_dir_clips(audio_dir: Path, window_s: float) -> tuple[ClipRef, ...]:
 def resolve_source(path: str | Path, positive_label: str | None = None, threshold: float | None = None,
                    audio_dir: str | Path | None = None) -> ExportSource:
     p = Path(path)
-    if (p / "model" / RUN_META).is_file():
-        return _from_run(p, p / "model", positive_label, threshold, audio_dir)
-    if (p / RUN_META).is_file():  # RUN/model given directly
+    if (p / MODEL_DIR / META_FILE).is_file():
+        return _from_run(p, p / MODEL_DIR, positive_label, threshold, audio_dir)
+    if (p / META_FILE).is_file():  # RUN/model given directly
         return _from_run(p.parent, p, positive_label, threshold, audio_dir)
     if _is_checkpoint(p):
         return _from_checkpoint(p, positive_label, threshold, audio_dir)
     raise ConfigError(
-        f"{p}: not a training run (no model/{RUN_META}) nor a Hugging Face checkpoint (config.json + preprocessor_config.json)",
+        f"{p}: not a training run (no model/{META_FILE}) nor a Hugging Face checkpoint (config.json + preprocessor_config.json)",
         "pass the folder `hootwatch train` wrote, or a folder saved with save_pretrained of the model and its feature extractor",
     )
 
 
 def _from_run(run: Path, model_dir: Path, positive_label, threshold, audio_dir) -> ExportSource:
-    labels = _labels(_read_json(model_dir / "config.json"), model_dir)
-    meta = read_run_meta(model_dir / RUN_META, labels)
+    labels = _labels(read_json(model_dir / "config.json"), model_dir)
+    meta = RunMeta.read(model_dir / META_FILE, labels)
     metrics_path = run / "metrics.json"
-    metrics = _read_json(metrics_path) if metrics_path.is_file() else {}
-    window_s = float(meta["window_s"])
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    window_s = meta.window_s
     if audio_dir is not None:
         clips, origin = audio_dir_clips(Path(audio_dir), window_s), str(audio_dir)
     else:
@@ -178,17 +118,16 @@ def _from_run(run: Path, model_dir: Path, positive_label, threshold, audio_dir) 
             raise ConfigError(f"{val}: lists no clips", "pass --audio DIR with recordings to check the exported model on")
     return ExportSource(
         model_dir=model_dir, kind="run", labels=labels,
-        positive_label=positive_label or meta["positive_label"],
-        sample_rate=_sample_rate(meta["sample_rate"], model_dir / RUN_META, "sample_rate"), window_s=window_s,
-        hop_s=float(meta["hop_s"]), threshold=float(threshold if threshold is not None else meta["threshold"]),
-        normalisation=_normalisation(meta["normalisation"], model_dir / RUN_META),
-        backbone=meta.get("backbone", ""), run_metrics=metrics, clips=clips, clips_origin=origin,
+        positive_label=positive_label or meta.positive_label, sample_rate=meta.sample_rate, window_s=window_s,
+        hop_s=meta.hop_s, threshold=float(threshold if threshold is not None else meta.threshold),
+        normalisation=meta.normalisation, backbone=meta.backbone or "", run_metrics=metrics, clips=clips,
+        clips_origin=origin,
     )
 
 
 def _from_checkpoint(d: Path, positive_label, threshold, audio_dir) -> ExportSource:
-    config = _read_json(d / "config.json")
-    fe = _read_json(d / "preprocessor_config.json")
+    config = read_json(d / "config.json")
+    fe = read_json(d / "preprocessor_config.json")
     labels = _labels(config, d)
     if positive_label is None:
         if "owl" not in labels:
@@ -203,10 +142,11 @@ def _from_checkpoint(d: Path, positive_label, threshold, audio_dir) -> ExportSou
                           "pass --audio DIR (a folder per label, or unlabelled recordings)")
     return ExportSource(
         model_dir=d, kind="checkpoint", labels=labels, positive_label=positive_label,
-        sample_rate=_sample_rate(fe.get("sampling_rate"), d / "preprocessor_config.json", "sampling_rate"), window_s=DEFAULT_WINDOW_S, hop_s=DEFAULT_HOP_S,
+        sample_rate=checked_sample_rate(fe.get("sampling_rate"), d / "preprocessor_config.json", "sampling_rate"),
+        window_s=DEFAULT_WINDOW_S, hop_s=DEFAULT_HOP_S,
         threshold=float(DEFAULT_THRESHOLD if threshold is None else threshold),
         # a hootwatch run's checkpoint carries its band limit; any other checkpoint is plain wav2vec2 input
-        normalisation=(_normalisation(fe[FEATURE_EXTRACTOR_KEY], d / "preprocessor_config.json")
+        normalisation=(checked_normalisation(fe[FEATURE_EXTRACTOR_KEY], d / "preprocessor_config.json")
                        if FEATURE_EXTRACTOR_KEY in fe
                        else Normalisation.from_feature_extractor(bool(fe.get("do_normalize", True)))),
         backbone=str(config.get("_name_or_path") or config.get("model_type", "")),

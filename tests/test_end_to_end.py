@@ -17,7 +17,7 @@ import pytest
 from hootwatch.edge.contract.bundle import load_bundle
 from hootwatch.edge.contract.clips import read_clip_csv
 from hootwatch.edge.store.database import STORE_NAME, DetectionStore
-from hootwatch.trainer.demo import TARGET, DemoOptions, run
+from hootwatch.export.demo import TARGET, DemoOptions, run
 
 
 def _ops(path) -> set[str]:

@@ -228,7 +228,7 @@ def test_training_backgrounds_and_evaluation_recordings_are_disjoint(shared_real
 
 
 def test_demo_says_which_backgrounds_it_uses_and_why(tmp_path, shared_real):
-    from hootwatch.trainer.demo import DemoOptions, choose_backgrounds
+    from hootwatch.export.demo import DemoOptions, choose_backgrounds
 
     folder, why = choose_backgrounds(DemoOptions(backgrounds=None))
     assert folder == shared_real.resolve() or folder == shared_real
@@ -238,7 +238,7 @@ def test_demo_says_which_backgrounds_it_uses_and_why(tmp_path, shared_real):
 
 
 def test_demo_without_shared_recordings_says_it_uses_synthetic_noise(monkeypatch):
-    from hootwatch.trainer import demo
+    from hootwatch.export import demo
     from hootwatch.trainer.synth import backgrounds
 
     monkeypatch.setattr(backgrounds, "default_background_dir", lambda: None)

@@ -62,3 +62,35 @@ def test_a_run_saved_before_the_band_limit_resumes_without_one(tmp_path):
     assert args.resume and args.tiny and args.highpass_hz is None and args.lowpass_hz is None
     # saying "no filter" again, as 0, is the same setting, not a change
     assert make_args(out=str(run), resume=True, highpass_hz=0, lowpass_hz=0).highpass_hz is None
+
+
+def test_nan_and_inf_are_refused_naming_the_key(tmp_path):
+    # the hand-written checks let `learning_rate = nan` (TOML) or "inf" through to training
+    for text, key in (("learning_rate = nan", "learning_rate"), ("window_s = inf", "window_s"),
+                      ('snr_max_db = "-inf"', "snr_max_db")):
+        path = tmp_path / "c.toml"
+        path.write_text(f'data = "D"\nout = "R"\n{text}\n')
+        with pytest.raises(ConfigError) as exc:
+            make_args(str(path))
+        assert f"option {key!r} must be a finite number" in exc.value.message and str(path) in exc.value.message
+        assert exc.value.hint == f"fix the value of {key} in config file {path}"
+    with pytest.raises(ConfigError, match="'learning_rate' must be a finite number or left out"):
+        make_args(data="D", out="R", learning_rate=float("nan"))   # `--learning-rate nan`
+
+
+@pytest.mark.parametrize("key,value,must_be", [("tiny", 1, "true or false"), ("tiny", "10", "true or false"),
+                                               ("learning_rate", True, "a number or left out"),
+                                               ("epochs", False, "a whole number")])
+def test_numbers_and_switches_stay_apart(tmp_path, key, value, must_be):
+    # pydantic's lax mode alone would read 1 as true and true as 1
+    path = _cfg(tmp_path, {key: value})
+    with pytest.raises(ConfigError) as exc:
+        make_args(path)
+    assert exc.value.message == f"config file {path}: option {key!r} must be {must_be}, got {value!r}"
+
+
+def test_the_first_wrong_key_as_written_is_named_and_unknown_keys_come_first(tmp_path):
+    with pytest.raises(ConfigError, match="option 'tiny' must be"):
+        make_args(_cfg(tmp_path, {"tiny": "maybe", "epochs": "x"}))
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['snr_db', 'zz'\]"):
+        make_args(_cfg(tmp_path, {"epochs": "x", "zz": 1, "snr_db": 2}))

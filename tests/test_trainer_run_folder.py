@@ -72,3 +72,30 @@ def test_overwrite_deletes_a_run_folder(tmp_path):
     (out / "model" / "hootwatch.json").write_text("{}")
     assert _overwrite(out) is False
     assert out.is_dir() and not any(out.iterdir())
+
+
+def test_run_meta_is_written_as_before_and_read_back_whole(tmp_path):
+    from hootwatch.edge.contract.preprocess import Normalisation
+    from hootwatch.trainer.run_folder import RunMeta
+
+    meta = RunMeta(positive_label="owl", sample_rate=16000, window_s=5.0, hop_s=2.5, threshold=0.61,
+                   normalisation=Normalisation(highpass_hz=150.0, lowpass_hz=3000.0), backbone="tiny-wav2vec2",
+                   labels=("not_owl", "owl"))
+    meta.write(tmp_path / "hootwatch.json")
+    written = json.loads((tmp_path / "hootwatch.json").read_text())
+    assert list(written) == ["positive_label", "sample_rate", "window_s", "hop_s", "threshold", "normalisation",
+                             "backbone", "labels"]   # the keys and their order of every earlier run folder
+    assert written["normalisation"] == meta.normalisation.to_dict() and written["labels"] == ["not_owl", "owl"]
+    assert RunMeta.read(tmp_path / "hootwatch.json", ("not_owl", "owl")) == meta
+
+
+def test_trainer_never_imports_export():
+    # export reads the trainer's run folder and first stage; the reverse would make a cycle
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "trainer"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("hootwatch.export") for n in names), path

@@ -1,14 +1,22 @@
-"""Training options as one frozen dataclass (like HF run_audio_classification.py), from the CLI or a config file.
+"""Training options as one frozen pydantic dataclass (like HF run_audio_classification.py), from the CLI or a config
+file.
 
 A config file (`--config FILE`, JSON or TOML) holds the same field names; options given on the command line
-override it; the dataclass defaults fill the rest.
+override it; the dataclass defaults fill the rest. pydantic checks and converts each value to its option's type
+("10" -> 10, "no" -> False, as a config file may write them); `convert_values` says what is wrong in words, naming
+the key and where it came from. Checks between options are `TrainArgs.validate`'s.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+import typing
+from dataclasses import MISSING, asdict, field, fields, replace
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, ConfigDict, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
 
 from hootwatch.edge.core.errors import ConfigError
 
@@ -16,13 +24,36 @@ DEFAULT_BASE = "facebook/wav2vec2-base"
 
 
 OFF_WHEN_ZERO = ("highpass_hz", "lowpass_hz")   # 0 is how users say "no filter"; None is how it is stored
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
 def canonical(name: str, value):
     return None if name in OFF_WHEN_ZERO and value == 0 else value
 
 
-@dataclass(frozen=True)
+def _switch(value):
+    """true or false, or one of their words as text ("no", "On", "1"); never a number, which may be a typo."""
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if not isinstance(value, bool):
+        raise ValueError("not true or false")
+    return value
+
+
+def _no_switch(value):
+    """A number, never true or false (pydantic's lax mode would read true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("true or false is not a number")
+    return value
+
+
+Switch = Annotated[bool, BeforeValidator(_switch)]
+Whole = Annotated[int, BeforeValidator(_no_switch)]
+Number = Annotated[float, BeforeValidator(_no_switch)]
+
+
+# frozen; unknown options are errors; nan and inf are no setting of any option
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", allow_inf_nan=False))
 class TrainArgs:
     # data and run folder
     data: str = field(default="", metadata={"help": "data folder (label folders, recordings + annotation tables, "
@@ -32,70 +63,71 @@ class TrainArgs:
     # model
     base: str = field(default=DEFAULT_BASE, metadata={"help": "backbone: hub id or local checkpoint folder "
                                                                 "(wav2vec2, HuBERT, WavLM)"})
-    tiny: bool = field(default=False, metadata={"help": "small random-init wav2vec2 (tests, demo, CPU)"})
+    tiny: Switch = field(default=False, metadata={"help": "small random-init wav2vec2 (tests, demo, CPU)"})
     init_from: str | None = field(default=None, metadata={"help": "fine-tune on from an earlier run (RUN or "
                                                                     "RUN/model): a new run, the earlier run's test "
                                                                     "recordings stay on the test side"})
-    sample_rate: int | None = field(default=None, metadata={"help": "analysis sample rate in Hz "
+    sample_rate: Whole | None = field(default=None, metadata={"help": "analysis sample rate in Hz "
                                                                     "(default: the backbone's, 16000)"})
-    window_s: float = field(default=5.0, metadata={"help": "clip (window) length in seconds"})
-    hop_s: float | None = field(default=None, metadata={"help": "hop between windows at inference, saved with "
+    window_s: Number = field(default=5.0, metadata={"help": "clip (window) length in seconds"})
+    hop_s: Number | None = field(default=None, metadata={"help": "hop between windows at inference, saved with "
                                                                 "the model (default: half the window)"})
     # the powerful owl calls at 150-550 Hz with harmonics below 2 kHz: wind rumble below and insect choruses
     # above this band only drown the call once a window is scaled to unit variance (see edge/contract/preprocess.py)
-    highpass_hz: float | None = field(default=150.0, metadata={"help": "band limit applied to every window before "
+    highpass_hz: Number | None = field(default=150.0, metadata={"help": "band limit applied to every window before "
                                                                        "normalisation, low edge in Hz (0: none); "
                                                                        "saved in the bundle"})
-    lowpass_hz: float | None = field(default=3000.0, metadata={"help": "band limit, high edge in Hz (0: none); "
+    lowpass_hz: Number | None = field(default=3000.0, metadata={"help": "band limit, high edge in Hz (0: none); "
                                                                        "saved in the bundle"})
-    unfreeze_feature_encoder: bool | None = field(
+    unfreeze_feature_encoder: Switch | None = field(
         default=None, metadata={"help": "train the convolutional feature encoder too (default: frozen for a "
                                         "pretrained backbone, trained for --tiny, whose encoder is random)"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for GPU memory"})
+    gradient_checkpointing: Switch = field(default=False, metadata={"help": "trade compute for GPU memory"})
     # labels
     positive_label: str = field(default="owl", metadata={"help": "the class to detect"})
     background_label: str = field(default="not_owl", metadata={"help": "label of unannotated stretches"})
     label_column: str | None = field(default=None, metadata={"help": "label column of Raven tables"})
     default_label: str | None = field(default=None, metadata={"help": "label of Raven selections with no label"})
     # splits
-    validation_fraction: float = field(default=0.15, metadata={"help": "share of recordings for validation"})
-    test_fraction: float = field(default=0.15, metadata={"help": "share of recordings for test"})
-    negative_margin_s: float = field(default=1.0, metadata={"help": "negatives keep this far from annotations"})
-    max_negatives_per_recording: int = field(default=100, metadata={"help": "cap on negatives per recording"})
+    validation_fraction: Number = field(default=0.15, metadata={"help": "share of recordings for validation"})
+    test_fraction: Number = field(default=0.15, metadata={"help": "share of recordings for test"})
+    negative_margin_s: Number = field(default=1.0, metadata={"help": "negatives keep this far from annotations"})
+    max_negatives_per_recording: Whole = field(default=100, metadata={"help": "cap on negatives per recording"})
     # optimisation
-    epochs: int = field(default=10, metadata={"help": "passes over the training split"})
-    batch_size: int = field(default=8, metadata={"help": "clips per forward pass (per device)"})
-    grad_accum: int = field(default=1, metadata={"help": "forward passes per optimizer step; effective batch = "
+    epochs: Whole = field(default=10, metadata={"help": "passes over the training split"})
+    batch_size: Whole = field(default=8, metadata={"help": "clips per forward pass (per device)"})
+    grad_accum: Whole = field(default=1, metadata={"help": "forward passes per optimizer step; effective batch = "
                                                          "batch_size x grad_accum (x number of GPUs)"})
-    learning_rate: float | None = field(default=None, metadata={"help": "default 3e-5, or 5e-4 with --tiny"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up"})
-    seed: int = field(default=0, metadata={"help": "random seed (splits, init, augmentation)"})
+    learning_rate: Number | None = field(default=None, metadata={"help": "default 3e-5, or 5e-4 with --tiny"})
+    weight_decay: Number = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: Number = field(default=0.1, metadata={"help": "share of steps with linear warm-up"})
+    seed: Whole = field(default=0, metadata={"help": "random seed (splits, init, augmentation)"})
     select_metric: str = field(default="pr_auc", metadata={"help": "best checkpoint by: pr_auc | f1"})
-    target_recall: float | None = field(default=None, metadata={"help": "choose the threshold that keeps at "
+    target_recall: Number | None = field(default=None, metadata={"help": "choose the threshold that keeps at "
                                                                         "least this owl recall on validation "
                                                                         "(default: the threshold of best F1)"})
     # augmentation
-    augment: bool = field(default=True, metadata={"help": "gain and background mixing in training"})
-    mix_probability: float = field(default=0.5, metadata={"help": "chance of mixing a background clip in"})
-    snr_min_db: float = field(default=0.0, metadata={"help": "lowest SNR of background mixing"})
-    snr_max_db: float = field(default=20.0, metadata={"help": "highest SNR of background mixing"})
-    gain_db: float = field(default=6.0, metadata={"help": "random gain range (+/- dB)"})
+    augment: Switch = field(default=True, metadata={"help": "gain and background mixing in training"})
+    mix_probability: Number = field(default=0.5, metadata={"help": "chance of mixing a background clip in"})
+    snr_min_db: Number = field(default=0.0, metadata={"help": "lowest SNR of background mixing"})
+    snr_max_db: Number = field(default=20.0, metadata={"help": "highest SNR of background mixing"})
+    gain_db: Number = field(default=6.0, metadata={"help": "random gain range (+/- dB)"})
     # hardware
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 or fp16 on GPU, fp32 on CPU) | fp32 | "
                                                               "fp16 | bf16"})
-    num_workers: int | None = field(default=None, metadata={"help": "data loading processes (default: "
+    num_workers: Whole | None = field(default=None, metadata={"help": "data loading processes (default: "
                                                                        "min(4, CPUs - 1) on a GPU, 0 on a CPU)"})
-    threads: int | None = field(default=None, metadata={"help": "CPU threads for torch"})
+    threads: Whole | None = field(default=None, metadata={"help": "CPU threads for torch"})
     # run folder rules
-    resume: bool = field(default=False, metadata={"help": "continue the run in --out from its last checkpoint"})
-    overwrite: bool = field(default=False, metadata={"help": "delete --out and start again"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    resume: Switch = field(default=False, metadata={"help": "continue the run in --out from its last checkpoint"})
+    overwrite: Switch = field(default=False, metadata={"help": "delete --out and start again"})
+    progress: Switch = field(default=True, metadata={"help": "show progress bars"})
 
-    def __post_init__(self) -> None:
-        for name in OFF_WHEN_ZERO:
-            object.__setattr__(self, name, canonical(name, getattr(self, name)))
+    @field_validator(*OFF_WHEN_ZERO)
+    @classmethod
+    def _zero_is_off(cls, value, info):
+        return canonical(info.field_name, value)
 
     @property
     def lr(self) -> float:
@@ -156,62 +188,35 @@ class TrainArgs:
         return asdict(self)
 
 
-_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+_MUST_BE = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
 
 
-def convert_value(name: str, value, source: str):
-    """`value` as the type of field `name` ("10" -> 10, "false" -> False); ConfigError naming key and source."""
-    ftype = str(next(f for f in fields(TrainArgs) if f.name == name).type)
-    optional = "None" in ftype
-    base = ftype.split("|")[0].strip()
-    if value is None and optional:
-        return None
-
-    def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{source}: option {name!r} must be {expected}{' or left out' if optional else ''}, "
-                           f"got {value!r}", f"fix the value of {name} in {source}")
-
-    if base == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise bad("true or false")
-    if base == "int":
-        if isinstance(value, bool):
-            raise bad("a whole number")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise bad("a whole number")
-    if base == "float":
-        if isinstance(value, bool):
-            raise bad("a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise bad("a number")
-    if isinstance(value, str):
-        return value
-    raise bad("text")
+def option_type(name: str) -> tuple[type, bool]:
+    """The type of option `name` (bool, int, float or str) and whether it may be left out (None)."""
+    hint = typing.get_type_hints(TrainArgs)[name]
+    args = typing.get_args(hint) or (hint,)
+    return next(a for a in args if a is not type(None)), type(None) in args
 
 
 def convert_values(values: dict, source: str) -> dict:
-    known = {f.name for f in fields(TrainArgs)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown option(s) {unknown}", f"valid options: {', '.join(sorted(known))}")
-    return {k: convert_value(k, v, source) for k, v in values.items()}
+    """`values` converted to their options' types; a ConfigError naming `source` for an unknown option, or for the
+    first wrong value in the order given."""
+    try:
+        converted = TrainArgs(**values)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "unexpected_keyword_argument")
+        if unknown:
+            raise ConfigError(f"{source}: unknown option(s) {unknown}",
+                              f"valid options: {', '.join(sorted(f.name for f in fields(TrainArgs)))}") from None
+        order = list(values)
+        name = min((str(e["loc"][0]) for e in errors), key=order.index)
+        base, optional = option_type(name)
+        not_finite = base is float and any(e["loc"][0] == name and e["type"] == "finite_number" for e in errors)
+        raise ConfigError(f"{source}: option {name!r} must be {'a finite number' if not_finite else _MUST_BE[base]}"
+                          f"{' or left out' if optional else ''}, got {values[name]!r}",
+                          f"fix the value of {name} in {source}") from None
+    return {k: getattr(converted, k) for k in values}
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -301,6 +306,7 @@ def _default(name: str):
 
 
 def field_help(name: str) -> str:
+    """The --help line of option `name`: what it does and its default."""
     f = next(f for f in fields(TrainArgs) if f.name == name)
     default = f.default if f.default is not MISSING else None
     return f"{f.metadata.get('help', '')} (default: {default})"

@@ -17,20 +17,15 @@ each file so that splits never cut through a recording.
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
+from dataclasses import fields
 
 # fields with their own flags (or none)
 _SPECIAL = {"tiny", "resume", "overwrite", "augment", "progress", "unfreeze_feature_encoder", "precision",
             "gradient_checkpointing"}
 
 
-def _type_of(f):
-    t = str(f.type)
-    return int if t.startswith("int") else float if t.startswith("float") else str
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .args import TrainArgs
+    from .args import TrainArgs, field_help, option_type
 
     S = argparse.SUPPRESS
     p.add_argument("--config", default=None, help="JSON or TOML file with any of the options below "
@@ -38,9 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for f in fields(TrainArgs):
         if f.name in _SPECIAL:
             continue
-        default = f.default if f.default is not MISSING else None
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_type_of(f), default=S,
-                       help=f"{f.metadata.get('help', '')} (default: {default})")
+        base = option_type(f.name)[0]
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=base if base in (int, float) else str,
+                       default=S, help=field_help(f.name))
     p.add_argument("--tiny", action="store_true", default=S, help="small random-init wav2vec2 (fast on a CPU)")
     p.add_argument("--resume", action="store_true", default=S, help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", default=S, help="delete a non-empty --out and start again")

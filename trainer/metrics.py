@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+from hootwatch.edge.contract.detector import softmax
 
 
 def positive_scores(logits: np.ndarray, positive_index: int) -> np.ndarray:
-    return softmax(logits)[:, positive_index]
+    return softmax(np.asarray(logits, np.float64))[:, positive_index]
 
 
 def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict:

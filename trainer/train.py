@@ -34,20 +34,24 @@ from pathlib import Path
 import numpy as np
 
 from hootwatch.edge.contract.clips import ClipRef, read_clip_csv, write_clip_csv
+from hootwatch.edge.core import versions
 from hootwatch.edge.core.errors import ConfigError, HootwatchError
 from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
 
 from .args import RESUMABLE, RUN_CONFIG, TrainArgs, resume_args
 from .augment import AugmentOptions
-from . import init_from
+from . import first_stage, init_from
 from .data import splits as split_mod
 from .data.sources import HarvestOptions, load_clips
 from .metrics import best_f1, binary_metrics, choose_threshold, positive_scores, pr_curve_png
+from .run_folder import META_FILE, MODEL_DIR, RunMeta
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 LOG_EVERY = 20  # batches between progress updates (each reads the loss back from the device)
 TRAINER_STATE = "trainer_state.json"
+PACKAGES = ("hootwatch", "torch", "transformers", "accelerate", "datasets", "numpy", "scikit-learn", "soundfile",
+            "soxr", "crowsetta")   # their versions go into run_config.json
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,9 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------------- run folder
-RUN_MARKERS = ("run_config.json", CHECKPOINTS, "model/hootwatch.json")
-RUN_CONTENTS = {"run_config.json", CHECKPOINTS, "model", "metrics.json", "pr_curve.png", "splits",
-                "data_summary.json", "data_cache", "first_stage"}   # first_stage: trainer/first_stage.py DIR_NAME
+RUN_MARKERS = ("run_config.json", CHECKPOINTS, f"{MODEL_DIR}/{META_FILE}")
+RUN_CONTENTS = {"run_config.json", CHECKPOINTS, MODEL_DIR, "metrics.json", "pr_curve.png", "splits",
+                "data_summary.json", "data_cache", first_stage.DIR_NAME}
 
 
 def check_overwrite(out: Path, data: str) -> None:
@@ -128,19 +132,6 @@ def write_run_config(run_dir: Path, args: TrainArgs, resuming: bool, record: dic
     else:
         rc = record
     path.write_text(json.dumps(rc, indent=2))
-
-
-def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("hootwatch", "torch", "transformers", "accelerate", "datasets", "numpy", "scikit-learn",
-                "soundfile", "soxr", "crowsetta"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- hardware
@@ -376,7 +367,8 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
             "args": args.to_dict(), "seed": args.seed, "sample_rate": sample_rate, "labels": labels,
             "backbone": bb.name, "device": str(accelerator.device), "precision": precision,
             "num_processes": accelerator.num_processes, "learning_rate": args.lr,
-            "train_feature_encoder": args.train_feature_encoder, "versions": package_versions(),
+            "train_feature_encoder": args.train_feature_encoder,
+            "versions": {"python": platform.python_version(), **versions.package_versions(PACKAGES)},
             "command": sys.argv})
 
     # 4. datasets: random crop + augmentation in training, centred crops for evaluation
@@ -460,8 +452,8 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
             if improved:
                 state["best"], state["best_epoch"] = list(selection_key(m, args.select_metric)), epoch + 1
                 if main_proc:
-                    accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
-                    fe.save_pretrained(run_dir / "model")
+                    accelerator.unwrap_model(model).save_pretrained(run_dir / MODEL_DIR)
+                    fe.save_pretrained(run_dir / MODEL_DIR)
             if main_proc:
                 progress.console.print(
                     f"epoch {epoch + 1}: train loss {m['train_loss']:.3f}  val loss {v_loss:.3f}  "
@@ -476,7 +468,7 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
     # 7. best model: threshold on validation, final report on test
     from transformers import AutoModelForAudioClassification
 
-    best = AutoModelForAudioClassification.from_pretrained(run_dir / "model")
+    best = AutoModelForAudioClassification.from_pretrained(run_dir / MODEL_DIR)
     best = accelerator.prepare(best)
     v_logits, v_labels, _ = evaluate(best, val_dl, accelerator)
     t_logits, t_labels, _ = evaluate(best, test_dl, accelerator)
@@ -494,10 +486,9 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         pr_curve_png(run_dir / "pr_curve.png", {"validation": (v_y, v_s), "test": (t_y, t_s)}, threshold,
                      args.positive_label)
-        (run_dir / "model" / "hootwatch.json").write_text(json.dumps({
-            "positive_label": args.positive_label, "sample_rate": sample_rate, "window_s": args.window_s,
-            "hop_s": args.hop, "threshold": threshold, "normalisation": norm.to_dict(), "backbone": bb.name,
-            "labels": labels}, indent=2))
+        RunMeta(positive_label=args.positive_label, sample_rate=sample_rate, window_s=args.window_s,
+                hop_s=args.hop, threshold=threshold, normalisation=norm, backbone=bb.name,
+                labels=tuple(labels)).write(run_dir / MODEL_DIR / META_FILE)
         tm = metrics["test"]
         console.print(f"[bold]test ({args.positive_label}, threshold {threshold:.3f}):[/] precision "
                       f"{tm['precision']:.3f}  recall {tm['recall']:.3f}  F1 {tm['f1']:.3f}  PR-AUC "
@@ -514,8 +505,6 @@ def build_first_stage(model, splits, run_dir: Path, sample_rate: int, args: Trai
                       pos: int, threshold: float, console) -> dict | None:
     """RUN/first_stage/: the model scores the raw training and validation windows exactly as the edge feeds it."""
     import torch
-
-    from . import first_stage
 
     device = next(model.parameters()).device
     model.eval()

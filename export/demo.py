@@ -17,6 +17,9 @@
 9. score the detections against the ground truth, event by event.
 
 Real backgrounds from ../shared/data/real are used when present (else synthetic night noise).
+
+It drives the trainer and the export, so it lives here, in the downstream package: export imports trainer (the
+run folder it reads, the first stage it checks), trainer never imports export.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def _prepare_out(opts: DemoOptions) -> None:
 
 def choose_backgrounds(opts: DemoOptions) -> tuple[Path | None, str]:
     """The background folder the demo mixes its calls into (None: synthetic night noise), and why, in words."""
-    from .synth.backgrounds import TRAINING_BACKGROUNDS, default_background_dir, find_background_files
+    from hootwatch.trainer.synth.backgrounds import TRAINING_BACKGROUNDS, default_background_dir, find_background_files
     if opts.synthetic_backgrounds:
         return None, "synthetic night noise (--synthetic-backgrounds)"
     if opts.backgrounds is not None:
@@ -104,14 +107,14 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     from hootwatch.edge.contract.detector import Detector
     from hootwatch.edge.tables.evaluate import audio_hours, event_metrics, load_detections, load_truth
     from hootwatch.edge.scan.engine import ScanSettings, scan_into
-    from hootwatch.export.core import ExportOptions, export_bundle
-    from hootwatch.export.operating_point import choose_operating_point
+    from hootwatch.trainer.args import make_args
+    from hootwatch.trainer.mining import MiningConfig, keep_splits_and_split_the_rest, mine_hard_examples
+    from hootwatch.trainer.synth.dump import DumpConfig, write_dump
+    from hootwatch.trainer.synth.trainset import TrainSetConfig, write_trainset
+    from hootwatch.trainer.train import run as train
 
-    from .args import make_args
-    from .mining import MiningConfig, keep_splits_and_split_the_rest, mine_hard_examples
-    from .synth.dump import DumpConfig, write_dump
-    from .synth.trainset import TrainSetConfig, write_trainset
-    from .train import run as train
+    from .core import ExportOptions, export_bundle
+    from .operating_point import choose_operating_point
 
     console = console or Console(stderr=True)
     _prepare_out(opts)
