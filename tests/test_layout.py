@@ -26,6 +26,11 @@ def importlinter_config() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
 
 
+def edge_layers() -> list[str]:
+    return next(c["layers"] for c in importlinter_config()["contracts"]
+                if c["type"] == "layers" and c["layers"][0].startswith("hootwatch.edge."))
+
+
 def test_the_import_contracts_hold():
     r = lint_imports()
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
@@ -34,9 +39,7 @@ def test_the_import_contracts_hold():
 
 def test_the_layer_contract_really_checks(tmp_path):
     # the same tool with the layers upside down must fail: the contract is read and the graph is built
-    cfg = importlinter_config()
-    layers = next(c for c in cfg["contracts"] if c["type"] == "layers")["layers"]
-    upside_down = "\n".join(f'    "{name}",' for name in reversed(layers))
+    upside_down = "\n".join(f'    "{name}",' for name in reversed(edge_layers()))
     (tmp_path / "reversed.toml").write_text(
         '[tool.importlinter]\nroot_packages = ["hootwatch.edge"]\n\n[[tool.importlinter.contracts]]\n'
         f'name = "reversed"\ntype = "layers"\nlayers = [\n{upside_down}\n]\n')
@@ -45,8 +48,7 @@ def test_the_layer_contract_really_checks(tmp_path):
 
 
 def test_every_edge_package_has_its_place_in_the_layers():
-    layers = next(c for c in importlinter_config()["contracts"] if c["type"] == "layers")["layers"]
-    named = {part.strip() for layer in layers for part in layer.split("|")}
+    named = {part.strip() for layer in edge_layers() for part in layer.split("|")}
     packages = {f"hootwatch.edge.{p.name}" for p in (ROOT / "edge").iterdir() if (p / "__init__.py").is_file()}
     assert packages == named, f"edge packages outside the layer contract: {sorted(packages - named)}"
     flat = sorted(p.name for p in (ROOT / "edge").glob("*.py") if p.name != "__init__.py")

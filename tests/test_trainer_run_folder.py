@@ -88,14 +88,3 @@ def test_run_meta_is_written_as_before_and_read_back_whole(tmp_path):
     assert written["normalisation"] == meta.normalisation.to_dict() and written["labels"] == ["not_owl", "owl"]
     assert RunMeta.read(tmp_path / "hootwatch.json", ("not_owl", "owl")) == meta
 
-
-def test_trainer_never_imports_export():
-    # export reads the trainer's run folder and first stage; the reverse would make a cycle
-    import ast
-
-    root = Path(__file__).resolve().parents[1] / "trainer"
-    for path in root.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            assert not any(n.startswith("hootwatch.export") for n in names), path
