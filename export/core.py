@@ -63,8 +63,9 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.target not in quantize.TARGETS:
             raise ConfigError(f"--target {self.target!r} is unknown", f"use one of {', '.join(quantize.TARGETS)}")
-        OperatingPoint(self.threshold, self.min_hits, wording=Wording(
-            fix_threshold="pass a probability such as 0.5", fix_min_hits="pass e.g. --min-hits 2 (or leave it unset: 1)"))
+        wording = Wording(fix_threshold="pass a probability such as 0.5",
+                          fix_min_hits="pass e.g. --min-hits 2 (or leave it unset: 1)")
+        OperatingPoint(self.threshold, self.min_hits, wording=wording)
         if self.max_clips is not None and self.max_clips < 1:
             raise ConfigError(f"--max-clips {self.max_clips} must be at least 1", "leave it unset to check every clip")
         if self.first_stage_check is not None:

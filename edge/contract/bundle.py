@@ -31,8 +31,8 @@ FORMAT_VERSION = 2
 # every window with the full model, which is correct, only slower.
 READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
-_MANIFEST_WORDING = Wording("threshold", "min_hits", "hop", "re-export the model", "re-export the model",
-                            "re-export the model", BundleError)
+_MANIFEST_WORDING = Wording("threshold", "min_hits", "hop_s", fix_threshold="re-export the model",
+                            fix_min_hits="re-export the model", error=BundleError)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
