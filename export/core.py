@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hootwatch.edge.contract.bundle import Manifest, load_bundle
+from hootwatch.edge.contract.operating_point import OperatingPoint, Wording
 from hootwatch.edge.scan.cascade_check import check_on_recordings
 from hootwatch.edge.core.errors import ConfigError
 
@@ -62,11 +63,9 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.target not in quantize.TARGETS:
             raise ConfigError(f"--target {self.target!r} is unknown", f"use one of {', '.join(quantize.TARGETS)}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"--threshold {self.threshold} is outside [0, 1]", "pass a probability such as 0.5")
-        if isinstance(self.min_hits, bool) or not isinstance(self.min_hits, int) or self.min_hits < 1:
-            raise ConfigError(f"--min-hits {self.min_hits} must be a whole number of at least 1",
-                              "pass e.g. --min-hits 2 (or leave it unset: 1)")
+        wording = Wording(fix_threshold="pass a probability such as 0.5",
+                          fix_min_hits="pass e.g. --min-hits 2 (or leave it unset: 1)")
+        OperatingPoint(self.threshold, self.min_hits, wording=wording)
         if self.max_clips is not None and self.max_clips < 1:
             raise ConfigError(f"--max-clips {self.max_clips} must be at least 1", "leave it unset to check every clip")
         if self.first_stage_check is not None:

@@ -74,3 +74,33 @@ def test_csv_round_trip_matches_absolute_paths_and_basenames(tmp_path):
 def test_no_detections():
     m = event_metrics([], TRUTH, audio_hours=1.0)
     assert m.precision == 0.0 and m.recall == 0.0 and m.f1 == 0.0 and m.fp_per_hour == 0.0
+
+
+def test_evaluation_and_training_read_a_truth_csv_the_same_way(tmp_path):
+    from hootwatch.edge.tables.label_tables import AnnotationError
+    from hootwatch.trainer.data.annotations import Annotation, read_annotation_csv
+
+    # a table both readers have always accepted: the same rows, the trainer's with each file beside the table
+    csv_path = tmp_path / "truth.csv"
+    csv_path.write_text("file,start_s,end_s,label,snr_db,note\n"
+                        "AM01/a.wav,10,11.5, owl ,6.5,x\n"
+                        f"{tmp_path}/b.wav,2.25,3,boobook,,\n")
+    truth = load_truth(csv_path)
+    assert truth == [TruthEvent("AM01/a.wav", 10.0, 11.5, "owl", 6.5),
+                     TruthEvent(f"{tmp_path}/b.wav", 2.25, 3.0, "boobook", None)]
+    assert read_annotation_csv(csv_path) == [Annotation(str(tmp_path / "AM01/a.wav"), 10.0, 11.5, "owl"),
+                                             Annotation(f"{tmp_path}/b.wav", 2.25, 3.0, "boobook")]
+    # what only the trainer's reader took, evaluation takes too: a byte-order mark (Excel's "CSV UTF-8")
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    assert load_truth(bom) == truth
+    # and a table neither could use is the same clear error from both
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,begin,end,label\nx.wav,1,2,owl\n")
+    for read in (load_truth, read_annotation_csv):
+        with pytest.raises(AnnotationError, match=r"missing columns \['start_s', 'end_s'\]"):
+            read(bad)
+    bad.write_text("file,start_s,end_s,label\nx.wav,1,soon,owl\n")
+    for read in (load_truth, read_annotation_csv):
+        with pytest.raises(AnnotationError, match="line 2: bad time"):
+            read(bad)

@@ -55,14 +55,10 @@ def register(subparsers) -> None:
 
 
 def _settings(args):
+    from hootwatch.edge.contract.operating_point import OperatingPoint
     from hootwatch.edge.contract.recorder_time import parse_tz
     from hootwatch.edge.scan.engine import ScanSettings
-    if args.hop is not None and args.hop <= 0:
-        raise ConfigError(f"--hop {args.hop} must be positive", "pass e.g. --hop 2.5")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ConfigError(f"--threshold {args.threshold} is outside [0, 1]", "pass --threshold between 0 and 1")
-    if args.min_hits is not None and args.min_hits < 1:
-        raise ConfigError(f"--min-hits {args.min_hits} must be at least 1", "pass e.g. --min-hits 2")
+    OperatingPoint(args.threshold, args.min_hits, args.hop)  # the window is the bundle's: the Scanner checks the hop
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be at least 1", "pass e.g. --batch-size 8")
     try:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from hootwatch.edge.core.errors import BundleError
+from .operating_point import OperatingPoint, Wording
 from .preprocess import Normalisation
 from .windows import WindowSpec
 
@@ -30,6 +31,8 @@ FORMAT_VERSION = 2
 # every window with the full model, which is correct, only slower.
 READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
+_MANIFEST_WORDING = Wording("threshold", "min_hits", "hop_s", fix_threshold="re-export the model",
+                            fix_min_hits="re-export the model", error=BundleError)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -68,10 +71,7 @@ class Manifest:
         if self.positive_label not in self.labels:
             raise BundleError(f"positive label {self.positive_label!r} is not among the labels {list(self.labels)}",
                               "re-export the model; the manifest is inconsistent")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise BundleError(f"threshold {self.threshold} is outside [0, 1]", "re-export the model")
-        if isinstance(self.min_hits, bool) or not isinstance(self.min_hits, int) or self.min_hits < 1:
-            raise BundleError(f"min_hits {self.min_hits!r} must be a whole number of at least 1", "re-export the model")
+        OperatingPoint(self.threshold, self.min_hits, wording=_MANIFEST_WORDING, complete=True)
 
     @property
     def positive_index(self) -> int:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .operating_point import SETTINGS, OperatingPoint
+
 
 @dataclass(frozen=True)
 class Event:
@@ -42,8 +44,7 @@ class EventBuilder:
     """Feed (start_sample, end_sample, score) windows in order; get events as they close."""
 
     def __init__(self, threshold: float, min_hits: int = 1) -> None:
-        if min_hits < 1:
-            raise ValueError(f"min_hits must be >= 1, got {min_hits}")
+        OperatingPoint(min_hits=min_hits, wording=SETTINGS)
         self.threshold, self.min_hits = float(threshold), int(min_hits)
         self._open: tuple[int, int, list[float]] | None = None
         self._limit: int | None = None

@@ -13,6 +13,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .operating_point import SETTINGS, OperatingPoint
+
 
 @dataclass(frozen=True)
 class WindowSpec:
@@ -25,8 +27,7 @@ class WindowSpec:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.window_s <= 0:
             raise ValueError(f"window_s must be positive, got {self.window_s}")
-        if not 0 < self.hop_s <= self.window_s:
-            raise ValueError(f"hop_s must be in (0, window_s={self.window_s}], got {self.hop_s}")
+        OperatingPoint(hop_s=self.hop_s, window_s=self.window_s, wording=SETTINGS)
 
     @property
     def window_samples(self) -> int:

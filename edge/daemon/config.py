@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 
 from hootwatch.edge.core.errors import ConfigError
+from hootwatch.edge.contract.operating_point import LEAST_MIN_HITS, THRESHOLD_RANGE
 from hootwatch.edge.contract.recorder_time import parse_tz
 
 REQUIRED = object()  # marker: the key has no default
@@ -68,10 +69,12 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     bundle: ConfigPath = spec(doc="model bundle folder (made by `hootwatch export`)")
     threads: int = spec(2, between=(1, 64), doc="ONNX Runtime threads")
+    # threshold and min_hits: the operating point's ranges (contract/operating_point.py), so pydantic says
+    # "must be between" as for every key; the hop's longest is the bundle's window (preflight, the Scanner)
     hop_s: float | None = spec(None, between=(0.1, 60.0), doc="seconds between window starts (default: the bundle's)")
-    threshold: float | None = spec(None, between=(0.0, 1.0), doc="detection threshold (default: the bundle's)")
-    min_hits: int | None = spec(None, between=(1, 100), doc="consecutive windows over threshold to report a "
-                                                               "detection (default: the bundle's)")
+    threshold: float | None = spec(None, between=THRESHOLD_RANGE, doc="detection threshold (default: the bundle's)")
+    min_hits: int | None = spec(None, between=(LEAST_MIN_HITS, 100), doc="consecutive windows over threshold to "
+                                                                        "report a detection (default: the bundle's)")
     providers: list[str] = spec([], doc='ONNX Runtime providers, e.g. ["CUDAExecutionProvider"] (default: automatic)')
     exhaustive: bool = spec(False, doc="score every window with the full model, skipping the bundle's cascade first "
                                        "stage (for checking; slower). Its rows are a run of their own, so "

@@ -56,6 +56,7 @@ import numpy as np
 from hootwatch.edge.contract.audio import probe, wav_truncation
 from hootwatch.edge.core.errors import AudioReadError, ConfigError, DiskFullError, HootwatchError, is_disk_full
 from hootwatch.edge.contract.events import Event, windows_at_hop
+from hootwatch.edge.contract.operating_point import SETTINGS, OperatingPoint
 from .planning import (PlannedFile, collect_audio, find_audio, next_contiguous, odd_entry, plan_files, printable,  # noqa: F401
                        start_time)
 from hootwatch.edge.contract.recorder_time import FileTime, parse_tz
@@ -177,22 +178,14 @@ class Scanner:
         m = detector.manifest
         self.detector, self.store, self.settings = detector, store, settings
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        hop_s = settings.hop_s if settings.hop_s else m.hop_s
-        if not 0 < hop_s <= m.window_s:
-            raise ConfigError(f"hop {hop_s:g} s must be above 0 and at most the model's window ({m.window_s:g} s)",
-                              f"pass --hop between 0 and {m.window_s:g} (hop_s in the daemon config), or leave it "
-                              "unset to use the bundle's")
-        self.spec = WindowSpec(m.sample_rate, m.window_s, hop_s)
-        threshold = m.threshold if settings.threshold is None else float(settings.threshold)
-        if not 0.0 <= threshold <= 1.0:
-            raise ConfigError(f"threshold {threshold} is outside [0, 1]", "pass --threshold between 0 and 1")
-        min_hits = m.min_hits if settings.min_hits is None else int(settings.min_hits)
-        if min_hits < 1:
-            raise ConfigError(f"min_hits {min_hits} must be at least 1", "pass e.g. --min-hits 2")
+        point = OperatingPoint(m.threshold if settings.threshold is None else float(settings.threshold),
+                               m.min_hits if settings.min_hits is None else int(settings.min_hits),
+                               settings.hop_s if settings.hop_s else m.hop_s, window_s=m.window_s, wording=SETTINGS)
+        self.spec = WindowSpec(m.sample_rate, m.window_s, point.hop_s)
         # stated at the bundle's hop; RunInfo (and every row) holds the windows in a row needed at this hop
-        min_hits = windows_at_hop(min_hits, m.hop_s, self.spec.hop_s)
+        min_hits = windows_at_hop(point.min_hits, m.hop_s, self.spec.hop_s)
         self.tz = parse_tz(settings.tz)
-        self.run = RunInfo(model_id=m.model_id, model_sha256=m.files.get(m.model_file, ""), threshold=threshold,
+        self.run = RunInfo(model_id=m.model_id, model_sha256=m.files.get(m.model_file, ""), threshold=point.threshold,
                            hop_s=self.spec.hop_s, min_hits=min_hits, label=m.positive_label,
                            exhaustive=bool(m.first_stage) and not getattr(detector, "first_stage_on", False))
         self._stop = threading.Event()

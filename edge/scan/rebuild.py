@@ -15,6 +15,7 @@ from datetime import datetime
 
 from hootwatch.edge.core.errors import ConfigError
 from hootwatch.edge.contract.events import merge_windows, windows_at_hop
+from hootwatch.edge.contract.operating_point import OperatingPoint, Wording
 from hootwatch.edge.contract.recorder_time import FileTime, parse_tz
 from .engine import detection_of
 from hootwatch.edge.store.database import DetectionStore, RunInfo, utc_now
@@ -37,10 +38,7 @@ def source_run(store: DetectionStore, run_key: str | None = None) -> str:
 
 def rebuild(store: DetectionStore, run_key: str, threshold: float, min_hits: int | None = None) -> RunInfo:
     """Detections of run `run_key` again at `threshold` and `min_hits` (None: the run's own min_hits)."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"--threshold {threshold} is outside 0..1", "pass e.g. --threshold 0.7")
-    if min_hits is not None and min_hits < 1:
-        raise ConfigError(f"--min-hits {min_hits} must be at least 1", "pass e.g. --min-hits 2")
+    OperatingPoint(threshold, min_hits, wording=Wording(fix_threshold="pass e.g. --threshold 0.7"))
     files = read_window_scores(store.conn, run_key)
     ledger = {r.file_key: r for r in store.ledger_rows(run_key, status="done")}
     names = {r["file_key"]: r["file"] for r in store.conn.execute(

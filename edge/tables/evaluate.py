@@ -1,9 +1,10 @@
 """Event-level evaluation of detections against a ground-truth table (numpy + csv only).
 
-Ground truth: CSV `file,start_s,end_s,label,snr_db` (as `hootwatch synth dump` writes; snr_db optional),
-label `owl` for the powerful owl, anything else names a confuser. Detections: hootwatch's detections.csv
-(`file,start_s,end_s,label,score`, extra columns ignored); `file` may be a path -- it is matched to the truth's
-file by the path relative to the dump root, else by its trailing path parts, else by base name.
+Ground truth: CSV `file,start_s,end_s,label,snr_db` (as `hootwatch synth dump` writes; snr_db optional), read by
+`label_tables.read_truth_csv` as the trainer reads annotations; label `owl` for the powerful owl, anything else
+names a confuser. Detections: hootwatch's detections.csv (`file,start_s,end_s,label,score`, extra columns
+ignored); `file` may be a path -- it is matched to the truth's file by the path relative to the dump root, else by
+its trailing path parts, else by base name.
 
 Counting (intervals overlap when they share more than touching end points):
 - recall = true owl calls overlapped by at least one detection / true owl calls (a call is found once,
@@ -22,16 +23,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
+from .label_tables import TruthEvent, read_truth_csv
+
 POSITIVE = "owl"
-
-
-@dataclass(frozen=True)
-class TruthEvent:
-    file: str
-    start_s: float
-    end_s: float
-    label: str
-    snr_db: float | None = None
+load_truth = read_truth_csv  # the ground truth: a CSV annotation table, read as the trainer reads it
 
 
 @dataclass(frozen=True)
@@ -59,12 +54,6 @@ class EventMetrics:
 def _float(row: dict, key: str) -> float | None:
     v = (row.get(key) or "").strip()
     return float(v) if v else None
-
-
-def load_truth(path: str | os.PathLike) -> list[TruthEvent]:
-    with open(path, newline="") as f:
-        return [TruthEvent(r["file"], float(r["start_s"]), float(r["end_s"]), r["label"].strip(), _float(r, "snr_db"))
-                for r in csv.DictReader(f)]
 
 
 def load_detections(path: str | os.PathLike, positive_label: str = POSITIVE) -> list[Detection]:

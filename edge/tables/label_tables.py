@@ -11,7 +11,8 @@ benchmarks and the exports alike (stdlib csv only, so the edge can use it).
   blank `Annotation` cells, which Raven leaves by default, and integer frequency columns.)
 - Audacity label tracks (`*.txt`, one `start<TAB>end<TAB>label` per line; `\\<TAB>low<TAB>high` lines after a
   label are its frequency range, ignored). Plain TSV, so read here rather than with crowsetta.
-- CSV `file,start_s,end_s,label` (file relative to the CSV).
+- CSV `file,start_s,end_s,label` (file relative to the CSV; `snr_db` optional): also the ground truth that
+  `evaluate` scores detections against, read by the same `read_truth_csv`.
 
 Every parse error is raised as an AnnotationError naming the table and the fix.
 """
@@ -159,8 +160,20 @@ def read_audacity(path: str | os.PathLike, audio: str | os.PathLike | None = Non
     return out
 
 
-def read_annotation_csv(path: str | os.PathLike) -> list[Annotation]:
-    """CSV with columns file,start_s,end_s,label; `file` relative to the CSV's folder (or absolute)."""
+@dataclass(frozen=True)
+class TruthEvent:
+    """One row of a CSV table as written: `file` as in the table (evaluation matches it to detections by its path
+    relative to the recordings), `snr_db` where the table has it."""
+    file: str
+    start_s: float
+    end_s: float
+    label: str
+    snr_db: float | None = None
+
+
+def read_truth_csv(path: str | os.PathLike) -> list[TruthEvent]:
+    """CSV with columns file,start_s,end_s,label, and snr_db optionally (as `hootwatch synth dump` writes); other
+    columns are ignored. The one reader of these tables: ground truth for evaluation, annotations for training."""
     path = Path(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
@@ -170,13 +183,24 @@ def read_annotation_csv(path: str | os.PathLike) -> list[Annotation]:
                        "an annotation CSV needs the header file,start_s,end_s,label")
         out = []
         for i, r in enumerate(reader, start=2):
-            src = Path(r["file"])
             try:
-                out.append(Annotation(str(src if src.is_absolute() else path.parent / src), float(r["start_s"]),
-                                      float(r["end_s"]), r["label"].strip()))
+                start, end = float(r["start_s"]), float(r["end_s"])
             except (TypeError, ValueError) as exc:
                 raise _bad(path, f"line {i}: bad time ({exc})", "start_s and end_s are seconds, e.g. 12.5") from None
+            snr = (r.get("snr_db") or "").strip()
+            try:
+                snr_db = float(snr) if snr else None
+            except ValueError:
+                raise _bad(path, f"line {i}: bad snr_db {snr!r}", "snr_db is in decibels, e.g. 6.5, or empty") from None
+            out.append(TruthEvent(r["file"], start, end, r["label"].strip(), snr_db))
     return out
+
+
+def read_annotation_csv(path: str | os.PathLike) -> list[Annotation]:
+    """The rows of `read_truth_csv`, each `file` relative to the CSV's folder (or absolute)."""
+    path = Path(path)
+    return [Annotation(str(src if (src := Path(t.file)).is_absolute() else path.parent / src), t.start_s, t.end_s,
+                       t.label) for t in read_truth_csv(path)]
 
 
 def is_audacity_labels(path: Path) -> bool:

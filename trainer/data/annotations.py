@@ -1,6 +1,7 @@
 """Annotation tables for training: the readers of `hootwatch.edge.tables.label_tables` (Raven selection tables, one row
-per selection and multi-file tables included; Audacity label tracks; CSV `file,start_s,end_s,label`), which the
-benchmarks and the exports use too. Kept as the trainer's name for them."""
+per selection and multi-file tables included; Audacity label tracks; CSV `file,start_s,end_s,label`, read as the
+evaluation reads its ground truth), which the benchmarks and the exports use too. Kept as the trainer's name for
+them."""
 
 from __future__ import annotations
 
