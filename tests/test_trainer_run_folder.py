@@ -88,3 +88,20 @@ def test_run_meta_is_written_as_before_and_read_back_whole(tmp_path):
     assert written["normalisation"] == meta.normalisation.to_dict() and written["labels"] == ["not_owl", "owl"]
     assert RunMeta.read(tmp_path / "hootwatch.json", ("not_owl", "owl")) == meta
 
+
+
+@pytest.mark.parametrize("key, value, says", [("hop_s", 6.0, "hop_s 6 s must be above 0 and at most"),
+                                              ("hop_s", 0.0, "hop_s 0 s must be above 0"),
+                                              ("threshold", 1.5, "threshold 1.5 is outside [0, 1]")])
+def test_run_meta_out_of_range_names_the_file_and_the_value(tmp_path, key, value, says):
+    from hootwatch.edge.contract.preprocess import Normalisation
+    from hootwatch.trainer.run_folder import RunMeta
+
+    meta = RunMeta(positive_label="owl", sample_rate=16000, window_s=5.0, hop_s=2.5, threshold=0.5,
+                   normalisation=Normalisation(highpass_hz=150.0, lowpass_hz=3000.0), backbone="tiny-wav2vec2",
+                   labels=("not_owl", "owl"))
+    meta.write(tmp_path / "hootwatch.json")
+    data = json.loads((tmp_path / "hootwatch.json").read_text())
+    (tmp_path / "hootwatch.json").write_text(json.dumps({**data, key: value}))
+    with pytest.raises(ConfigError, match=r"hootwatch\.json: " + says.replace("[", r"\[").replace("]", r"\]")):
+        RunMeta.read(tmp_path / "hootwatch.json", ("not_owl", "owl"))

@@ -18,6 +18,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, ConfigDict, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 
+from hootwatch.edge.contract.operating_point import OperatingPoint, Wording
 from hootwatch.edge.core.errors import ConfigError
 
 DEFAULT_BASE = "facebook/wav2vec2-base"
@@ -144,8 +145,9 @@ class TrainArgs:
         return self.hop_s if self.hop_s is not None else self.window_s / 2
 
     def validate(self) -> "TrainArgs":
-        if not 0 < self.hop <= self.window_s:
-            raise ConfigError(f"hop_s must be in (0, window_s={self.window_s}], got {self.hop}", "fix --hop-s")
+        OperatingPoint(hop_s=self.hop, window_s=self.window_s,
+                       wording=Wording(hop="--hop-s", fix_hop="pass --hop-s between 0 and --window-s ({window_s:g})",
+                                       error=ConfigError))
         if not self.data and not self.resume:
             raise ConfigError("no training data given", "pass --data DATA (a folder or a dataset id)")
         if not self.out:

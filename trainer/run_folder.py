@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from hootwatch.edge.contract.operating_point import OperatingPoint, Wording
 from hootwatch.edge.contract.preprocess import Normalisation
 from hootwatch.edge.core.errors import ConfigError
 
@@ -63,9 +64,9 @@ class RunMeta:
             v = meta[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
                 raise ConfigError(f"{path}: {key} is {v!r}, not a number", _REDO)
-        if not 0 < meta["hop_s"] <= meta["window_s"] or not 0 <= meta["threshold"] <= 1:
-            raise ConfigError(f"{path}: window_s {meta['window_s']}, hop_s {meta['hop_s']} or threshold "
-                              f"{meta['threshold']} is out of range", _REDO)
+        OperatingPoint(meta["threshold"], hop_s=meta["hop_s"], window_s=meta["window_s"],
+                       wording=Wording(threshold=f"{path}: threshold", hop=f"{path}: hop_s", fix_threshold=_REDO,
+                                       fix_hop=_REDO, error=ConfigError))
         for key in ("positive_label", "backbone"):
             if key in meta and not isinstance(meta[key], str):
                 raise ConfigError(f"{path}: {key} is {meta[key]!r}, not a name", _REDO)
