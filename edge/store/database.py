@@ -42,7 +42,6 @@ Usage (the daemon does the same):
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -51,7 +50,8 @@ from pathlib import Path
 from typing import Iterable
 
 from hootwatch.edge.core import fsio
-from hootwatch.edge.core.errors import DiskFullError, HootwatchError, is_disk_full
+from hootwatch.edge.core.content_key import content_key
+from hootwatch.edge.core.errors import ConfigError, DiskFullError, HootwatchError, is_disk_full
 
 # version 1: the tables below as first released (stores of then have user_version 0)
 SCHEMA = """
@@ -128,9 +128,6 @@ def utc_now() -> str:
     return iso(datetime.now(timezone.utc))
 
 
-HEAD_BYTES = 1 << 20  # content identity hashes the first (and last) MiB: cheap on a Pi, unique in practice
-
-
 def file_key(path: str | os.PathLike) -> str:
     """The ledger key of a file: its content identity, `name|size|sha256 of its first and last MiB`.
 
@@ -145,16 +142,10 @@ def file_key(path: str | os.PathLike) -> str:
 
 @functools.lru_cache(maxsize=65536)  # (path, size, mtime) -> key: a folder walk re-reads nothing unchanged
 def _content_key(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            h.update(f.read(HEAD_BYTES))
-            if size > 2 * HEAD_BYTES:
-                f.seek(size - HEAD_BYTES)
-                h.update(f.read(HEAD_BYTES))
+        return f"{Path(path).name}|{content_key(path, size)}"
     except OSError:
         return f"path:{path}"
-    return f"{Path(path).name}|{size}|{h.hexdigest()}"
 
 
 @dataclass(frozen=True)
