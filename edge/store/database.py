@@ -9,6 +9,8 @@ Tables
   files       the ledger: one row per (file_key, run_key): path (where it was last scanned from, resolved),
               size, mtime_ns, status done|failed, reason, attempts, processed_at, audio_s, n_detections,
               start_utc, time_source, recorder_id, moved_to (where the daemon archived it, or "deleted").
+  window_scores  every window's score of each (file, run), see window_scores.py.
+  labels      the labels people give to audio spans, see labels.py.
 
 `file_key` is the recording's content identity (file name, size, sha256 of its first and last MiB), not its
 path: the same card scanned from another mount point, or a copied folder, adds no detections.
@@ -22,8 +24,9 @@ A file rewritten in place (its size or mtime changed at the path it was recorded
 old rows are replaced in the same transaction). Failed files are recorded with the reason and retried on the next run
 (`attempts` counts them; the daemon may give up after a few).
 
-Schema versions: PRAGMA user_version holds the schema version; opening an older store migrates it (in one
-transaction, see MIGRATIONS), opening a store of a newer hootwatch is refused with a message to upgrade.
+Every table of the store (these two, `window_scores` and `labels`) is created and upgraded here, by SCHEMA and
+MIGRATIONS: PRAGMA user_version holds the schema version; opening an older store migrates it (in one transaction),
+opening a store of a newer hootwatch is refused with a message to upgrade.
 
 Durability: commits run with synchronous=NORMAL (a crash loses nothing; a power cut may roll back the last
 commits). Before a recording is deleted or archived, `record_moved` notes where it went in a synchronous=FULL
@@ -101,9 +104,44 @@ CREATE TABLE IF NOT EXISTS files (
 );
 """
 
+# every window's score of every scanned file (hootwatch.edge.store.window_scores)
+WINDOW_SCORES_TABLE = """
+CREATE TABLE IF NOT EXISTS window_scores (
+    file_key TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    window_samples INTEGER NOT NULL,
+    n_windows INTEGER NOT NULL,
+    starts BLOB NOT NULL,
+    scores BLOB NOT NULL,
+    local_tz TEXT NOT NULL DEFAULT '',
+    clamp_end INTEGER NOT NULL DEFAULT 0,
+    run TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (file_key, run_key)
+)"""
+
+# the labels people give to audio spans, rows only ever added (hootwatch.edge.store.labels)
+LABELS_TABLE = """
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY,
+    file_key TEXT NOT NULL,
+    file TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    reviewer TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT 'review',
+    created_utc TEXT NOT NULL,
+    replaces INTEGER
+)"""
+LABELS_INDEX = "CREATE INDEX IF NOT EXISTS labels_span ON labels (file_key, start_ms, end_ms)"
+
 # version -> the statements that bring a store of the version before up to it
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE files ADD COLUMN moved_to TEXT NOT NULL DEFAULT ''",),
+    # the tables hootwatch created on first use until then: IF NOT EXISTS, a store of version 1 or 2 may hold them
+    3: (WINDOW_SCORES_TABLE, LABELS_TABLE, LABELS_INDEX),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 DELETED = "deleted"  # moved_to of a recording the daemon deleted
@@ -341,12 +379,10 @@ class DetectionStore:
                                          (where, run_key, key))]
         if not old:
             return
-        has_scores = cur.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='window_scores'").fetchone()
-        for k in old:
+        for k in old:  # the only place a file's rows are dropped, its window scores included
             cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM files WHERE file_key=? AND run_key=?", (k, run_key))
-            if has_scores:   # (hootwatch.edge.store.window_scores): the only place a file's rows are dropped
-                cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
+            cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
 
     def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
         """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""
