@@ -55,6 +55,7 @@ from typing import Iterable
 from hootwatch.edge.core import fsio
 from hootwatch.edge.core.content_key import content_key
 from hootwatch.edge.core.errors import ConfigError, DiskFullError, HootwatchError, is_disk_full
+from .window_scores import WindowScores, read_window_scores
 
 # version 1: the tables below as first released (stores of then have user_version 0)
 SCHEMA = """
@@ -277,7 +278,7 @@ class DetectionStore:
         """Bring the schema to SCHEMA_VERSION (one transaction; another process may be doing the same)."""
         if self._version() == SCHEMA_VERSION:
             return
-        with self._transaction() as cur:
+        with self.transaction() as cur:
             version = self._version()
             if version > SCHEMA_VERSION:
                 raise StoreVersionError(
@@ -346,14 +347,14 @@ class DetectionStore:
     # writing
     def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
                     audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "",
-                    reason: str = "", window_scores=None) -> int:
+                    reason: str = "", window_scores: WindowScores | None = None) -> int:
         """Detections of one file + its ledger row 'done' (`reason`: a note, e.g. truncated), in one transaction.
-        Returns rows inserted. `window_scores` (edge/window_store.WindowScores), when given, is written in the same
+        Returns rows inserted. `window_scores` (a WindowScores), when given, is written in the same
         transaction."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         dets = list(detections)
         now = utc_now()
-        with self._transaction() as cur:
+        with self.transaction() as cur:
             prev = cur.execute("SELECT path, size, mtime_ns, status, attempts FROM files WHERE file_key=? AND run_key=?",
                                (key, run.run_key)).fetchone()
             if (prev is not None and prev["status"] == "done" and prev["path"] == where
@@ -372,6 +373,22 @@ class DetectionStore:
                 window_scores.write(cur, key, run.run_key)
         return inserted
 
+    def commit_rebuilt(self, run: RunInfo, row: LedgerRow, detections: Iterable[Detection],
+                       window_scores: WindowScores) -> None:
+        """A file's rows in a run rebuilt from another run's window scores (`row`: its ledger row there): its
+        detections, ledger row 'done' and window scores, in one transaction (a rebuild run twice adds nothing)."""
+        dets = list(detections)
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (row.file_key, run.run_key))
+            self._insert(cur, run, dets, utc_now())
+            cur.execute(
+                "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
+                " processed_at, audio_s, n_detections, start_utc, time_source, recorder_id)"
+                " VALUES (?,?,?,?,?,'done','',1,?,?,?,?,?,?)",
+                (row.file_key, run.run_key, row.path, row.size, row.mtime_ns, utc_now(), row.audio_s, len(dets),
+                 row.start_utc, row.time_source, row.recorder_id))
+            window_scores.write(cur, row.file_key, run.run_key)
+
     @staticmethod
     def _forget_replaced(cur, where: str, key: str, run_key: str) -> None:
         """A file rewritten in place has a new content key: drop the rows of what this path held before."""
@@ -387,7 +404,7 @@ class DetectionStore:
     def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
         """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
-        with self._transaction() as cur:
+        with self.transaction() as cur:
             prev = cur.execute("SELECT attempts FROM files WHERE file_key=? AND run_key=?",
                                (key, run.run_key)).fetchone()
             cur.execute(
@@ -409,7 +426,7 @@ class DetectionStore:
         rows = [(i, row, to) for i, row, to in rows if row is not None and row.status == "done"]
         if not rows:
             return []
-        with self._transaction(durable=True) as cur:
+        with self.transaction(durable=True) as cur:
             cur.executemany("UPDATE files SET moved_to=? WHERE file_key=? AND run_key=?",
                             [(to, row.file_key, run_key) for _, row, to in rows])
         return [i for i, _, _ in rows]
@@ -417,7 +434,7 @@ class DetectionStore:
     def add_detections(self, run: RunInfo, detections: Iterable[Detection]) -> int:
         """Insert detections without a ledger row (live audio); idempotent like commit_file. Durable at once
         (synchronous=FULL): live audio cannot be scanned again, and detections are few."""
-        with self._transaction(durable=True) as cur:
+        with self.transaction(durable=True) as cur:
             return self._insert(cur, run, list(detections), utc_now())
 
     def _insert(self, cur, run: RunInfo, dets: list[Detection], now: str) -> int:
@@ -429,7 +446,9 @@ class DetectionStore:
                                  run.run_key, now) for d in dets])
         return self.conn.total_changes - before
 
-    def _transaction(self, durable: bool = False):
+    def transaction(self, durable: bool = False) -> _Transaction:
+        """`with store.transaction() as cur:` BEGIN IMMEDIATE ... COMMIT, rolled back on any exception; `durable`:
+        this commit, and every one before it, survives a power cut (synchronous=FULL)."""
         return _Transaction(self.conn, self.path, durable)
 
     # reading
@@ -444,6 +463,83 @@ class DetectionStore:
         if run_key is None:
             return self.conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM detections WHERE run_key=?", (run_key,)).fetchone()[0]
+
+    def newest_detection_utc(self, run_key: str, file_key: str | None = None) -> str | None:
+        """begin_utc of the run's newest detection (of one recording, given `file_key`); None when it has none."""
+        if file_key is None:
+            return self.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE run_key=?", (run_key,)).fetchone()[0]
+        return self.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE file_key=? AND run_key=?",
+                                 (file_key, run_key)).fetchone()[0]
+
+    def detection_files(self, run_key: str) -> dict[str, str]:
+        """file_key -> the file name the run's detections of that recording carry."""
+        return {r["file_key"]: r["file"] for r in self.conn.execute(
+            "SELECT file_key, file FROM detections WHERE run_key=? GROUP BY file_key", (run_key,))}
+
+    def recording_path(self, file_key: str) -> str | None:
+        """Where a recording was last scanned from (by any run); None when the ledger has it done in none."""
+        row = self.conn.execute("SELECT path FROM files WHERE file_key=? AND status='done' ORDER BY processed_at"
+                                " DESC LIMIT 1", (file_key,)).fetchone()
+        return None if row is None else row["path"]
+
+    def window_scores(self, run_key: str) -> list[WindowScores]:
+        """The kept window scores of every file of a run (window_scores.py)."""
+        return read_window_scores(self.conn, run_key)
+
+    def window_sample_rate(self, run_key: str) -> int | None:
+        """The sample rate of a run's window scores; None when the run kept none."""
+        row = self.conn.execute("SELECT sample_rate FROM window_scores WHERE run_key=? LIMIT 1", (run_key,)).fetchone()
+        return None if row is None else row[0]
+
+    # runs
+    def runs(self) -> list[dict]:
+        """Runs with scanned files, most recently scanned first: run_key, files, detections, audio_s, last."""
+        rows = self.conn.execute("SELECT run_key, COUNT(*) AS files, SUM(n_detections) AS detections,"
+                                 " SUM(audio_s) AS audio_s, MAX(processed_at) AS last FROM files WHERE status='done'"
+                                 " GROUP BY run_key ORDER BY last DESC").fetchall()
+        return [dict(r) for r in rows]
+
+    def latest_run(self) -> str | None:
+        """The run every command means when given no --run: the most recently scanned run that kept window scores
+        (a store of an older hootwatch kept none: then its most recently scanned run); None when none was."""
+        row = self.conn.execute(
+            "SELECT run_key, MAX(processed_at) AS last,"
+            " EXISTS (SELECT 1 FROM window_scores w WHERE w.run_key = f.run_key) AS scored"
+            " FROM files f WHERE status='done' GROUP BY run_key ORDER BY scored DESC, last DESC LIMIT 1").fetchone()
+        return None if row is None else row["run_key"]
+
+    def resolve_run(self, run_key: str | None) -> str:
+        """The run a command works on: `run_key` (its --run) when this store has it, else `latest_run`.
+        ConfigError naming the store and the runs it has otherwise."""
+        if not run_key:
+            latest = self.latest_run()
+            if latest is None:
+                raise ConfigError(f"{self.path}: no recordings have been scanned into this store",
+                                  "scan them first (`hootwatch scan RECORDINGS --out` this folder)")
+            return latest
+        known = [r["run_key"] for r in self.runs()]
+        if run_key not in known:
+            raise ConfigError(f"{self.path}: no run {run_key!r} in this store (its runs: {', '.join(known) or 'none'})",
+                              "pass --run with one of its runs, or leave --run out for the latest")
+        return run_key
+
+    def scored_run(self, run_key: str | None) -> str:
+        """`resolve_run`'s run, which must have kept window scores (to rebuild detections or sample windows)."""
+        run_key = self.resolve_run(run_key) if run_key or self.latest_run() else ""
+        if not run_key or self.window_sample_rate(run_key) is None:
+            of_run = f" for run {run_key!r}" if run_key else ""
+            raise ConfigError(
+                f"{self.path}: no window scores are stored{of_run} (it was scanned by an older hootwatch)",
+                "scan the recordings again with this version (`hootwatch scan ... --out` the same folder)")
+        return run_key
+
+
+def open_store(out: str | os.PathLike) -> DetectionStore:
+    """The store of an output folder; ConfigError when the folder holds none."""
+    path = Path(out) / STORE_NAME
+    if not path.is_file():
+        raise ConfigError(f"{out}: no {STORE_NAME} here", "pass the folder given to `hootwatch scan --out`")
+    return DetectionStore(path)
 
 
 def _disk_full(path: Path, what: str) -> DiskFullError:

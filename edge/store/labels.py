@@ -83,7 +83,7 @@ class LabelBook:
         if not (0 <= a < b):
             raise LabelError(f"{file}: span {start_s}..{end_s} s is empty or negative",
                              "give a start before the end, both at or after 0 s")
-        with self.store._transaction(durable=True) as cur:  # a person's work cannot be redone: fsync it
+        with self.store.transaction(durable=True) as cur:  # a person's work cannot be redone: fsync it
             prev = cur.execute("SELECT id FROM labels WHERE file_key=? AND start_ms=? AND end_ms=? ORDER BY id DESC"
                                " LIMIT 1", (file_key, a, b)).fetchone()
             cur.execute("INSERT INTO labels (file_key, file, start_ms, end_ms, label, reviewer, source, created_utc,"
