@@ -58,12 +58,3 @@ def read_window_scores(conn: sqlite3.Connection, run_key: str) -> list[WindowSco
     rows = conn.execute("SELECT * FROM window_scores WHERE run_key=? ORDER BY file_key", (run_key,)).fetchall()
     return [_decode(r) for r in rows]
 
-
-def scored_runs(conn: sqlite3.Connection) -> list[dict]:
-    """Runs with stored window scores, newest first: run_key, model_id, files, windows, bytes."""
-    rows = conn.execute(
-        "SELECT w.run_key, w.model_id, COUNT(*) AS files, SUM(w.n_windows) AS windows,"
-        " SUM(LENGTH(w.starts) + LENGTH(w.scores)) AS bytes, MAX(f.processed_at) AS last"
-        " FROM window_scores w LEFT JOIN files f ON f.file_key = w.file_key AND f.run_key = w.run_key"
-        " GROUP BY w.run_key ORDER BY last DESC").fetchall()
-    return [dict(r) for r in rows]
