@@ -71,3 +71,13 @@ def test_calibrate_writes_the_threshold_into_the_bundle_and_keeps_the_model(tmp_
 def test_one_sided_labels_are_refused_saying_which_side_is_short():
     with pytest.raises(CalibrationError, match="only 3 reviewed detection.s. are not owl"):
         calibrate(np.linspace(0.9, 1, 99), np.array([1.0] * 96 + [0.0] * 3), 0.9)
+
+
+def test_calibrate_refuses_a_run_the_store_does_not_have(tmp_path, capsys):
+    bundle, _, out = scanned_store(tmp_path)
+    with DetectionStore(out / "detections.sqlite") as s:
+        [run] = {d["run_key"] for d in s.detections()}
+    assert main(["calibrate", str(out), "--bundle", str(bundle), "--target-precision", "0.9", "--run", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'detections.sqlite'}: no run 'nope' in this store" in err and run in err and "--run" in err
+    assert load_bundle(bundle).manifest.threshold == 0.5

@@ -64,3 +64,34 @@ def test_interrupted_commit_leaves_nothing(tmp_path):
     # another connection sees a consistent database
     con = sqlite3.connect(tmp_path / "d.sqlite")
     assert con.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 0
+
+
+def test_the_store_and_the_trainer_key_content_the_same_way_as_before(tmp_path):
+    import hashlib
+
+    from hootwatch.edge.core.content_key import content_key
+    from hootwatch.trainer.data import sources
+
+    mib = 1 << 20
+    for i, size in enumerate((10, mib + 7, 2 * mib, 3 * mib + 5)):
+        p = tmp_path / f"r{i}.wav"
+        p.write_bytes(bytes(range(256)) * (size // 256) + b"z" * (size % 256))
+        data = p.read_bytes()
+        digest = hashlib.sha256(data[:mib] + (data[-mib:] if size > 2 * mib else b"")).hexdigest()
+        assert content_key(p) == sources.content_key(p) == f"{size}|{digest}"  # the trainer's key, as before
+        assert file_key(p) == f"{p.name}|{size}|{digest}"                       # the store's: the name too
+    assert file_key(tmp_path / "gone.wav") == f"path:{(tmp_path / 'gone.wav').resolve()}"
+
+
+def test_newest_detection_of_a_run_and_of_one_recording(tmp_path):
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    with DetectionStore(tmp_path / "d.sqlite") as st:
+        assert st.newest_detection_utc(RUN.run_key) is None
+        late = Detection(**{**det(b, 0).__dict__, "begin_utc": "2024-01-02T00:00:00.000+00:00"})
+        st.commit_file(a, RUN, [det(a, 0)], audio_s=10.0)
+        st.commit_file(b, RUN, [late], audio_s=10.0)
+        assert st.newest_detection_utc(RUN.run_key) == "2024-01-02T00:00:00.000+00:00"
+        assert st.newest_detection_utc(RUN.run_key, file_key(a)) == "2024-01-01T00:00:00.000+00:00"
+        assert st.newest_detection_utc("other", file_key(a)) is None

@@ -7,7 +7,6 @@ import pytest
 
 from hootwatch.edge.commands.main import main
 from hootwatch.edge.store.database import DetectionStore
-from hootwatch.edge.store.window_scores import read_window_scores, scored_runs
 
 from review_helpers import scanned_store
 
@@ -22,9 +21,10 @@ def _rows(store, run_key):
 def test_scan_keeps_every_window_score_in_the_same_commit(tmp_path):
     _, _, out = scanned_store(tmp_path)
     with DetectionStore(out / "detections.sqlite") as s:
-        [run] = scored_runs(s.conn)
-        files = read_window_scores(s.conn, run["run_key"])
-        assert len(files) == 2 and run["windows"] == sum(len(f.scores) for f in files)
+        [run] = s.runs()
+        files = s.window_scores(run["run_key"])
+        [windows] = s.conn.execute("SELECT SUM(n_windows) FROM window_scores WHERE run_key=?", (run["run_key"],))
+        assert len(files) == 2 and windows[0] == sum(len(f.scores) for f in files)
         for f in files:  # 60 s, window 5 s, hop 2.5 s: starts 0, 2.5 .. 55 s
             assert list(f.starts) == [int(i * 2.5 * 8000) for i in range(23)]
             assert f.scores.dtype == np.float32 and ((f.scores >= 0) & (f.scores <= 1)).all()
@@ -35,14 +35,14 @@ def test_scan_keeps_every_window_score_in_the_same_commit(tmp_path):
 def test_rebuild_at_the_scans_own_point_equals_the_scan_and_another_point_equals_a_rescan(tmp_path):
     _, _, out = scanned_store(tmp_path / "a")  # threshold 0.5, min_hits 1 (the bundle's)
     with DetectionStore(out / "detections.sqlite") as s:
-        [scan_run] = [r["run_key"] for r in scored_runs(s.conn)]
+        [scan_run] = [r["run_key"] for r in s.runs()]
         scanned = _rows(s, scan_run)
     assert main(["detections", str(out), "--threshold", "0.5", "--min-hits", "1"]) == 0
     _, _, strict = scanned_store(tmp_path / "b", threshold=0.9, min_hits=2)
     with DetectionStore(out / "detections.sqlite") as s, DetectionStore(strict / "detections.sqlite") as t:
-        assert _rows(s, scan_run) == scanned and len(scanned) == 3 and len(scored_runs(s.conn)) == 1
+        assert _rows(s, scan_run) == scanned and len(scanned) == 3 and len(s.runs()) == 1
         assert main(["detections", str(out), "--threshold", "0.9", "--min-hits", "2"]) == 0
-        [rescan_run] = [r["run_key"] for r in scored_runs(t.conn)]
+        [rescan_run] = [r["run_key"] for r in t.runs()]
         rebuilt = _rows(s, rescan_run)
         assert rebuilt == _rows(t, rescan_run) and rebuilt != _rows(s, scan_run)
     csv = (out / "detections.csv").read_text().splitlines()
@@ -79,3 +79,47 @@ def test_detections_without_min_hits_keeps_the_runs_own(tmp_path):
     with DetectionStore(out / "detections.sqlite") as s:
         rows = s.conn.execute("SELECT DISTINCT threshold, min_hits FROM detections WHERE threshold=0.6").fetchall()
     assert [tuple(r) for r in rows] == [(0.6, 2)]
+
+
+def test_every_command_means_the_same_run_and_checks_the_one_it_is_given(tmp_path, capsys):
+    """Without --run, detections, dataset, calibrate and the review app all take the latest run (here the one
+    `detections` just rebuilt); a --run the store does not have is refused, naming the store and its runs."""
+    from fastapi.testclient import TestClient
+
+    from hootwatch.edge.review.app import create_app
+
+    bundle, _, out = scanned_store(tmp_path)
+    assert main(["detections", str(out), "--threshold", "0.9", "--min-hits", "2"]) == 0
+    with DetectionStore(out / "detections.sqlite") as s:
+        scan_run, rebuilt = [r["run_key"] for r in reversed(s.runs())]
+        assert "t=0.9" in rebuilt and s.latest_run() == s.resolve_run(None) == s.scored_run(None) == rebuilt
+    capsys.readouterr()
+    assert main(["calibrate", str(out), "--bundle", str(bundle), "--target-precision", "0.9", "--dry-run"]) == 2
+    assert rebuilt in capsys.readouterr().out  # the title of its table names the run
+    with TestClient(create_app(out)) as c:
+        assert c.get("/api/queue").json()["run"] == rebuilt
+        assert c.get("/api/calibration").json()["run"] == rebuilt
+        assert c.get("/api/queue", params={"run": scan_run}).json()["run"] == scan_run
+        refused = c.get("/api/queue", params={"run": "nope"})
+        assert refused.status_code == 400 and "no run 'nope'" in refused.json()["error"]
+    for args in (["detections", str(out), "--threshold", "0.5"], ["dataset", str(out), "--out", str(tmp_path / "d")],
+                 ["calibrate", str(out), "--bundle", str(bundle), "--target-precision", "0.9"]):
+        assert main(args + ["--run", "nope"]) == 2
+        err = capsys.readouterr().err
+        assert "no run 'nope'" in err and str(out / "detections.sqlite") in err
+        assert scan_run in err and rebuilt in err and "--run" in err
+
+
+def test_the_latest_run_is_the_newest_that_kept_window_scores(tmp_path, capsys):
+    """Where the newest run kept no window scores (an older hootwatch scanned it), the latest is the newest run
+    that did, as `detections` always chose; a store that kept none at all takes its newest run."""
+    _, _, out = scanned_store(tmp_path)
+    assert main(["detections", str(out), "--threshold", "0.9"]) == 0
+    with DetectionStore(out / "detections.sqlite") as s:
+        scan_run, newest = [r["run_key"] for r in reversed(s.runs())]
+        s.conn.execute("DELETE FROM window_scores WHERE run_key=?", (newest,))
+        assert s.latest_run() == scan_run == s.scored_run(None)
+        s.conn.execute("DELETE FROM window_scores")
+        assert s.latest_run() == newest == s.resolve_run(None)
+    assert main(["detections", str(out), "--threshold", "0.5"]) == 2
+    assert f"no window scores are stored for run {newest!r}" in capsys.readouterr().err

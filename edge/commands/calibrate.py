@@ -30,14 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from hootwatch.edge.contract.bundle import load_bundle, set_operating_point
     from hootwatch.edge.review.calibrate import (MIN_LABELS, CalibrationError, calibrate, reviewed_detections,
                                                  score_bins)
-    from .labels import open_store
-    from hootwatch.edge.review.queues import default_run
+    from hootwatch.edge.store.database import open_store
 
     bundle = load_bundle(args.bundle)
     with open_store(args.out) as store:
-        run_key = args.run or default_run(store)
+        run_key = store.resolve_run(args.run)
         scores, truth = reviewed_detections(store, run_key)
-    if run_key and not run_key.startswith(bundle.manifest.model_id):
+    if not run_key.startswith(bundle.manifest.model_id):
         print(f"warning: run {run_key} was not made by this bundle's model ({bundle.manifest.model_id})")
     console = Console()
     t = Table(title=f"precision by score ({len(scores)} reviewed detections of run {run_key})")

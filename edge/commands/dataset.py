@@ -30,11 +30,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hootwatch.edge.review.dataset import DatasetOptions, write_dataset
-    from .labels import open_store
-    from hootwatch.edge.scan.rebuild import source_run
+    from hootwatch.edge.store.database import open_store
 
     with open_store(args.out_dir) as store:
-        s = write_dataset(store, source_run(store, args.run), args.out, append=args.append,
+        s = write_dataset(store, store.scored_run(args.run), args.out, append=args.append,
                           options=DatasetOptions(args.context, args.negatives, args.low_score, args.seed))
     splits = {k: sum(1 for v in s.recordings.values() if v == k) for k in ("train", "validation", "test")}
     print(f"{args.out}: {s.owl} owl clip(s), {s.hard_negatives} hard negative(s), {s.random_negatives} random "

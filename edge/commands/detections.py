@@ -26,14 +26,13 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hootwatch.edge.store.exports import write_exports
-    from .labels import open_store
-    from hootwatch.edge.scan.rebuild import rebuild, source_run
+    from hootwatch.edge.scan.rebuild import rebuild
+    from hootwatch.edge.store.database import open_store
 
     with open_store(args.out) as store:
-        src = source_run(store, args.run)
+        src = store.scored_run(args.run)
         new = rebuild(store, src, args.threshold, args.min_hits)
-        sr = store.conn.execute("SELECT sample_rate FROM window_scores WHERE run_key=? LIMIT 1",
-                                (new.run_key,)).fetchone()[0]
+        sr = store.window_sample_rate(new.run_key)
         paths = write_exports(store, new.run_key, args.out, sr / 2)
         print(f"{store.count(new.run_key)} detection(s) at threshold {new.threshold:g}, min_hits {new.min_hits} "
               f"(model {new.model_id}, from run {src}); written to {paths['csv']}")

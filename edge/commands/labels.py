@@ -8,7 +8,6 @@ path or by name. Colleagues' annotations and the review app's labels are one set
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from hootwatch.edge.core.errors import ConfigError
 
@@ -26,17 +25,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def open_store(out: str | Path):
-    """The store of an output folder; ConfigError when the folder holds none."""
-    from hootwatch.edge.store.database import STORE_NAME, DetectionStore
-    path = Path(out) / STORE_NAME
-    if not path.is_file():
-        raise ConfigError(f"{out}: no {STORE_NAME} here", "pass the folder given to `hootwatch scan --out`")
-    return DetectionStore(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from hootwatch.edge.review.label_io import export_table, import_table
+    from hootwatch.edge.store.database import open_store
     from hootwatch.edge.store.labels import LabelBook
 
     if not args.import_ and not args.export:

@@ -35,10 +35,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from hootwatch.edge.core.errors import ConfigError, HootwatchError
+from hootwatch.edge.core.errors import HootwatchError
 from hootwatch.edge.store.labels import REVIEW_LABELS, LabelBook
-from hootwatch.edge.store.database import STORE_NAME, DetectionStore
-from .queues import QUEUES, Filters, Queues, default_run, progress, runs
+from hootwatch.edge.store.database import DetectionStore, open_store
+from .queues import QUEUES, Filters, Queues, progress
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,7 @@ class LabelIn(BaseModel):
 
 def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path | None = None,
                max_upload_mb: float = 200.0, reviewer: str = ""):
-    store_path = Path(out_dir) / STORE_NAME
-    if not store_path.is_file():
-        raise ConfigError(f"{out_dir}: no {STORE_NAME} here", "pass the folder given to `hootwatch scan --out`")
-    store = DetectionStore(store_path)
+    store = open_store(out_dir)
     book = LabelBook(store)
     lock = threading.Lock()  # one connection: requests take turns (a reviewer is one person)
     detector_cache: dict = {}
@@ -86,7 +83,9 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         return JSONResponse({"error": exc.message, "fix": exc.hint}, status_code=400)
 
     def _run(run: str | None) -> str:
-        return run or default_run(store)
+        if not run and store.latest_run() is None:
+            return ""  # nothing scanned yet: empty queues
+        return store.resolve_run(run)
 
     def _filters(recorder, night, min_score, max_score) -> Filters:
         return Filters(recorder or "", night or "", float(min_score), float(max_score))
@@ -110,13 +109,13 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     @app.get("/api/health")
     def health():
         with lock:
-            return {"status": "ok", "store": str(store_path), "detections": store.count(), "labels": book.count(),
-                    "runs": runs(store), "analyze": bundle is not None}
+            return {"status": "ok", "store": str(store.path), "detections": store.count(), "labels": book.count(),
+                    "runs": store.runs(), "analyze": bundle is not None}
 
     @app.get("/api/runs")
     def list_runs():
         with lock:
-            return {"runs": runs(store)}
+            return {"runs": store.runs()}
 
     @app.get("/api/queue")
     def queue(queue: str = "detections", order: str = "score", run: str | None = None, recorder: str = "",
@@ -165,11 +164,10 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             return {"labels": [x.__dict__ for x in book.current()]}
 
     def _recording(file_key: str) -> str:
-        row = store.conn.execute("SELECT path FROM files WHERE file_key=? AND status='done' ORDER BY processed_at"
-                                 " DESC LIMIT 1", (file_key,)).fetchone()
-        if row is None:
+        path = store.recording_path(file_key)
+        if path is None:
             raise HTTPException(404, "no such recording in this store")
-        return row["path"]
+        return path
 
     def _audio(file_key: str, start_s: float, end_s: float, pad_s: float):
         from hootwatch.edge.contract.audio import load, probe
@@ -202,8 +200,9 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def calibration(run: str | None = None, bins: int = Query(10, ge=2, le=50)):
         from .calibrate import reviewed_detections, score_bins
         with lock:
-            scores, truth = reviewed_detections(store, _run(run))
-        return {"run": _run(run), "labelled": len(scores), "bins": score_bins(scores, truth, bins)}
+            rk = _run(run)
+            scores, truth = reviewed_detections(store, rk)
+        return {"run": rk, "labelled": len(scores), "bins": score_bins(scores, truth, bins)}
 
     @app.post("/api/analyze")
     async def analyze(request: Request, file: UploadFile = File(...), tz: str = Form("")):

@@ -31,7 +31,6 @@ from hootwatch.edge.core.errors import AudioReadError, ConfigError
 from hootwatch.edge.store.exports import write_atomic
 from hootwatch.edge.store.labels import OWL, UNSURE, LabelBook
 from hootwatch.edge.store.database import DetectionStore
-from hootwatch.edge.store.window_scores import read_window_scores
 
 SPLITS = (("train", 0.7), ("validation", 0.15), ("test", 0.15))
 # not start_s/end_s: the trainer takes any file,start_s,end_s,label CSV for an annotation table
@@ -123,7 +122,7 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
     dets = {}
     for d in store.detections(run_key):
         dets.setdefault(d["file_key"], []).append((d["start_s"], d["end_s"]))
-    scored = read_window_scores(store.conn, run_key)
+    scored = store.window_scores(run_key)
     window_s = scored[0].window_samples / scored[0].sample_rate if scored else 5.0
     for ws in scored:
         busy = labelled_spans.get(ws.file_key, []) + dets.get(ws.file_key, [])

@@ -20,7 +20,6 @@ import numpy as np
 from hootwatch.edge.store.labels import LabelBook, label_for_detection
 from hootwatch.edge.contract.recorder_time import parse_tz
 from hootwatch.edge.store.database import DetectionStore, iso
-from hootwatch.edge.store.window_scores import read_window_scores
 
 QUEUES = ("detections", "near", "random")
 
@@ -60,19 +59,6 @@ def night_of(local: datetime) -> str:
     return (local - timedelta(hours=12)).date().isoformat()
 
 
-def runs(store: DetectionStore) -> list[dict]:
-    """Runs of the store, most recently scanned first."""
-    rows = store.conn.execute("SELECT run_key, COUNT(*) AS files, SUM(n_detections) AS detections,"
-                              " SUM(audio_s) AS audio_s, MAX(processed_at) AS last FROM files WHERE status='done'"
-                              " GROUP BY run_key ORDER BY last DESC").fetchall()
-    return [dict(r) for r in rows]
-
-
-def default_run(store: DetectionStore) -> str:
-    r = runs(store)
-    return r[0]["run_key"] if r else ""
-
-
 class Queues:
     """The items of one run; built on each request from the store (a night is a few thousand windows)."""
 
@@ -104,7 +90,7 @@ class Queues:
     def windows(self) -> list[Item]:
         """Every window of the run (the span of each window, its score), in file and time order."""
         out = []
-        for ws in read_window_scores(self.store.conn, self.run_key):
+        for ws in self.store.window_scores(self.run_key):
             row = self.ledger.get(ws.file_key)
             if row is None or not row.start_utc:
                 continue

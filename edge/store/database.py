@@ -9,6 +9,8 @@ Tables
   files       the ledger: one row per (file_key, run_key): path (where it was last scanned from, resolved),
               size, mtime_ns, status done|failed, reason, attempts, processed_at, audio_s, n_detections,
               start_utc, time_source, recorder_id, moved_to (where the daemon archived it, or "deleted").
+  window_scores  every window's score of each (file, run), see window_scores.py.
+  labels      the labels people give to audio spans, see labels.py.
 
 `file_key` is the recording's content identity (file name, size, sha256 of its first and last MiB), not its
 path: the same card scanned from another mount point, or a copied folder, adds no detections.
@@ -22,8 +24,9 @@ A file rewritten in place (its size or mtime changed at the path it was recorded
 old rows are replaced in the same transaction). Failed files are recorded with the reason and retried on the next run
 (`attempts` counts them; the daemon may give up after a few).
 
-Schema versions: PRAGMA user_version holds the schema version; opening an older store migrates it (in one
-transaction, see MIGRATIONS), opening a store of a newer hootwatch is refused with a message to upgrade.
+Every table of the store (these two, `window_scores` and `labels`) is created and upgraded here, by SCHEMA and
+MIGRATIONS: PRAGMA user_version holds the schema version; opening an older store migrates it (in one transaction),
+opening a store of a newer hootwatch is refused with a message to upgrade.
 
 Durability: commits run with synchronous=NORMAL (a crash loses nothing; a power cut may roll back the last
 commits). Before a recording is deleted or archived, `record_moved` notes where it went in a synchronous=FULL
@@ -42,7 +45,6 @@ Usage (the daemon does the same):
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -51,7 +53,9 @@ from pathlib import Path
 from typing import Iterable
 
 from hootwatch.edge.core import fsio
-from hootwatch.edge.core.errors import DiskFullError, HootwatchError, is_disk_full
+from hootwatch.edge.core.content_key import content_key
+from hootwatch.edge.core.errors import ConfigError, DiskFullError, HootwatchError, is_disk_full
+from .window_scores import WindowScores, read_window_scores
 
 # version 1: the tables below as first released (stores of then have user_version 0)
 SCHEMA = """
@@ -101,9 +105,44 @@ CREATE TABLE IF NOT EXISTS files (
 );
 """
 
+# every window's score of every scanned file (hootwatch.edge.store.window_scores)
+WINDOW_SCORES_TABLE = """
+CREATE TABLE IF NOT EXISTS window_scores (
+    file_key TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    window_samples INTEGER NOT NULL,
+    n_windows INTEGER NOT NULL,
+    starts BLOB NOT NULL,
+    scores BLOB NOT NULL,
+    local_tz TEXT NOT NULL DEFAULT '',
+    clamp_end INTEGER NOT NULL DEFAULT 0,
+    run TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (file_key, run_key)
+)"""
+
+# the labels people give to audio spans, rows only ever added (hootwatch.edge.store.labels)
+LABELS_TABLE = """
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY,
+    file_key TEXT NOT NULL,
+    file TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    reviewer TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT 'review',
+    created_utc TEXT NOT NULL,
+    replaces INTEGER
+)"""
+LABELS_INDEX = "CREATE INDEX IF NOT EXISTS labels_span ON labels (file_key, start_ms, end_ms)"
+
 # version -> the statements that bring a store of the version before up to it
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE files ADD COLUMN moved_to TEXT NOT NULL DEFAULT ''",),
+    # the tables hootwatch created on first use until then: IF NOT EXISTS, a store of version 1 or 2 may hold them
+    3: (WINDOW_SCORES_TABLE, LABELS_TABLE, LABELS_INDEX),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 DELETED = "deleted"  # moved_to of a recording the daemon deleted
@@ -128,9 +167,6 @@ def utc_now() -> str:
     return iso(datetime.now(timezone.utc))
 
 
-HEAD_BYTES = 1 << 20  # content identity hashes the first (and last) MiB: cheap on a Pi, unique in practice
-
-
 def file_key(path: str | os.PathLike) -> str:
     """The ledger key of a file: its content identity, `name|size|sha256 of its first and last MiB`.
 
@@ -145,16 +181,10 @@ def file_key(path: str | os.PathLike) -> str:
 
 @functools.lru_cache(maxsize=65536)  # (path, size, mtime) -> key: a folder walk re-reads nothing unchanged
 def _content_key(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            h.update(f.read(HEAD_BYTES))
-            if size > 2 * HEAD_BYTES:
-                f.seek(size - HEAD_BYTES)
-                h.update(f.read(HEAD_BYTES))
+        return f"{Path(path).name}|{content_key(path, size)}"
     except OSError:
         return f"path:{path}"
-    return f"{Path(path).name}|{size}|{h.hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -248,7 +278,7 @@ class DetectionStore:
         """Bring the schema to SCHEMA_VERSION (one transaction; another process may be doing the same)."""
         if self._version() == SCHEMA_VERSION:
             return
-        with self._transaction() as cur:
+        with self.transaction() as cur:
             version = self._version()
             if version > SCHEMA_VERSION:
                 raise StoreVersionError(
@@ -317,14 +347,14 @@ class DetectionStore:
     # writing
     def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
                     audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "",
-                    reason: str = "", window_scores=None) -> int:
+                    reason: str = "", window_scores: WindowScores | None = None) -> int:
         """Detections of one file + its ledger row 'done' (`reason`: a note, e.g. truncated), in one transaction.
-        Returns rows inserted. `window_scores` (edge/window_store.WindowScores), when given, is written in the same
+        Returns rows inserted. `window_scores` (a WindowScores), when given, is written in the same
         transaction."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         dets = list(detections)
         now = utc_now()
-        with self._transaction() as cur:
+        with self.transaction() as cur:
             prev = cur.execute("SELECT path, size, mtime_ns, status, attempts FROM files WHERE file_key=? AND run_key=?",
                                (key, run.run_key)).fetchone()
             if (prev is not None and prev["status"] == "done" and prev["path"] == where
@@ -343,6 +373,22 @@ class DetectionStore:
                 window_scores.write(cur, key, run.run_key)
         return inserted
 
+    def commit_rebuilt(self, run: RunInfo, row: LedgerRow, detections: Iterable[Detection],
+                       window_scores: WindowScores) -> None:
+        """A file's rows in a run rebuilt from another run's window scores (`row`: its ledger row there): its
+        detections, ledger row 'done' and window scores, in one transaction (a rebuild run twice adds nothing)."""
+        dets = list(detections)
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (row.file_key, run.run_key))
+            self._insert(cur, run, dets, utc_now())
+            cur.execute(
+                "INSERT OR REPLACE INTO files (file_key, run_key, path, size, mtime_ns, status, reason, attempts,"
+                " processed_at, audio_s, n_detections, start_utc, time_source, recorder_id)"
+                " VALUES (?,?,?,?,?,'done','',1,?,?,?,?,?,?)",
+                (row.file_key, run.run_key, row.path, row.size, row.mtime_ns, utc_now(), row.audio_s, len(dets),
+                 row.start_utc, row.time_source, row.recorder_id))
+            window_scores.write(cur, row.file_key, run.run_key)
+
     @staticmethod
     def _forget_replaced(cur, where: str, key: str, run_key: str) -> None:
         """A file rewritten in place has a new content key: drop the rows of what this path held before."""
@@ -350,17 +396,15 @@ class DetectionStore:
                                          (where, run_key, key))]
         if not old:
             return
-        has_scores = cur.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='window_scores'").fetchone()
-        for k in old:
+        for k in old:  # the only place a file's rows are dropped, its window scores included
             cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM files WHERE file_key=? AND run_key=?", (k, run_key))
-            if has_scores:   # (hootwatch.edge.store.window_scores): the only place a file's rows are dropped
-                cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
+            cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
 
     def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
         """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
-        with self._transaction() as cur:
+        with self.transaction() as cur:
             prev = cur.execute("SELECT attempts FROM files WHERE file_key=? AND run_key=?",
                                (key, run.run_key)).fetchone()
             cur.execute(
@@ -382,7 +426,7 @@ class DetectionStore:
         rows = [(i, row, to) for i, row, to in rows if row is not None and row.status == "done"]
         if not rows:
             return []
-        with self._transaction(durable=True) as cur:
+        with self.transaction(durable=True) as cur:
             cur.executemany("UPDATE files SET moved_to=? WHERE file_key=? AND run_key=?",
                             [(to, row.file_key, run_key) for _, row, to in rows])
         return [i for i, _, _ in rows]
@@ -390,7 +434,7 @@ class DetectionStore:
     def add_detections(self, run: RunInfo, detections: Iterable[Detection]) -> int:
         """Insert detections without a ledger row (live audio); idempotent like commit_file. Durable at once
         (synchronous=FULL): live audio cannot be scanned again, and detections are few."""
-        with self._transaction(durable=True) as cur:
+        with self.transaction(durable=True) as cur:
             return self._insert(cur, run, list(detections), utc_now())
 
     def _insert(self, cur, run: RunInfo, dets: list[Detection], now: str) -> int:
@@ -402,7 +446,9 @@ class DetectionStore:
                                  run.run_key, now) for d in dets])
         return self.conn.total_changes - before
 
-    def _transaction(self, durable: bool = False):
+    def transaction(self, durable: bool = False) -> _Transaction:
+        """`with store.transaction() as cur:` BEGIN IMMEDIATE ... COMMIT, rolled back on any exception; `durable`:
+        this commit, and every one before it, survives a power cut (synchronous=FULL)."""
         return _Transaction(self.conn, self.path, durable)
 
     # reading
@@ -417,6 +463,83 @@ class DetectionStore:
         if run_key is None:
             return self.conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM detections WHERE run_key=?", (run_key,)).fetchone()[0]
+
+    def newest_detection_utc(self, run_key: str, file_key: str | None = None) -> str | None:
+        """begin_utc of the run's newest detection (of one recording, given `file_key`); None when it has none."""
+        if file_key is None:
+            return self.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE run_key=?", (run_key,)).fetchone()[0]
+        return self.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE file_key=? AND run_key=?",
+                                 (file_key, run_key)).fetchone()[0]
+
+    def detection_files(self, run_key: str) -> dict[str, str]:
+        """file_key -> the file name the run's detections of that recording carry."""
+        return {r["file_key"]: r["file"] for r in self.conn.execute(
+            "SELECT file_key, file FROM detections WHERE run_key=? GROUP BY file_key", (run_key,))}
+
+    def recording_path(self, file_key: str) -> str | None:
+        """Where a recording was last scanned from (by any run); None when the ledger has it done in none."""
+        row = self.conn.execute("SELECT path FROM files WHERE file_key=? AND status='done' ORDER BY processed_at"
+                                " DESC LIMIT 1", (file_key,)).fetchone()
+        return None if row is None else row["path"]
+
+    def window_scores(self, run_key: str) -> list[WindowScores]:
+        """The kept window scores of every file of a run (window_scores.py)."""
+        return read_window_scores(self.conn, run_key)
+
+    def window_sample_rate(self, run_key: str) -> int | None:
+        """The sample rate of a run's window scores; None when the run kept none."""
+        row = self.conn.execute("SELECT sample_rate FROM window_scores WHERE run_key=? LIMIT 1", (run_key,)).fetchone()
+        return None if row is None else row[0]
+
+    # runs
+    def runs(self) -> list[dict]:
+        """Runs with scanned files, most recently scanned first: run_key, files, detections, audio_s, last."""
+        rows = self.conn.execute("SELECT run_key, COUNT(*) AS files, SUM(n_detections) AS detections,"
+                                 " SUM(audio_s) AS audio_s, MAX(processed_at) AS last FROM files WHERE status='done'"
+                                 " GROUP BY run_key ORDER BY last DESC").fetchall()
+        return [dict(r) for r in rows]
+
+    def latest_run(self) -> str | None:
+        """The run every command means when given no --run: the most recently scanned run that kept window scores
+        (a store of an older hootwatch kept none: then its most recently scanned run); None when none was."""
+        row = self.conn.execute(
+            "SELECT run_key, MAX(processed_at) AS last,"
+            " EXISTS (SELECT 1 FROM window_scores w WHERE w.run_key = f.run_key) AS scored"
+            " FROM files f WHERE status='done' GROUP BY run_key ORDER BY scored DESC, last DESC LIMIT 1").fetchone()
+        return None if row is None else row["run_key"]
+
+    def resolve_run(self, run_key: str | None) -> str:
+        """The run a command works on: `run_key` (its --run) when this store has it, else `latest_run`.
+        ConfigError naming the store and the runs it has otherwise."""
+        if not run_key:
+            latest = self.latest_run()
+            if latest is None:
+                raise ConfigError(f"{self.path}: no recordings have been scanned into this store",
+                                  "scan them first (`hootwatch scan RECORDINGS --out` this folder)")
+            return latest
+        known = [r["run_key"] for r in self.runs()]
+        if run_key not in known:
+            raise ConfigError(f"{self.path}: no run {run_key!r} in this store (its runs: {', '.join(known) or 'none'})",
+                              "pass --run with one of its runs, or leave --run out for the latest")
+        return run_key
+
+    def scored_run(self, run_key: str | None) -> str:
+        """`resolve_run`'s run, which must have kept window scores (to rebuild detections or sample windows)."""
+        run_key = self.resolve_run(run_key) if run_key or self.latest_run() else ""
+        if not run_key or self.window_sample_rate(run_key) is None:
+            of_run = f" for run {run_key!r}" if run_key else ""
+            raise ConfigError(
+                f"{self.path}: no window scores are stored{of_run} (it was scanned by an older hootwatch)",
+                "scan the recordings again with this version (`hootwatch scan ... --out` the same folder)")
+        return run_key
+
+
+def open_store(out: str | os.PathLike) -> DetectionStore:
+    """The store of an output folder; ConfigError when the folder holds none."""
+    path = Path(out) / STORE_NAME
+    if not path.is_file():
+        raise ConfigError(f"{out}: no {STORE_NAME} here", "pass the folder given to `hootwatch scan --out`")
+    return DetectionStore(path)
 
 
 def _disk_full(path: Path, what: str) -> DiskFullError:

@@ -1,6 +1,6 @@
 """Labels people give to stretches of audio, kept in the store's SQLite file, never lost and never overwritten.
 
-Table `labels` (its own CREATE TABLE IF NOT EXISTS, in the same file as the detections)
+Table `labels` (in the same file as the detections; created by the store's migrations, database.py)
   one row per act of labelling: the audio span (recording content key `file_key` + start/end, in whole
   milliseconds so a span is matched exactly), the label, who and when, where it came from (`review` for the web
   app, `import:<table>` for `hootwatch labels --import`) and the id of the row it replaces. Rows are only ever
@@ -23,22 +23,6 @@ from pathlib import Path
 
 from hootwatch.edge.core.errors import HootwatchError
 from .database import DetectionStore, utc_now
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS labels (
-    id INTEGER PRIMARY KEY,
-    file_key TEXT NOT NULL,
-    file TEXT NOT NULL,
-    start_ms INTEGER NOT NULL,
-    end_ms INTEGER NOT NULL,
-    label TEXT NOT NULL,
-    reviewer TEXT NOT NULL DEFAULT '',
-    source TEXT NOT NULL DEFAULT 'review',
-    created_utc TEXT NOT NULL,
-    replaces INTEGER
-);
-CREATE INDEX IF NOT EXISTS labels_span ON labels (file_key, start_ms, end_ms);
-"""
 
 OWL, NOT_OWL, UNSURE, CLEARED = "owl", "not_owl", "unsure", ""
 REVIEW_LABELS = (OWL, NOT_OWL, UNSURE)
@@ -91,7 +75,6 @@ class LabelBook:
     def __init__(self, store: DetectionStore) -> None:
         self.store = store
         self.conn = store.conn
-        self.conn.executescript(SCHEMA)
 
     def add(self, file_key: str, file: str, start_s: float, end_s: float, label: str, reviewer: str = "",
             source: str = "review") -> Label:
@@ -100,7 +83,7 @@ class LabelBook:
         if not (0 <= a < b):
             raise LabelError(f"{file}: span {start_s}..{end_s} s is empty or negative",
                              "give a start before the end, both at or after 0 s")
-        with self.store._transaction(durable=True) as cur:  # a person's work cannot be redone: fsync it
+        with self.store.transaction(durable=True) as cur:  # a person's work cannot be redone: fsync it
             prev = cur.execute("SELECT id FROM labels WHERE file_key=? AND start_ms=? AND end_ms=? ORDER BY id DESC"
                                " LIMIT 1", (file_key, a, b)).fetchone()
             cur.execute("INSERT INTO labels (file_key, file, start_ms, end_ms, label, reviewer, source, created_utc,"

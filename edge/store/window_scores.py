@@ -1,7 +1,7 @@
 """Every window's score of every scanned file, kept in the store so detections can be rebuilt for another
 operating point (`hootwatch detections`) and the review app can show near misses and a random sample.
 
-Table `window_scores` (its own CREATE TABLE IF NOT EXISTS, in the store's SQLite file): one row per (file, run),
+Table `window_scores` (in the store's SQLite file; created by its migrations, database.py): one row per (file, run),
 written by `DetectionStore.commit_file` inside the SAME transaction as the file's detections and ledger row, so
 a file's scores exist exactly when its detections do. Compact: window starts as zlib-compressed int32 deltas
 (a regular grid compresses to a few bytes), scores as zlib-compressed float32 (exact: a rebuild at the scan's
@@ -16,24 +16,6 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS window_scores (
-    file_key TEXT NOT NULL,
-    run_key TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    sample_rate INTEGER NOT NULL,
-    window_samples INTEGER NOT NULL,
-    n_windows INTEGER NOT NULL,
-    starts BLOB NOT NULL,
-    scores BLOB NOT NULL,
-    local_tz TEXT NOT NULL DEFAULT '',
-    clamp_end INTEGER NOT NULL DEFAULT 0,
-    run TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (file_key, run_key)
-);
-"""
-
 
 @dataclass(frozen=True)
 class WindowScores:
@@ -54,7 +36,6 @@ class WindowScores:
 
     def write(self, cur: sqlite3.Cursor, file_key: str, run_key: str) -> None:
         """Called by DetectionStore.commit_file inside its transaction."""
-        ensure_schema(cur)
         starts = np.asarray(self.starts, np.int64)
         deltas = np.diff(starts, prepend=0).astype(np.int32)
         cur.execute("INSERT OR REPLACE INTO window_scores (file_key, run_key, model_id, sample_rate, window_samples,"
@@ -63,12 +44,6 @@ class WindowScores:
                      zlib.compress(deltas.tobytes(), 6),
                      zlib.compress(np.asarray(self.scores, np.float32).tobytes(), 6), self.local_tz,
                      int(self.clamp_end), self.run))
-
-
-def ensure_schema(conn) -> None:
-    for stmt in SCHEMA.split(";"):
-        if stmt.strip():
-            conn.execute(stmt)
 
 
 def _decode(row) -> WindowScores:
@@ -80,17 +55,6 @@ def _decode(row) -> WindowScores:
 
 def read_window_scores(conn: sqlite3.Connection, run_key: str) -> list[WindowScores]:
     """The scores of every file of a run."""
-    ensure_schema(conn)
     rows = conn.execute("SELECT * FROM window_scores WHERE run_key=? ORDER BY file_key", (run_key,)).fetchall()
     return [_decode(r) for r in rows]
 
-
-def scored_runs(conn: sqlite3.Connection) -> list[dict]:
-    """Runs with stored window scores, newest first: run_key, model_id, files, windows, bytes."""
-    ensure_schema(conn)
-    rows = conn.execute(
-        "SELECT w.run_key, w.model_id, COUNT(*) AS files, SUM(w.n_windows) AS windows,"
-        " SUM(LENGTH(w.starts) + LENGTH(w.scores)) AS bytes, MAX(f.processed_at) AS last"
-        " FROM window_scores w LEFT JOIN files f ON f.file_key = w.file_key AND f.run_key = w.run_key"
-        " GROUP BY w.run_key ORDER BY last DESC").fetchall()
-    return [dict(r) for r in rows]

@@ -15,7 +15,6 @@ Unreadable audio is skipped with a warning naming the file. Recording ids (the s
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import re
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ import numpy as np
 
 from hootwatch.edge.contract import audio
 from hootwatch.edge.contract.clips import ClipRef
+from hootwatch.edge.core.content_key import content_key  # size and hash: the store's file_key adds the name
 from hootwatch.edge.core.errors import AudioReadError, HootwatchError
 
 from .annotations import (RAVEN_SUFFIX, Annotation, AnnotationError, audio_for_table, find_tables, is_multi_file_raven,
@@ -43,7 +43,6 @@ _COPY_PREFIX = re.compile(r"^copy(?: \(\d+\))? of ", re.IGNORECASE)
 _NUM = r"\d+(?:\.\d+)?"
 _TIME_OFFSET = re.compile(rf"[_\-. ](?:(?:t|start|offset|from)?{_NUM}s(?:[-_]{_NUM}s?)?|t{_NUM}|\d+\.\d+(?:[-_]{_NUM}s?)?"
                           rf"|\d+-{_NUM}s)$", re.IGNORECASE)
-MIB = 1 << 20
 MERGED = "both layouts found and merged:"
 
 
@@ -80,20 +79,6 @@ def recording_from_name(path: Path) -> str:
     if base == stem:
         base = _CLIP_INDEX.sub("", stem)
     return base.strip(" _-.") or stem
-
-
-def content_key(path: str | Path) -> str:
-    """Size + sha256 of the first and last MiB: the same audio under any name (hootwatch.edge.store.database.file_key
-    also holds the name, so a renamed copy would pass it)."""
-    p = Path(path)
-    size = p.stat().st_size
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        h.update(f.read(MIB))
-        if size > 2 * MIB:
-            f.seek(size - MIB)
-            h.update(f.read(MIB))
-    return f"{size}|{h.hexdigest()}"
 
 
 def drop_duplicate_files(clips: list[ClipRef], explicit: dict | None, notes: list[str]) -> list[ClipRef]:
