@@ -497,7 +497,7 @@ class Daemon:
     # ------------------------------------------------------------ stop
     def _start_review(self) -> None:
         """The review app in a thread of its own, over the same store (its own connection)."""
-        from hootwatch.edge.commands.review import serve
+        from hootwatch.edge.review.server import serve
 
         r = self.cfg.review
         self.review_server = serve(self.out_dir, r.host, r.port, r.token, self.cfg.model.bundle, r.max_upload_mb)
