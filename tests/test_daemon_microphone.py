@@ -187,7 +187,7 @@ def test_daemon_detects_a_tone_from_the_stand_in_stream(tmp_path):
     daemon = Daemon(_daemon_config(tmp_path, bundle), stream_factory=_factory(tone))
     db = tmp_path / "out" / "detections.sqlite"
     # stopping closes the live session: the detection still open at the end is written (drained, not lost)
-    run_daemon_until(daemon, lambda: daemon.mic is not None and daemon.mic.samples_captured >= 6 * 48000, 30)
+    run_daemon_until(daemon, lambda: daemon.live is not None and daemon.live.mic.samples_captured >= 6 * 48000, 30)
     rows = _live_detections(db)
     assert len(rows) == 1 and rows[0][0] == "mic:default"
     assert rows[0][1] < 1.0 and rows[0][2] > 5.0  # windows covering the tone, in capture-clock seconds
@@ -244,7 +244,7 @@ def test_daemon_detects_a_tone_played_into_a_real_portaudio_input(tmp_path, puls
     player: list[subprocess.Popen] = []
 
     def until() -> bool:
-        if not player and daemon.mic is not None and daemon.mic.state == "listening":
+        if not player and daemon.live is not None and daemon.live.mic.state == "listening":
             player.append(subprocess.Popen(["paplay", "--device", pulse_null_sink, str(wav)]))
         return bool(player) and player[0].poll() is not None and daemon.health.detections >= 1
 
@@ -256,7 +256,7 @@ def test_daemon_detects_a_tone_played_into_a_real_portaudio_input(tmp_path, puls
     rows = _live_detections(db)
     assert len(rows) == 1, rows
     assert rows[0][2] - rows[0][1] >= 5.0  # a 5 s tone: at least one full window
-    assert daemon.mic.samples_captured > 8 * 48000  # a real stream delivered the whole playback
+    assert daemon.live.mic.samples_captured > 8 * 48000  # a real stream delivered the whole playback
 
 
 def test_ring_buffer_knows_when_its_samples_were_captured_and_where_some_were_lost():

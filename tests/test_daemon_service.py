@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from hootwatch.edge.daemon.config import config_from_dict
+from hootwatch.edge.daemon.intake import Intake
 from hootwatch.edge.daemon.service import Daemon
 
 from daemon_helpers import run_daemon_until
@@ -41,7 +42,7 @@ def test_song_meter_names_are_read_in_the_recorder_timezone_and_all_exports_writ
     assert (row["begin_utc"], row["begin_local"]) == ("2024-01-01T12:00:07.500+00:00", "2024-01-01T22:00:07.500+10:00")
     assert (out / "raven" / "SM4A_20240101_220000.Table.1.selections.txt").is_file()
     assert (out / "labels" / "SM4A_20240101_220000.txt").read_text().startswith("7.500\t15.000\towl")
-    for store in (daemon._ledger_store, daemon._scan_store):  # every connection closed at stop
+    for store in (daemon.intake.ledger_store, daemon.intake.scan_store):  # every connection closed at stop
         with pytest.raises(sqlite3.ProgrammingError):
             store.conn.execute("SELECT 1")
 
@@ -50,13 +51,13 @@ def test_an_unexpected_error_in_one_job_does_not_stop_the_scanning_loop(tmp_path
     write_tone(tmp_path / "in" / "20240101_100000.wav", 20, SR, tones=[(10, 13)])
     write_tone(tmp_path / "in" / "20240101_110000.wav", 20, SR, tones=[(10, 13)])
 
-    class Flaky(Daemon):
-        def _scan_job(self, job, store, progress):
+    class Flaky(Intake):
+        def scan(self, job, progress):
             if job.path.name.startswith("20240101_100000"):
                 raise RuntimeError("disk went away")
-            return super()._scan_job(job, store, progress)
+            return super().scan(job, progress)
 
-    daemon = Flaky(_config(tmp_path, bundle))
+    daemon = Daemon(_config(tmp_path, bundle), intake=Flaky)
     run_daemon_until(daemon, lambda: daemon.health.files_done >= 1 and daemon.health.files_failed >= 1)
     assert (daemon.health.files_done, daemon.health.files_failed) == (1, 1)
     assert "RuntimeError: disk went away" in daemon.health.last_error
@@ -65,10 +66,17 @@ def test_an_unexpected_error_in_one_job_does_not_stop_the_scanning_loop(tmp_path
 
 
 def test_shutdown_does_not_close_the_live_session_under_a_running_microphone_thread(tmp_path, bundle):
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.daemon.live import LiveSource
+    from hootwatch.edge.scan.engine import ScanSettings
     cfg = config_from_dict({"model": {"bundle": str(bundle)}, "sources": {"microphone": {}},
                             "output": {"dir": str(tmp_path / "out"), "timezone": "UTC"},
                             "health": {"watchdog": False}})
     daemon = Daemon(cfg)
+    (tmp_path / "out").mkdir()
+    daemon.live = LiveSource(cfg, Detector.load(bundle, threads=1), ScanSettings(), stop=daemon.stop,
+                             health=daemon.health, beats=daemon.beats, guard=daemon.guard, pause=daemon.pause,
+                             active=lambda: True)
     closed = []
 
     class StuckMic:
@@ -83,10 +91,10 @@ def test_shutdown_does_not_close_the_live_session_under_a_running_microphone_thr
     class Scheduler:
         def shutdown(self, wait=True): ...
 
-    daemon.mic, daemon._live, daemon._export = StuckMic(), Live(), lambda: None
+    daemon.live.mic, daemon.live.session, daemon._export = StuckMic(), Live(), lambda: None
     daemon._shutdown(Scheduler())
     assert closed == []
-    daemon.mic.is_alive = lambda: False
+    daemon.live.mic.is_alive = lambda: False
     daemon._shutdown(Scheduler())
     assert closed == [True]
 
@@ -194,13 +202,13 @@ def test_a_full_disk_pauses_intake_with_one_message_and_resumes_losing_and_count
     import logging
     import sqlite3
 
-    from hootwatch.edge.daemon import service
+    from hootwatch.edge.daemon import diskpause
     from hootwatch.edge.core.errors import DiskFullError
     from hootwatch.edge.scan.engine import Scanner
     for i in range(3):
         write_tone(tmp_path / "in" / f"2024010{i + 1}_100000.wav", 20, SR, tones=[(10, 13)])
-    monkeypatch.setattr(service, "DISK_FULL_POLL_S", 0.05)
-    monkeypatch.setattr(service, "DISK_FULL_RETRY_S", 0.3)
+    monkeypatch.setattr(diskpause, "DISK_FULL_POLL_S", 0.05)
+    monkeypatch.setattr(diskpause, "DISK_FULL_RETRY_S", 0.3)
     real_scan = Scanner.scan_file
     full = {"left": 6}  # the disk is full for the next six tries, of whichever file, then space is freed
 
@@ -245,7 +253,7 @@ def test_clips_check_the_free_space_before_each_file_not_only_on_the_timer(tmp_p
 def test_microphone_detections_are_held_while_the_disk_is_full_and_written_when_space_returns():
     import sqlite3
 
-    from hootwatch.edge.daemon.service import _HoldWhenFull
+    from hootwatch.edge.daemon.live import HoldWhenFull
 
     class Store:
         full, rows = True, []
@@ -256,7 +264,7 @@ def test_microphone_detections_are_held_while_the_disk_is_full_and_written_when_
             self.rows += dets
             return len(dets)
     store, events = Store(), []
-    held = _HoldWhenFull(store, lambda exc: events.append("full"), lambda: events.append("written"))
+    held = HoldWhenFull(store, lambda exc: events.append("full"), lambda: events.append("written"))
     assert held.add_detections("run", ["d1"]) == 0 and held.add_detections("run", ["d2"]) == 0
     store.full = False
     assert held.add_detections("run", ["d3"]) == 3
@@ -292,7 +300,7 @@ def test_a_dead_scanning_loop_is_seen_too(tmp_path, bundle, monkeypatch):
 
     def broken(self):
         raise MemoryError("the Pi ran out of memory")
-    monkeypatch.setattr(Daemon, "_folder_loop", broken)
+    monkeypatch.setattr(Intake, "run", broken)
     status = _status_after_a_thread_died(Daemon(_config(tmp_path, bundle)), tmp_path / "out")
     assert status["state"] == "failed" and "scan loop thread died (MemoryError" in status["last_error"]
 

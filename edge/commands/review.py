@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import secrets
 
-from hootwatch.edge.core.errors import ConfigError, MissingExtraError
+from hootwatch.edge.review.server import serve
 
 
 def register(subparsers) -> None:
@@ -27,25 +27,6 @@ def register(subparsers) -> None:
     p.add_argument("--reviewer", default="", metavar="NAME", help="name recorded with each label")
     p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # tests and the daemon pass their own
     p.set_defaults(func=run)
-
-
-def serve(out, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, bundle=None,
-          max_upload_mb: float = 200.0, reviewer: str = "", open_browser: bool = False, log_level: str = "warning"):
-    """Build the app and run uvicorn until interrupted (used by the CLI and the daemon)."""
-    try:
-        import uvicorn
-
-        from hootwatch.edge.review.app import create_app
-    except ImportError as exc:
-        raise MissingExtraError("review", exc.name or "fastapi") from None
-    from hootwatch.edge.review.access import check_host
-    check_host(host, token)
-    if port < 0 or port > 65535:
-        raise ConfigError(f"--port {port} is not a port number", "pass e.g. --port 8765")
-    app = create_app(out, token=token, bundle=bundle, max_upload_mb=max_upload_mb, reviewer=reviewer)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
-    server = uvicorn.Server(config)
-    return server
 
 
 def run(args: argparse.Namespace) -> int:

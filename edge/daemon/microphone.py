@@ -31,6 +31,7 @@ import numpy as np
 from hootwatch.edge.core import fsio
 from hootwatch.edge.contract.audio import StreamResampler
 from .config import MicrophoneConfig
+from .threads import Worker
 
 log = logging.getLogger(__name__)
 
@@ -307,8 +308,7 @@ class Microphone:
         self._failed = threading.Event()   # the stream reported an error / finished unexpectedly
         self.state = "closed"
         self.samples_captured = 0
-        self.error: BaseException | None = None  # what killed the consumer thread, if anything did
-        self._thread: threading.Thread | None = None
+        self._consumer = Worker(self.run, "hootwatch-mic", "microphone thread", log)
 
     # ---- PortAudio thread: copy only
     def _capture_time(self, frames: int, time_info) -> float:
@@ -446,23 +446,19 @@ class Microphone:
             self.beat()  # waiting for a device is not a stall
             self.stop.wait(min(1.0, end - time.monotonic()))
 
-    def _run_guarded(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:  # the daemon sees the dead thread (is_alive) and reports it
-            self.error = exc
-            log.exception("microphone thread stopped")
-
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run_guarded, name="hootwatch-mic", daemon=True)
-        self._thread.start()
+        self._consumer.start()
 
     def join(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._consumer.join(timeout)
 
     def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._consumer.is_alive()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What killed the consumer thread, if anything did."""
+        return self._consumer.error
 
 
 def _takes_ignore(stream) -> bool:

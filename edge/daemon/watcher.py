@@ -29,6 +29,7 @@ from typing import Callable
 from hootwatch.edge.contract.audio import is_audio_file
 from hootwatch.edge.scan.planning import odd_entry, printable  # one definition of an odd entry, shared with scan
 from .config import FolderConfig
+from .threads import Worker
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,12 @@ class FolderWatcher:
         self.exclude = tuple(Path(p).resolve() for p in exclude if p)
         self._pending: dict[Path, _Pending] = {}
         self._reported: set[Path] = set()  # odd entries already reported (once each)
-        self.error: BaseException | None = None  # what killed the tracker thread, if anything did
         self._queued: set[Path] = set()
         self._lock = threading.Lock()
         self._walk_requested = threading.Event()
         self._walk_requested.set()  # the start-up backlog
         self._observer = None
-        self._thread: threading.Thread | None = None
+        self._tracker = Worker(self._track_loop, "hootwatch-folder", f"folder watcher on {self.root}", log)
         self.tick_s = min(cfg.poll_interval_s, max(0.05, cfg.settle_s / 4))
 
     # ---- what health reports
@@ -225,13 +225,6 @@ class FolderWatcher:
                 continue
         return False
 
-    def _track(self) -> None:
-        try:
-            self._track_loop()
-        except BaseException as exc:  # the daemon sees the dead thread (is_alive) and reports it
-            self.error = exc
-            log.exception("folder watcher on %s stopped", self.root)
-
     def _track_loop(self) -> None:
         next_walk = 0.0
         while not self.stop.is_set():
@@ -285,8 +278,7 @@ class FolderWatcher:
             self._observer = PollingObserver(timeout=self.cfg.poll_interval_s)
             self._observer.schedule(Handler(), str(self.root), recursive=self.cfg.recursive)
             self._observer.start()
-        self._thread = threading.Thread(target=self._track, name="hootwatch-folder", daemon=True)
-        self._thread.start()
+        self._tracker.start()
         log.info("watching %s (%s%s, settle %.1f s)", self.root, "polling" if self.cfg.poll else "inotify",
                  ", recursive" if self.cfg.recursive else "", self.cfg.settle_s)
 
@@ -294,8 +286,12 @@ class FolderWatcher:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._tracker.join(timeout)
 
     def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._tracker.is_alive()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What killed the tracker thread, if anything did."""
+        return self._tracker.error
