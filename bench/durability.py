@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hootwatch.edge.daemon.config import config_from_dict  # noqa: E402
+from hootwatch.edge.daemon.intake import Intake  # noqa: E402
 from hootwatch.edge.daemon.service import Daemon  # noqa: E402
 from hootwatch.edge.store.database import DELETED, Detection, DetectionStore, RunInfo, file_key  # noqa: E402
 from tiny_bundles import tone_bundle, write_tone  # noqa: E402
@@ -60,15 +61,15 @@ def commits_per_s(work: Path, n: int, durable: bool) -> float:
         return n / (time.perf_counter() - t0)
 
 
-class Timed(Daemon):
-    """The daemon, timing what its `_after` (delete/archive, and the durable commit before it) costs."""
+class Timed(Intake):
+    """The daemon's intake, timing what its `after` (delete/archive, and the durable commit before it) costs."""
 
     after_s = 0.0
 
-    def _after(self, path: Path) -> None:
+    def after(self, path: Path) -> None:
         t0 = time.perf_counter()
         try:
-            super()._after(path)
+            super().after(path)
         finally:
             self.after_s += time.perf_counter() - t0
 
@@ -76,7 +77,7 @@ class Timed(Daemon):
 class LegacyAfter(Timed):
     """The daemon with the `_after` of before issue 16, as the baseline."""
 
-    def _after(self, path: Path) -> None:
+    def after(self, path: Path) -> None:
         t0 = time.perf_counter()
         try:
             self._legacy_after(path)
@@ -84,7 +85,7 @@ class LegacyAfter(Timed):
             self.after_s += time.perf_counter() - t0
 
     def _legacy_after(self, path: Path) -> None:
-        fcfg = self.cfg.sources.folder
+        fcfg = self.fcfg
         try:
             if fcfg.after == "delete":
                 path.unlink()
@@ -114,10 +115,10 @@ def daemon_run(work: Path, bundle: Path, recordings: list[Path], after: str, cls
               "queue_size": len(recordings) + 1}
     if after == "archive":
         folder["archive_dir"] = str(run / "archive")
-    daemon = cls(config_from_dict({
+    daemon = Daemon(config_from_dict({
         "model": {"bundle": str(bundle), "threads": 1}, "sources": {"folder": folder},
         "output": {"dir": str(run / "out"), "timezone": "UTC"},
-        "health": {"watchdog": False, "status_every_s": 60}}))
+        "health": {"watchdog": False, "status_every_s": 60}}), intake=cls)
     t = threading.Thread(target=daemon.run, daemon=True)
     t.start()
     while daemon.health.state != "running":
@@ -133,7 +134,7 @@ def daemon_run(work: Path, bundle: Path, recordings: list[Path], after: str, cls
     daemon.stop.set()
     t.join(60)
     audio_s = sum(60.0 for _ in recordings)
-    return len(recordings) / wall, audio_s / wall, 1000 * daemon.after_s / len(recordings)
+    return len(recordings) / wall, audio_s / wall, 1000 * daemon.intake.after_s / len(recordings)
 
 
 def main(argv=None) -> None:

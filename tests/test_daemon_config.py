@@ -332,3 +332,12 @@ def test_check_config_says_the_review_app_needs_its_extra(tmp_path, capsys, monk
     assert cli_main(["check-config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "review.enabled: the review app needs fastapi" in err and "hootwatch[review]" in err
+
+
+def test_check_config_refuses_a_hop_longer_than_the_bundles_window(tmp_path, capsys):
+    cfg = tmp_path / "long-hop.toml"
+    cfg.write_text(_on_this_machine(tmp_path).replace("[model]", "[model]\nhop_s = 30"))
+    assert cli_main(["check-config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "model.hop_s 30 s must be above 0 and at most the model's window" in err
+    assert "remove it to use the bundle's" in err

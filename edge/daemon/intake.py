@@ -187,9 +187,8 @@ class Intake:
         if row is None:
             return
         end = audio_end(row)
-        # this file's newest (the UNIQUE index starts with file_key), against the newest so far
-        mine = store.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE file_key=? AND run_key=?",
-                                  (row.file_key, self.run_key)).fetchone()[0]
+        # this file's newest, against the newest so far
+        mine = store.newest_detection_utc(self.run_key, row.file_key)
         newest = max((t for t in (mine, self.health.last_detection_utc) if t), default=None)
         self.health.update(**({"last_audio_utc": end} if end else {}), last_detection_utc=newest)
 

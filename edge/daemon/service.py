@@ -145,8 +145,7 @@ class Daemon:
         rows = store.ledger_rows(self.run_key)
         done = [r for r in rows if r.status == "done"]
         ends = [audio_end(r) for r in done]
-        newest = store.conn.execute("SELECT MAX(begin_utc) FROM detections WHERE run_key=?",
-                                    (self.run_key,)).fetchone()[0]
+        newest = store.newest_detection_utc(self.run_key)
         self.health.update(files_done=len(done), files_failed=sum(r.status == "failed" for r in rows),
                            detections=store.count(self.run_key), last_detection_utc=newest,
                            last_audio_utc=max((e for e in ends if e), default=None))
