@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import onnx
 import pytest
@@ -64,8 +65,9 @@ def test_synthesise_train_export_quantize_detect(tmp_path):
 
     with open(res.csv, newline="") as f:
         rows = list(csv.DictReader(f))
+    assert rows and len(rows) == res.metrics.n_detections  # the checks below run over every detection
     for col in ("file", "start_s", "end_s", "begin_utc", "end_utc", "label", "score", "time_source", "model_id"):
-        assert col in (rows[0] if rows else _header(res.csv))
+        assert col in rows[0]
     night_start = datetime(2024, 5, 1, 9, 0)  # the dump starts 2024-05-01 19:00 Sydney time = 09:00 UTC
     for r in rows:
         begin = datetime.fromisoformat(r["begin_utc"].replace("Z", "+00:00")).replace(tzinfo=None)
@@ -73,12 +75,21 @@ def test_synthesise_train_export_quantize_detect(tmp_path):
         assert float(r["end_s"]) > float(r["start_s"]) >= 0
         assert float(r["score"]) >= m.threshold and r["model_id"] == m.model_id
         assert int(r["min_hits"]) == m.min_hits and int(r["n_windows"]) >= m.min_hits
-    assert res.metrics.n_true > 0  # the night has owl calls to find
 
-
-def _header(path) -> list[str]:
-    with open(path, newline="") as f:
-        return next(csv.reader(f))
+    # the model found the night's owl calls. Measured at seed 0: every call found (13 of 13 on the real
+    # backgrounds, 10 of 10 on synthetic ones) by 3 (5) of its 4 (5) detections; seeds 1-3 also found every call.
+    # (This tiny model scores near 0.5 everywhere and its operating point keeps whole files: the slow test below
+    # holds the model to its accuracy.)
+    owl_calls: dict[str, list[tuple[float, float]]] = {}
+    with open(night / "ground_truth.csv", newline="") as f:
+        for t in csv.DictReader(f):
+            if t["label"] == "owl":
+                owl_calls.setdefault(t["file"], []).append((float(t["start_s"]), float(t["end_s"])))
+    on_owl = [r for r in rows if any(a < float(r["end_s"]) and float(r["start_s"]) < b
+                                     for a, b in owl_calls.get(Path(r["file"]).relative_to(night).as_posix(), []))]
+    assert res.metrics.n_true == sum(map(len, owl_calls.values())) > 0
+    assert res.metrics.n_found >= 5 and res.metrics.recall >= 0.6, res.metrics
+    assert res.metrics.n_true_positive_detections == len(on_owl) >= 1, res.metrics
 
 
 @pytest.mark.slow

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from hootwatch.edge.contract import audio
 from hootwatch.trainer.synth import cli, confusers
+from hootwatch.trainer.synth.backgrounds import find_background_files
 from hootwatch.trainer.synth.dump import DumpConfig, write_dump
 from hootwatch.trainer.synth.mixing import band_power
 from hootwatch.trainer.synth.trainset import TrainSetConfig, write_trainset
@@ -97,9 +99,44 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert a == b and a != c
 
 
+def _found_in(stretch: np.ndarray, sr: int, recordings: list[Path], cache: dict) -> bool:
+    """Whether `stretch` is, up to a gain, a stretch of one of `recordings` (read as the pool reads them: the
+    edge's decoder and resampler, mean removed): normalised cross-correlation above 0.95 at some offset."""
+    n = len(stretch)
+    s = stretch - stretch.mean()
+    s /= np.linalg.norm(s)
+    for i, path in enumerate(recordings):
+        if (path, sr) not in cache:
+            x = audio.load(path, sr).astype(np.float64)
+            x -= x.mean()
+            size = 1 << int(np.ceil(np.log2(len(x) + n)))
+            cache[path, sr] = x, size, np.fft.rfft(x, size), np.concatenate([[0.0], np.cumsum(x * x)])
+        x, size, spectrum, energy = cache[path, sr]
+        if len(x) < n:
+            continue
+        dot = np.fft.irfft(spectrum * np.conj(np.fft.rfft(s, size)), size)[: len(x) - n + 1]
+        if np.max(np.abs(dot) / np.sqrt(np.maximum(energy[n:] - energy[:-n], 1e-30))) > 0.95:
+            recordings.insert(0, recordings.pop(i))  # the next stretch is likely of the same piece: try it first
+            return True
+    return False
+
+
 def test_real_backgrounds(tmp_path, shared_real):
-    root = _dump(tmp_path, hours=0.02, seed=2, backgrounds=shared_real)
-    assert _truth(root)
+    """Between the calls, the dump is the real training recordings: its quiet half-seconds are found, sample for
+    sample, in them (in synthetic night noise none is)."""
+    summary = write_dump(tmp_path, DumpConfig(hours=0.02, seed=2, backgrounds=shared_real))
+    assert summary.background == "real" and _truth(tmp_path)
+    recordings, cache = find_background_files(shared_real), {}
+    found = checked = 0
+    for rel in summary.files:
+        x, sr = sf.read(str(tmp_path / rel), dtype="float64")
+        busy = [(float(r["start_s"]) - 2, float(r["end_s"]) + 2) for r in _truth(tmp_path) if r["file"] == rel]
+        for a in np.arange(0.0, len(x) / sr - 0.5, 4.0):  # half-seconds 2 s clear of every call and texture
+            if not any(a < end and a + 0.5 > begin for begin, end in busy):
+                checked += 1
+                found += _found_in(x[int(a * sr): int(a * sr) + sr // 2], sr, recordings, cache)
+    # a stretch that falls on a crossfade between two pieces of background may match neither
+    assert checked >= 4 and found >= 0.75 * checked, (found, checked)
 
 
 def test_trainset_layout_balance_and_variety(tmp_path):
