@@ -92,7 +92,7 @@ def choose_backgrounds(opts: DemoOptions) -> tuple[Path | None, str]:
     found = default_background_dir()
     if found is None:
         return None, ("synthetic night noise: no ../shared/data/real beside this checkout (a fresh clone has none), "
-                      "so the figures differ from the README's real-background ones; pass --backgrounds DIR with "
+                      "so the figures differ from the real-background ones in docs/benchmarks.md; pass --backgrounds DIR with "
                       "owl-free night recordings to use real ones")
     n = len(find_background_files(found))
     kept = "; ".join(f"{k}: {v}" for k, v in TRAINING_BACKGROUNDS.items())

@@ -73,12 +73,18 @@ def test_a_new_store_holds_every_table_from_the_migrations(tmp_path):
         ("labels_span", 0, ("file_key", "start_ms", "end_ms"))]
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_an_older_store_with_window_scores_and_labels_keeps_their_rows(tmp_path, version):
+def _old_and_new(tmp_path, version: int, with_tables: bool):
+    """Two recordings, a store made at `version` by the old SQL (holding the first) and a new empty store."""
     a, b = _recordings(tmp_path, 2)
     new, db = tmp_path / "new.sqlite", tmp_path / "d.sqlite"
     DetectionStore(new).close()
-    _old_store(db, version, True, a)
+    _old_store(db, version, with_tables, a)
+    return a, b, new, db
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_store_with_window_scores_and_labels_keeps_their_rows(tmp_path, version):
+    a, b, new, db = _old_and_new(tmp_path, version, with_tables=True)
     with DetectionStore(db) as st:
         assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         [row] = st.ledger_rows()
@@ -97,10 +103,7 @@ def test_an_older_store_with_window_scores_and_labels_keeps_their_rows(tmp_path,
 
 @pytest.mark.parametrize("version", [0, 1, 2])
 def test_an_older_store_without_those_tables_gets_them(tmp_path, version):
-    a, b = _recordings(tmp_path, 2)
-    new, db = tmp_path / "new.sqlite", tmp_path / "d.sqlite"
-    DetectionStore(new).close()
-    _old_store(db, version, False, a)
+    a, b, new, db = _old_and_new(tmp_path, version, with_tables=False)
     with DetectionStore(db) as st:
         assert st.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert [r.file_key for r in st.ledger_rows()] == ["k"]

@@ -94,7 +94,7 @@ class ClusterSettings:
                        int(key("allowed-failures", 3)), str(key("dashboard-address", ":8787")))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"hootwatch.cluster in the Dask config: {exc}",
-                              "see `hootwatch scan --help` and the README's cluster section") from None
+                              "see `hootwatch scan --help` and docs/cluster.md") from None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hootwatch.edge.core.errors import ConfigError, is_disk_full
 
-# exit statuses (also in README.md, Troubleshooting)
+# exit statuses (also in docs/field-guide.md, Troubleshooting)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_AUDIO, EXIT_DISK_FULL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_CODES = """exit status:
   0   every file was scanned (or had been already)

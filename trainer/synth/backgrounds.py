@@ -27,7 +27,7 @@ _EXCLUDED_DIRS = {"positive", "owl", "misc", "recorder_fixtures"}
 _SM_TIME = re.compile(r"_(\d{8})_(\d{2})(\d{2})(\d{2})")
 CROSSFADE_S = 0.5
 
-# The split of ../shared/data/real (see README "How good is it?"): training backgrounds are these, by site and hour;
+# The split of ../shared/data/real (see docs/benchmarks.md): training backgrounds are these, by site and hour;
 # everything else there is evaluation-only. Split by site for boobook/negative (Dalby: training, Miles: a site the
 # model never heard) and by hour for the one Song Meter site (evening: training, after midnight and day:
 # evaluation).
