@@ -92,8 +92,8 @@ def choose_backgrounds(opts: DemoOptions) -> tuple[Path | None, str]:
     found = default_background_dir()
     if found is None:
         return None, ("synthetic night noise: no ../shared/data/real beside this checkout (a fresh clone has none), "
-                      "so the figures differ from the real-background ones in docs/benchmarks.md; pass --backgrounds DIR with "
-                      "owl-free night recordings to use real ones")
+                      "so the figures differ from the real-background ones in docs/benchmarks.md; "
+                      "pass --backgrounds DIR with owl-free night recordings to use real ones")
     n = len(find_background_files(found))
     kept = "; ".join(f"{k}: {v}" for k, v in TRAINING_BACKGROUNDS.items())
     return found, (f"real: {n} training-background recordings from {found} ({kept}; boobook/positive, misc and "

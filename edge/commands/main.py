@@ -47,7 +47,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     import importlib
 
     parser = argparse.ArgumentParser(prog="hootwatch", description=__doc__.splitlines()[0],
-                                     epilog="`hootwatch COMMAND --help` for each command; docs/field-guide.md for the field guide")
+                                     epilog="`hootwatch COMMAND --help` for each command; "
+                                            "docs/field-guide.md for the field guide")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)

@@ -1,7 +1,7 @@
 """`hootwatch review OUTDIR [--port N] [--host H] [--no-browser]`: review detections in the browser and label them.
 
-Serves the review app (and its JSON API, see docs/review-loop.md) on 127.0.0.1 by default and opens the browser. A --host other
-than loopback prints a token, as Jupyter does; every request must carry it. `--model BUNDLE` enables
+Serves the review app (and its JSON API, see docs/review-loop.md) on 127.0.0.1 by default and opens the browser.
+A --host other than loopback prints a token, as Jupyter does; every request must carry it. `--model BUNDLE` enables
 `POST /api/analyze` (upload a recording, get its detections).
 """
 
