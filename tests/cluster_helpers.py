@@ -19,7 +19,8 @@ try:
 except ImportError:  # the tests that use it skip without distributed
     WorkerPlugin = object
 
-PATCHED = ("hootwatch.edge.contract.score_loop", "hootwatch.edge.cluster.worker")  # modules that decode with iter_blocks
+# modules that decode with iter_blocks
+PATCHED = ("hootwatch.edge.contract.score_loop", "hootwatch.edge.cluster.worker")
 
 
 def _wrap_iter_blocks(before):

@@ -216,8 +216,8 @@ def test_the_driver_killed_mid_run_then_rerun_gives_the_store_of_an_uninterrupte
     psutil = pytest.importorskip("psutil")  # a dependency of distributed
     local_scan(bundle, [dump], tmp_path / "local")
     out = tmp_path / "cluster"
-    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(dump), "--model", str(bundle), "--out", str(out),
-           "--cluster", "local:2", "--threads", "1", "--quiet"]
+    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(dump), "--model", str(bundle),
+           "--out", str(out), "--cluster", "local:2", "--threads", "1", "--quiet"]
     env = {**os.environ, "DASK_HOOTWATCH__CLUSTER__CHUNK_S": "60",     # the config key: long files in chunks
            "DASK_HOOTWATCH__CLUSTER__DASHBOARD_ADDRESS": ":0"}
     slow = {**env, "DASK_DISTRIBUTED__WORKER__PRELOAD": f'["{TESTS / "cluster_helpers.py"}"]',
@@ -313,7 +313,8 @@ def test_the_scheduler_killed_mid_run_then_restarted_and_rerun_gives_the_store_o
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return started[-2]
 
-    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(dump), "--model", str(bundle), "--out", str(out),
+    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(dump), "--model", str(bundle),
+           "--out", str(out),
            "--cluster", str(sched_file), "--threads", "1", "--quiet"]
     try:
         scheduler = start(slow=0.4)

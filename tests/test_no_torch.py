@@ -17,7 +17,8 @@ sys.meta_path.insert(0, Block())
 """
 
 SCAN = BLOCKER + """
-import hootwatch.edge, hootwatch.edge.scan.engine, hootwatch.edge.store.exports, hootwatch.edge.scan.material, hootwatch.edge.store.database
+import hootwatch.edge, hootwatch.edge.scan.engine, hootwatch.edge.store.exports, hootwatch.edge.scan.material
+import hootwatch.edge.store.database
 from hootwatch.edge.commands.main import main
 rc = main(["scan", sys.argv[1], "--model", sys.argv[2], "--out", sys.argv[3], "--clips", "--quiet", "--threads", "1"])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)

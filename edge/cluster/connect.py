@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hootwatch.edge.core.errors import ConfigError, MissingExtraError
+from hootwatch.edge.core.errors import DOCS, ConfigError, MissingExtraError
 from .worker import usable_cpus
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class ClusterSettings:
                        int(key("allowed-failures", 3)), str(key("dashboard-address", ":8787")))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"hootwatch.cluster in the Dask config: {exc}",
-                              "see `hootwatch scan --help` and docs/cluster.md") from None
+                              f"see `hootwatch scan --help` and {DOCS}/cluster.md") from None
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,9 @@ def chunk_spans(n_samples: int, spec: WindowSpec, chunk_s: float, batch_size: in
 
 
 def merge_chunks(chunks, spec: WindowSpec, threshold: float, min_hits: int):
-    """The chunks of one file (worker.ChunkScores, any order) -> score_stream.ScoredFile: the windows in order,
+    """The chunks of one file (worker.ChunkScores, any order) -> score_loop.ScoredFile: the windows in order,
     their events by the one event rule, as a local scan of the whole file makes them (an event open at a chunk
-    edge continues into the next chunk; every event ends with the file, as window_scores.detections_at)."""
+    edge continues into the next chunk; every event ends with the file, as offline.detections_at)."""
     import numpy as np
 
     from hootwatch.edge.contract.events import merge_windows

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from hootwatch.edge.core.errors import DiskFullError, HootwatchError, MissingExtraError
+from hootwatch.edge.core.errors import DOCS, DiskFullError, HootwatchError, MissingExtraError
 
 # extra that provides each workstation command (for the message when it is not installed)
 EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export",
@@ -32,7 +32,8 @@ def _plugins() -> dict:
 def _edge_commands() -> dict:
     # field commands: (module, register function), imported lazily to keep `--help` fast
     return {"scan": "hootwatch.edge.commands.scan", "run": "hootwatch.edge.commands.run",
-            "check-config": "hootwatch.edge.commands.check_config", "systemd-unit": "hootwatch.edge.commands.systemd_unit",
+            "check-config": "hootwatch.edge.commands.check_config",
+            "systemd-unit": "hootwatch.edge.commands.systemd_unit",
             "labels": "hootwatch.edge.commands.labels", "detections": "hootwatch.edge.commands.detections",
             "review": "hootwatch.edge.commands.review", "calibrate": "hootwatch.edge.commands.calibrate",
             "dataset": "hootwatch.edge.commands.dataset", "cascade-check": "hootwatch.edge.commands.cascade_check"}
@@ -47,8 +48,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     import importlib
 
     parser = argparse.ArgumentParser(prog="hootwatch", description=__doc__.splitlines()[0],
-                                     epilog="`hootwatch COMMAND --help` for each command; "
-                                            "docs/field-guide.md for the field guide")
+                                     epilog=f"`hootwatch COMMAND --help` for each command; the field guide: "
+                                            f"{DOCS}/field-guide.md")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)

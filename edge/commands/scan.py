@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with progress:
             if detector is None:
-                from .cluster import scan_with_cluster
+                from .scan_cluster import scan_with_cluster
                 summary, paths, manifest = scan_with_cluster(args, out, settings, progress, console)
             else:
                 summary, paths = scan_into(args.paths, detector, out, settings, progress)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# where a message sends a person for more: the docs pages online (an installed wheel carries none of docs/)
+DOCS = "https://github.com/hootwatch/hootwatch/blob/main/docs"
+
 
 class HootwatchError(Exception):
     """A problem the user can fix. `hint` says how."""

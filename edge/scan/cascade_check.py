@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _BothStages:
-    """Scores every window with the full model (what it returns, so window_scores windows the audio as a scan
+    """Scores every window with the full model (what it returns, so scan.offline windows the audio as a scan
     does) and records the first stage's score of the same windows, in order, in one pass over the audio."""
     cascade: object                     # hootwatch.edge.contract.cascade.CascadeDetector
     first: list = field(default_factory=list)

@@ -13,7 +13,7 @@ Used by `hootwatch scan` (edge/commands/scan.py) and by the daemon (edge/daemon/
         detections = live.push(block); ...; live.close()
 
 Per file, `compute_file` (pure: no store, so a worker process can run it) decodes in blocks at the bundle's sample
-rate (`audio.iter_blocks`) and runs the one window -> score -> event loop (`score_stream`: `WindowStream`, window
+rate (`audio.iter_blocks`) and runs the one window -> score -> event loop (`score_loop`: `WindowStream`, window
 from the bundle, hop from the bundle or `hop_s`; the scorer's `score` in batches; `events.EventBuilder`), gives
 each event its absolute time (`recorder_time.file_time`) and returns a `FileResult` (ledger facts, detections,
 every window's start and score); `commit` then writes the file's detections and its ledger row in ONE
@@ -28,7 +28,7 @@ instead of being end-aligned, so every moment is covered with no gap, and a wind
 belongs to the file it starts in. Each file's rows thus depend only on that file and the head of the next,
 both fixed on disk: re-processing gives identical rows and keys, and per-file commits stay crash safe.
 An event still open at a boundary ends there (a call across two files gives two abutting rows, one per file,
-never overlapping ones): in scan, in `window_scores` (operating point, mining), and in the daemon, which passes
+never overlapping ones): in scan, in `scan.offline` (operating point, mining), and in the daemon, which passes
 `next_contiguous(path)` when the next file is already there. `scan_file(path)` with no next file end-aligns the
 last window.
 
@@ -57,8 +57,8 @@ from hootwatch.edge.contract.audio import probe, wav_truncation
 from hootwatch.edge.core.errors import AudioReadError, ConfigError, DiskFullError, HootwatchError, is_disk_full
 from hootwatch.edge.contract.events import Event, windows_at_hop
 from hootwatch.edge.contract.operating_point import SETTINGS, OperatingPoint
-from .planning import (PlannedFile, collect_audio, find_audio, next_contiguous, odd_entry, plan_files, printable,  # noqa: F401
-                       start_time)
+from .planning import (PlannedFile, collect_audio, find_audio, next_contiguous, odd_entry,  # noqa: F401
+                       plan_files, printable, start_time)
 from hootwatch.edge.contract.recorder_time import FileTime, parse_tz
 from hootwatch.edge.contract.score_loop import ScoredFile, ScoreStream, score_file
 from hootwatch.edge.store.database import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso

@@ -1,6 +1,6 @@
 """Which files a scan processes and in what order: audio files under the paths given, their headers and start
 times, and the links between contiguous files of one recorder. Used by `Scanner` (scan, daemon) and by
-`window_scores` (operating point, mining), so that all of them window a recording the same way.
+`scan.offline` (operating point, mining), so that all of them window a recording the same way.
 
 Contiguous files: files of one recorder (same folder and recorder id, same sample rate) where the next starts
 where the previous ends (within `tol_s`) are one continuous recording; a file's last windows then run on into

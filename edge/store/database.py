@@ -525,7 +525,7 @@ class DetectionStore:
 
     def scored_run(self, run_key: str | None) -> str:
         """`resolve_run`'s run, which must have kept window scores (to rebuild detections or sample windows)."""
-        run_key = self.resolve_run(run_key) if run_key or self.latest_run() else ""
+        run_key = self.resolve_run(run_key) if run_key else (self.latest_run() or "")
         if not run_key or self.window_sample_rate(run_key) is None:
             of_run = f" for run {run_key!r}" if run_key else ""
             raise ConfigError(

@@ -1,5 +1,5 @@
-"""`hootwatch scan ... --cluster SPEC`: the scan CLI's call into the cluster scan (edge/commands/scan.py stays as is
-otherwise: same progress bar, same summary, same exit codes)."""
+"""`hootwatch scan ... --cluster SPEC`: the scan command's call into the cluster scan (not a command of its own;
+commands/scan.py is otherwise the same with or without it: same progress bar, same summary, same exit codes)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def scan_with_cluster(args, out: Path, settings, progress, console):
-    """Returns (summary, export paths, the bundle's manifest), as scan_cli needs them for its summary."""
+    """Returns (summary, export paths, the bundle's manifest), as the scan command needs them for its summary."""
     from hootwatch.edge.cluster import ClusterSettings, scan_on_cluster
 
     cs = ClusterSettings.from_config(args.cluster or None, args.threads)
