@@ -314,8 +314,7 @@ def test_the_scheduler_killed_mid_run_then_restarted_and_rerun_gives_the_store_o
         return started[-2]
 
     cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(dump), "--model", str(bundle),
-           "--out", str(out),
-           "--cluster", str(sched_file), "--threads", "1", "--quiet"]
+           "--out", str(out), "--cluster", str(sched_file), "--threads", "1", "--quiet"]
     try:
         scheduler = start(slow=0.4)
         driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
