@@ -33,6 +33,7 @@ from hootwatch.edge.daemon.config import config_from_dict  # noqa: E402
 from hootwatch.edge.daemon.intake import Intake  # noqa: E402
 from hootwatch.edge.daemon.service import Daemon  # noqa: E402
 from hootwatch.edge.store.database import DELETED, Detection, DetectionStore, RunInfo, file_key  # noqa: E402
+from daemon_helpers import kept  # noqa: E402
 from tiny_bundles import tone_bundle, write_tone  # noqa: E402
 
 SR = 8000
@@ -64,7 +65,9 @@ def commits_per_s(work: Path, n: int, durable: bool) -> float:
 class Timed(Intake):
     """The daemon's intake, timing what its `after` (delete/archive, and the durable commit before it) costs."""
 
-    after_s = 0.0
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.after_s = 0.0
 
     def after(self, path: Path) -> None:
         t0 = time.perf_counter()
@@ -115,10 +118,11 @@ def daemon_run(work: Path, bundle: Path, recordings: list[Path], after: str, cls
               "queue_size": len(recordings) + 1}
     if after == "archive":
         folder["archive_dir"] = str(run / "archive")
+    intake = kept(cls)
     daemon = Daemon(config_from_dict({
         "model": {"bundle": str(bundle), "threads": 1}, "sources": {"folder": folder},
         "output": {"dir": str(run / "out"), "timezone": "UTC"},
-        "health": {"watchdog": False, "status_every_s": 60}}), intake=cls)
+        "health": {"watchdog": False, "status_every_s": 60}}), intake=intake)
     t = threading.Thread(target=daemon.run, daemon=True)
     t.start()
     while daemon.health.state != "running":
@@ -134,7 +138,8 @@ def daemon_run(work: Path, bundle: Path, recordings: list[Path], after: str, cls
     daemon.stop.set()
     t.join(60)
     audio_s = sum(60.0 for _ in recordings)
-    return len(recordings) / wall, audio_s / wall, 1000 * daemon.intake.after_s / len(recordings)
+    [made] = intake.made
+    return len(recordings) / wall, audio_s / wall, 1000 * made.after_s / len(recordings)
 
 
 def main(argv=None) -> None:
