@@ -4,12 +4,12 @@
    and `commit_file` + `record_moved` (the synchronous=FULL commit the daemon makes before it deletes or
    archives a recording).
 2. The daemon's folder throughput (recordings per second, audio seconds per wall second) over a backlog of
-   recordings, after = "delete" and "archive", with the durable `_after` (record_moved, fsio.remove /
-   fsio.durable_move) and with the `_after` of before issue 16 (plain unlink / shutil.move, no fsync), plus
+   recordings, after = "delete" and "archive", with the durable `Intake.after` (record_moved, fsio.remove /
+   fsio.durable_move) and with the `after` of before issue 16 (plain unlink / shutil.move, no fsync), plus
    after = "keep" (no move at all). The model is the tests' tone detector (tests/tiny_bundles.py), ~2000x
    real time, so the per-file cost of durability weighs far more here than under a real wav2vec2 bundle. The
    backlog is on the disk before the run (os.sync), as recordings that arrived earlier are; the time spent in
-   delete/archive itself (`_after`) is printed too, a figure the machine's load disturbs less.
+   delete/archive itself (`Intake.after`) is printed too, a figure the machine's load disturbs less.
 
     python bench/durability.py --dir /tmp/hootwatch-durability --files 60 --repeat 3
 """
@@ -78,7 +78,7 @@ class Timed(Intake):
 
 
 class LegacyAfter(Timed):
-    """The daemon with the `_after` of before issue 16, as the baseline."""
+    """The daemon with the `after` of before issue 16, as the baseline."""
 
     def after(self, path: Path) -> None:
         t0 = time.perf_counter()
@@ -106,7 +106,7 @@ class LegacyAfter(Timed):
 
 def daemon_run(work: Path, bundle: Path, recordings: list[Path], after: str, cls: type) -> tuple[float, float, float]:
     """(recordings per second, audio seconds per wall second) from ready to the last recording done, and the
-    milliseconds per recording spent in `_after`."""
+    milliseconds per recording spent in `Intake.after`."""
     run = work / "daemon"
     shutil.rmtree(run, ignore_errors=True)
     incoming = run / "in"
@@ -191,7 +191,7 @@ def main(argv=None) -> None:
             rel = (f"  {100 * (best / base[after][0] - 1):+5.1f} % (best), "
                    f"{100 * (median / base[after][1] - 1):+5.1f} % (median) vs before")
         print(f"  {label:38s} {best:7.1f} recordings/s ({rtf:5.0f}x rt) {median:7.1f} recordings/s"
-              f"  _after {after_ms:5.2f} ms/recording ({100 * after_ms / wall_ms:4.1f} % of the time){rel}")
+              f"  after {after_ms:5.2f} ms/recording ({100 * after_ms / wall_ms:4.1f} % of the time){rel}")
     if args.dir is None:
         shutil.rmtree(work, ignore_errors=True)
 
