@@ -4,12 +4,12 @@
    and `commit_file` + `record_moved` (the synchronous=FULL commit the daemon makes before it deletes or
    archives a recording).
 2. The daemon's folder throughput (recordings per second, audio seconds per wall second) over a backlog of
-   recordings, after = "delete" and "archive", with the durable `_after` (record_moved, fsio.remove /
-   fsio.durable_move) and with the `_after` of before issue 16 (plain unlink / shutil.move, no fsync), plus
+   recordings, after = "delete" and "archive", with the durable `Intake.after` (record_moved, fsio.remove /
+   fsio.durable_move) and with the `after` of before issue 16 (plain unlink / shutil.move, no fsync), plus
    after = "keep" (no move at all). The model is the tests' tone detector (tests/tiny_bundles.py), ~2000x
    real time, so the per-file cost of durability weighs far more here than under a real wav2vec2 bundle. The
    backlog is on the disk before the run (os.sync), as recordings that arrived earlier are; the time spent in
-   delete/archive itself (`_after`) is printed too, a figure the machine's load disturbs less.
+   delete/archive itself (`Intake.after`) is printed too, a figure the machine's load disturbs less.
 
     python bench/durability.py --dir /tmp/hootwatch-durability --files 60 --repeat 3
 """
@@ -33,6 +33,7 @@ from hootwatch.edge.daemon.config import config_from_dict  # noqa: E402
 from hootwatch.edge.daemon.intake import Intake  # noqa: E402
 from hootwatch.edge.daemon.service import Daemon  # noqa: E402
 from hootwatch.edge.store.database import DELETED, Detection, DetectionStore, RunInfo, file_key  # noqa: E402
+from daemon_helpers import kept  # noqa: E402
 from tiny_bundles import tone_bundle, write_tone  # noqa: E402
 
 SR = 8000
@@ -64,7 +65,9 @@ def commits_per_s(work: Path, n: int, durable: bool) -> float:
 class Timed(Intake):
     """The daemon's intake, timing what its `after` (delete/archive, and the durable commit before it) costs."""
 
-    after_s = 0.0
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.after_s = 0.0
 
     def after(self, path: Path) -> None:
         t0 = time.perf_counter()
@@ -75,7 +78,7 @@ class Timed(Intake):
 
 
 class LegacyAfter(Timed):
-    """The daemon with the `_after` of before issue 16, as the baseline."""
+    """The daemon with the `after` of before issue 16, as the baseline."""
 
     def after(self, path: Path) -> None:
         t0 = time.perf_counter()
@@ -103,7 +106,7 @@ class LegacyAfter(Timed):
 
 def daemon_run(work: Path, bundle: Path, recordings: list[Path], after: str, cls: type) -> tuple[float, float, float]:
     """(recordings per second, audio seconds per wall second) from ready to the last recording done, and the
-    milliseconds per recording spent in `_after`."""
+    milliseconds per recording spent in `Intake.after`."""
     run = work / "daemon"
     shutil.rmtree(run, ignore_errors=True)
     incoming = run / "in"
@@ -115,10 +118,11 @@ def daemon_run(work: Path, bundle: Path, recordings: list[Path], after: str, cls
               "queue_size": len(recordings) + 1}
     if after == "archive":
         folder["archive_dir"] = str(run / "archive")
+    intake = kept(cls)
     daemon = Daemon(config_from_dict({
         "model": {"bundle": str(bundle), "threads": 1}, "sources": {"folder": folder},
         "output": {"dir": str(run / "out"), "timezone": "UTC"},
-        "health": {"watchdog": False, "status_every_s": 60}}), intake=cls)
+        "health": {"watchdog": False, "status_every_s": 60}}), intake=intake)
     t = threading.Thread(target=daemon.run, daemon=True)
     t.start()
     while daemon.health.state != "running":
@@ -134,7 +138,8 @@ def daemon_run(work: Path, bundle: Path, recordings: list[Path], after: str, cls
     daemon.stop.set()
     t.join(60)
     audio_s = sum(60.0 for _ in recordings)
-    return len(recordings) / wall, audio_s / wall, 1000 * daemon.intake.after_s / len(recordings)
+    [made] = intake.made
+    return len(recordings) / wall, audio_s / wall, 1000 * made.after_s / len(recordings)
 
 
 def main(argv=None) -> None:
@@ -186,7 +191,7 @@ def main(argv=None) -> None:
             rel = (f"  {100 * (best / base[after][0] - 1):+5.1f} % (best), "
                    f"{100 * (median / base[after][1] - 1):+5.1f} % (median) vs before")
         print(f"  {label:38s} {best:7.1f} recordings/s ({rtf:5.0f}x rt) {median:7.1f} recordings/s"
-              f"  _after {after_ms:5.2f} ms/recording ({100 * after_ms / wall_ms:4.1f} % of the time){rel}")
+              f"  after {after_ms:5.2f} ms/recording ({100 * after_ms / wall_ms:4.1f} % of the time){rel}")
     if args.dir is None:
         shutil.rmtree(work, ignore_errors=True)
 

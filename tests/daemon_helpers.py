@@ -20,6 +20,19 @@ def run_daemon_until(daemon, until, timeout: float = 30) -> None:
     assert not t.is_alive()
 
 
+def kept(source: type) -> type:
+    """A subclass of a daemon source class (Intake, LiveSource) whose instances are kept in its `made` list, for
+    a test to look at what the daemon made: Daemon(cfg, intake=kept(Intake))."""
+    made: list = []
+
+    class Kept(source):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+    Kept.made = made
+    return Kept
+
+
 def write_daemon_config(tmp: Path, bundle: Path, incoming: Path, out: Path, settle_s: float = 0.3,
                         health: dict | None = None, **folder) -> Path:
     """TMP/hootwatch.toml for `hootwatch run` on a watched folder (the folder settings given as keywords)."""

@@ -339,5 +339,5 @@ def test_check_config_refuses_a_hop_longer_than_the_bundles_window(tmp_path, cap
     cfg.write_text(_on_this_machine(tmp_path).replace("[model]", "[model]\nhop_s = 30"))
     assert cli_main(["check-config", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert "model.hop_s 30 s must be above 0 and at most the model's window" in err
+    assert "model.hop_s: must be at most the model's window (" in err and ", got 30" in err
     assert "remove it to use the bundle's" in err

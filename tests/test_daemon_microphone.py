@@ -17,9 +17,10 @@ import soundfile as sf
 import soxr
 
 from hootwatch.edge.daemon.config import MicrophoneConfig, config_from_dict
+from hootwatch.edge.daemon.live import LiveSource
 from hootwatch.edge.daemon.microphone import Microphone, RawRecorder, RingBuffer
 from hootwatch.edge.daemon.service import Daemon
-from daemon_helpers import run_daemon_until
+from daemon_helpers import kept, run_daemon_until
 from tiny_bundles import tone_bundle, tone_signal
 
 SR_MODEL = 8000
@@ -184,10 +185,11 @@ def _live_detections(db: Path) -> list[tuple]:
 def test_daemon_detects_a_tone_from_the_stand_in_stream(tmp_path):
     bundle = tone_bundle(tmp_path / "bundle", sample_rate=SR_MODEL)
     tone = tone_signal(6.0, 48000, tones=[(0.5, 5.5)])
-    daemon = Daemon(_daemon_config(tmp_path, bundle), stream_factory=_factory(tone))
+    live = kept(LiveSource)
+    daemon = Daemon(_daemon_config(tmp_path, bundle), stream_factory=_factory(tone), live=live)
     db = tmp_path / "out" / "detections.sqlite"
     # stopping closes the live session: the detection still open at the end is written (drained, not lost)
-    run_daemon_until(daemon, lambda: daemon.live is not None and daemon.live.mic.samples_captured >= 6 * 48000, 30)
+    run_daemon_until(daemon, lambda: bool(live.made) and live.made[0].mic.samples_captured >= 6 * 48000, 30)
     rows = _live_detections(db)
     assert len(rows) == 1 and rows[0][0] == "mic:default"
     assert rows[0][1] < 1.0 and rows[0][2] > 5.0  # windows covering the tone, in capture-clock seconds
@@ -239,12 +241,13 @@ def test_daemon_detects_a_tone_played_into_a_real_portaudio_input(tmp_path, puls
     bundle = tone_bundle(tmp_path / "bundle", sample_rate=SR_MODEL)
     wav = tmp_path / "call.wav"
     sf.write(wav, tone_signal(9.0, 44100, tones=[(2.0, 7.0)]), 44100, subtype="PCM_16")
-    daemon = Daemon(_daemon_config(tmp_path, bundle, device=device))
+    live = kept(LiveSource)
+    daemon = Daemon(_daemon_config(tmp_path, bundle, device=device), live=live)
     db = tmp_path / "out" / "detections.sqlite"
     player: list[subprocess.Popen] = []
 
     def until() -> bool:
-        if not player and daemon.live is not None and daemon.live.mic.state == "listening":
+        if not player and live.made and live.made[0].mic.state == "listening":
             player.append(subprocess.Popen(["paplay", "--device", pulse_null_sink, str(wav)]))
         return bool(player) and player[0].poll() is not None and daemon.health.detections >= 1
 
@@ -256,7 +259,7 @@ def test_daemon_detects_a_tone_played_into_a_real_portaudio_input(tmp_path, puls
     rows = _live_detections(db)
     assert len(rows) == 1, rows
     assert rows[0][2] - rows[0][1] >= 5.0  # a 5 s tone: at least one full window
-    assert daemon.live.mic.samples_captured > 8 * 48000  # a real stream delivered the whole playback
+    assert live.made[0].mic.samples_captured > 8 * 48000  # a real stream delivered the whole playback
 
 
 def test_ring_buffer_knows_when_its_samples_were_captured_and_where_some_were_lost():

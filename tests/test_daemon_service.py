@@ -12,7 +12,7 @@ from hootwatch.edge.daemon.config import config_from_dict
 from hootwatch.edge.daemon.intake import Intake
 from hootwatch.edge.daemon.service import Daemon
 
-from daemon_helpers import run_daemon_until
+from daemon_helpers import kept, run_daemon_until
 from tiny_bundles import tone_bundle, write_tone
 
 SR = 8000
@@ -34,7 +34,8 @@ def bundle(tmp_path_factory):
 
 def test_song_meter_names_are_read_in_the_recorder_timezone_and_all_exports_written(tmp_path, bundle):
     write_tone(tmp_path / "in" / "SM4A_20240101_220000.wav", 20, SR, tones=[(10, 13)])
-    daemon = Daemon(_config(tmp_path, bundle, recorder_timezone="+10:00"))
+    intake = kept(Intake)
+    daemon = Daemon(_config(tmp_path, bundle, recorder_timezone="+10:00"), intake=intake)
     run_daemon_until(daemon, lambda: daemon.health.files_done >= 1)
     out = tmp_path / "out"
     [row] = list(csv.DictReader(open(out / "detections.csv")))
@@ -42,7 +43,8 @@ def test_song_meter_names_are_read_in_the_recorder_timezone_and_all_exports_writ
     assert (row["begin_utc"], row["begin_local"]) == ("2024-01-01T12:00:07.500+00:00", "2024-01-01T22:00:07.500+10:00")
     assert (out / "raven" / "SM4A_20240101_220000.Table.1.selections.txt").is_file()
     assert (out / "labels" / "SM4A_20240101_220000.txt").read_text().startswith("7.500\t15.000\towl")
-    for store in (daemon.intake.ledger_store, daemon.intake.scan_store):  # every connection closed at stop
+    [made] = intake.made
+    for store in (made.ledger_store, made.scan_store):  # every connection closed at stop
         with pytest.raises(sqlite3.ProgrammingError):
             store.conn.execute("SELECT 1")
 
@@ -66,37 +68,41 @@ def test_an_unexpected_error_in_one_job_does_not_stop_the_scanning_loop(tmp_path
 
 
 def test_shutdown_does_not_close_the_live_session_under_a_running_microphone_thread(tmp_path, bundle):
-    from hootwatch.edge.contract.detector import Detector
     from hootwatch.edge.daemon.live import LiveSource
-    from hootwatch.edge.scan.engine import ScanSettings
     cfg = config_from_dict({"model": {"bundle": str(bundle)}, "sources": {"microphone": {}},
                             "output": {"dir": str(tmp_path / "out"), "timezone": "UTC"},
                             "health": {"watchdog": False}})
-    daemon = Daemon(cfg)
-    (tmp_path / "out").mkdir()
-    daemon.live = LiveSource(cfg, Detector.load(bundle, threads=1), ScanSettings(), stop=daemon.stop,
-                             health=daemon.health, beats=daemon.beats, guard=daemon.guard, pause=daemon.pause,
-                             active=lambda: True)
     closed = []
 
-    class StuckMic:
-        def join(self, timeout=10.0): ...
-        def is_alive(self): return True
-
-    class Live:
+    class Session:
         def close(self):
             closed.append(True)
             return []
 
-    class Scheduler:
-        def shutdown(self, wait=True): ...
+    class Mic:
+        """Stands in for the microphone thread: it stops when joined, or (`stuck`) never does."""
+        def __init__(self, stuck):
+            self.stuck, self.alive = stuck, True
 
-    daemon.live.mic, daemon.live.session, daemon._export = StuckMic(), Live(), lambda: None
-    daemon._shutdown(Scheduler())
-    assert closed == []
-    daemon.live.mic.is_alive = lambda: False
-    daemon._shutdown(Scheduler())
-    assert closed == [True]
+        def start(self): ...
+
+        def join(self, timeout=10.0):
+            self.alive = self.stuck
+
+        def is_alive(self):
+            return self.alive
+
+    def live(stuck):
+        class Live(LiveSource):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.mic, self.session = Mic(stuck), Session()
+        return Live
+
+    for stuck, expected in ((True, []), (False, [True])):
+        daemon = Daemon(cfg, stream_factory=lambda **kw: None, live=live(stuck))
+        run_daemon_until(daemon, lambda: daemon.health.state == "running")
+        assert closed == expected
 
 
 def test_odd_folder_entries_are_reported_once_and_skipped_while_the_rest_is_scanned(tmp_path, bundle, caplog):

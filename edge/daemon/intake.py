@@ -84,6 +84,11 @@ class Intake:
         self.watcher.start()
         self.worker.start()
 
+    @property
+    def workers(self) -> tuple[tuple[str, FolderWatcher | Worker], ...]:
+        """Its threads, as the daemon names them when one has died."""
+        return ("folder watcher", self.watcher), ("scan loop", self.worker)
+
     def stop(self) -> None:
         """Abandon the file in progress and stop the watcher (the scanning loop then ends: `join`)."""
         self.scanner.stop()

@@ -61,6 +61,11 @@ class LiveSource:
         self.beats.register("microphone")
         self.mic.start()
 
+    @property
+    def workers(self) -> tuple[tuple[str, Microphone], ...]:
+        """Its thread, as the daemon names it when it has died."""
+        return ("microphone", self.mic),
+
     def stop(self) -> None:
         """Wait for the microphone loop to drain; then close the session (not under a live consumer)."""
         self.mic.join()
@@ -68,6 +73,9 @@ class LiveSource:
             log.warning("microphone thread did not stop in time; its open detection is not written")
         else:
             self._on_restart()
+
+    def join(self) -> None:
+        """Nothing more to wait for: `stop` waited for the microphone loop."""
 
     def close(self) -> None:
         """Write what is held (or say what is lost) and close the connection, once the microphone has stopped."""

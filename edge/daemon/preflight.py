@@ -12,12 +12,9 @@ import os
 from pathlib import Path
 
 from hootwatch.edge.contract.bundle import load_bundle
-from hootwatch.edge.contract.operating_point import OperatingPoint, OperatingPointError, Wording
+from hootwatch.edge.contract.operating_point import OperatingPoint, OperatingPointError
 from hootwatch.edge.core.errors import BundleError, ConfigError
 from .config import DaemonConfig
-
-# the config's own bounds are checked when it is read; against the bundle's window only here
-HOP_KEY = Wording(hop="model.hop_s", fix_hop="use a hop_s of at most {window_s:g}, or remove it to use the bundle's")
 
 PORTAUDIO_FIX = ("install PortAudio (`sudo apt-get install libportaudio2` on Debian, Ubuntu or Raspberry Pi OS; "
                  "`brew install portaudio` on a Mac), then start again; or remove [sources.microphone]")
@@ -60,11 +57,13 @@ def preflight(cfg: DaemonConfig, check_microphone: bool = True) -> list[ConfigEr
     problems: list[ConfigError] = []
     try:
         manifest = load_bundle(cfg.model.bundle).manifest
-        OperatingPoint(hop_s=cfg.model.hop_s, window_s=manifest.window_s, wording=HOP_KEY)
+        OperatingPoint(hop_s=cfg.model.hop_s, window_s=manifest.window_s)
     except BundleError as exc:
         problems.append(ConfigError(f"model.bundle: {exc.message}", exc.hint))
-    except OperatingPointError as exc:
-        problems.append(exc)
+    except OperatingPointError:  # the config's own bounds (above 0) held when it was read: only the window is left
+        problems.append(ConfigError(f"model.hop_s: must be at most the model's window ({manifest.window_s:g} s), "
+                                    f"got {cfg.model.hop_s:g}",
+                                    "use a smaller hop_s, or remove it to use the bundle's"))
     folder = cfg.sources.folder
     if folder is not None:
         if not folder.path.is_dir():

@@ -1,12 +1,13 @@
 """The daemon: one model, the configured sources, the schedule, health and exports, until SIGTERM.
 
-    load config -> load + warm up the model -> open the store -> start the scheduler jobs (status file,
-    exports, disk guard, schedule) -> start the sources (folder watcher + scanning loop, microphone) ->
-    READY=1 -> wait for SIGTERM/SIGINT -> STOPPING=1 -> drain -> flush exports -> exit 0
+    load config -> load + warm up the model -> open the store -> start the sources (folder watcher + scanning
+    loop, microphone) and the review app -> start the scheduler jobs (status file, exports, disk guard,
+    schedule) -> READY=1 -> wait for SIGTERM/SIGINT -> STOPPING=1 -> drain -> flush exports -> exit 0
 
 This module is that lifecycle. The sources are intake.py (the watched folder) and live.py (the microphone), what
 waits on a full disk is diskpause.py, the worker threads are threads.Worker (the main loop stops the daemon when
-one dies), the review app runs in a review.server.ServerThread.
+one dies), the review app runs in a review.server.ServerThread. What start-up makes is one `Running` record, made
+whole once the sources have started; the main loop, the periodic jobs and the shutdown are given it.
 
 Threads: the watchdog observer and the folder tracker (producers) hand complete files over a bounded queue to
 the scanning loop (consumer); PortAudio's callback fills the microphone ring that the microphone loop drains.
@@ -23,7 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hootwatch.edge.contract.cascade import CascadeDetector, load_detector, pass_rate_of
 from hootwatch.edge.contract.detector import Detector
@@ -43,6 +46,9 @@ from . import signals
 from .schedule import is_active, next_change
 from .threads import death
 
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
 log = logging.getLogger("hootwatch.daemon")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run would drown the journal
 
@@ -50,43 +56,53 @@ SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
 
 
+@dataclass(frozen=True)
+class Running:
+    """What start-up made: the model and its settings, the run they write to, the configured sources (started,
+    the folder's first), the review app where it is enabled, and the scheduler of the periodic jobs."""
+    detector: Detector | CascadeDetector
+    settings: ScanSettings
+    run_key: str
+    sources: tuple[Intake | LiveSource, ...]
+    review: ServerThread | None
+    scheduler: BackgroundScheduler
+
+    @property
+    def intake(self) -> Intake | None:
+        """The folder source, where one is configured (the status counts its queue and pending files)."""
+        return next((s for s in self.sources if isinstance(s, Intake)), None)
+
+
 class Daemon:
-    """`intake`: the folder intake's class (tests and benchmarks pass a subclass that wraps its `scan` or
-    `after`); `stream_factory`: builds the microphone's PortAudio stream (tests pass their own)."""
+    """The seams for tests and benchmarks: `intake` and `live`, the classes of the folder and microphone sources
+    (a subclass may wrap a step, such as `Intake.scan` or `Intake.after`, or keep its instance to look at);
+    `stream_factory`, what builds the microphone's PortAudio stream; `stop`, the event that stops `run()`."""
 
     def __init__(self, cfg: DaemonConfig, stop: threading.Event | None = None, notifier: Notifier | None = None,
-                 stream_factory=None, intake: type[Intake] = Intake) -> None:
+                 stream_factory=None, intake: type[Intake] = Intake, live: type[LiveSource] = LiveSource) -> None:
         self.cfg = cfg
         self.stop = stop or threading.Event()
         self.notifier = notifier or Notifier()
         self.stream_factory = stream_factory
-        self.intake_class = intake
+        self.intake_class, self.live_class = intake, live
         self.health = Health()
         self.out_dir = Path(cfg.output.dir)
         self.guard = DiskGuard(self.out_dir, cfg.health.min_free_mb)
         self.pause = DiskPause(self.out_dir, self.health, self.guard, self.stop)
         self.listening = threading.Event()
         self.beats = Heartbeats(self.notifier, enabled=cfg.health.watchdog)
-        # made by run() once the model is loaded; the sources and the review app only where configured
-        self.detector: Detector | CascadeDetector | None = None
-        self.settings: ScanSettings | None = None
-        self.run_key: str | None = None
-        self.intake: Intake | None = None
-        self.live: LiveSource | None = None
-        self.review: ServerThread | None = None
-        self.failure: str | None = None  # set when a worker thread died: the daemon stops with exit status 1
 
     def run(self) -> int:
-        """Start, run until stopped (or a worker thread dies), shut down; the exit status."""
-        scheduler = self._start()
-        if scheduler is None:
+        """Start, run until stopped (or a worker thread dies), shut down; the exit status (1: a worker died)."""
+        running = self._start()
+        if running is None:
             return 0
-        self._run_until_stop()
-        self._shutdown(scheduler)
-        return 1 if self.failure else 0
+        failure = self._run_until_stop(running)
+        self._shutdown(running, failed=failure is not None)
+        return 1 if failure else 0
 
-    def _start(self):
-        """Everything up to READY=1; the scheduler of the periodic jobs, or None when stopped before that."""
+    def _start(self) -> Running | None:
+        """Everything up to READY=1; what it started, or None when stopped before that."""
         cfg = self.cfg
         self._install_signals()
         if self.stop.is_set():
@@ -96,37 +112,34 @@ class Daemon:
             raise all_problems(problems, str(cfg.source_file or "config"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status("loading model")
-        self.detector = self._load_model()
+        detector = self._load_model()
         if self.stop.is_set():  # stopped while the model loaded: nothing started, nothing to drain
             log.info("stopped before start-up finished")
             return None
         # recorder local-time file names are read in the recorders' zone; live audio is shown in the site's
-        self.settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold,
-                                     min_hits=cfg.model.min_hits, tz=cfg.recorder_timezone, clips=cfg.output.clips)
+        settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold, min_hits=cfg.model.min_hits,
+                                tz=cfg.recorder_timezone, clips=cfg.output.clips)
         try:
             with DetectionStore(self.out_dir / STORE_NAME) as store:
-                self.run_key = Scanner(self.detector, store, self.settings).run.run_key
-                self._counters_from(store)
+                run_key = Scanner(detector, store, settings).run.run_key
+                self._counters_from(store, run_key)
         except Exception as exc:
             if is_disk_full(exc):  # exit status 4: systemd starts it again (RestartSec) until there is space
                 raise DiskFullError(f"the disk holding {self.out_dir} is full: the detection store cannot be opened",
                                     "free some space there; hootwatch starts again by itself under systemd") from None
             raise
-        log.info("detection rule: %s", detection_rule(self.detector.manifest, self.settings))
+        log.info("detection rule: %s", detection_rule(detector.manifest, settings))
         self.guard.check()
         self._check_schedule()
-        scheduler = self._start_jobs()
-        if cfg.sources.folder is not None:
-            self._start_folder()
-        if cfg.sources.microphone is not None:
-            self._start_microphone()
-        if cfg.review.enabled:
-            self._start_review()
+        sources = self._start_sources(detector, settings, run_key)
+        review = self._start_review() if cfg.review.enabled else None
+        running = Running(detector, settings, run_key, sources, review, _scheduler())
+        self._start_jobs(running)
         self.health.update(state="running")
-        self._write_status()
-        self.notifier.ready(self._status_line())
-        log.info("ready: %s", self._status_line())
-        return scheduler
+        self._write_status(running)
+        self.notifier.ready(self._status_line(running))
+        log.info("ready: %s", self._status_line(running))
+        return running
 
     # ------------------------------------------------------------ start
     def _load_model(self) -> Detector | CascadeDetector:
@@ -139,83 +152,84 @@ class Daemon:
                  man.window_s, "cascade first stage on" if isinstance(det, CascadeDetector) else "every window scored")
         return det
 
-    def _counters_from(self, store: DetectionStore) -> None:
+    def _counters_from(self, store: DetectionStore, run_key: str) -> None:
         """Status counters and times of this run (model and settings) as the store has them, so a restart does
         not read as a fresh start."""
-        rows = store.ledger_rows(self.run_key)
+        rows = store.ledger_rows(run_key)
         done = [r for r in rows if r.status == "done"]
         ends = [audio_end(r) for r in done]
-        newest = store.newest_detection_utc(self.run_key)
+        newest = store.newest_detection_utc(run_key)
         self.health.update(files_done=len(done), files_failed=sum(r.status == "failed" for r in rows),
-                           detections=store.count(self.run_key), last_detection_utc=newest,
+                           detections=store.count(run_key), last_detection_utc=newest,
                            last_audio_utc=max((e for e in ends if e), default=None))
 
     def _install_signals(self) -> None:
         signals.install(self.stop)  # `hootwatch run` installed it already, before its imports; this is for tests
 
-    def _start_folder(self) -> None:
-        self.intake = self.intake_class(self.cfg, self.detector, self.settings, self.run_key, stop=self.stop,
-                                        health=self.health, beats=self.beats, guard=self.guard, pause=self.pause)
-        self.intake.start()
+    def _start_sources(self, detector: Detector | CascadeDetector, settings: ScanSettings,
+                       run_key: str) -> tuple[Intake | LiveSource, ...]:
+        """The configured sources, each made and started in turn: the watched folder, then the microphone."""
+        sources = self.cfg.sources
+        shared = dict(stop=self.stop, health=self.health, beats=self.beats, guard=self.guard, pause=self.pause)
+        started: list[Intake | LiveSource] = []
+        if sources.folder is not None:
+            started.append(self.intake_class(self.cfg, detector, settings, run_key, **shared))
+            started[-1].start()
+        if sources.microphone is not None:
+            started.append(self.live_class(self.cfg, detector, settings, **shared, active=self.listening.is_set,
+                                           stream_factory=self.stream_factory))
+            started[-1].start()
+        return tuple(started)
 
-    def _start_microphone(self) -> None:
-        self.live = LiveSource(self.cfg, self.detector, self.settings, stop=self.stop, health=self.health,
-                               beats=self.beats, guard=self.guard, pause=self.pause, active=self.listening.is_set,
-                               stream_factory=self.stream_factory)
-        self.live.start()
-
-    def _start_review(self) -> None:
+    def _start_review(self) -> ServerThread:
         """The review app in a thread of its own, over the same store (its own connection)."""
         r = self.cfg.review
         # not a watched worker: if the app cannot start (port taken), detection goes on without it
         server = serve(self.out_dir, r.host, r.port, r.token, self.cfg.model.bundle, r.max_upload_mb)
-        self.review = ServerThread(server, "hootwatch-review")
-        self.review.start()
+        review = ServerThread(server, "hootwatch-review")
+        review.start()
         log.info("review app on http://%s:%d/%s", r.host, r.port, "?token=..." if r.token else "")
+        return review
 
     # ------------------------------------------------------------ running
-    def _run_until_stop(self) -> None:
+    def _run_until_stop(self, running: Running) -> str | None:
+        """Wait for the stop event; why the daemon failed, when a worker thread died first."""
         while not self.stop.wait(1.0):
-            dead = self._dead_worker()
+            dead = self._dead_worker(running)
             if dead:
-                self._fail(dead)
-                return
+                self._fail(running, dead)
+                return dead
+        return None
 
-    def _dead_worker(self) -> str | None:
+    def _dead_worker(self, running: Running) -> str | None:
         """'<what> died (<error>)' for a worker thread that ended while the daemon was not stopping."""
         if self.stop.is_set():
             return None
-        workers = []
-        if self.intake is not None:
-            workers += [("folder watcher", self.intake.watcher), ("scan loop", self.intake.worker)]
-        if self.live is not None:
-            workers.append(("microphone", self.live.mic))
-        for what, worker in workers:
-            why = death(what, worker)
-            if why:
-                return why
+        for source in running.sources:
+            for what, worker in source.workers:
+                why = death(what, worker)
+                if why:
+                    return why
         return None
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, running: Running, why: str) -> None:
         """A worker died: say so everywhere, stop feeding the watchdog, stop (exit 1: systemd restarts us)."""
-        self.failure = why
         self.beats.fail()
         log.error("%s: stopping; restart hootwatch (systemd does so by itself) and report this as a bug", why)
         self.health.update(state="failed", last_error=why)
-        self._write_status()
+        self._write_status(running)
 
     # ------------------------------------------------------------ periodic jobs
-    def _start_jobs(self):
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        sched = BackgroundScheduler(timezone=dt.timezone.utc, job_defaults={"coalesce": True, "max_instances": 1})
-        sched.add_job(self._write_status, "interval", seconds=self.cfg.health.status_every_s, id="status")
+    def _start_jobs(self, running: Running) -> None:
+        sched = running.scheduler
+        sched.add_job(self._write_status, "interval", args=(running,), seconds=self.cfg.health.status_every_s,
+                      id="status")
         sched.add_job(self._check_schedule, "interval", seconds=SCHEDULE_CHECK_S, id="schedule")
         sched.add_job(self.guard.check, "interval", seconds=DISK_CHECK_S, id="disk")
         if self.cfg.output.export_every_min > 0:
-            sched.add_job(self._export_now, "interval", minutes=self.cfg.output.export_every_min, id="export")
+            sched.add_job(self._export_now, "interval", args=(running,), minutes=self.cfg.output.export_every_min,
+                          id="export")
         sched.start()
-        return sched
 
     def _check_schedule(self) -> None:
         now = dt.datetime.now(dt.timezone.utc)
@@ -226,13 +240,12 @@ class Daemon:
         nxt = next_change(now, self.cfg.schedule, self.cfg.tz)
         self.health.update(schedule_active=active, next_schedule_change_utc=nxt.isoformat() if nxt else None)
 
-    def _write_status(self) -> None:
-        intake = self.intake
+    def _write_status(self, running: Running) -> None:
+        intake = running.intake
         self.health.update(queue_depth=intake.jobs.qsize() if intake is not None else 0,
                            files_pending=intake.watcher.pending if intake is not None else 0,
                            disk_free_mb=round(self.guard.free_mb, 1) if self.guard.free_mb is not None else None,
-                           disk_low=not self.guard.writes_allowed,
-                           pass_rate=pass_rate_of(self.detector) if self.detector is not None else None)
+                           disk_low=not self.guard.writes_allowed, pass_rate=pass_rate_of(running.detector))
         try:
             write_json_atomic(self.cfg.status_file, self.health.snapshot())
             self.pause.space_back("the status file")
@@ -241,13 +254,13 @@ class Daemon:
                 log.warning("cannot write status file %s: %s", self.cfg.status_file, exc)
             else:
                 self.pause.full("the status file", exc)
-        self.notifier.status(self._status_line())
+        self.notifier.status(self._status_line(running))
 
-    def _status_line(self) -> str:
+    def _status_line(self, running: Running) -> str:
         h = self.health
         parts = [h.state, f"{h.files_done} files, {h.detections} detections"]
-        if self.intake is not None:
-            parts.append(f"{self.intake.watcher.pending} pending")
+        if running.intake is not None:
+            parts.append(f"{running.intake.watcher.pending} pending")
         if h.files_failed:
             parts.append(f"{h.files_failed} failed")
         if h.mic_state:
@@ -258,10 +271,10 @@ class Daemon:
             parts.append("DISK LOW: clips/raw paused")
         return "; ".join(parts)
 
-    def _export_now(self) -> None:
+    def _export_now(self, running: Running) -> None:
         """The periodic export: a full disk is one message (the store keeps every detection), not a traceback."""
         try:
-            self._export()
+            self._export(running)
             self.pause.space_back("exports")
         except Exception as exc:
             if not is_disk_full(exc):
@@ -269,7 +282,7 @@ class Daemon:
             else:
                 self.pause.full("exports", exc)
 
-    def _export(self) -> None:
+    def _export(self, running: Running) -> None:
         from hootwatch.edge.store.exports import write_exports
 
         out = self.cfg.output
@@ -277,34 +290,38 @@ class Daemon:
         if not formats:
             return
         with DetectionStore(self.out_dir / STORE_NAME) as store:
-            write_exports(store, self.run_key, self.out_dir, self.detector.manifest.sample_rate / 2, formats)
+            write_exports(store, running.run_key, self.out_dir, running.detector.manifest.sample_rate / 2, formats)
 
     # ------------------------------------------------------------ stop
-    def _shutdown(self, scheduler) -> None:
+    def _shutdown(self, running: Running, failed: bool) -> None:
         self.stop.set()  # also when a worker died: the others stop too
-        if self.review is not None:
-            self.review.stop()
+        if running.review is not None:
+            running.review.stop()
         self.health.update(state="stopping")
         self.notifier.stopping("draining")
         log.info("stopping: draining the windows in flight")
-        if self.intake is not None:
-            self.intake.stop()  # abandons the file in progress
-        if self.live is not None:
-            self.live.stop()  # drains the ring, writes the tail window and any open detection
-        if self.intake is not None:
-            self.intake.join()
-        scheduler.shutdown(wait=True)
+        # the folder abandons the file in progress; the microphone drains its ring, writes the tail window and any
+        # open detection; then the scanning loop ends
+        for source in running.sources:
+            source.stop()
+        for source in running.sources:
+            source.join()
+        running.scheduler.shutdown(wait=True)
         try:
-            self._export()
+            self._export(running)
         except Exception as exc:  # a full disk at stop: every detection is in the store
             log.warning("final export failed: %s; every detection is in the store, `hootwatch run` exports again",
                         getattr(exc, "message", exc))
-        # the scanning loop closes its own connection; these two belong to threads that have stopped
-        if self.intake is not None:
-            self.intake.close()
-        if self.live is not None:
-            self.live.close()
-        self.health.update(state="failed" if self.failure else "stopped")
-        self._write_status()
+        # the scanning loop closes its own connection; the others belong to threads that have stopped
+        for source in running.sources:
+            source.close()
+        self.health.update(state="failed" if failed else "stopped")
+        self._write_status(running)
         self.notifier.close()
         log.info("stopped")
+
+
+def _scheduler() -> BackgroundScheduler:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    return BackgroundScheduler(timezone=dt.timezone.utc, job_defaults={"coalesce": True, "max_instances": 1})
