@@ -26,7 +26,7 @@ MIN_HITS = (1, 2, 3)
 # F1 alone tends to sit at the edge of a cliff (measured: threshold 0.98 on a validation night, recall on the test
 # night 0.85 there against 0.87-0.91 at thresholds 0.3-0.7)
 F1_TOLERANCE = 0.01
-# the pairs tried are choose_operating_point's arguments
+# a chosen pair out of range can only be one of choose_operating_point's `thresholds` or `min_hits`
 _CANDIDATES = Wording("threshold", "min_hits", fix_threshold="try thresholds between 0 and 1",
                       fix_min_hits="try min_hits of at least 1")
 
