@@ -63,8 +63,9 @@ sh(H, "train", "--data", D / "reviewed", "--init-from", D / "run", "--out", D / 
    "--epochs", args.epochs, "--threads", args.threads)
 sh(H, "export", D / "run2", "--out", D / "bundle2", "--threads", args.threads)
 val = D / "validation_night"
-p = choose_operating_point(D / "bundle2", val, val / "ground_truth.csv", threads=args.threads)
-set_operating_point(D / "bundle2", threshold=p.threshold, min_hits=p.min_hits, note=p.to_dict("demo validation night"))
+chosen = choose_operating_point(D / "bundle2", val, val / "ground_truth.csv", threads=args.threads)
+set_operating_point(D / "bundle2", threshold=chosen.point.threshold, min_hits=chosen.point.min_hits,
+                    note=chosen.to_dict("demo validation night"))
 for b in ("bundle", "bundle2"):
     m = load_bundle(D / b).manifest
     print(b, "threshold", m.threshold, "min_hits", m.min_hits, "model", m.model_id, flush=True)

@@ -141,7 +141,8 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         manifest = Manifest(
             labels=source.labels, positive_label=source.positive_label, sample_rate=source.sample_rate,
             window_s=source.window_s, hop_s=source.hop_s, normalisation=source.normalisation,
-            threshold=source.threshold, min_hits=options.min_hits, input_name=fp32.input_name, output_name=fp32.output_name,
+            threshold=source.threshold, min_hits=int(options.min_hits), input_name=fp32.input_name,
+            output_name=fp32.output_name,
             model_file=MODEL_FILE, variants=variants, backbone=source.backbone, first_stage=cascade,
             metrics={"run": source.run_metrics, **report},
         )

@@ -63,7 +63,7 @@ class DemoResult:
     metrics: object                # hootwatch.edge.tables.evaluate.EventMetrics
     train_test: dict               # clip-level test metrics of the trained model
     timings: dict = field(default_factory=dict)
-    operating_point: object = None  # hootwatch.export.operating_point.OperatingPoint (validation night)
+    operating_point: object = None  # hootwatch.edge.contract.operating_point.OperatingPoint (validation night)
     pass_rate: float | None = None  # share of the test night's windows the full model scored (cascade)
 
     @property
@@ -105,7 +105,8 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
 
     from hootwatch.edge.contract.cascade import load_detector, pass_rate_of
     from hootwatch.edge.contract.detector import Detector
-    from hootwatch.edge.tables.evaluate import audio_hours, event_metrics, load_detections, load_truth
+    from hootwatch.edge.tables.evaluate import audio_hours, event_metrics, load_detections
+    from hootwatch.edge.tables.label_tables import read_truth_csv
     from hootwatch.edge.scan.engine import ScanSettings, scan_into
     from hootwatch.trainer.args import make_args
     from hootwatch.trainer.mining import MiningConfig, keep_splits_and_split_the_rest, mine_hard_examples
@@ -178,12 +179,12 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     validation_hours = 2 * opts.hours
     write_dump(validation, DumpConfig(hours=validation_hours, seed=opts.seed + 2000, backgrounds=backgrounds,
                                       tz=DEMO_TZ))
-    point = choose_operating_point(out / "bundle", validation, validation / "ground_truth.csv", threads=opts.threads)
-    report_operating_point(point, result.threshold, console)
+    chosen = choose_operating_point(out / "bundle", validation, validation / "ground_truth.csv", threads=opts.threads)
+    report_operating_point(chosen, result.threshold, console)
     exported = export_bundle(replace(
-        export_opts, threshold=point.threshold, min_hits=point.min_hits, overwrite=True,
+        export_opts, threshold=chosen.point.threshold, min_hits=chosen.point.min_hits, overwrite=True,
         speed_repeats=opts.speed_repeats, first_stage_check=validation,
-        operating_point=point.to_dict(f"synthetic validation night, seed {opts.seed + 2000}, {validation_hours:g} h")))
+        operating_point=chosen.to_dict(f"synthetic validation night, seed {opts.seed + 2000}, {validation_hours:g} h")))
     timings["operating_point_s"] = time.perf_counter() - t
     report_first_stage(exported.manifest, console)
 
@@ -203,12 +204,12 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
 
     # 9. event-level evaluation against the ground truth
     step("9/9 event-level evaluation")
-    metrics = event_metrics(load_detections(paths["csv"]), load_truth(night / "ground_truth.csv"),
+    metrics = event_metrics(load_detections(paths["csv"]), read_truth_csv(night / "ground_truth.csv"),
                             audio_hours(night), root=night)
     _done(last, timings, console, started)
     timings["total_s"] = time.perf_counter() - started
-    return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings, point,
-                      pass_rate_of(detector))
+    return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings,
+                      chosen.point, pass_rate_of(detector))
 
 
 def _done(last: list, timings: dict, console, started: float) -> None:
@@ -274,15 +275,15 @@ def report_first_stage(manifest, console) -> None:
                       f"of the night's windows")
 
 
-def report_operating_point(point, run_threshold: float, console) -> None:
+def report_operating_point(chosen, run_threshold: float, console) -> None:
     """The chosen point, and what the training run's threshold alone would have given on the same night."""
     def line(m) -> str:
         return f"precision {m.precision:.3f} recall {m.recall:.3f} F1 {m.f1:.3f} ({m.fp_per_hour:.1f} FP/hour)"
-    nearest = min((t for t, _ in point.grid), key=lambda t: abs(t - run_threshold))
+    nearest = min((t for t, _ in chosen.grid), key=lambda t: abs(t - run_threshold))
     console.print(f"validation night, the training run's threshold {run_threshold:.3f}, min_hits 1: "
-                  f"{line(point.grid[(nearest, 1)])}")
-    console.print(f"validation night, chosen threshold {point.threshold:g}, min_hits {point.min_hits}: "
-                  f"{line(point.metrics)}")
+                  f"{line(chosen.grid[(nearest, 1)])}")
+    p = chosen.point
+    console.print(f"validation night, chosen threshold {p.threshold:g}, min_hits {p.min_hits}: {line(chosen.metrics)}")
 
 
 def register(subparsers) -> None:

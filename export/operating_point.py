@@ -15,8 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hootwatch.edge.tables.evaluate import EventMetrics, event_metrics, load_truth
+from hootwatch.edge.contract.operating_point import OperatingPoint, Wording
 from hootwatch.edge.scan.offline import detections_at, score_windows
+from hootwatch.edge.tables.evaluate import EventMetrics, event_metrics
+from hootwatch.edge.tables.label_tables import read_truth_csv
 
 THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 MIN_HITS = (1, 2, 3)
@@ -24,18 +26,20 @@ MIN_HITS = (1, 2, 3)
 # F1 alone tends to sit at the edge of a cliff (measured: threshold 0.98 on a validation night, recall on the test
 # night 0.85 there against 0.87-0.91 at thresholds 0.3-0.7)
 F1_TOLERANCE = 0.01
+# a chosen pair out of range can only be one of choose_operating_point's `thresholds` or `min_hits`
+_CANDIDATES = Wording("threshold", "min_hits", fix_threshold="try thresholds between 0 and 1",
+                      fix_min_hits="try min_hits of at least 1")
 
 
 @dataclass(frozen=True)
-class OperatingPoint:
-    threshold: float
-    min_hits: int
+class ChosenPoint:
+    point: OperatingPoint                           # the threshold and min_hits chosen (both set)
     metrics: EventMetrics                           # at the chosen point
     grid: dict[tuple[float, int], EventMetrics]     # every pair tried
 
     def to_dict(self, chosen_on: str) -> dict:
         m = self.metrics
-        return {"threshold": self.threshold, "min_hits": self.min_hits, "chosen_on": chosen_on,
+        return {"threshold": self.point.threshold, "min_hits": self.point.min_hits, "chosen_on": chosen_on,
                 "rule": f"event-level F1 within {F1_TOLERANCE} of the best: the min_hits with the most such "
                         "thresholds (ties: fewer), then the middle one of them",
                 "precision": round(m.precision, 4), "recall": round(m.recall, 4), "f1": round(m.f1, 4),
@@ -44,7 +48,7 @@ class OperatingPoint:
 
 def choose_operating_point(bundle: str | os.PathLike, audio_dir: str | os.PathLike, truth_csv: str | os.PathLike,
                            thresholds: tuple[float, ...] = THRESHOLDS, min_hits: tuple[int, ...] = MIN_HITS,
-                           threads: int | None = None) -> OperatingPoint:
+                           threads: int | None = None) -> ChosenPoint:
     """The most robust good pair of thresholds x min_hits on annotated audio (truth: file,start_s,end_s,label):
     of the pairs whose event-level F1 is within F1_TOLERANCE of the best, the min_hits with the widest plateau of
     thresholds (ties: the smaller min_hits), and the middle threshold of that plateau."""
@@ -53,14 +57,14 @@ def choose_operating_point(bundle: str | os.PathLike, audio_dir: str | os.PathLi
     detector = Detector.load(bundle, threads=threads)
     m = detector.manifest
     files = score_windows(detector, audio_dir)
-    truth = load_truth(truth_csv)
+    truth = read_truth_csv(truth_csv)
     hours = sum(_file_seconds(Path(audio_dir) / f.file) for f in files) / 3600.0
     thresholds = tuple(sorted(set(thresholds) | {round(m.threshold, 6)}))
     grid = {(t, k): event_metrics(detections_at(files, m.window_spec.window_samples, m.sample_rate, t, k,
                                                 m.positive_label), truth, hours, positive_label=m.positive_label)
             for t in thresholds for k in min_hits}
     t, k = pick({key: r.f1 for key, r in grid.items()})
-    return OperatingPoint(t, k, grid[(t, k)], grid)
+    return ChosenPoint(OperatingPoint(t, k, wording=_CANDIDATES, complete=True), grid[(t, k)], grid)
 
 
 def pick(f1: dict[tuple[float, int], float], tolerance: float = F1_TOLERANCE) -> tuple[float, int]:

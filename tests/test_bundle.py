@@ -52,6 +52,16 @@ def test_malformed_manifest_is_a_bundle_error(bundle, tmp_path, edit, needle):
     assert needle in exc.value.message and MANIFEST_NAME in exc.value.message and exc.value.hint
 
 
+@pytest.mark.parametrize("hop", [10.0, 0.0, -1])
+def test_a_hop_outside_the_window_says_re_export(bundle, tmp_path, hop):
+    d = _edited(bundle, tmp_path, lambda m: m | {"hop_s": hop})
+    with pytest.raises(BundleError) as exc:
+        load_bundle(d)
+    assert exc.value.message == (f"{d / MANIFEST_NAME}: hop_s {hop:g} s must be above 0 and at most the model's "
+                                 "window (5 s)")
+    assert exc.value.hint == "re-export the model"
+
+
 def test_a_variant_without_a_hash_is_refused(bundle, tmp_path):
     d = _edited(bundle, tmp_path, lambda m: m | {"variants": {"fp32": "model_fp32.onnx"}})
     shutil.copy(d / "model.onnx", d / "model_fp32.onnx")  # present but not hashed: it could be anything

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hootwatch.edge.tables.evaluate import Detection, TruthEvent, event_metrics, load_detections, load_truth
+from hootwatch.edge.tables.evaluate import Detection, TruthEvent, event_metrics, load_detections
+from hootwatch.edge.tables.label_tables import read_truth_csv
 
 TRUTH = [
     TruthEvent("AM01/20240501_190000.WAV", 10.0, 11.5, "owl"),
@@ -63,7 +64,7 @@ def test_csv_round_trip_matches_absolute_paths_and_basenames(tmp_path):
                        f"{tmp_path}/AM01/20240501_190000.WAV,9,14,owl,0.9,x\n"
                        "SM4_SITE_A_20240501_190000.wav,4,9,owl,0.8,y\n"
                        "SM4_SITE_A_20240501_190000.wav,4,9,not_owl,0.1,y\n")
-    truth = load_truth(truth_csv)
+    truth = read_truth_csv(truth_csv)
     assert truth[0].snr_db == 0.5 and truth[1].snr_db is None
     dets = load_detections(det_csv)
     assert len(dets) == 2   # the not_owl row is not a detection
@@ -85,7 +86,7 @@ def test_evaluation_and_training_read_a_truth_csv_the_same_way(tmp_path):
     csv_path.write_text("file,start_s,end_s,label,snr_db,note\n"
                         "AM01/a.wav,10,11.5, owl ,6.5,x\n"
                         f"{tmp_path}/b.wav,2.25,3,boobook,,\n")
-    truth = load_truth(csv_path)
+    truth = read_truth_csv(csv_path)
     assert truth == [TruthEvent("AM01/a.wav", 10.0, 11.5, "owl", 6.5),
                      TruthEvent(f"{tmp_path}/b.wav", 2.25, 3.0, "boobook", None)]
     assert read_annotation_csv(csv_path) == [Annotation(str(tmp_path / "AM01/a.wav"), 10.0, 11.5, "owl"),
@@ -93,14 +94,14 @@ def test_evaluation_and_training_read_a_truth_csv_the_same_way(tmp_path):
     # what only the trainer's reader took, evaluation takes too: a byte-order mark (Excel's "CSV UTF-8")
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
-    assert load_truth(bom) == truth
+    assert read_truth_csv(bom) == truth
     # and a table neither could use is the same clear error from both
     bad = tmp_path / "bad.csv"
     bad.write_text("file,begin,end,label\nx.wav,1,2,owl\n")
-    for read in (load_truth, read_annotation_csv):
+    for read in (read_truth_csv, read_annotation_csv):
         with pytest.raises(AnnotationError, match=r"missing columns \['start_s', 'end_s'\]"):
             read(bad)
     bad.write_text("file,start_s,end_s,label\nx.wav,1,soon,owl\n")
-    for read in (load_truth, read_annotation_csv):
+    for read in (read_truth_csv, read_annotation_csv):
         with pytest.raises(AnnotationError, match="line 2: bad time"):
             read(bad)

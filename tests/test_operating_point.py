@@ -30,15 +30,16 @@ def test_min_hits_is_chosen_where_one_window_blips_are_false_alarms(tmp_path):
     night = _night(tmp_path / "night", [(10.4, 12.0), (35.4, 37.0)],
                    [((24.0, 25.8), "boobook"), ((49.0, 50.8), "boobook")])
 
-    point = choose_operating_point(bundle, night, night / "ground_truth.csv", threads=1)
+    chosen = choose_operating_point(bundle, night, night / "ground_truth.csv", threads=1)
 
-    assert all(m.f1 < 1.0 for (t, k), m in point.grid.items() if k == 1)
-    one = point.grid[(0.5, 1)]
+    assert all(m.f1 < 1.0 for (t, k), m in chosen.grid.items() if k == 1)
+    one = chosen.grid[(0.5, 1)]
     assert (one.precision, one.recall, one.by_confuser) == (0.5, 1.0, {"boobook": 2})
-    assert point.min_hits == 2 and (point.metrics.precision, point.metrics.recall) == (1.0, 1.0)
+    assert chosen.point.min_hits == 2 and (chosen.metrics.precision, chosen.metrics.recall) == (1.0, 1.0)
     # every threshold that separates tone from noise ties: the middle of them is taken, not an edge
-    tied = sorted(t for (t, k), m in point.grid.items() if k == 2 and m.f1 == 1.0)
-    assert len(tied) > 2 and point.threshold == tied[len(tied) // 2]
+    tied = sorted(t for (t, k), m in chosen.grid.items() if k == 2 and m.f1 == 1.0)
+    assert len(tied) > 2 and chosen.point.threshold == tied[len(tied) // 2]
+    assert chosen.to_dict("test")["min_hits"] == 2 and chosen.to_dict("test")["threshold"] == chosen.point.threshold
 
 
 def test_a_wide_plateau_beats_a_slightly_higher_f1_on_a_cliff():

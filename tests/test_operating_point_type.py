@@ -3,6 +3,7 @@
 from argparse import Namespace
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from hootwatch.edge.contract.bundle import Manifest
@@ -27,6 +28,17 @@ def test_a_valid_point_keeps_its_values_and_unset_parts_stay_unset():
     assert (p.threshold, p.min_hits, p.hop_s) == (0.7, 2, 1.0)
     assert OperatingPoint() == OperatingPoint(None, None, None)
     assert OperatingPoint(0.0, 1, 5.0, window_s=5.0).hop_s == 5.0 and OperatingPoint(1.0).threshold == 1.0  # ends
+
+
+def test_numpy_numbers_are_numbers():
+    p = OperatingPoint(np.float64(0.7), np.int64(2), np.float32(1.0), window_s=np.float64(5.0))
+    assert (p.threshold, p.min_hits, p.hop_s) == (0.7, 2, 1.0)
+    assert EventBuilder(0.5, np.int64(2)).min_hits == 2 and EventBuilder(0.5, np.int32(3)).min_hits == 3
+    with pytest.raises(OperatingPointError, match="min_hits 0 must be at least 1"):
+        EventBuilder(0.5, np.int64(0))
+    for bad in (np.float64(2.0), np.bool_(True), True):
+        with pytest.raises(OperatingPointError, match="must be a whole number"):
+            OperatingPoint(min_hits=bad)
 
 
 def test_the_error_is_a_config_error_and_a_value_error():

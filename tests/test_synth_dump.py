@@ -17,7 +17,7 @@ from hootwatch.edge.contract import audio
 from hootwatch.trainer.synth import cli, confusers
 from hootwatch.trainer.synth.backgrounds import find_background_files
 from hootwatch.trainer.synth.dump import DumpConfig, write_dump
-from hootwatch.trainer.synth.mixing import band_power
+from hootwatch.trainer.synth.mixing import band_power, draw_snr
 from hootwatch.trainer.synth.trainset import TrainSetConfig, write_trainset
 
 AUDIOMOTH = re.compile(r"^(\d{8}_\d{6})\.WAV$")
@@ -281,3 +281,12 @@ def test_demo_without_shared_recordings_says_it_uses_synthetic_noise(monkeypatch
     monkeypatch.setattr(backgrounds, "default_background_dir", lambda: None)
     folder, why = demo.choose_backgrounds(demo.DemoOptions())
     assert folder is None and "synthetic" in why and "fresh clone" in why and "--backgrounds" in why
+
+
+def test_the_snr_draw_is_one_draw_for_the_range_then_one_for_the_value():
+    # the dump and the training set both draw this way: the same seed must keep making the same data
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    got = [draw_snr(a, 0.3, (-3.0, 3.0), (3.0, 20.0)) for _ in range(200)]
+    want = [float(b.uniform(*((-3.0, 3.0) if b.random() < 0.3 else (3.0, 20.0)))) for _ in range(200)]
+    assert got == want and a.random() == b.random()
+    assert min(got) < 3.0 < max(got)

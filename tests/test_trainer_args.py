@@ -89,6 +89,18 @@ def test_numbers_and_switches_stay_apart(tmp_path, key, value, must_be):
     assert exc.value.message == f"config file {path}: option {key!r} must be {must_be}, got {value!r}"
 
 
+@pytest.mark.parametrize("key,value,must_be", [("data", 5, "text"), ("label_column", 5, "text or left out"),
+                                               ("epochs", float("inf"), "a whole number"),
+                                               ("sample_rate", float("nan"), "a whole number or left out"),
+                                               ("epochs", [1], "a whole number")])
+def test_wrong_values_are_said_in_the_options_words(key, value, must_be):
+    # the words are the daemon config's (hootwatch.edge.core.validation), but text is "text" and a whole number
+    # stays "a whole number" for nan and inf
+    with pytest.raises(ConfigError) as exc:
+        make_args(**{"data": "D", "out": "R", key: value})
+    assert exc.value.message == f"the command line: option {key!r} must be {must_be}, got {value!r}"
+
+
 def test_the_first_wrong_key_as_written_is_named_and_unknown_keys_come_first(tmp_path):
     with pytest.raises(ConfigError, match="option 'tiny' must be"):
         make_args(_cfg(tmp_path, {"tiny": "maybe", "epochs": "x"}))

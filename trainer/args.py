@@ -20,6 +20,7 @@ from pydantic.dataclasses import dataclass
 
 from hootwatch.edge.contract.operating_point import OperatingPoint, Wording
 from hootwatch.edge.core.errors import ConfigError
+from hootwatch.edge.core.validation import MUST_BE, must_be
 
 DEFAULT_BASE = "facebook/wav2vec2-base"
 
@@ -190,7 +191,7 @@ class TrainArgs:
         return asdict(self)
 
 
-_MUST_BE = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+_MUST_BE = MUST_BE | {str: "text"}  # an option has always said "text" where a daemon config key says "a string"
 
 
 def option_type(name: str) -> tuple[type, bool]:
@@ -214,8 +215,9 @@ def convert_values(values: dict, source: str) -> dict:
         order = list(values)
         name = min((str(e["loc"][0]) for e in errors), key=order.index)
         base, optional = option_type(name)
-        not_finite = base is float and any(e["loc"][0] == name and e["type"] == "finite_number" for e in errors)
-        raise ConfigError(f"{source}: option {name!r} must be {'a finite number' if not_finite else _MUST_BE[base]}"
+        # its nan or inf, if that is among its errors
+        err = max((e for e in errors if e["loc"][0] == name), key=lambda e: e["type"] == "finite_number")
+        raise ConfigError(f"{source}: option {name!r} must be {must_be(err, base, _MUST_BE)}"
                           f"{' or left out' if optional else ''}, got {values[name]!r}",
                           f"fix the value of {name} in {source}") from None
     return {k: getattr(converted, k) for k in values}

@@ -26,7 +26,7 @@ import soundfile as sf
 
 from hootwatch.edge.contract import audio
 from hootwatch.edge.contract.clips import read_clip_csv
-from hootwatch.edge.tables.evaluate import load_truth
+from hootwatch.edge.tables.label_tables import read_truth_csv
 from hootwatch.edge.scan.offline import score_windows
 from hootwatch.edge.contract.windows import fit_length
 
@@ -58,7 +58,7 @@ def mine_hard_examples(detector, audio_dir: str | os.PathLike, truth_csv: str | 
     m = detector.manifest
     spec, sr = m.window_spec, m.sample_rate
     win = spec.window_samples
-    truth = load_truth(truth_csv)
+    truth = read_truth_csv(truth_csv)
     owls: dict[str, list[tuple[float, float]]] = {}
     for t in truth:
         if t.label == positive_label:

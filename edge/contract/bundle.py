@@ -32,7 +32,7 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 _MANIFEST_WORDING = Wording("threshold", "min_hits", "hop_s", fix_threshold="re-export the model",
-                            fix_min_hits="re-export the model", error=BundleError)
+                            fix_min_hits="re-export the model", fix_hop="re-export the model", error=BundleError)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -232,7 +232,9 @@ def load_bundle(bundle_dir: str | os.PathLike, verify: bool = True) -> Bundle:
     try:
         manifest = Manifest.from_dict(raw)
         _check_types(manifest)
-        manifest.window_spec  # noqa: B018 - validates sample rate, window and hop
+        # here, not in Manifest.__post_init__: only after _check_types is a bad hop or window known to be a number
+        OperatingPoint(hop_s=manifest.hop_s, window_s=manifest.window_s, wording=_MANIFEST_WORDING)
+        manifest.window_spec  # noqa: B018 - validates sample rate and window
     except BundleError as exc:
         raise BundleError(f"{mpath}: {exc.message}", exc.hint) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

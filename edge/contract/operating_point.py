@@ -9,6 +9,7 @@ place names the settings the way its users wrote them and says how to fix them i
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
+from numbers import Integral
 
 from hootwatch.edge.core.errors import ConfigError, HootwatchError
 
@@ -59,7 +60,7 @@ class OperatingPoint:
         lo, hi = THRESHOLD_RANGE
         if (complete or t is not None) and not lo <= t <= hi:
             raise w.error(f"{w.threshold} {t} is outside [{lo:g}, {hi:g}]", w.fix_threshold)
-        if (complete or k is not None) and (isinstance(k, bool) or not isinstance(k, int)):
+        if (complete or k is not None) and (isinstance(k, bool) or not isinstance(k, Integral)):
             raise w.error(f"{w.min_hits} {k!r} must be a whole number of at least {LEAST_MIN_HITS}", w.fix_min_hits)
         if k is not None and k < LEAST_MIN_HITS:
             raise w.error(f"{w.min_hits} {k} must be at least {LEAST_MIN_HITS}", w.fix_min_hits)

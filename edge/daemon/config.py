@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 
 from hootwatch.edge.core.errors import ConfigError
+from hootwatch.edge.core.validation import must_be
 from hootwatch.edge.contract.operating_point import LEAST_MIN_HITS, THRESHOLD_RANGE
 from hootwatch.edge.contract.recorder_time import parse_tz
 
@@ -209,10 +210,6 @@ def _section_class(annotation):
     return None
 
 
-_MUST_BE = {"bool_type": "true or false", "int_type": "a whole number", "int_from_float": "a whole number",
-            "float_type": "a number", "string_type": "a string", "list_type": "a list"}
-
-
 def _problem(err: dict) -> ConfigError:
     """One pydantic error in words: the key, what is wrong with it, and what to do."""
     loc, kind, value = err["loc"], err["type"], err.get("input")
@@ -241,8 +238,8 @@ def _problem(err: dict) -> ConfigError:
     if kind == "literal_error" and field is not None:
         choices = typing.get_args(field.annotation)
         return _fail(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    if kind in _MUST_BE:
-        return _fail(key, f"must be {_MUST_BE[kind]}, got {value!r}")
+    if (wanted := must_be(err)) is not None:
+        return _fail(key, f"must be {wanted}, got {value!r}")
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return _fail(key, f"must be a table ([{key}]), got {value!r}")
     if kind == "value_error":

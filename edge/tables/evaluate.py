@@ -23,10 +23,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from .label_tables import TruthEvent, read_truth_csv
+from .label_tables import TruthEvent
 
 POSITIVE = "owl"
-load_truth = read_truth_csv  # the ground truth: a CSV annotation table, read as the trainer reads it
 
 
 @dataclass(frozen=True)

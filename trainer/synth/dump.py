@@ -29,7 +29,7 @@ import soundfile as sf
 
 from . import calls, confusers
 from .backgrounds import BackgroundPool, background
-from .mixing import band_power, mix_at_snr
+from .mixing import band_power, draw_snr, mix_at_snr
 from .propagation import propagate, sample_propagation
 
 RECORDER_RATES = (48000, 32000, 24000, 22050)
@@ -98,11 +98,6 @@ def plan_recorders(rng: np.random.Generator, hours: float) -> list[tuple[Recorde
     return [(r, max(10.0, float(total * s))) for r, s in zip(recs, shares)]
 
 
-def draw_snr(rng: np.random.Generator, cfg: DumpConfig) -> float:
-    lo, hi = cfg.hard_snr_db if rng.random() < cfg.hard_share else cfg.easy_snr_db
-    return float(rng.uniform(lo, hi))
-
-
 def _sound(rng: np.random.Generator, label: str, sr: int, individual: calls.Individual | None,
            max_s: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
     if label == "owl":
@@ -121,7 +116,7 @@ def _mix_event(rng: np.random.Generator, out: np.ndarray, sr: int, t0: float, la
         return []
     prop = sample_propagation(rng)   # one bird, one place: the same path for every call of a bout
     band = confusers.BANDS[label]
-    target = draw_snr(rng, cfg)
+    target = draw_snr(rng, cfg.hard_share, cfg.hard_snr_db, cfg.easy_snr_db)
     rows = []
     # each call is mixed on its own (its SNR set against the background around it), so a bout that spans a
     # loud and a quiet stretch of background keeps its calls near the drawn SNR

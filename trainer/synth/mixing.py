@@ -18,6 +18,14 @@ import numpy as np
 from .propagation import next_fast_len
 
 
+def draw_snr(rng: np.random.Generator, hard_share: float, hard_db: tuple[float, float],
+             easy_db: tuple[float, float]) -> float:
+    """The SNR (dB) to mix one sound at: uniform in the hard range for a share `hard_share` of sounds, else in the
+    easy range. Two draws from `rng` each time, so a seed makes the same data."""
+    lo, hi = hard_db if rng.random() < hard_share else easy_db
+    return float(rng.uniform(lo, hi))
+
+
 def band_power(x: np.ndarray, sample_rate: int, band: tuple[float, float]) -> float:
     """Mean power of x within band (Hz), per sample."""
     if len(x) == 0:

@@ -22,7 +22,7 @@ import soundfile as sf
 
 from . import calls, confusers
 from .backgrounds import BackgroundPool, background
-from .mixing import mix_at_snr
+from .mixing import draw_snr, mix_at_snr
 from .propagation import propagate
 
 RATES = (48000, 44100, 32000, 24000, 22050)
@@ -62,11 +62,6 @@ class Recording:
     ext: str
     individual: calls.Individual
     sources: list[int] | None
-
-
-def _snr(rng: np.random.Generator, cfg: TrainSetConfig) -> float:
-    lo, hi = cfg.hard_snr_db if rng.random() < cfg.hard_share else cfg.easy_snr_db
-    return float(rng.uniform(lo, hi))
 
 
 def _owl(rng: np.random.Generator, sr: int, length_s: float, ind: calls.Individual) -> tuple[np.ndarray, tuple[float, float]]:
@@ -116,7 +111,8 @@ def make_clip(rng: np.random.Generator, rec: Recording, is_owl: bool, pool: Back
     if start < 0:  # the sound begins (reverb, earlier notes) before its first call: drop the lead-in
         wet, start, a_n = wet[-start:], 0, pos
     span = (a_n, min(a_n + span_n, n - start))
-    mix_at_snr(out, wet[: n - start], start, span, sr, confusers.BANDS.get(kind, (250.0, 1200.0)), _snr(rng, cfg))
+    mix_at_snr(out, wet[: n - start], start, span, sr, confusers.BANDS.get(kind, (250.0, 1200.0)),
+               draw_snr(rng, cfg.hard_share, cfg.hard_snr_db, cfg.easy_snr_db))
     return out, kind
 
 
