@@ -137,8 +137,8 @@ def measure(cmd: list[str]) -> tuple[float, float, str]:
 
 
 def scan_cmd(bundle: Path, folder: Path, out: Path, args, exhaustive: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(folder), "--model", str(bundle), "--out", str(out),
-           "--threads", str(args.threads), "--hop", str(args.hop), "--quiet", "--tz", "UTC"]
+    cmd = [sys.executable, "-m", "hootwatch.edge.commands.main", "scan", str(folder), "--model", str(bundle),
+           "--out", str(out), "--threads", str(args.threads), "--hop", str(args.hop), "--quiet", "--tz", "UTC"]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     return cmd + (["--exhaustive"] if exhaustive else [])

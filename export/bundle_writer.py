@@ -3,8 +3,8 @@
 Everything is built in a hidden staging folder next to BUNDLE (same filesystem, so the final step is one
 rename, after every file and folder in it is fsynced; the parent folder is fsynced after it). Key manifest fields
 are mirrored into model.onnx's metadata_props before hashing, so the ONNX file alone still says what it is; not the
-threshold and min_hits, which are the bundle's settings (`hootwatch.edge.contract.bundle.set_operating_point`), so changing
-them keeps the graph and its id. The manifest itself is written by hootwatch.edge.contract.bundle.write_manifest, which
+threshold and min_hits, which are the bundle's settings (`edge.contract.bundle.set_operating_point`), so changing
+them keeps the graph and its id. The manifest itself is written by edge.contract.bundle.write_manifest, which
 hashes every file; the edge verifies those hashes with load_bundle.
 """
 

@@ -96,7 +96,8 @@ def resolve_source(path: str | Path, positive_label: str | None = None, threshol
     if _is_checkpoint(p):
         return _from_checkpoint(p, positive_label, threshold, audio_dir)
     raise ConfigError(
-        f"{p}: not a training run (no model/{META_FILE}) nor a Hugging Face checkpoint (config.json + preprocessor_config.json)",
+        f"{p}: not a training run (no model/{META_FILE}) nor a Hugging Face checkpoint "
+        "(config.json + preprocessor_config.json)",
         "pass the folder `hootwatch train` wrote, or a folder saved with save_pretrained of the model and its feature extractor",
     )
 

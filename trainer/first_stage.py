@@ -1,4 +1,4 @@
-"""Building the cascade's first stage (hootwatch.edge.contract.first_stage) from a trained model, with no work from the user.
+"""Building the cascade's first stage (edge.contract.first_stage) from a trained model, with no work from the user.
 
 Distillation: the fine-tuned model scores the training clips (centred windows, no augmentation); a small MLP
 (scikit-learn) learns from the edge's spectral features of the same raw windows which of them the model calls

@@ -61,8 +61,8 @@ class Manifest:
     metrics: dict = field(default_factory=dict)        # training/validation/test and parity figures
     files: dict = field(default_factory=dict)          # {relative name: sha256}
     versions: dict = field(default_factory=dict)       # package versions at export
-    # {"file": "first_stage.npz", "pass_threshold": p, "validation": {...}}: the cascade (hootwatch.edge.contract.cascade);
-    # empty for a single-stage bundle
+    # {"file": "first_stage.npz", "pass_threshold": p, "validation": {...}}: the cascade (contract/cascade.py); empty
+    # for a single-stage bundle
     first_stage: dict = field(default_factory=dict)
     created_utc: str = ""
     format_version: int = FORMAT_VERSION

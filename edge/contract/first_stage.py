@@ -1,7 +1,7 @@
 """The cascade's first stage: cheap spectral features of a window and a small numpy network over them.
 
 The first stage looks at every window and passes on only those that might hold an owl call; the full model
-(the judge) scores only those (hootwatch.edge.contract.cascade). It is built by the trainer (hootwatch.trainer.first_stage),
+(the judge) scores only those (contract/cascade.py). It is built by the trainer (hootwatch.trainer.first_stage),
 distilled from the fine-tuned model's own decisions on the training clips, and shipped in the bundle as
 `first_stage.npz`, hashed like every other file.
 
