@@ -95,6 +95,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
     out = Path(options.out)
     bundle_writer.check_destination(out, options.overwrite)
     source = resolve_source(options.source, options.positive_label, options.threshold, options.audio_dir)
+    meta = source.meta
     model, folded = onnx_export.load_model(source.model_dir)
     with bundle_writer.staging(out) as (bundle_dir, work):
         fp32 = onnx_export.export_onnx(model, work / "onnx", options.opset)
@@ -106,8 +107,8 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         clips = source.clips
         if options.max_clips and len(clips) > options.max_clips:
             clips = tuple(clips[i] for i in np.linspace(0, len(clips) - 1, options.max_clips).round().astype(int))
-        parity = check_parity(model, paths, clips, source.sample_rate, source.window_s, source.normalisation,
-                              source.labels, source.positive_label, source.threshold, options.tolerance, options.threads)
+        parity = check_parity(model, paths, clips, meta.sample_rate, meta.window_s, meta.normalisation,
+                              meta.labels, meta.positive_label, meta.threshold, options.tolerance, options.threads)
         if on_parity:
             on_parity(parity)
         forced = not parity.passed
@@ -117,13 +118,13 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         if forced:
             log.warning("WRITING A DEGRADED MODEL because of --force: %s", parity.message)
 
-        cascade = (first_stage.prepare(source, int8, clips, source.threshold, bundle_dir, options.threads)
+        cascade = (first_stage.prepare(source, int8, clips, meta.threshold, bundle_dir, options.threads)
                    if options.first_stage else {})
 
         speed = None
         if options.speed_repeats > 0:
-            window_samples = int(round(source.window_s * source.sample_rate))
-            speed = measure_speed(model, paths, window_samples, source.window_s, options.threads, options.speed_repeats)
+            window_samples = int(round(meta.window_s * meta.sample_rate))
+            speed = measure_speed(model, paths, window_samples, meta.window_s, options.threads, options.speed_repeats)
             if on_speed:
                 on_speed(speed)
 
@@ -139,11 +140,11 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         report = _report(source, options, parity, speed, forced, folded)
         report["file_mb"] = {p.name: round(p.stat().st_size / 1e6, 3) for p in sorted(bundle_dir.glob("*.onnx"))}
         manifest = Manifest(
-            labels=source.labels, positive_label=source.positive_label, sample_rate=source.sample_rate,
-            window_s=source.window_s, hop_s=source.hop_s, normalisation=source.normalisation,
-            threshold=source.threshold, min_hits=int(options.min_hits), input_name=fp32.input_name,
+            labels=meta.labels, positive_label=meta.positive_label, sample_rate=meta.sample_rate,
+            window_s=meta.window_s, hop_s=meta.hop_s, normalisation=meta.normalisation,
+            threshold=meta.threshold, min_hits=int(options.min_hits), input_name=fp32.input_name,
             output_name=fp32.output_name,
-            model_file=MODEL_FILE, variants=variants, backbone=source.backbone, first_stage=cascade,
+            model_file=MODEL_FILE, variants=variants, backbone=meta.backbone, first_stage=cascade,
             metrics={"run": source.run_metrics, **report},
         )
         manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)

@@ -48,11 +48,12 @@ def prepare(source, int8_path: Path, clips, threshold: float, bundle_dir: Path, 
         log.info("no first stage in %s: the bundle scores every window with the full model", source.model_dir)
         return {}
     stage = FirstStage.load(d / FILE_NAME)
-    if stage.sample_rate != source.sample_rate:
-        raise ConfigError(f"{d / FILE_NAME} runs at {stage.sample_rate} Hz, the model at {source.sample_rate} Hz",
+    meta = source.meta
+    if stage.sample_rate != meta.sample_rate:
+        raise ConfigError(f"{d / FILE_NAME} runs at {stage.sample_rate} Hz, the model at {meta.sample_rate} Hz",
                           "train the run again, or delete RUN/first_stage to export without a cascade")
-    raw = cut_windows(clips, source.sample_rate, source.window_s)
-    stage_scores = stage.score_features(np.concatenate([features(raw[i:i + 64], source.sample_rate)
+    raw = cut_windows(clips, meta.sample_rate, meta.window_s)
+    stage_scores = stage.score_features(np.concatenate([features(raw[i:i + 64], meta.sample_rate)
                                                         for i in range(0, len(raw), 64)]))
     parity = None
     recorded = d / VALIDATION_FILE
@@ -66,8 +67,8 @@ def prepare(source, int8_path: Path, clips, threshold: float, bundle_dir: Path, 
                                   f"{parity:.2g} away from the trainer's (tolerance {PARITY_TOLERANCE:g})",
                                   "train again with this hootwatch version, or delete RUN/first_stage to export "
                                   "without a cascade")
-    int8 = edge_detector(int8_path, source.sample_rate, source.window_s, source.normalisation, source.labels,
-                         source.positive_label, threshold, threads).score(raw)   # as the edge scores them
+    int8 = edge_detector(int8_path, meta.sample_rate, meta.window_s, meta.normalisation, meta.labels,
+                         meta.positive_label, threshold, threads).score(raw)   # as the edge scores them
     chosen = choose_pass_threshold(stage_scores, int8, threshold)
     if chosen.n_positive == 0:
         log.warning("the int8 model calls none of the %d clips positive at threshold %.3f, so no pass threshold "

@@ -12,7 +12,7 @@ and the clips the parity check runs on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hootwatch.edge.contract import audio
@@ -29,16 +29,11 @@ DEFAULT_THRESHOLD = 0.5
 
 @dataclass(frozen=True)
 class ExportSource:
+    """What is exported: the model folder, the audio contract and threshold it carries (a run's RunMeta, or a bare
+    checkpoint's defaults in the same record), and the clips its export is checked on."""
     model_dir: Path
     kind: str                        # "run" or "checkpoint"
-    labels: tuple[str, ...]
-    positive_label: str
-    sample_rate: int
-    window_s: float
-    hop_s: float
-    threshold: float
-    normalisation: Normalisation
-    backbone: str
+    meta: RunMeta                    # labels and backbone always filled in here
     run_metrics: dict = field(default_factory=dict)
     clips: tuple[ClipRef, ...] = ()  # parity clips; label "" when unlabelled
     clips_origin: str = ""           # where the clips came from, for the report
@@ -117,13 +112,10 @@ def _from_run(run: Path, model_dir: Path, positive_label, threshold, audio_dir) 
         clips, origin = tuple(read_clip_csv(val)), str(val)
         if not clips:
             raise ConfigError(f"{val}: lists no clips", "pass --audio DIR with recordings to check the exported model on")
-    return ExportSource(
-        model_dir=model_dir, kind="run", labels=labels,
-        positive_label=positive_label or meta.positive_label, sample_rate=meta.sample_rate, window_s=window_s,
-        hop_s=meta.hop_s, threshold=float(threshold if threshold is not None else meta.threshold),
-        normalisation=meta.normalisation, backbone=meta.backbone or "", run_metrics=metrics, clips=clips,
-        clips_origin=origin,
-    )
+    meta = replace(meta, labels=labels, positive_label=positive_label or meta.positive_label,
+                   threshold=float(threshold if threshold is not None else meta.threshold), backbone=meta.backbone or "")
+    return ExportSource(model_dir=model_dir, kind="run", meta=meta, run_metrics=metrics, clips=clips,
+                        clips_origin=origin)
 
 
 def _from_checkpoint(d: Path, positive_label, threshold, audio_dir) -> ExportSource:
@@ -141,8 +133,8 @@ def _from_checkpoint(d: Path, positive_label, threshold, audio_dir) -> ExportSou
     if audio_dir is None:
         raise ConfigError(f"{d}: a bare checkpoint has no validation clips to check the export on",
                           "pass --audio DIR (a folder per label, or unlabelled recordings)")
-    return ExportSource(
-        model_dir=d, kind="checkpoint", labels=labels, positive_label=positive_label,
+    meta = RunMeta(
+        positive_label=positive_label,
         sample_rate=checked_sample_rate(fe.get("sampling_rate"), d / "preprocessor_config.json", "sampling_rate"),
         window_s=DEFAULT_WINDOW_S, hop_s=DEFAULT_HOP_S,
         threshold=float(DEFAULT_THRESHOLD if threshold is None else threshold),
@@ -150,6 +142,6 @@ def _from_checkpoint(d: Path, positive_label, threshold, audio_dir) -> ExportSou
         normalisation=(checked_normalisation(fe[FEATURE_EXTRACTOR_KEY], d / "preprocessor_config.json")
                        if FEATURE_EXTRACTOR_KEY in fe
                        else Normalisation.from_feature_extractor(bool(fe.get("do_normalize", True)))),
-        backbone=str(config.get("_name_or_path") or config.get("model_type", "")),
-        clips=audio_dir_clips(Path(audio_dir), DEFAULT_WINDOW_S), clips_origin=str(audio_dir),
-    )
+        backbone=str(config.get("_name_or_path") or config.get("model_type", "")), labels=labels)
+    return ExportSource(model_dir=d, kind="checkpoint", meta=meta,
+                        clips=audio_dir_clips(Path(audio_dir), DEFAULT_WINDOW_S), clips_origin=str(audio_dir))

@@ -238,7 +238,7 @@ def test_run_model_folder_is_accepted_as_the_run(run_dir):
     from hootwatch.export.source import resolve_source
 
     src = resolve_source(run_dir / "model")
-    assert src.kind == "run" and src.labelled and len(src.clips) == 12 and src.threshold == 0.5
+    assert src.kind == "run" and src.labelled and len(src.clips) == 12 and src.meta.threshold == 0.5
 
 
 def test_cli_exit_codes(run_dir, tmp_path, capsys):

@@ -89,11 +89,11 @@ RUN_META = {"positive_label": "owl", "sample_rate": 16000, "window_s": 5.0, "hop
 
 def test_run_meta_is_read_strictly_and_an_old_run_folder_still_loads(tmp_path):
     src = resolve_source(_run_folder(tmp_path / "ok", RUN_META))
-    assert (src.sample_rate, src.window_s, src.hop_s, src.threshold, src.backbone) == (16000, 5.0, 2.5, 0.7,
-                                                                                        "tiny-wav2vec2")
+    m = src.meta
+    assert (m.sample_rate, m.window_s, m.hop_s, m.threshold, m.backbone) == (16000, 5.0, 2.5, 0.7, "tiny-wav2vec2")
     # runs written before `labels` was stamped (the labels are in config.json too) still load
     old = {k: v for k, v in RUN_META.items() if k != "labels"}
-    assert resolve_source(_run_folder(tmp_path / "old", old)).labels == ("not_owl", "owl")
+    assert resolve_source(_run_folder(tmp_path / "old", old)).meta.labels == ("not_owl", "owl")
     for name, meta, words in (
             ("typo", RUN_META | {"treshold": 0.9}, ["unknown key", "treshold"]),
             ("nohop", {k: v for k, v in RUN_META.items() if k != "hop_s"}, ["missing", "hop_s"]),
