@@ -151,6 +151,7 @@ DELETED = "deleted"  # moved_to of a recording the daemon deleted
 class StoreVersionError(HootwatchError):
     """A store written by a newer hootwatch, whose schema this version does not know."""
 
+
 DETECTION_COLUMNS = ("file_key", "file", "start_sample", "start_s", "end_s", "begin_utc", "end_utc", "begin_local",
                      "end_local", "label", "max_score", "mean_score", "n_windows", "time_source", "recorder_id")
 RUN_COLUMNS = ("model_id", "model_sha256", "threshold", "hop_s", "min_hits", "run_key")
