@@ -185,7 +185,8 @@ class Daemon:
         """The review app in a thread of its own, over the same store (its own connection)."""
         r = self.cfg.review
         # not a watched worker: if the app cannot start (port taken), detection goes on without it
-        server = serve(self.out_dir, r.host, r.port, r.token, self.cfg.model.bundle, r.max_upload_mb)
+        server = serve(self.out_dir, r.host, r.port, r.token, self.cfg.model.bundle, r.max_upload_mb,
+                       allow_hosts=r.allow_hosts, max_analyze_s=r.max_analyze_s)
         review = ServerThread(server, "hootwatch-review")
         review.start()
         log.info("review app on http://%s:%d/%s", r.host, r.port, "?token=..." if r.token else "")
