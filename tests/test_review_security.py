@@ -175,7 +175,8 @@ def test_an_oversized_content_length_is_refused_before_the_body_is_read(app, tmp
         sent.append(message)
 
     headers = [(b"host", b"127.0.0.1:8765"), (b"content-type", b"multipart/form-data; boundary=b"),
-               (b"content-length", str(10 << 30).encode()), (CSRF_HEADER.lower().encode(), app.state.csrf_token.encode())]
+               (b"content-length", str(10 << 30).encode()),
+               (CSRF_HEADER.lower().encode(), app.state.csrf_token.encode())]
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/api/analyze", "raw_path": b"/api/analyze", "root_path": "", "query_string": b"",
              "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8765), "state": {}}
@@ -263,3 +264,11 @@ def test_a_non_ascii_token_gets_403(scanned):
         assert c.get("/api/health", params={"token": "tök3n"}).status_code == 403
         assert c.get("/api/health", headers={"Cookie": "hootwatch_token=t%C3%B6k3n"}).status_code == 403
         assert c.get("/api/health", headers={"X-Hootwatch-Token": "t0k3n"}).status_code == 200
+
+
+def test_an_upload_named_like_the_analysis_store_is_still_analysed(client, tmp_path):
+    """The upload's name is the sender's: it must not land on the app's own working files (was a 500)."""
+    body = write_tone(tmp_path / "x.wav", 6, 8000).read_bytes()
+    for name in ("analyze.sqlite", "../analyze.sqlite", ".analyze.sqlite"):
+        r = client.post("/api/analyze", files={"file": (name, body, "audio/wav")})
+        assert r.status_code == 200 and r.json()["audio_s"] == 6.0, r.text

@@ -240,16 +240,16 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     async def analyze(request: Request):
         if bundle is None:
             raise HTTPException(503, "no model loaded: start `hootwatch review OUTDIR --model BUNDLE` to analyze")
-        async with received(request, max_upload_mb) as upload:
-            plausible_audio(upload.path, max_analyze_s)  # from the header, before anything decodes it
-            if not analysing.acquire(blocking=False):
-                raise Refused(429, "another upload is being analysed", "send this one when it has finished")
-            try:
+        if not analysing.acquire(blocking=False):  # before reading: a second upload is not even stored
+            raise Refused(429, "another upload is being analysed", "send this one when it has finished")
+        try:
+            async with received(request, max_upload_mb) as upload:
+                plausible_audio(upload.path, max_analyze_s)  # from the header, before anything decodes it
                 # decoding and scoring take seconds: off the event loop, so labels and pages are not held up
                 from starlette.concurrency import run_in_threadpool
                 return await run_in_threadpool(_analyze, upload.path, upload.fields.get("tz") or None)
-            finally:
-                analysing.release()
+        finally:
+            analysing.release()
 
     def _analyze(path: Path, tz: str | None) -> dict:
         from hootwatch.edge.contract.cascade import load_detector
@@ -257,7 +257,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         if "det" not in detector_cache:  # the bundle's scorer, as `scan` uses it (its cascade too)
             detector_cache["det"] = load_detector(bundle, threads=1)
         det = detector_cache["det"]
-        with DetectionStore(path.parent / "analyze.sqlite") as tmp_store:
+        with DetectionStore(path.parent / ".analyze.sqlite") as tmp_store:  # no upload is named so (clean_name)
             try:
                 scanner = Scanner(det, tmp_store, ScanSettings(tz=tz))
                 outcome = scanner.scan_file(path)
