@@ -81,7 +81,9 @@ def api_timings(url: str, repeats: int = 10) -> None:
             ts.append(time.perf_counter() - t)
         return statistics.median(ts)
 
-    with httpx.Client(base_url=url, timeout=60) as c:
+    from review_server import page_headers
+
+    with httpx.Client(base_url=url, timeout=60, headers=page_headers(url)) as c:  # the page's CSRF header
         items = c.get("api/queue").json()["items"]
         it = items[0]
         span = {k: it[k] for k in ("file_key", "start_s", "end_s")}

@@ -13,6 +13,7 @@ from hootwatch.edge.daemon.service import Daemon  # noqa: E402
 from hootwatch.edge.core.errors import ConfigError  # noqa: E402
 
 from daemon_helpers import run_daemon_until  # noqa: E402
+from review_server import page_headers  # noqa: E402
 from tiny_bundles import tone_bundle, write_tone  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def test_daemon_serves_the_review_app_over_its_store(tmp_path):
             return False
         it = items[0]
         r = httpx.post(url + "api/labels", json={k: it[k] for k in ("file_key", "start_s", "end_s")} | {"label": "owl"},
-                       timeout=5)
+                       headers=page_headers(url), timeout=5)
         saved.update(r.json())
         return True
 

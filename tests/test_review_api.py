@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
-
 from hootwatch.edge.core.errors import ConfigError  # noqa: E402
 from hootwatch.edge.review.access import check_host  # noqa: E402
 from hootwatch.edge.review.app import create_app  # noqa: E402
@@ -15,6 +13,7 @@ from hootwatch.edge.review.queues import Queues  # noqa: E402
 from hootwatch.edge.store.database import DetectionStore  # noqa: E402
 
 from review_helpers import scanned_store  # noqa: E402
+from review_server import review_client  # noqa: E402
 from tiny_bundles import write_tone  # noqa: E402
 
 
@@ -26,7 +25,7 @@ def scanned(tmp_path_factory):
 @pytest.fixture()
 def client(scanned):
     bundle, _, out = scanned
-    with TestClient(create_app(out, bundle=bundle, max_upload_mb=0.5)) as c:
+    with review_client(create_app(out, bundle=bundle, max_upload_mb=0.5)) as c:
         yield c
 
 
@@ -85,7 +84,7 @@ def test_clip_and_spectrogram_of_an_item_and_no_other_file_is_served(client, sca
     for url in ("/static/../../secret.txt", "/static/%2e%2e/%2e%2e/secret.txt", "/static/..%2f..%2fsecret.txt"):
         r = client.get(url)
         assert r.status_code == 404 and b"private" not in r.content
-    assert client.get("/api/clip.wav", params=_span(it) | {"end_s": 500}).status_code == 400
+    assert client.get("/api/clip.wav", params=_span(it) | {"end_s": 500}).status_code == 422
 
 
 def test_analyze_returns_detections_with_clock_times_and_refuses_bad_or_big_files(client, tmp_path):
@@ -95,10 +94,10 @@ def test_analyze_returns_detections_with_clock_times_and_refuses_bad_or_big_file
     [d] = r.json()["detections"]
     assert d["begin_utc"].startswith("2024-03-01T20:00:0") and d["start_s"] < 8 < d["end_s"]
     r = client.post("/api/analyze", files={"file": ("notes.wav", b"this is not audio", "audio/wav")})
-    assert r.status_code == 400 and "notes.wav" in r.json()["detail"]
+    assert r.status_code == 400 and "notes.wav" in r.json()["error"]
     big = np.zeros(400_000, np.int16).tobytes()  # 0.8 MB > the 0.5 MB limit
     r = client.post("/api/analyze", files={"file": ("big.wav", big, "audio/wav")})
-    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    assert r.status_code == 413 and "limit" in r.json()["error"]
 
 
 def test_token_is_required_off_loopback(scanned):
@@ -106,7 +105,7 @@ def test_token_is_required_off_loopback(scanned):
         check_host("0.0.0.0", None)
     check_host("127.0.0.1", None)
     check_host("0.0.0.0", "t0k3n")
-    with TestClient(create_app(scanned[2], token="t0k3n")) as c:
+    with review_client(create_app(scanned[2], token="t0k3n")) as c:
         assert c.get("/api/health").status_code == 403
         assert c.get("/").status_code == 403
         assert c.get("/api/health", headers={"X-Hootwatch-Token": "wrong"}).status_code == 403
@@ -140,7 +139,7 @@ def test_windows_a_cascade_left_unscored_are_shown_as_such_and_are_no_near_misse
     scores[:] = np.nan  # every window of one file passed over by a first stage
     con.execute("UPDATE window_scores SET scores=? WHERE file_key=?", (zlib.compress(scores.tobytes()), key))
     con.commit()
-    with TestClient(create_app(out)) as c:
+    with review_client(create_app(out)) as c:
         rand = c.get("/api/queue", params={"queue": "random", "n": 1000}).json()["items"]
         assert len(rand) == 46 and sum(it["score"] is None for it in rand) == len(scores)
         near = c.get("/api/queue", params={"queue": "near"}).json()["items"]

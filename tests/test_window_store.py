@@ -84,9 +84,8 @@ def test_detections_without_min_hits_keeps_the_runs_own(tmp_path):
 def test_every_command_means_the_same_run_and_checks_the_one_it_is_given(tmp_path, capsys):
     """Without --run, detections, dataset, calibrate and the review app all take the latest run (here the one
     `detections` just rebuilt); a --run the store does not have is refused, naming the store and its runs."""
-    from fastapi.testclient import TestClient
-
     from hootwatch.edge.review.app import create_app
+    from review_server import review_client
 
     bundle, _, out = scanned_store(tmp_path)
     assert main(["detections", str(out), "--threshold", "0.9", "--min-hits", "2"]) == 0
@@ -96,7 +95,7 @@ def test_every_command_means_the_same_run_and_checks_the_one_it_is_given(tmp_pat
     capsys.readouterr()
     assert main(["calibrate", str(out), "--bundle", str(bundle), "--target-precision", "0.9", "--dry-run"]) == 2
     assert rebuilt in capsys.readouterr().out  # the title of its table names the run
-    with TestClient(create_app(out)) as c:
+    with review_client(create_app(out)) as c:
         assert c.get("/api/queue").json()["run"] == rebuilt
         assert c.get("/api/calibration").json()["run"] == rebuilt
         assert c.get("/api/queue", params={"run": scan_run}).json()["run"] == scan_run

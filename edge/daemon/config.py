@@ -161,6 +161,9 @@ class ReviewConfig(_Section):
     port: int = spec(8765, between=(1, 65535), doc="port of the review app")
     token: str | None = spec(None, doc="access token the browser must give (required off loopback)")
     max_upload_mb: float = spec(200.0, between=(0.1, 100_000.0), doc="largest upload to POST /api/analyze")
+    max_analyze_s: float = spec(7200.0, between=(1.0, 604_800.0), doc="most audio one upload may hold, in seconds")
+    allow_hosts: list[str] = spec([], doc='host names the app also answers to (a reverse proxy\'s, e.g. '
+                                          '["review.example.org"])')
 
 
 class DaemonConfig(_Section):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from hootwatch.edge.contract.cascade import CascadeDetector, load_detector, pass_rate_of
 from hootwatch.edge.contract.detector import Detector
 from hootwatch.edge.core.errors import DiskFullError, is_disk_full
+from hootwatch.edge.review.access import shown_address, url_host
 from hootwatch.edge.review.server import ServerThread, serve
 from hootwatch.edge.scan.engine import Scanner, ScanSettings, detection_rule
 from hootwatch.edge.store.database import STORE_NAME, DetectionStore
@@ -185,10 +186,12 @@ class Daemon:
         """The review app in a thread of its own, over the same store (its own connection)."""
         r = self.cfg.review
         # not a watched worker: if the app cannot start (port taken), detection goes on without it
-        server = serve(self.out_dir, r.host, r.port, r.token, self.cfg.model.bundle, r.max_upload_mb)
+        server = serve(self.out_dir, r.host, r.port, r.token, self.cfg.model.bundle, r.max_upload_mb,
+                       allow_hosts=r.allow_hosts, max_analyze_s=r.max_analyze_s)
         review = ServerThread(server, "hootwatch-review")
         review.start()
-        log.info("review app on http://%s:%d/%s", r.host, r.port, "?token=..." if r.token else "")
+        log.info("review app on http://%s:%d/%s", url_host(shown_address(r.host)), r.port,
+                 "?token=..." if r.token else "")
         return review
 
     # ------------------------------------------------------------ running

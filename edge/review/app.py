@@ -16,71 +16,88 @@ Pages: `/` (the reviewer, plain HTML/JS from static/, no build step). API (all J
     GET  /api/calibration?run=                                 precision per score bin from the labels
     POST /api/analyze (multipart `file`, optional `tz`)        an uploaded recording's detections (needs a bundle)
 
-Safety: audio is read only from recordings in the store's ledger, looked up by content key (no path ever comes
-from a request); uploads stop at `max_upload_mb`; with a token (required off loopback) every request needs
-`?token=`, the `X-Hootwatch-Token` header or the cookie the first tokened page sets.
+Safety (docs/review-loop.md): review.guard checks every request first (the Host allow-list against DNS rebinding;
+with a token, required off loopback, `?token=`, the `X-Hootwatch-Token` header or the cookie the first tokened page
+sets; for anything that changes state, same origin and the CSRF token the page `/` carries). Every parameter is
+bounded and finite, and a span must lie inside its recording (422 saying why). Audio is read only from
+recordings in the store's ledger, looked up by content key (no path ever comes from a request). Uploads are read as
+a stream (review.upload): refused from the Content-Length or at `max_upload_mb`, and from their audio header when
+not a recorder's sample rate or longer than `max_analyze_s` (the CPU one request may take); one at a time.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations as real types
 import io
 import logging
 import secrets
-import shutil
-import tempfile
 import threading
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hootwatch.edge.core.errors import HootwatchError
 from hootwatch.edge.store.labels import REVIEW_LABELS, LabelBook
 from hootwatch.edge.store.database import DetectionStore, open_store
+from .access import LOOPBACK_NAMES
+from .guard import Guard, Refused, in_words, with_csrf_meta
 from .queues import QUEUES, Filters, Queues, progress
+from .upload import ANALYZE_FORM, plausible_audio, received
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 MAX_CLIP_S = 120.0
-TOKEN_COOKIE = "hootwatch_token"
+MAX_SPAN_S = 1e7  # 115 days, longer than any recording: each span is checked against its own below
+SHORT_FILE_S = 30.0  # a recording shorter than a window is scored as one padded window, which may end past it
+KEY_LENGTH = 4200  # a content key (name|size|hash), or `path:` and a path
+
+FileKey = Annotated[str, Query(min_length=1, max_length=KEY_LENGTH)]
+Seconds = Annotated[float, Query(ge=0.0, le=MAX_SPAN_S, allow_inf_nan=False)]
+Padding = Annotated[float, Query(ge=0.0, le=MAX_CLIP_S / 2, allow_inf_nan=False)]
+Score = Annotated[float, Query(ge=0.0, le=1.0, allow_inf_nan=False)]
+Count = Annotated[int, Query(ge=1, le=100_000)]
+Seed = Annotated[int, Query(ge=0, le=2 ** 32 - 1)]
+Hertz = Annotated[float, Query(gt=0.0, le=384_000.0, allow_inf_nan=False)]
 
 
 class LabelIn(BaseModel):
-    file_key: str
-    start_s: float
-    end_s: float
-    label: str
-    reviewer: str = ""
+    file_key: str = Field(min_length=1, max_length=KEY_LENGTH)
+    start_s: float = Field(ge=0.0, le=MAX_SPAN_S, allow_inf_nan=False)
+    end_s: float = Field(ge=0.0, le=MAX_SPAN_S, allow_inf_nan=False)
+    label: str = Field(max_length=100)
+    reviewer: str = Field("", max_length=100)
 
 
 def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path | None = None,
-               max_upload_mb: float = 200.0, reviewer: str = ""):
+               max_upload_mb: float = 200.0, reviewer: str = "", allow_hosts=(), max_analyze_s: float = 7200.0):
+    """`allow_hosts`: Host names besides loopback (review.access.allowed_hosts: the bound address, a proxy's
+    name); `max_analyze_s`: the most audio one upload may hold."""
     store = open_store(out_dir)
     book = LabelBook(store)
     lock = threading.Lock()  # one connection: requests take turns (a reviewer is one person)
+    analysing = threading.Lock()  # one upload analysed at a time: the CPU all uploads may take together
     detector_cache: dict = {}
     app = FastAPI(title="hootwatch review", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.store = store
-
-    @app.middleware("http")
-    async def check_token(request: Request, call_next):
-        if token:
-            given = (request.query_params.get("token") or request.headers.get("x-hootwatch-token")
-                     or request.cookies.get(TOKEN_COOKIE))
-            if not given or not secrets.compare_digest(given, token):
-                return JSONResponse({"error": "this server needs its token",
-                                     "fix": "open the address with ?token=... that `hootwatch review` printed"},
-                                    status_code=403)
-        response = await call_next(request)
-        if token and request.query_params.get("token"):
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        return response
+    app.state.csrf_token = csrf = secrets.token_urlsafe(32)
+    app.add_middleware(Guard, hosts=LOOPBACK_NAMES | {h.lower() for h in allow_hosts}, token=token, csrf=csrf)
 
     @app.exception_handler(HootwatchError)
     async def user_error(request: Request, exc: HootwatchError):
         return JSONResponse({"error": exc.message, "fix": exc.hint}, status_code=400)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused):
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError):
+        return Refused(422, in_words(exc.errors()), "give each parameter a finite number in its range "
+                                                    "(the API's ranges: /api/docs)").response()
 
     def _run(run: str | None) -> str:
         if not run and store.latest_run() is None:
@@ -100,9 +117,10 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             items = Queues(store, rk).queue(queue, order, _filters(recorder, night, min_score, max_score), n, seed)
         return {"run": rk, "queue": queue, "items": [it.to_dict() for it in items], "progress": progress(items)}
 
-    @app.get("/")
+    @app.get("/", response_class=HTMLResponse)
     def index():
-        return FileResponse(STATIC / "index.html")
+        page = with_csrf_meta((STATIC / "index.html").read_text(encoding="utf-8"), csrf)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})  # a restarted server has a new token
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -119,19 +137,17 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
 
     @app.get("/api/queue")
     def queue(queue: str = "detections", order: str = "score", run: str | None = None, recorder: str = "",
-              night: str = "", min_score: float = 0.0, max_score: float = 1.0, n: int = Query(200, ge=1, le=100000),
-              seed: int = 0):
+              night: str = "", min_score: Score = 0.0, max_score: Score = 1.0, n: Count = 200, seed: Seed = 0):
         return _queue(queue, order, run, recorder, night, min_score, max_score, n, seed)
 
     @app.get("/api/detections")
     def detections(order: str = "score", run: str | None = None, recorder: str = "", night: str = "",
-                   min_score: float = 0.0, max_score: float = 1.0):
+                   min_score: Score = 0.0, max_score: Score = 1.0):
         return _queue("detections", order, run, recorder, night, min_score, max_score, 1, 0)
 
     @app.get("/api/windows")
     def windows(queue: str = "random", order: str = "score", run: str | None = None, recorder: str = "",
-                night: str = "", min_score: float = 0.0, max_score: float = 1.0,
-                n: int = Query(200, ge=1, le=100000), seed: int = 0):
+                night: str = "", min_score: Score = 0.0, max_score: Score = 1.0, n: Count = 200, seed: Seed = 0):
         if queue not in ("near", "random"):
             raise HTTPException(400, "queue is near or random")
         return _queue(queue, order, run, recorder, night, min_score, max_score, n, seed)
@@ -151,6 +167,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
                 raise HTTPException(400, f"label {body.label!r}: use one of {', '.join(REVIEW_LABELS)} (or '' to "
                                          "clear)")
             path = _recording(body.file_key)
+            _inside(body.file_key, body.start_s, body.end_s, store.recording_audio_s(body.file_key))
             saved = book.add(body.file_key, path, body.start_s, body.end_s, body.label,
                              reviewer=body.reviewer or reviewer)
             previous = book.get(saved.replaces).label if saved.replaces else ""
@@ -169,21 +186,35 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             raise HTTPException(404, "no such recording in this store")
         return path
 
+    def _inside(file_key: str, start_s: float, end_s: float, audio_s: float | None) -> None:
+        """A span (start_s < end_s) inside its recording of `audio_s` seconds (None: not known), or 422."""
+        if end_s <= start_s:
+            raise Refused(422, f"end_s {end_s:g} is not after start_s {start_s:g}", "give a span with start_s < end_s")
+        if audio_s is not None and end_s > max(audio_s, SHORT_FILE_S):
+            raise Refused(422, f"the span {start_s:g}-{end_s:g} s ends past the end of {file_key.split('|')[0]} "
+                               f"({audio_s:g} s long)", f"give a span within 0-{audio_s:g} s")
+
     def _audio(file_key: str, start_s: float, end_s: float, pad_s: float):
         from hootwatch.edge.contract.audio import load, probe
-        if not (0 <= start_s < end_s) or end_s - start_s + 2 * pad_s > MAX_CLIP_S or pad_s < 0:
-            raise HTTPException(400, f"a clip is 0 <= start < end, at most {MAX_CLIP_S:g} s with its padding")
+        _inside(file_key, start_s, end_s, None)
+        if end_s - start_s + 2 * pad_s > MAX_CLIP_S:
+            raise Refused(422, f"a clip of {end_s - start_s:g} s with {pad_s:g} s of padding each side is longer "
+                               f"than {MAX_CLIP_S:g} s", "ask for a shorter span or less padding (pad_s)")
         with lock:
             path = _recording(file_key)
         try:
-            sr = probe(path).sample_rate
-            a = max(0.0, start_s - pad_s)
-            return load(path, sr, start_s=a, duration_s=end_s + pad_s - a), sr
+            info = probe(path)
+        except HootwatchError as exc:
+            raise HTTPException(410, f"{exc.message} (is the card still mounted?)") from None
+        _inside(file_key, start_s, end_s, info.duration_s)
+        a, b = max(0.0, start_s - pad_s), min(info.duration_s, end_s + pad_s)  # the padding stops at the file's ends
+        try:
+            return load(path, info.sample_rate, start_s=a, duration_s=b - a), info.sample_rate
         except HootwatchError as exc:
             raise HTTPException(410, f"{exc.message} (is the card still mounted?)") from None
 
     @app.get("/api/clip.wav")
-    def clip(file_key: str, start_s: float, end_s: float, pad_s: float = 2.0):
+    def clip(file_key: FileKey, start_s: Seconds, end_s: Seconds, pad_s: Padding = 2.0):
         import soundfile as sf
         x, sr = _audio(file_key, start_s, end_s, pad_s)
         buf = io.BytesIO()
@@ -191,7 +222,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         return Response(buf.getvalue(), media_type="audio/wav")
 
     @app.get("/api/spectrogram.png")
-    def spectrogram(file_key: str, start_s: float, end_s: float, pad_s: float = 2.0, max_hz: float = 4000.0):
+    def spectrogram(file_key: FileKey, start_s: Seconds, end_s: Seconds, pad_s: Padding = 2.0,
+                    max_hz: Hertz = 4000.0):
         from hootwatch.edge.scan.material import png_bytes, spectrogram_image
         x, sr = _audio(file_key, start_s, end_s, pad_s)
         return Response(png_bytes(spectrogram_image(x, sr, min(max_hz, sr / 2))), media_type="image/png")
@@ -204,29 +236,20 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             scores, truth = reviewed_detections(store, rk)
         return {"run": rk, "labelled": len(scores), "bins": score_bins(scores, truth, bins)}
 
-    @app.post("/api/analyze")
-    async def analyze(request: Request, file: UploadFile = File(...), tz: str = Form("")):
+    @app.post("/api/analyze", openapi_extra=ANALYZE_FORM)
+    async def analyze(request: Request):
         if bundle is None:
             raise HTTPException(503, "no model loaded: start `hootwatch review OUTDIR --model BUNDLE` to analyze")
-        limit = int(max_upload_mb * (1 << 20))
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit + (1 << 16):
-            raise HTTPException(413, f"upload larger than the {max_upload_mb:g} MB limit (--max-upload-mb)")
-        name = Path(file.filename or "upload.wav").name or "upload.wav"
-        tmp = Path(tempfile.mkdtemp(prefix="hootwatch-analyze-"))
+        if not analysing.acquire(blocking=False):  # before reading: a second upload is not even stored
+            raise Refused(429, "another upload is being analysed", "send this one when it has finished")
         try:
-            dest, size = tmp / name, 0
-            with open(dest, "wb") as f:
-                while chunk := await file.read(1 << 20):
-                    size += len(chunk)
-                    if size > limit:
-                        raise HTTPException(413, f"{name}: larger than the {max_upload_mb:g} MB limit (--max-upload-mb)")
-                    f.write(chunk)
-            # decoding and scoring take seconds: off the event loop, so labels and pages are not held up
-            from starlette.concurrency import run_in_threadpool
-            return await run_in_threadpool(_analyze, dest, tz or None)
+            async with received(request, max_upload_mb) as upload:
+                plausible_audio(upload.path, max_analyze_s)  # from the header, before anything decodes it
+                # decoding and scoring take seconds: off the event loop, so labels and pages are not held up
+                from starlette.concurrency import run_in_threadpool
+                return await run_in_threadpool(_analyze, upload.path, upload.fields.get("tz") or None)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            analysing.release()
 
     def _analyze(path: Path, tz: str | None) -> dict:
         from hootwatch.edge.contract.cascade import load_detector
@@ -234,7 +257,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         if "det" not in detector_cache:  # the bundle's scorer, as `scan` uses it (its cascade too)
             detector_cache["det"] = load_detector(bundle, threads=1)
         det = detector_cache["det"]
-        with DetectionStore(path.parent / "analyze.sqlite") as tmp_store:
+        with DetectionStore(path.parent / ".analyze.sqlite") as tmp_store:  # no upload is named so (clean_name)
             try:
                 scanner = Scanner(det, tmp_store, ScanSettings(tz=tz))
                 outcome = scanner.scan_file(path)

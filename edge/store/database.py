@@ -483,6 +483,12 @@ class DetectionStore:
                                 " DESC LIMIT 1", (file_key,)).fetchone()
         return None if row is None else row["path"]
 
+    def recording_audio_s(self, file_key: str) -> float | None:
+        """A recording's length in seconds as last scanned; None when the ledger does not know it."""
+        row = self.conn.execute("SELECT audio_s FROM files WHERE file_key=? AND status='done' ORDER BY processed_at"
+                                " DESC LIMIT 1", (file_key,)).fetchone()
+        return row["audio_s"] if row is not None and row["audio_s"] > 0 else None
+
     def window_scores(self, run_key: str) -> list[WindowScores]:
         """The kept window scores of every file of a run (window_scores.py)."""
         return read_window_scores(self.conn, run_key)

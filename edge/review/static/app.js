@@ -12,7 +12,10 @@ function params(extra) {
 }
 
 async function api(path, opts) {
-  const r = await fetch(path, opts);
+  // every request carries the token the server put in the page (it refuses a change without it: CSRF)
+  const csrf = document.querySelector('meta[name="hootwatch-csrf"]');
+  const headers = { ...((opts && opts.headers) || {}), "X-Hootwatch-Csrf": csrf ? csrf.content : "" };
+  const r = await fetch(path, { ...opts, headers });
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.detail || body.error || r.statusText);
   return body;

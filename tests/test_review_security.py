@@ -1,0 +1,274 @@
+"""The review app is safe on the network (issue 21): one test per attack seen from this machine.
+
+DNS rebinding (a Host that is not this server's), cross-site posts (Origin, Sec-Fetch-Site, no CSRF token), upload
+abuse (a 1 Hz header, a huge Content-Length, more audio than a request may analyse), parameters that are not finite,
+negative or out of range, spans outside their recording, a non-ASCII token."""
+
+import asyncio
+import json
+import socket
+import struct
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from hootwatch.edge.review.access import allowed_hosts, shown_address  # noqa: E402
+from hootwatch.edge.review.app import create_app  # noqa: E402
+from hootwatch.edge.scan.engine import Scanner  # noqa: E402
+
+from review_helpers import scanned_store  # noqa: E402
+from review_server import CSRF_HEADER, review_client  # noqa: E402
+from tiny_bundles import write_tone  # noqa: E402
+
+EVIL = "evil.example:8799"
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    return scanned_store(tmp_path_factory.mktemp("security"))
+
+
+@pytest.fixture()
+def app(scanned):
+    bundle, _, out = scanned
+    return create_app(out, bundle=bundle, max_upload_mb=0.5, max_analyze_s=30)
+
+
+@pytest.fixture()
+def client(app):
+    with review_client(app) as c:
+        yield c
+
+
+@pytest.fixture()
+def item(client):
+    return client.get("/api/queue").json()["items"][0]
+
+
+def _span(it, **kw):
+    return {k: it[k] for k in ("file_key", "start_s", "end_s")} | kw
+
+
+def _refused(r, status=403):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"] and body["fix"]
+    return body
+
+
+def _wav(rate: int, frames: int) -> bytes:
+    """A 16-bit mono PCM WAV whose header says `rate` samples per second."""
+    raw = np.random.default_rng(0).integers(-3000, 3000, frames).astype("<i2").tobytes()
+    return (b"RIFF" + struct.pack("<I", 36 + len(raw)) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", len(raw)) + raw)
+
+
+# ---------------------------------------------------------------- DNS rebinding: the Host header
+
+def test_a_host_that_is_not_this_server_is_refused_on_every_route(client, item):
+    """A rebinding page's requests carry its own name as Host: labels, audio and a label change are all refused."""
+    before = client.get("/api/labels").json()
+    for r in (client.get("/api/labels", headers={"Host": EVIL}),
+              client.get("/api/clip.wav", params=_span(item), headers={"Host": EVIL}),
+              client.post("/api/labels", json=_span(item, label="not_owl"), headers={"Host": EVIL}),
+              client.get("/", headers={"Host": "127.0.0.1.evil.example"}),
+              client.get("/api/health", headers={"Host": "localhost.evil.example:8765"})):
+        body = _refused(r)
+        assert "Host" in body["error"] and "--allow-host" in body["fix"] and "/Users" not in r.text
+    assert client.get("/api/labels").json() == before
+    for host in ("127.0.0.1:8765", "localhost", "LOCALHOST:1", "[::1]:8765", "127.0.0.1"):
+        assert client.get("/api/health", headers={"Host": host}).status_code == 200, host
+
+
+def test_a_proxy_name_is_allowed_only_when_given(scanned):
+    _, _, out = scanned
+    with review_client(create_app(out, allow_hosts=["review.example.org"])) as c:
+        assert c.get("/api/health", headers={"Host": "review.example.org"}).status_code == 200
+        assert c.get("/api/health", headers={"Host": "review.example.org.evil.example"}).status_code == 403
+
+
+def test_bound_to_every_address_the_printed_address_is_this_machine_and_allowed():
+    shown = shown_address("0.0.0.0")
+    assert shown not in ("0.0.0.0", "127.0.0.1", "localhost", "")
+    hosts = allowed_hosts("0.0.0.0", ())
+    assert shown in hosts and socket.gethostname().lower() in hosts and "evil.example" not in hosts
+    assert shown_address("127.0.0.1") == "127.0.0.1"
+    assert socket.gethostname().lower() not in allowed_hosts("127.0.0.1", ())
+
+
+# ---------------------------------------------------------------- cross-site requests
+
+def test_a_cross_site_label_post_is_refused(app, client, item):
+    before = client.get("/api/labels").json()
+    r = client.post("/api/labels", json=_span(item, label="not_owl"), headers={"Origin": "http://evil.example"})
+    assert "Origin" in _refused(r)["error"]
+    r = client.post("/api/labels", json=_span(item, label="not_owl"), headers={"Sec-Fetch-Site": "cross-site"})
+    _refused(r)
+    r = client.post("/api/labels", json=_span(item, label="not_owl"), headers={"Origin": "null"})
+    _refused(r)
+    bare = review_client(app, csrf=False)  # a form or fetch from a page that has not seen ours
+    assert "token" in _refused(bare.post("/api/labels", json=_span(item, label="not_owl")))["error"]
+    for guess in ("", "guessed", app.state.csrf_token[:-1]):
+        _refused(client.post("/api/labels", json=_span(item, label="not_owl"), headers={CSRF_HEADER: guess}))
+    assert client.get("/api/labels").json() == before
+    ok = client.post("/api/labels", json=_span(item, label="unsure"),
+                     headers={"Origin": "http://127.0.0.1:8765", "Sec-Fetch-Site": "same-origin"})
+    assert ok.status_code == 200 and ok.json()["saved"] is True
+
+
+def test_the_page_carries_its_server_token_and_cross_site_reads_of_the_api_are_refused(app, client):
+    page = client.get("/")
+    assert page.status_code == 200 and f'content="{app.state.csrf_token}"' in page.text
+    assert client.get("/api/labels", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.get("/api/labels", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_a_cross_site_multipart_analyze_is_refused_and_runs_nothing(app, client, tmp_path, monkeypatch):
+    """multipart/form-data is a "simple" request any page can send without asking: it must not run the model."""
+    ran = []
+    monkeypatch.setattr(Scanner, "scan_file", lambda self, path: ran.append(path))
+    body = write_tone(tmp_path / "20240301_200000.WAV", 5, 8000).read_bytes()
+    r = review_client(app, csrf=False).post("/api/analyze", files={"file": ("a.wav", body, "audio/wav")},
+                                             headers={"Origin": "http://evil.example"})
+    _refused(r)
+    r = client.post("/api/analyze", files={"file": ("a.wav", body, "audio/wav")},
+                    headers={"Sec-Fetch-Site": "cross-site"})
+    _refused(r)
+    assert ran == []
+
+
+# ---------------------------------------------------------------- uploads
+
+def test_a_1_hz_header_is_refused_before_decoding(client, monkeypatch):
+    """48 KB that say 1 Hz are 24,000 s of audio: refused from the header, the scanner never runs."""
+    ran = []
+    monkeypatch.setattr(Scanner, "scan_file", lambda self, path: ran.append(path))
+    r = client.post("/api/analyze", files={"file": ("onehz.wav", _wav(1, 24000), "audio/wav")})
+    assert r.status_code == 422, r.text
+    assert "1 Hz" in r.json()["error"] and "onehz.wav" in r.json()["error"]
+    assert ran == []
+
+
+def test_more_audio_than_a_request_may_analyse_is_refused_saying_the_limit(client, tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(Scanner, "scan_file", lambda self, path: ran.append(path))
+    p = write_tone(tmp_path / "long.wav", 31, 2000)  # 124 KB, under the upload limit; 31 s > 30 s
+    r = client.post("/api/analyze", files={"file": (p.name, p.read_bytes(), "audio/wav")})
+    assert r.status_code == 422 and "30 s" in r.json()["error"] and "31" in r.json()["error"]
+    assert ran == []
+
+
+def test_an_oversized_content_length_is_refused_before_the_body_is_read(app, tmp_path, monkeypatch):
+    """The reply comes from the header alone: the app never asks for the body and writes no temporary file."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    asked, sent = [], []
+
+    async def receive():
+        asked.append(1)
+        return {"type": "http.request", "body": b"x" * 65536, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [(b"host", b"127.0.0.1:8765"), (b"content-type", b"multipart/form-data; boundary=b"),
+               (b"content-length", str(10 << 30).encode()),
+               (CSRF_HEADER.lower().encode(), app.state.csrf_token.encode())]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/analyze", "raw_path": b"/api/analyze", "root_path": "", "query_string": b"",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8765), "state": {}}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert "0.5 MB" in json.loads(sent[1]["body"])["error"]
+    assert asked == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_upload_without_a_length_stops_at_the_limit(client, tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    blocks = []
+
+    def body():  # no Content-Length: sent chunked, 1 MB of multipart against a 0.5 MB limit
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n'
+        for _ in range(16):
+            blocks.append(1)
+            yield b"\0" * 65536
+        yield b"\r\n--b--\r\n"
+
+    r = client.post("/api/analyze", content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and "0.5 MB" in r.json()["error"]
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- parameters
+
+BAD_NUMBERS = ("nan", "NaN", "inf", "Infinity", "-Infinity", "1e400", "-1")
+PARAMS = [("/api/clip.wav", "pad_s"), ("/api/clip.wav", "start_s"), ("/api/clip.wav", "end_s"),
+          ("/api/spectrogram.png", "max_hz"), ("/api/spectrogram.png", "pad_s"),
+          ("/api/queue", "seed"), ("/api/queue", "n"), ("/api/queue", "min_score"), ("/api/queue", "max_score"),
+          ("/api/windows", "seed"), ("/api/detections", "min_score"), ("/api/calibration", "bins")]
+
+
+@pytest.mark.parametrize("path,name", PARAMS)
+def test_a_number_that_is_not_finite_negative_or_out_of_range_gets_422_naming_it(client, item, path, name):
+    base = _span(item) if path in ("/api/clip.wav", "/api/spectrogram.png") else {}
+    for value in BAD_NUMBERS + {"seed": ("1e400", str(2 ** 64)), "n": ("0",), "bins": ("1", "51"),
+                                "min_score": ("1.5",), "max_score": ("2",), "max_hz": ("0",),
+                                "pad_s": ("1000",)}.get(name, ()):
+        r = client.get(path, params=base | {name: value})
+        assert r.status_code == 422, (path, name, value, r.status_code, r.text)
+        assert name in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize("field", ["start_s", "end_s"])
+def test_a_label_with_a_number_that_is_not_finite_or_negative_gets_422(client, item, field):
+    for value in ("NaN", "Infinity", "-Infinity", "1e400", "-1"):
+        body = json.dumps(_span(item, label="owl")).replace(f'"{field}": {item[field]}', f'"{field}": {value}')
+        assert value in body
+        r = client.post("/api/labels", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (field, value, r.text)
+        assert field in r.json()["error"]
+
+
+def test_a_label_past_the_end_of_its_recording_is_refused_naming_its_length(client, item):
+    before = client.get("/api/labels").json()
+    r = client.post("/api/labels", json=_span(item, label="owl", start_s=1e6, end_s=1e6 + 3))
+    assert r.status_code == 422 and "60 s" in r.json()["error"], r.text
+    r = client.post("/api/labels", json=_span(item, label="owl", start_s=50, end_s=61))
+    assert r.status_code == 422 and "60 s" in r.json()["error"]
+    r = client.post("/api/labels", json=_span(item, label="owl", start_s=5, end_s=5))
+    assert r.status_code == 422 and "end_s" in r.json()["error"]
+    r = client.post("/api/labels", json=_span(item, label="owl", reviewer="x" * 10_000))
+    assert r.status_code == 422 and "reviewer" in r.json()["error"]
+    assert client.get("/api/labels").json() == before
+
+
+def test_a_span_past_the_end_of_its_recording_says_so(client, item):
+    for path in ("/api/clip.wav", "/api/spectrogram.png"):
+        r = client.get(path, params=_span(item, start_s=58, end_s=70))
+        assert r.status_code == 422, r.text
+        msg = r.json()["error"]
+        assert "past the end" in msg and "60 s" in msg and "mounted" not in msg
+    near_end = client.get("/api/clip.wav", params=_span(item, start_s=57, end_s=60, pad_s=2))
+    assert near_end.status_code == 200  # the padding stops at the end of the file
+
+
+def test_a_non_ascii_token_gets_403(scanned):
+    _, _, out = scanned
+    app = create_app(out, token="t0k3n")
+    with review_client(app) as c:
+        assert c.get("/api/health", headers={"X-Hootwatch-Token": "tök3n".encode()}).status_code == 403
+        assert c.get("/api/health", params={"token": "tök3n"}).status_code == 403
+        assert c.get("/api/health", headers={"Cookie": "hootwatch_token=t%C3%B6k3n"}).status_code == 403
+        assert c.get("/api/health", headers={"X-Hootwatch-Token": "t0k3n"}).status_code == 200
+
+
+def test_an_upload_named_like_the_analysis_store_is_still_analysed(client, tmp_path):
+    """The upload's name is the sender's: it must not land on the app's own working files (was a 500)."""
+    body = write_tone(tmp_path / "x.wav", 6, 8000).read_bytes()
+    for name in ("analyze.sqlite", "../analyze.sqlite", ".analyze.sqlite"):
+        r = client.post("/api/analyze", files={"file": (name, body, "audio/wav")})
+        assert r.status_code == 200 and r.json()["audio_s"] == 6.0, r.text
