@@ -184,15 +184,15 @@ def read_head(path: str | os.PathLike, sample_rate: int, window_s: float) -> np.
 
 def score_file(scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int, path: str | os.PathLike,
                next_path: str | os.PathLike | None = None, block_s: float = 30.0, batch_size: int | None = None,
-               on_block: Callable[[int], None] | None = None, prefetch_blocks: int = 2) -> ScoredFile:
-    """One file through the loop (see the module docstring); `on_block(n_samples)` is called before each decoded
-    block is scored (progress, or raising to stop). Blocks are decoded ahead in a thread (`prefetch`) unless
-    `prefetch_blocks` is 0; the result is the same. AudioReadError when the file cannot be decoded."""
+               on_block: Callable[[np.ndarray], None] | None = None, prefetch_blocks: int = 2) -> ScoredFile:
+    """One file through the loop (see the module docstring); `on_block(block)` is called with each decoded block
+    of the file (not the next file's head) before it is scored (progress, acoustic indices, or raising to stop).
+    Blocks are decoded ahead in a thread (`prefetch`) unless `prefetch_blocks` is 0; the result is the same. AudioReadError when the file cannot be decoded."""
     stream = ScoreStream(scorer, spec, threshold, min_hits, batch_size)
     events: list[Event] = []
     for block in prefetch(iter_blocks(path, spec.sample_rate, block_s=block_s), prefetch_blocks):
         if on_block is not None:
-            on_block(len(block))
+            on_block(block)
         events += stream.push(block)
     stream.end_here()
     n_samples = stream.samples_seen
