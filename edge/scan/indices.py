@@ -46,6 +46,7 @@ MIN_S = 10.0            # a shorter tail of a file is not a minute worth showing
 EVENT_DB = 6.0         # above the median: about 4.4 dB above the mode, QUT's 3 dB rule with smoothing
 EVENT_SMOOTH = 3
 MINUTE_S = 60.0
+STEP = {"BGN": 0.25, "ENT": 1 / 512}  # rounded to what a picture can show: the store's float16 then compresses 2x
 
 
 def frame_length(sample_rate: int) -> int:
@@ -87,12 +88,12 @@ def minute_indices(x: np.ndarray, sample_rate: int) -> np.ndarray:
         return out
     db = 20 * np.log10(a + np.float32(1e-12))
     bgn = np.partition(db, t // 2, axis=1)[:, t // 2]  # the median (the upper one of an even count)
-    out[0] = bgn
+    out[0] = np.round(bgn / STEP["BGN"]) * STEP["BGN"]
     e = a.astype(np.float64) ** 2
     s = e.sum(axis=1, keepdims=True)
     p = np.divide(e, s, out=np.zeros_like(e), where=s > 0)
     h = -(p * np.log(p, out=np.zeros_like(p), where=p > 0)).sum(axis=1) / np.log(t)
-    out[1] = np.where(s[:, 0] > 0, 1 - h, 0)
+    out[1] = np.round(np.where(s[:, 0] > 0, 1 - h, 0) / STEP["ENT"]) * STEP["ENT"]
     n = np.maximum(db - bgn[:, None], 0)
     if t >= EVENT_SMOOTH:
         c = np.cumsum(np.pad(n, ((0, 0), (1, 0))), axis=1)
