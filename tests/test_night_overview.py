@@ -155,10 +155,15 @@ def test_bad_parameters_get_a_message_and_an_old_store_says_scan_again(night, tm
     assert missing.status_code == 404 and "R9" in missing.json()["detail"]
     old = shutil.copytree(night, tmp_path / "old")
     con = sqlite3.connect(old / "detections.sqlite")
+    con.execute("DELETE FROM minute_indices WHERE file_key LIKE '20240101_100000%'")  # rescanned but one
+    con.commit()
+    body = TestClient(create_app(old)).get("/api/night", params={"recorder": "R1", "night": "2024-01-01"}).json()
+    assert body["message"].startswith("1 of 4 recordings") and body["files_with_indices"] == 3
     con.execute("DELETE FROM minute_indices")  # as a store scanned before this version
     con.commit()
     con.close()
     c = TestClient(create_app(old))
+    assert c.get("/api/nights").json()["nights"][0]["indices"] == 0
     body = c.get("/api/night", params={"recorder": "R1", "night": "2024-01-01"}).json()
     assert "scan again to see the overview" in body["message"] and body["rows"] == 0 and body["marks"]
     png = c.get("/api/night.png", params={"recorder": "R1", "night": "2024-01-01"})

@@ -26,7 +26,7 @@ import numpy as np
 from hootwatch.edge.contract.recorder_time import parse_tz
 from hootwatch.edge.scan.indices import false_colour
 from hootwatch.edge.store.database import DetectionStore, LedgerRow, iso
-from hootwatch.edge.store.indices import file_zones, read_indices
+from hootwatch.edge.store.indices import file_zones, indexed_files, read_indices
 from hootwatch.edge.store.labels import LabelBook, label_for_detection
 from .queues import night_of
 
@@ -108,8 +108,7 @@ def night_files(store: DetectionStore, run_key: str) -> dict[tuple[str, str], li
 def nights(store: DetectionStore, run_key: str) -> list[dict]:
     """Each recorder's nights: files, audio seconds, detections and whether indices were kept for them."""
     groups = night_files(store, run_key)
-    keys = [f.row.file_key for files in groups.values() for f in files]
-    have = set(read_indices(store.conn, keys, run_key)) if keys else set()
+    have = indexed_files(store.conn)
     return [{"recorder": rec, "night": night, "files": len(files), "audio_s": sum(f.row.audio_s for f in files),
              "detections": sum(f.row.n_detections for f in files),
              "indices": sum(f.row.file_key in have for f in files)}

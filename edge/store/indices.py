@@ -59,6 +59,11 @@ def read_indices(conn: sqlite3.Connection, file_keys: list[str], run_key: str) -
     return out
 
 
+def indexed_files(conn: sqlite3.Connection) -> set[str]:
+    """The recordings any run kept indices of."""
+    return {r[0] for r in conn.execute("SELECT DISTINCT file_key FROM minute_indices")}
+
+
 def file_zones(conn: sqlite3.Connection, run_key: str) -> dict[str, str]:
     """file_key -> the zone its local times are shown in (kept with its window scores; '' = UTC)."""
     return {r[0]: r[1] for r in conn.execute("SELECT file_key, local_tz FROM window_scores WHERE run_key=?",

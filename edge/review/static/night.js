@@ -30,7 +30,8 @@ function fillNights() {
   $("night").replaceChildren();
   for (const n of state.nights.filter((x) => x.recorder === rec)) {
     const hours = (n.audio_s / 3600).toFixed(1);
-    option($("night"), n.night, `${n.night} (${hours} h, ${n.detections} detections${n.indices ? "" : ", no indices"})`);
+    const note = n.indices ? "" : ", no indices";
+    option($("night"), n.night, `${n.night} (${hours} h, ${n.detections} detections${note})`);
   }
 }
 
@@ -91,6 +92,7 @@ function drawMarks(n, pxMin) {
     b.type = "button";
     b.className = "mark " + (m.kind === "label" ? "label-only" : "detection");
     b.style.left = `${m.minute * pxMin}px`;
+    if (m.kind === "detection") b.style.width = `${Math.max(9, ((m.end_s - m.start_s) / 60) * pxMin)}px`;
     b.style.background = colour(m.label);
     b.dataset.label = m.label;
     const what = m.kind === "label" ? `label "${m.label}"` : `detection (${m.label || "not reviewed"})`;
@@ -108,7 +110,8 @@ function openMark(m, button) {
   const span = new URLSearchParams({ file_key: m.file_key, start_s: m.start_s, end_s: end, pad_s: 2 });
   $("item-title").textContent = `${m.begin_local.replace("T", " ").slice(0, 19)}: ` +
     (m.kind === "label" ? `labelled ${m.label}` : `detection, ${m.label || "not reviewed"}`) +
-    (m.score === null ? "" : `, score ${m.score.toFixed(3)}`) + ` (${m.file.split("/").pop()} at ${m.start_s} s` + (end < m.end_s ? `; its first ${SHOW_S} s of ${(m.end_s - m.start_s).toFixed(0)} s)` : ")");
+    (m.score === null ? "" : `, score ${m.score.toFixed(3)}`) + ` (${m.file.split("/").pop()} at ${m.start_s} s` +
+    (end < m.end_s ? `; its first ${SHOW_S} s of ${(m.end_s - m.start_s).toFixed(0)} s)` : ")");
   $("item-spec").src = "/api/spectrogram.png?" + span;
   $("item-audio").src = "/api/clip.wav?" + span;
   const open = new URLSearchParams({ recorder: state.night.recorder, night: state.night.night, file_key: m.file_key,
@@ -125,7 +128,8 @@ async function show() {
   if (!$("night").value) return;
   const n = await api("/api/night?" + query());
   state.night = n;
-  $("message").textContent = n.message || `${n.files} recording(s), ${n.marks.length} mark(s): click one to see and hear it.`;
+  $("message").textContent = n.message ||
+    `${n.files} recording(s), ${n.marks.length} mark(s): click one to see and hear it.`;
   if (!n.rows) {
     document.body.dataset.loaded = "1";
     return;
