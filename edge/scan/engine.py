@@ -17,7 +17,7 @@ rate (`audio.iter_blocks`) and runs the one window -> score -> event loop (`scor
 from the bundle, hop from the bundle or `hop_s`; the scorer's `score` in batches; `events.EventBuilder`), gives
 each event its absolute time (`recorder_time.file_time`) and returns a `FileResult` (ledger facts, detections,
 every window's start and score, and the acoustic indices of each minute, `scan/indices.py`, from the same decoded
-blocks); `commit` then writes the file's detections and its ledger row in ONE transaction
+blocks, in the decoding thread); `commit` then writes the file's detections and its ledger row in ONE transaction
 (`DetectionStore.commit_file`). The scorer is anything with `.score`, `.manifest` and `.batch_size`.
 A file already done with the same settings (and unchanged size/mtime) is skipped, so re-scanning adds no
 duplicates; an interrupted file (Ctrl-C, `Scanner.stop()`, kill -9) leaves nothing behind and is redone.
@@ -312,17 +312,16 @@ class Scanner:
 
         minutes = MinuteIndices(self.sample_rate) if self.settings.indices else None
 
-        def on_block(block: np.ndarray) -> None:
+        def on_block(n: int) -> None:
             if self._stop.is_set():
                 raise ScanInterrupted(str(path))
-            progress.advance(len(block) / self.sample_rate)
-            if minutes is not None:
-                minutes.push(block)
+            progress.advance(n / self.sample_rate)
 
         scored = score_file(self.detector, self.spec, self.run.threshold, self.run.min_hits, path,
                             Path(next_path) if next_path else None, block_s=self.settings.block_s,
                             batch_size=self.settings.batch_size, on_block=on_block,
-                            prefetch_blocks=self.settings.prefetch_blocks)
+                            prefetch_blocks=self.settings.prefetch_blocks,
+                            on_decoded=None if minutes is None else minutes.push)
         indices = None if minutes is None else MinuteIndexRows(minutes.finish(), INDICES, self.sample_rate,
                                                                bin_hz(self.sample_rate))
         return self.result_of(path, ftime, scored, truncated, indices)
