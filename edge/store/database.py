@@ -26,8 +26,8 @@ old rows are replaced in the same transaction). Failed files are recorded with t
 (`attempts` counts them; the daemon may give up after a few).
 
 Every table of the store (these two, `window_scores`, `labels`, `minute_indices`) is created and upgraded here, by
-SCHEMA and MIGRATIONS: PRAGMA user_version holds the schema version; opening an older store migrates it (in one transaction),
-opening a store of a newer hootwatch is refused with a message to upgrade.
+SCHEMA and MIGRATIONS: PRAGMA user_version holds the schema version; opening an older store migrates it (in one
+transaction), opening a store of a newer hootwatch is refused with a message to upgrade.
 
 Durability: commits run with synchronous=NORMAL (a crash loses nothing; a power cut may roll back the last
 commits). Before a recording is deleted or archived, `record_moved` notes where it went in a synchronous=FULL
