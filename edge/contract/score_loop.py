@@ -173,6 +173,18 @@ def prefetch(blocks: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarra
         thread.join(timeout=30)  # it stops within one block's decoding
 
 
+def _tap(blocks: Iterator[np.ndarray], see: Callable[[np.ndarray], None]) -> Iterator[np.ndarray]:
+    """The same blocks, each shown to `see` first; `blocks` is closed when this is (stopped early)."""
+    try:
+        for block in blocks:
+            see(block)
+            yield block
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+
+
 def read_head(path: str | os.PathLike, sample_rate: int, window_s: float) -> np.ndarray | None:
     """The first window's worth of a file at `sample_rate`, or None if it cannot be read."""
     try:
@@ -184,13 +196,17 @@ def read_head(path: str | os.PathLike, sample_rate: int, window_s: float) -> np.
 
 def score_file(scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int, path: str | os.PathLike,
                next_path: str | os.PathLike | None = None, block_s: float = 30.0, batch_size: int | None = None,
-               on_block: Callable[[int], None] | None = None, prefetch_blocks: int = 2) -> ScoredFile:
+               on_block: Callable[[int], None] | None = None, prefetch_blocks: int = 2,
+               on_decoded: Callable[[np.ndarray], None] | None = None) -> ScoredFile:
     """One file through the loop (see the module docstring); `on_block(n_samples)` is called before each decoded
     block is scored (progress, or raising to stop). Blocks are decoded ahead in a thread (`prefetch`) unless
-    `prefetch_blocks` is 0; the result is the same. AudioReadError when the file cannot be decoded."""
+    `prefetch_blocks` is 0; the result is the same. `on_decoded(block)` sees each block of the file (not the next
+    file's head) in that thread, as it is decoded (acoustic indices, overlapping the scoring). AudioReadError when
+    the file cannot be decoded."""
     stream = ScoreStream(scorer, spec, threshold, min_hits, batch_size)
     events: list[Event] = []
-    for block in prefetch(iter_blocks(path, spec.sample_rate, block_s=block_s), prefetch_blocks):
+    blocks = iter_blocks(path, spec.sample_rate, block_s=block_s)
+    for block in prefetch(blocks if on_decoded is None else _tap(blocks, on_decoded), prefetch_blocks):
         if on_block is not None:
             on_block(len(block))
         events += stream.push(block)

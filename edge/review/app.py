@@ -15,6 +15,9 @@ Pages: `/` (the reviewer, plain HTML/JS from static/, no build step). API (all J
     GET  /api/spectrogram.png?(same)                           its spectrogram
     GET  /api/calibration?run=                                 precision per score bin from the labels
     POST /api/analyze (multipart `file`, optional `tz`)        an uploaded recording's detections (needs a bundle)
+    GET  /api/nights?run=                                      each recorder's nights (page: /static/night.html)
+    GET  /api/night?recorder=&night=&max_hz=&run=              a night's overview: axes facts and marks (night.py)
+    GET  /api/night.png?(same)                                 its false-colour spectrogram, one column per minute
 
 Safety (docs/review-loop.md): review.guard checks every request first (the Host allow-list against DNS rebinding;
 with a token, required off loopback, `?token=`, the `X-Hootwatch-Token` header or the cookie the first tokened page
@@ -270,6 +273,38 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
                 "mean_score", "n_windows", "time_source", "model_id", "threshold", "min_hits")
         return {"file": path.name, "audio_s": outcome.audio_s,
                 "detections": [{k: r[k] for k in keep} for r in rows]}
+
+    def _night(run: str | None, recorder: str, night: str, max_hz: float | None):
+        from .night import overview
+        with lock:
+            rk = _run(run)
+            ov = overview(store, rk, recorder, night, max_hz) if rk else None
+        if ov is None:
+            raise HTTPException(404, f"no recording of recorder {recorder!r} on the night of {night} in this run; "
+                                     "/api/nights lists them")
+        return ov
+
+    night_q = Query(..., pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD, the evening the night began")
+    max_hz_q = Query(None, gt=0, le=400000, description="top of the frequency axis, Hz (default: the whole band)")
+
+    @app.get("/api/nights")
+    def list_nights(run: str | None = None):
+        from .night import nights
+        with lock:
+            rk = _run(run)
+            return {"run": rk, "nights": nights(store, rk) if rk else []}
+
+    @app.get("/api/night")
+    def night_overview(recorder: str, night: str = night_q, run: str | None = None, max_hz: float | None = max_hz_q):
+        return _night(run, recorder, night, max_hz).to_dict()
+
+    @app.get("/api/night.png")
+    def night_png(recorder: str, night: str = night_q, run: str | None = None, max_hz: float | None = max_hz_q):
+        from hootwatch.edge.scan.material import png_bytes
+        ov = _night(run, recorder, night, max_hz)
+        if ov.image is None:
+            raise HTTPException(404, ov.message)
+        return Response(png_bytes(ov.image), media_type="image/png")
 
     @app.on_event("shutdown")
     def close_store():

@@ -16,8 +16,9 @@ Per file, `compute_file` (pure: no store, so a worker process can run it) decode
 rate (`audio.iter_blocks`) and runs the one window -> score -> event loop (`score_loop`: `WindowStream`, window
 from the bundle, hop from the bundle or `hop_s`; the scorer's `score` in batches; `events.EventBuilder`), gives
 each event its absolute time (`recorder_time.file_time`) and returns a `FileResult` (ledger facts, detections,
-every window's start and score); `commit` then writes the file's detections and its ledger row in ONE
-transaction (`DetectionStore.commit_file`). The scorer is anything with `.score`, `.manifest` and `.batch_size`.
+every window's start and score, and the acoustic indices of each minute, `scan/indices.py`, from the same decoded
+blocks, in the decoding thread); `commit` then writes the file's detections and its ledger row in ONE transaction
+(`DetectionStore.commit_file`). The scorer is anything with `.score`, `.manifest` and `.batch_size`.
 A file already done with the same settings (and unchanged size/mtime) is skipped, so re-scanning adds no
 duplicates; an interrupted file (Ctrl-C, `Scanner.stop()`, kill -9) leaves nothing behind and is redone.
 
@@ -62,7 +63,9 @@ from .planning import (PlannedFile, collect_audio, find_audio, next_contiguous, 
 from hootwatch.edge.contract.recorder_time import FileTime, parse_tz
 from hootwatch.edge.contract.score_loop import ScoredFile, ScoreStream, score_file
 from hootwatch.edge.store.database import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso
+from hootwatch.edge.store.indices import MinuteIndexRows
 from hootwatch.edge.store.window_scores import WindowScores
+from .indices import INDICES, MinuteIndices, bin_hz
 from hootwatch.edge.contract.windows import WindowSpec
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class ScanSettings:
     contiguous_tol_s: float = 1.0       # gap allowed between contiguous files
     clip_pad_s: float = 1.0             # padding each side of a review clip
     prefetch_blocks: int = 2            # blocks decoded ahead in a thread while the model scores (0: none)
+    indices: bool = True                # acoustic indices per minute for the night overview (scan/indices.py)
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,7 @@ class FileResult:
     scores: np.ndarray = field(compare=False, repr=False)
     notes: tuple[str, ...] = ()         # warnings that did not fail the file (shown in the outcome)
     local_tz: str = ""                  # the zone its local times are shown in (kept with the window scores)
+    indices: MinuteIndexRows | None = field(default=None, compare=False, repr=False)  # per minute, night overview
 
 
 class ScanInterrupted(Exception):
@@ -305,6 +310,8 @@ class Scanner:
         ftime = ftime or start_time(path, self.tz)
         progress.file_started(path, info.duration_s)
 
+        minutes = MinuteIndices(self.sample_rate) if self.settings.indices else None
+
         def on_block(n: int) -> None:
             if self._stop.is_set():
                 raise ScanInterrupted(str(path))
@@ -313,10 +320,14 @@ class Scanner:
         scored = score_file(self.detector, self.spec, self.run.threshold, self.run.min_hits, path,
                             Path(next_path) if next_path else None, block_s=self.settings.block_s,
                             batch_size=self.settings.batch_size, on_block=on_block,
-                            prefetch_blocks=self.settings.prefetch_blocks)
-        return self.result_of(path, ftime, scored, truncated)
+                            prefetch_blocks=self.settings.prefetch_blocks,
+                            on_decoded=None if minutes is None else minutes.push)
+        indices = None if minutes is None else MinuteIndexRows(minutes.finish(), INDICES, self.sample_rate,
+                                                               bin_hz(self.sample_rate))
+        return self.result_of(path, ftime, scored, truncated, indices)
 
-    def result_of(self, path: Path, ftime: FileTime, scored: ScoredFile, truncated: float | None = None) -> FileResult:
+    def result_of(self, path: Path, ftime: FileTime, scored: ScoredFile, truncated: float | None = None,
+                  indices: MinuteIndexRows | None = None) -> FileResult:
         """A file's scored windows -> its FileResult (also for a long file whose chunks cluster workers scored).
         `truncated`: the seconds a cut-short WAV's header promises (audio.wav_truncation)."""
         detections = tuple(self._detection(path, ftime, e) for e in scored.events)
@@ -326,11 +337,11 @@ class Scanner:
             "audio there was scanned",)
         return FileResult(path, file_key(path), audio_s, iso(ftime.start_utc), ftime.source, ftime.recorder_id,
                           detections, scored.starts, scored.scores, notes,
-                          local_tz=_tz_name(ftime.local_tz))
+                          local_tz=_tz_name(ftime.local_tz), indices=indices)
 
     def commit(self, result: FileResult) -> None:
-        """Record a computed file: its detections, its window scores and its ledger row 'done', in one
-        transaction."""
+        """Record a computed file: its detections, its window scores, its acoustic indices and its ledger row 'done',
+        in one transaction."""
         m = self.detector.manifest
         scores = WindowScores(result.starts, result.scores, self.sample_rate, self.spec.window_samples,
                               self.run.model_id, result.local_tz, int(round(result.audio_s * self.sample_rate)),
@@ -338,7 +349,7 @@ class Scanner:
         self.store.commit_file(result.path, self.run, result.detections, audio_s=result.audio_s,
                                start_utc=result.start_utc, time_source=result.time_source,
                                recorder_id=result.recorder_id, reason="; ".join(result.notes),
-                               window_scores=scores)
+                               window_scores=scores, indices=result.indices)
 
     def _write_review(self, result: FileResult) -> None:
         if not (self.settings.clips and self.out_dir is not None and result.detections):

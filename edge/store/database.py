@@ -11,6 +11,7 @@ Tables
               start_utc, time_source, recorder_id, moved_to (where the daemon archived it, or "deleted").
   window_scores  every window's score of each (file, run), see window_scores.py.
   labels      the labels people give to audio spans, see labels.py.
+  minute_indices  acoustic indices per minute and frequency bin of each (file, run), see indices.py.
 
 `file_key` is the recording's content identity (file name, size, sha256 of its first and last MiB), not its
 path: the same card scanned from another mount point, or a copied folder, adds no detections.
@@ -24,9 +25,9 @@ A file rewritten in place (its size or mtime changed at the path it was recorded
 old rows are replaced in the same transaction). Failed files are recorded with the reason and retried on the next run
 (`attempts` counts them; the daemon may give up after a few).
 
-Every table of the store (these two, `window_scores` and `labels`) is created and upgraded here, by SCHEMA and
-MIGRATIONS: PRAGMA user_version holds the schema version; opening an older store migrates it (in one transaction),
-opening a store of a newer hootwatch is refused with a message to upgrade.
+Every table of the store (these two, `window_scores`, `labels`, `minute_indices`) is created and upgraded here, by
+SCHEMA and MIGRATIONS: PRAGMA user_version holds the schema version; opening an older store migrates it (in one
+transaction), opening a store of a newer hootwatch is refused with a message to upgrade.
 
 Durability: commits run with synchronous=NORMAL (a crash loses nothing; a power cut may roll back the last
 commits). Before a recording is deleted or archived, `record_moved` notes where it went in a synchronous=FULL
@@ -55,6 +56,7 @@ from typing import Iterable
 from hootwatch.edge.core import fsio
 from hootwatch.edge.core.content_key import content_key
 from hootwatch.edge.core.errors import ConfigError, DiskFullError, HootwatchError, is_disk_full
+from .indices import MinuteIndexRows
 from .window_scores import WindowScores, read_window_scores
 
 # version 1: the tables below as first released (stores of then have user_version 0)
@@ -138,11 +140,26 @@ CREATE TABLE IF NOT EXISTS labels (
 )"""
 LABELS_INDEX = "CREATE INDEX IF NOT EXISTS labels_span ON labels (file_key, start_ms, end_ms)"
 
+# acoustic indices per minute and frequency bin of each scanned file, for the night overview (store/indices.py)
+MINUTE_INDICES_TABLE = """
+CREATE TABLE minute_indices (
+    file_key TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    names TEXT NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    bin_hz REAL NOT NULL,
+    n_minutes INTEGER NOT NULL,
+    n_bins INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (file_key, run_key)
+)"""
+
 # version -> the statements that bring a store of the version before up to it
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE files ADD COLUMN moved_to TEXT NOT NULL DEFAULT ''",),
     # the tables hootwatch created on first use until then: IF NOT EXISTS, a store of version 1 or 2 may hold them
     3: (WINDOW_SCORES_TABLE, LABELS_TABLE, LABELS_INDEX),
+    4: (MINUTE_INDICES_TABLE,),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 DELETED = "deleted"  # moved_to of a recording the daemon deleted
@@ -348,10 +365,11 @@ class DetectionStore:
     # writing
     def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
                     audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "",
-                    reason: str = "", window_scores: WindowScores | None = None) -> int:
+                    reason: str = "", window_scores: WindowScores | None = None,
+                    indices: MinuteIndexRows | None = None) -> int:
         """Detections of one file + its ledger row 'done' (`reason`: a note, e.g. truncated), in one transaction.
-        Returns rows inserted. `window_scores` (a WindowScores), when given, is written in the same
-        transaction."""
+        Returns rows inserted. `window_scores` (a WindowScores) and `indices` (its acoustic indices per minute),
+        when given, are written in the same transaction."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         dets = list(detections)
         now = utc_now()
@@ -372,6 +390,8 @@ class DetectionStore:
                  start_utc, time_source, recorder_id))
             if window_scores is not None:
                 window_scores.write(cur, key, run.run_key)
+            if indices is not None:
+                indices.write(cur, key, run.run_key)
         return inserted
 
     def commit_rebuilt(self, run: RunInfo, row: LedgerRow, detections: Iterable[Detection],
@@ -401,6 +421,7 @@ class DetectionStore:
             cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM files WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
+            cur.execute("DELETE FROM minute_indices WHERE file_key=? AND run_key=?", (k, run_key))
 
     def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
         """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""
