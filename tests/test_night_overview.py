@@ -16,7 +16,6 @@ import pytest
 import soundfile as sf
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
 
 from hootwatch.edge.contract.detector import Detector  # noqa: E402
 from hootwatch.edge.review.app import create_app  # noqa: E402
@@ -25,6 +24,7 @@ from hootwatch.edge.store.database import DetectionStore  # noqa: E402
 from hootwatch.edge.store.indices import MinuteIndexRows, read_indices  # noqa: E402
 from hootwatch.edge.store.labels import LabelBook  # noqa: E402
 
+from review_server import review_client  # noqa: E402
 from tiny_bundles import TONE_HZ, tone_bundle  # noqa: E402
 
 SR = 8000
@@ -99,7 +99,7 @@ def test_a_file_whose_indices_cannot_be_written_keeps_no_scores_either(tmp_path,
 
 
 def test_the_api_draws_the_night_and_marks_detections_and_labels(night):
-    c = TestClient(create_app(night))
+    c = review_client(create_app(night))
     [n] = c.get("/api/nights").json()["nights"]
     assert (n["recorder"], n["night"], n["files"], n["indices"]) == ("R1", "2024-01-01", 4, 4)
     q = {"recorder": "R1", "night": "2024-01-01"}
@@ -147,7 +147,7 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def test_bad_parameters_get_a_message_and_an_old_store_says_scan_again(night, tmp_path):
-    c = TestClient(create_app(night))
+    c = review_client(create_app(night))
     for q in ({"recorder": "R1", "night": "tonight"}, {"recorder": "R1", "night": "2024-01-01", "max_hz": "nan"},
               {"recorder": "R1", "night": "2024-01-01", "max_hz": "-5"}):
         assert c.get("/api/night", params=q).status_code == 422
@@ -157,12 +157,12 @@ def test_bad_parameters_get_a_message_and_an_old_store_says_scan_again(night, tm
     con = sqlite3.connect(old / "detections.sqlite")
     con.execute("DELETE FROM minute_indices WHERE file_key LIKE '20240101_100000%'")  # rescanned but one
     con.commit()
-    body = TestClient(create_app(old)).get("/api/night", params={"recorder": "R1", "night": "2024-01-01"}).json()
+    body = review_client(create_app(old)).get("/api/night", params={"recorder": "R1", "night": "2024-01-01"}).json()
     assert body["message"].startswith("1 of 4 recordings") and body["files_with_indices"] == 3
     con.execute("DELETE FROM minute_indices")  # as a store scanned before this version
     con.commit()
     con.close()
-    c = TestClient(create_app(old))
+    c = review_client(create_app(old))
     assert c.get("/api/nights").json()["nights"][0]["indices"] == 0
     body = c.get("/api/night", params={"recorder": "R1", "night": "2024-01-01"}).json()
     assert "scan again to see the overview" in body["message"] and body["rows"] == 0 and body["marks"]
