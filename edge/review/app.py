@@ -206,9 +206,9 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def display_geometry():
         """The spectrogram's geometry: x = (t - clip start) * px_per_s, each view's frequency ticks (y from the top,
         as a fraction of the height), and the call's band."""
-        from hootwatch.edge.scan.material import IMAGE_ROWS, PX_PER_S, VIEWS, view_axis
+        from hootwatch.edge.scan.material import IMAGE_ROWS, PX_PER_S, VIEWS, axis_geometry
         return {"px_per_s": PX_PER_S, "rows": IMAGE_ROWS, "band_hz": list(display.band_hz),
-                "views": {v: view_axis(display, v).to_dict() for v in VIEWS}}
+                "views": {v: axis_geometry(display, v) for v in VIEWS}}
 
     @app.get("/api/calibration")
     def calibration(run: str | None = None, bins: int = Query(10, ge=2, le=50)):

@@ -111,6 +111,13 @@ def view_axis(display: Display, view: str = "full") -> FreqAxis:
     return FreqAxis(display.min_hz, display.max_hz, display.scale)
 
 
+def axis_geometry(display: Display, view: str = "full") -> dict:
+    """What the page needs to draw a view's frequency axis: its range, ticks, and where the call's band lies
+    (band_y: the fractions from the top of its high and low edge)."""
+    axis = view_axis(display, view)
+    return axis.to_dict() | {"band_y": [round(float(axis.position(hz)), 4) for hz in display.band_hz[::-1]]}
+
+
 def display_rate(sample_rate: int, max_hz: float) -> int:
     """The rate the spectrogram is computed at: enough for max_hz (a multiple of 4 kHz, at least 2.5 x max_hz), never
     above the file's own. A 250 kHz AudioMoth file is not transformed at full rate to draw 0-2 kHz."""
