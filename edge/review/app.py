@@ -198,9 +198,9 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     @app.get("/api/spectrogram.png")
     def spectrogram(file_key: str, start_s: float, end_s: float, pad_s: float = 2.0,
                     view: Literal["full", "band"] = "full"):
-        from hootwatch.edge.scan.material import png_bytes, spectrogram_image, view_axis
+        from hootwatch.edge.scan.material import spectrogram_png_bytes, view_axis
         x, sr = _audio(file_key, start_s, end_s, pad_s)
-        return Response(png_bytes(spectrogram_image(x, sr, view_axis(display, view))), media_type="image/png")
+        return Response(spectrogram_png_bytes(x, sr, view_axis(display, view)), media_type="image/png")
 
     @app.get("/api/display")
     def display_geometry():

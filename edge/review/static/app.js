@@ -149,8 +149,10 @@ function layout() {
     el("cap", "in file", { top: h + 4 + "px" }), el("cap", `UTC${zone ? zone[1] : ""}`, { top: h + 18 + "px" }));
   const ticks = [];
   for (let s = Math.ceil(a); (s - a) * pps <= w; s += 1) {
-    const left = (s - a) * pps + "px";
-    ticks.push(el("tick-s", `${s} s`, { left }), el("tick-clock", clock(it, s), { left }));
+    const x = (s - a) * pps, left = x + "px";
+    // a label at an edge of the image is set inside it, not cut in half
+    const transform = x < 30 ? "none" : x > w - 30 ? "translateX(calc(4px - 100%))" : "";
+    ticks.push(el("tick-s", `${s} s`, { left, transform }), el("tick-clock", clock(it, s), { left, transform }));
   }
   $("time-axis").replaceChildren(...ticks);
   followPlayhead();
