@@ -85,10 +85,14 @@ function sound(i) {
     a.controls = true;
     a.preload = "auto";
     for (const ev of ["canplay", "loadeddata"]) a.addEventListener(ev, () => { if (i === state.i) update(); });
-    a.addEventListener("error", () => { if (i === state.i) note("cannot load the audio", "error"); });
+    a.addEventListener("error", () => { if (i === state.i && a.src) note("cannot play the audio", "error"); });
     a.addEventListener("play", () => requestAnimationFrame(followPlayhead));
     a.addEventListener("seeked", followPlayhead);
-    a.src = "/api/clip.wav?" + spanQuery(state.items[i]);
+    // whole, as a blob: the server answers no Range requests, and a streamed WAV could not be played from a click
+    fetch("/api/clip.wav?" + spanQuery(state.items[i]))
+      .then((r) => { if (!r.ok) throw new Error(r.statusText); return r.blob(); })
+      .then((blob) => { if (state.sounds.get(i) === a) a.src = URL.createObjectURL(blob); })
+      .catch((e) => { if (i === state.i) note(`cannot load the audio: ${e.message}`, "error"); });
     state.sounds.set(i, a);
   }
   return state.sounds.get(i);
@@ -97,7 +101,7 @@ function sound(i) {
 function forgetFar() {  // keep the media of the items next to this one only
   for (const [key, img] of state.images) if (Math.abs(parseInt(key, 10) - state.i) > 2) state.images.delete(key);
   for (const [i, a] of state.sounds) {
-    if (Math.abs(i - state.i) > 2) { a.removeAttribute("src"); a.load(); state.sounds.delete(i); }
+    if (Math.abs(i - state.i) > 2) { URL.revokeObjectURL(a.src); a.removeAttribute("src"); state.sounds.delete(i); }
   }
 }
 
@@ -200,6 +204,7 @@ async function load() {
   state.items = body.items;
   state.undo = [];
   state.images.clear();
+  for (const a of state.sounds.values()) URL.revokeObjectURL(a.src);
   state.sounds.clear();
   const first = state.items.findIndex((x) => !x.label);
   state.i = first < 0 ? state.items.length : first;
