@@ -118,3 +118,10 @@ def test_scores_near_one_are_told_apart():
     texts = [score_text(s) for s in (0.5, 0.9991, 0.9999, 0.99999, 1 - 6e-8, 1.0, 2e-5)]
     assert len(set(texts)) == len(texts)
     assert texts[2].startswith("1 - 1.0e-4 (logit 9.21") and texts[5] == "1" and texts[6].startswith("2.0e-5")
+
+
+def test_bin_edges_are_written_with_the_digits_that_tell_them_apart():
+    s = 0.9975 + np.linspace(0, 4e-6, 40)  # a model whose detections all score 0.99750x
+    rows = score_bins(s, np.ones(40), 4)
+    ranges = [b["range"] for b in rows]
+    assert len(rows) == 4 and len(set(ranges)) == 4 and all(" to " in r for r in ranges)

@@ -217,6 +217,9 @@ def test_label_with_keys_undo_reload_and_the_labels_are_in_sqlite(open_page, ser
     page.click("#b-owl")  # the buttons do what the keys do
     page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: owl for ')")
     assert page.inner_text("#empty").startswith("End of the queue")
+    page.click("#calibration summary")  # 2 reviewed detections: the panel says they are too few to trust
+    page.wait_for_selector("#cal-few:not([hidden])")
+    assert "Too few labels to trust" in page.inner_text("#cal-few") and "(at least 30," in page.inner_text("#cal-few")
     history = [(lab, who) for _, _, lab, who in _labels(out)]
     assert history == [("owl", "tester"), ("not_owl", "tester"), ("", "tester"), ("unsure", "tester"),
                        ("owl", "tester")]

@@ -51,17 +51,26 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
 
 
-def score_text(score: float, logit: bool = True) -> str:
+def score_text(score: float, logit: bool = True, digits: int = 4) -> str:
     """A score a person can tell apart from its neighbours: near 1 as 1 - (1 - score) ("1 - 2.3e-4"), near 0 in
-    exponent form, else 4 decimals; with its logit, which keeps spreading where the score saturates."""
+    exponent form, else `digits` decimals; with its logit, which keeps spreading where the score saturates."""
     def sci(v: float) -> str:
-        m, e = f"{v:.1e}".split("e")
+        m, e = f"{v:.{max(1, digits - 3)}e}".split("e")
         return f"{m}e{int(e)}"
     s = float(score)
-    text = ("1" if s >= 1 else f"1 - {sci(1 - s)}" if s > 0.999 else sci(s) if 0 < s < 0.001 else f"{s:.4f}")
+    text = ("1" if s >= 1 else f"1 - {sci(1 - s)}" if s > 0.999 else sci(s) if 0 < s < 0.001 else f"{s:.{digits}f}")
     if logit and 0 < s < 1:
         text += f" (logit {np.log(s / (1 - s)):.2f})"
     return text
+
+
+def _edge_texts(edges: np.ndarray) -> list[str]:
+    """The bin edges in as few digits as tell them apart (crowded scores need more)."""
+    for digits in range(4, 12):
+        texts = [score_text(e, logit=False, digits=digits) for e in edges]
+        if len(set(texts)) == len(texts):
+            break
+    return texts
 
 
 def reviewed_detections(store: DetectionStore, run_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -90,11 +99,12 @@ def score_bins(scores: np.ndarray, truth: np.ndarray, bins: int = 10) -> list[di
     if edges.size == 1:
         edges = np.repeat(edges, 2)
     which = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, edges.size - 2)  # last bin holds the top
+    texts = _edge_texts(edges)
     out = []
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         m = which == k
         if m.any():
-            out.append({"lo": float(lo), "hi": float(hi), "range": f"{score_text(lo, False)} to {score_text(hi, False)}",
+            out.append({"lo": float(lo), "hi": float(hi), "range": f"{texts[k]} to {texts[k + 1]}",
                         "n": int(m.sum()), "owl": int(truth[m].sum()),
                         "precision": round(float(truth[m].mean()), 4)})
     return out

@@ -325,8 +325,9 @@ $("calibration").addEventListener("toggle", async () => {
   }));
   $("cal-few").hidden = !c.too_few;
   $("cal-few").textContent = `Too few labels to trust these figures: ${c.too_few}.`;
-  $("cal-note").textContent = `${c.labelled} reviewed detections, in bins of about equal counts; ` +
-    `\`hootwatch calibrate\` fits the curve and sets the threshold once there are ${c.min_labels}.`;
+  $("cal-note").textContent = `${c.labelled} reviewed detections, in bins of about equal counts. ` +
+    (c.too_few ? `\`hootwatch calibrate\` needs at least ${c.min_labels} to set a threshold.`
+               : "`hootwatch calibrate` fits the curve to them and sets the threshold.");
 });
 $("queue").addEventListener("change", load);
 if (!$("reviewer").value) askName();
