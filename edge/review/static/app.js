@@ -116,7 +116,7 @@ function update() {
   if (ready && state.shownAt === null) {
     state.shownAt = performance.now();
     setTimeout(update, SEEN_MS + 5);
-    if ($("autoplay").checked) play();
+    if ($("autoplay").checked) play(0, true);
   }
   document.body.dataset.ready = ready ? "1" : "0";
   document.body.dataset.accepting = ready && !state.busy && performance.now() - state.shownAt >= SEEN_MS ? "1" : "0";
@@ -244,10 +244,14 @@ async function label(value, it, advanceTo) {
   }
 }
 
-function play(from = 0) {
+function play(from = 0, auto = false) {
   const a = $("audio");
   a.currentTime = from;
-  a.play().catch((e) => { if (e.name !== "AbortError") note("cannot play: " + e.message, "error"); });
+  a.play().catch((e) => {
+    if (auto && e.name === "NotAllowedError") $("hint").textContent = "space plays (the browser plays sound by " +
+      "itself only after a first key press or click on the page)";
+    else if (e.name !== "AbortError") note("cannot play: " + e.message, "error");
+  });
 }
 
 // why a verdict for the current item cannot be taken now ("" when it can)
