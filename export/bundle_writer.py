@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hootwatch.edge.core import fsio, versions
-from hootwatch.edge.contract.bundle import Manifest, onnx_metadata, write_manifest
+from hootwatch.edge.contract.bundle import DEFAULT_DISPLAY, Manifest, onnx_metadata, write_manifest
 from hootwatch.edge.core.errors import ConfigError
 
 from .onnx_export import require
@@ -100,5 +100,6 @@ def write_bundle(bundle_dir: Path, manifest: Manifest, report: dict) -> Manifest
     manifest = Manifest.from_dict(manifest.to_dict() | {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions.package_versions(PACKAGES, missing="not installed"),
+        "display": manifest.display or DEFAULT_DISPLAY.to_dict(),  # how the review page draws the species
     })
     return write_manifest(bundle_dir, manifest)

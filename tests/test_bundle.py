@@ -147,3 +147,16 @@ def test_the_detector_band_limits_at_the_bundles_own_sample_rate(tmp_path):
         return session.run(["logits"], {"input_values": norm.apply(x, rate)})[0]
     assert np.allclose(det.logits(x), logits(8000), atol=1e-5)
     assert not np.allclose(logits(8000), logits(16000), atol=1e-2)
+
+
+def test_the_optional_display_range_defaults_round_trips_and_is_checked(bundle, tmp_path):
+    from hootwatch.edge.contract.bundle import DEFAULT_DISPLAY
+
+    assert load_bundle(bundle).manifest.display_spec == DEFAULT_DISPLAY  # a bundle without one: the owl's
+    mel = {"min_hz": 0, "max_hz": 3000, "scale": "mel", "band_hz": [300, 1200]}
+    d = _edited(bundle, tmp_path, lambda m: m | {"display": mel})
+    assert load_bundle(d, verify=False).manifest.display_spec.to_dict() == mel
+    shutil.rmtree(d)
+    d = _edited(bundle, tmp_path, lambda m: m | {"display": {"max_hz": 1000, "band_hz": [200, 1500]}})
+    with pytest.raises(BundleError, match="band high <= max_hz"):
+        load_bundle(d, verify=False)

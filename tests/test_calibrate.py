@@ -81,3 +81,47 @@ def test_calibrate_refuses_a_run_the_store_does_not_have(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{out / 'detections.sqlite'}: no run 'nope' in this store" in err and run in err and "--run" in err
     assert load_bundle(bundle).manifest.threshold == 0.5
+
+
+def test_bins_follow_where_the_scores_are():
+    """A confident model's detections all score above 0.99: equal-width bins put them in one bin."""
+    rng = np.random.default_rng(1)
+    s = 1 - 10 ** rng.uniform(-6, -2, 200)
+    y = (rng.uniform(size=200) < 0.7).astype(float)
+    bins = score_bins(s, y, 5)
+    assert [b["n"] for b in bins] == [40] * 5
+    assert bins[0]["lo"] == s.min() and bins[-1]["hi"] == s.max()
+    assert all(a["hi"] == b["lo"] and a["lo"] < a["hi"] for a, b in zip(bins, bins[1:]))
+    assert sum(b["owl"] for b in bins) == y.sum()
+    # tied scores (a saturated model says 1.0 often) fall in one bin each, none twice
+    tied = np.r_[np.ones(50), np.linspace(0.5, 0.9, 50)]
+    rows = score_bins(tied, np.ones(100), 10)
+    assert sum(b["n"] for b in rows) == 100 and rows[-1]["hi"] == 1.0
+
+
+def test_the_panel_says_too_few_exactly_when_calibrate_refuses():
+    from hootwatch.edge.review.calibrate import MIN_LABELS, precision_panel
+    for n, n_owl in ((MIN_LABELS - 1, 12), (MIN_LABELS, 15), (MIN_LABELS + 10, 2), (15, 7)):
+        s, y = np.linspace(0.9, 1, n), np.r_[np.ones(n_owl), np.zeros(n - n_owl)]
+        panel = precision_panel(s, y)
+        try:
+            calibrate(s, y, 0.9)
+            refused = ""
+        except CalibrationError as exc:
+            refused = exc.message
+        assert panel["labelled"] == n and panel["min_labels"] == MIN_LABELS
+        assert panel["too_few"] == refused and bool(refused) == (n < MIN_LABELS or min(n_owl, n - n_owl) < 5)
+
+
+def test_scores_near_one_are_told_apart():
+    from hootwatch.edge.review.calibrate import score_text
+    texts = [score_text(s) for s in (0.5, 0.9991, 0.9999, 0.99999, 1 - 6e-8, 1.0, 2e-5)]
+    assert len(set(texts)) == len(texts)
+    assert texts[2].startswith("1 - 1.0e-4 (logit 9.21") and texts[5] == "1" and texts[6].startswith("2.0e-5")
+
+
+def test_bin_edges_are_written_with_the_digits_that_tell_them_apart():
+    s = 0.9975 + np.linspace(0, 4e-6, 40)  # a model whose detections all score 0.99750x
+    rows = score_bins(s, np.ones(40), 4)
+    ranges = [b["range"] for b in rows]
+    assert len(rows) == 4 and len(set(ranges)) == 4 and all(" to " in r for r in ranges)

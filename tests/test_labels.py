@@ -106,3 +106,28 @@ def test_labels_survive_a_rescan_at_another_threshold(tmp_path):
         for run in runs:
             [det] = [d for d in s.detections(run) if d["file_key"] == key and d["start_s"] < 13 < d["end_s"]]
             assert label_for_detection(book.overlapping(key, det["start_s"], det["end_s"])) == "owl"
+
+
+def test_export_carries_clock_time_in_the_recorders_zone_and_the_reviewer(tmp_path):
+    import csv
+
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
+
+    bundle, rec, _ = scanned_store(tmp_path)
+    out = tmp_path / "out_syd"  # AudioMoth names are UTC; the recorder stood in Sydney (UTC+11 in January)
+    scan_into([rec], Detector.load(bundle, threads=1), out, ScanSettings(tz="Australia/Sydney"))
+    key = _keys(out)["A/20240101_100000.WAV"]
+    with DetectionStore(out / "detections.sqlite") as s:
+        book = LabelBook(s)
+        book.add(key, f"{rec}/A/20240101_100000.WAV", 10.0, 13.5, "owl", reviewer="kim")
+    assert main(["labels", str(out), "--export", str(tmp_path / "x.csv")]) == 0
+    [row] = list(csv.DictReader(open(tmp_path / "x.csv")))
+    assert (row["file"].endswith("A/20240101_100000.WAV"), row["start_s"], row["end_s"], row["label"]) == \
+        (True, "10.000", "13.500", "owl")
+    assert row["begin_local"] == "2024-01-01T21:00:10.000+11:00" and row["end_local"] == "2024-01-01T21:00:13.500+11:00"
+    assert row["reviewer"] == "kim"
+    assert main(["labels", str(out), "--export", str(tmp_path / "x.selections.txt")]) == 0
+    lines = (tmp_path / "x.selections.txt").read_text().splitlines()
+    got = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
+    assert (got["Begin Date"], got["Begin Clock Time"], got["Reviewer"]) == ("2024/01/01", "21:00:10.000", "kim")

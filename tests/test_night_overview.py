@@ -177,7 +177,9 @@ def test_the_night_page_in_chromium_shows_the_picture_axes_and_opens_a_mark(nigh
     args = ["--mute-audio"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
     with review_server(night) as (_, url), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        ctx.add_init_script("localStorage.setItem('hootwatch.reviewer', 'tester')")  # the name is asked once
+        page = ctx.new_page()
         page.goto(url)
         page.click("#night-link")
         page.wait_for_selector("body[data-loaded='1']")

@@ -1,11 +1,18 @@
 """The review app in a real browser: Debian's chromium driven by Playwright, over a store made by a real scan.
 
-Opens the app, plays an item, labels items with the keys, undoes one, reloads, and finds the labels in SQLite.
-Skips when playwright or chromium is missing (.ci/run installs chromium)."""
+One store, server and browser for the module (a fresh page and no labels for each test): the spectrogram's axes and
+the detection's span, keys that label only the item the reviewer saw (auto-repeat, a verdict before the item has
+loaded, `y` then `n` 30 ms apart), the reviewer's name asked once, and the whole loop (label, undo, reload, SQLite).
+Skips when playwright or chromium is missing (.ci/run installs chromium). With HOOTWATCH_SCREENSHOTS=docs/img the
+first item's screenshot is saved there (docs/img/review-item.png in the docs)."""
 
 import os
+import re
 import shutil
 import sqlite3
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -16,48 +23,209 @@ from review_helpers import scanned_store  # noqa: E402
 from review_server import review_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="Debian's chromium is not installed (apt-get install chromium)")
+ACCEPTING = "body[data-accepting='1']"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_label_with_keys_undo_reload_and_the_labels_are_in_sqlite(tmp_path):
-    _, _, out = scanned_store(tmp_path)
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    _, _, out = scanned_store(tmp_path_factory.mktemp("browser"))
     args = ["--autoplay-policy=no-user-gesture-required", "--mute-audio"]
     if os.geteuid() == 0:
         args.append("--no-sandbox")
     with review_server(out) as (_, url), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        page = browser.new_page()
+        yield out, url, browser
+        browser.close()
+
+
+def _labels(out) -> list[tuple]:
+    con = sqlite3.connect(out / "detections.sqlite")
+    try:
+        return con.execute("SELECT file, start_ms, label, reviewer FROM labels ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture()
+def open_page(served):
+    """open_page(reviewer='tester') -> a page on the first item (no labels in the store)."""
+    out, url, browser = served
+    con = sqlite3.connect(out / "detections.sqlite")
+    con.execute("DELETE FROM labels")
+    con.commit()
+    con.close()
+    contexts = []
+
+    def _open(reviewer: str | None = "tester", wait: bool = True):
+        ctx = browser.new_context(viewport={"width": 1100, "height": 760})
+        if reviewer is not None:
+            ctx.add_init_script(f"localStorage.setItem('hootwatch.reviewer', {reviewer!r})")
+        contexts.append(ctx)
+        page = ctx.new_page()
         page.goto(url)
         page.wait_for_selector("body[data-loaded='1']")
-        assert page.inner_text("#progress").startswith("0 / 3 reviewed")
-        first_file = page.inner_text("#i-file")
-        assert page.inner_text("#i-recorder") in ("A", "B") and "2024-01-01 10:00" in page.inner_text("#i-time")
-        assert page.evaluate("document.getElementById('spec').complete || true")
-        page.wait_for_function("document.getElementById('spec').naturalWidth > 0")
-        page.keyboard.press(" ")  # play
-        page.wait_for_function("document.getElementById('audio').currentTime > 0", timeout=15000)
-        page.keyboard.press("y")
-        page.wait_for_function("document.getElementById('status').textContent === 'saved: owl'")
-        page.keyboard.press("n")
-        page.wait_for_function("document.getElementById('status').textContent === 'saved: not_owl'")
-        page.keyboard.press("ArrowLeft")  # undo the "not owl"
-        page.wait_for_function("document.getElementById('status').textContent === 'label removed'")
-        assert page.get_attribute("body", "data-item") == "1"
-        page.keyboard.press("u")
-        page.wait_for_function("document.getElementById('status').textContent === 'saved: unsure'")
-        assert page.inner_text("#progress").startswith("2 / 3 reviewed; 1 owl, 0 not owl")
-        page.reload()
+        if wait:
+            page.wait_for_selector(ACCEPTING)
+        return page
+
+    yield _open
+    for ctx in contexts:
+        ctx.close()
+
+
+def _status(page) -> str:
+    return page.inner_text("#status")
+
+
+def test_the_spectrogram_has_axes_the_span_marked_and_one_time_scale(open_page):
+    page = open_page()
+    it = page.evaluate("state.items[state.i]")
+    geo = page.evaluate("state.display")
+    pps = geo["px_per_s"]
+    a = max(0.0, it["start_s"] - 2)
+    natural = page.evaluate("[document.getElementById('spec').naturalWidth, "
+                            "document.getElementById('spec').getBoundingClientRect().width]")
+    assert natural[0] == round((it["end_s"] + 2 - a) * pps) and natural[1] == natural[0]  # never stretched
+    box = page.eval_on_selector("#spec", "e => e.getBoundingClientRect()")
+    for pad, expect in (("#pad-before", (it["start_s"] - a) * pps), ("#pad-after", 2 * pps)):
+        w = page.eval_on_selector(pad, "e => e.getBoundingClientRect().width")
+        assert abs(w - expect) <= 1, (pad, w, expect)
+    span = page.eval_on_selector("#span", "e => e.getBoundingClientRect()")
+    assert abs(span["x"] - box["x"] - (it["start_s"] - a) * pps) <= 1
+    assert abs(span["width"] - (it["end_s"] - it["start_s"]) * pps) <= 1
+    freq = page.eval_on_selector_all("#freq-axis .tick", "es => es.map(e => e.textContent)")
+    assert "0.5 kHz" in freq and "2 kHz" in freq and "1 kHz" in freq
+    band = page.eval_on_selector("#band", "e => e.getBoundingClientRect()")
+    assert band["height"] > 0.5 * box["height"]  # the owl's 0.2-1.5 kHz takes most of the image
+    secs = page.eval_on_selector_all("#time-axis .tick-s", "es => es.map(e => e.textContent)")
+    clocks = page.eval_on_selector_all("#time-axis .tick-clock", "es => es.map(e => e.textContent)")
+    first = int(secs[0].removesuffix(" s"))
+    begin = datetime.fromisoformat(it["begin_local"])
+    assert first >= a and len(secs) >= int(it["end_s"] + 2 - a) and len(clocks) == len(secs)
+    assert clocks[0] == (begin + timedelta(seconds=first - it["start_s"])).strftime("%H:%M:%S")
+    assert re.match(r"1 - \d\.\de-\d+ \(logit|0\.\d{4}", page.inner_text("#i-score"))
+    shots = os.environ.get("HOOTWATCH_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / "review-item.png"))
+    page.check("#zoom")  # the owl's band alone
+    page.wait_for_function("document.getElementById('spec').src.includes('view=band') && "
+                           "document.getElementById('spec').complete")
+    assert page.eval_on_selector_all("#freq-axis .tick", "es => es.map(e => e.textContent)")[0] == "0.2 kHz"
+    page.mouse.click(box["x"] + 3 * pps, box["y"] + 20)  # play from 3 s into the clip: the playhead is there
+    page.wait_for_function(f"document.getElementById('playhead').getBoundingClientRect().x >= {box['x'] + 3 * pps - 2}",
+                           timeout=15000)
+    x = page.eval_on_selector("#playhead", "e => e.getBoundingClientRect().x")
+    assert x - box["x"] <= 4 * pps and not page.eval_on_selector("#audio", "e => e.paused")
+
+
+def test_auto_repeat_labels_one_item(open_page, served):
+    page = open_page()
+    for _ in range(6):  # holding y: the first keydown, then repeats (event.repeat) as the keyboard sends them
+        page.keyboard.down("y")
+        time.sleep(0.1)
+    page.keyboard.up("y")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: owl for ')")
+    page.wait_for_timeout(300)
+    assert [lab for *_, lab, _ in _labels(served[0])] == ["owl"]
+    assert page.inner_text("#progress").startswith("1 / 3 reviewed")
+
+
+def test_a_verdict_before_the_item_has_loaded_is_refused(open_page, served):
+    held, holding = [], [True]  # the spectrogram requests, held back until the test lets them go
+    out, url, browser = served  # (open_page emptied the labels; the route must be set before the page loads)
+    ctx = browser.new_context()
+    ctx.add_init_script("localStorage.setItem('hootwatch.reviewer', 'tester')")
+    try:
+        page = ctx.new_page()
+        page.route("**/api/spectrogram.png*", lambda route: held.append(route) if holding[0] else route.continue_())
+        page.goto(url)
         page.wait_for_selector("body[data-loaded='1']")
-        assert page.inner_text("#progress").startswith("2 / 3 reviewed; 1 owl, 0 not owl")
-        assert page.get_attribute("body", "data-item") == "2"  # opens at the first item not yet reviewed
-        page.click("#b-owl")  # the buttons do what the keys do
-        page.wait_for_function("document.getElementById('status').textContent === 'saved: owl'")
-        assert page.inner_text("#empty").startswith("End of the queue")
-        browser.close()
+        page.keyboard.press("y")
+        assert page.inner_text("#hint") == "still loading: wait for the spectrogram and the audio"
+        assert _labels(out) == [] and page.get_attribute("body", "data-item") == "0"
+        holding[0] = False
+        for route in held:
+            route.continue_()
+        page.wait_for_selector(ACCEPTING)
+        page.keyboard.press("y")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: owl for ')")
+        assert len(_labels(out)) == 1
+    finally:
+        ctx.close()
+
+
+def test_y_then_n_30_ms_apart_labels_one_item_and_the_confirmation_names_it(open_page, served):
+    page = open_page()
+    it = page.evaluate("state.items[state.i]")
+    # dispatched in the page, so they are 30 ms apart there whatever the load on the machine running the test
+    page.evaluate("""() => new Promise((done) => {
+        const press = (key) => document.dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true }));
+        press("y");
+        setTimeout(() => { press("n"); done(); }, 30);
+    })""")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: owl for ')")
+    page.wait_for_timeout(400)
+    assert [lab for *_, lab, _ in _labels(served[0])] == ["owl"]
+    t = [datetime.fromisoformat(it["begin_local"]) + timedelta(seconds=d) for d in (0, it["end_s"] - it["start_s"])]
+    name = it["file"].rsplit("/", 1)[-1]
+    assert _status(page) == f"saved: owl for {name} {t[0]:%H:%M:%S}-{t[1]:%H:%M:%S}"
+    assert page.get_attribute("body", "data-item") == "1"
+
+
+def test_the_reviewer_is_asked_once_and_remembered(open_page, served):
+    page = open_page(reviewer=None, wait=False)
+    page.wait_for_selector("#who[open]")
+    page.fill("#who-name", "Kim")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(ACCEPTING)
+    page.keyboard.press("u")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: unsure for ')")
+    page.reload()
+    page.wait_for_selector(ACCEPTING)
+    assert not page.eval_on_selector("#who", "e => e.open") and page.input_value("#reviewer") == "Kim"
+    assert [(lab, who) for *_, lab, who in _labels(served[0])] == [("unsure", "Kim")]
+
+
+def _saved(page, what: str) -> None:
+    page.wait_for_function(f"document.getElementById('status').textContent.startsWith({what!r})")
+    page.wait_for_selector(ACCEPTING)
+
+
+def test_label_with_keys_undo_reload_and_the_labels_are_in_sqlite(open_page, served):
+    out = served[0]
+    page = open_page()
+    assert page.inner_text("#progress").startswith("0 / 3 reviewed")
+    first_file = page.inner_text("#i-file")
+    assert page.inner_text("#i-recorder") in ("A", "B") and "2024-01-01 10:00" in page.inner_text("#i-time")
+    page.keyboard.press("y")
+    _saved(page, "saved: owl for ")
+    page.keyboard.press("n")
+    _saved(page, "saved: not_owl for ")
+    page.keyboard.press("ArrowLeft")  # undo the "not owl"
+    _saved(page, "label removed for ")
+    assert page.get_attribute("body", "data-item") == "1"
+    page.keyboard.press("u")
+    _saved(page, "saved: unsure for ")
+    assert page.inner_text("#progress").startswith("2 / 3 reviewed; 1 owl, 0 not owl")
+    page.reload()
+    page.wait_for_selector(ACCEPTING)
+    assert page.inner_text("#progress").startswith("2 / 3 reviewed; 1 owl, 0 not owl")
+    assert page.get_attribute("body", "data-item") == "2"  # opens at the first item not yet reviewed
+    page.click("#b-owl")  # the buttons do what the keys do
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: owl for ')")
+    assert page.inner_text("#empty").startswith("End of the queue")
+    page.click("#calibration summary")  # 2 reviewed detections: the panel says they are too few to trust
+    page.wait_for_selector("#cal-few:not([hidden])")
+    assert "Too few labels to trust" in page.inner_text("#cal-few") and "(at least 30," in page.inner_text("#cal-few")
+    history = [(lab, who) for _, _, lab, who in _labels(out)]
+    assert history == [("owl", "tester"), ("not_owl", "tester"), ("", "tester"), ("unsure", "tester"),
+                       ("owl", "tester")]
     con = sqlite3.connect(out / "detections.sqlite")
-    history = [r[0] for r in con.execute("SELECT label FROM labels ORDER BY id")]
-    assert history == ["owl", "not_owl", "", "unsure", "owl"]
     current = con.execute("SELECT file, label FROM labels l WHERE id = (SELECT MAX(id) FROM labels m"
                           " WHERE m.file_key = l.file_key AND m.start_ms = l.start_ms AND m.end_ms = l.end_ms)"
                           " ORDER BY id").fetchall()
+    con.close()
     assert [lab for _, lab in current] == ["owl", "unsure", "owl"] and current[0][0] == first_file

@@ -207,7 +207,7 @@ def test_an_upload_without_a_length_stops_at_the_limit(client, tmp_path, monkeyp
 
 BAD_NUMBERS = ("nan", "NaN", "inf", "Infinity", "-Infinity", "1e400", "-1")
 PARAMS = [("/api/clip.wav", "pad_s"), ("/api/clip.wav", "start_s"), ("/api/clip.wav", "end_s"),
-          ("/api/spectrogram.png", "max_hz"), ("/api/spectrogram.png", "pad_s"),
+          ("/api/night.png", "max_hz"), ("/api/spectrogram.png", "pad_s"),
           ("/api/queue", "seed"), ("/api/queue", "n"), ("/api/queue", "min_score"), ("/api/queue", "max_score"),
           ("/api/windows", "seed"), ("/api/detections", "min_score"), ("/api/calibration", "bins")]
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for col in ("score", "reviewed", "owl", "precision"):
         t.add_column(col, justify="right")
     for b in score_bins(scores, truth):
-        t.add_row(f"{b['lo']:.1f}-{b['hi']:.1f}", str(b["n"]), str(b["owl"]), f"{b['precision']:.2f}")
+        t.add_row(b["range"], str(b["n"]), str(b["owl"]), f"{b['precision']:.2f}")
     console.print(t)
     cal = calibrate(scores, truth, args.target_precision, args.min_labels or MIN_LABELS)
     console.print(f"fit: P(owl) = sigmoid({cal.a:.3f} * logit(score) + {cal.b:.3f}), on {cal.n_labels} reviewed "

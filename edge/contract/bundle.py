@@ -28,7 +28,8 @@ from .windows import WindowSpec
 # instead of silently dropping the band filter.
 FORMAT_VERSION = 2
 # The optional `first_stage` field needs no new version: a hootwatch that does not know it ignores it and scores
-# every window with the full model, which is correct, only slower.
+# every window with the full model, which is correct, only slower. Nor does the optional `display` field (how the
+# review page draws a spectrogram for this species): without it the page uses DEFAULT_DISPLAY.
 READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 _MANIFEST_WORDING = Wording("threshold", "min_hits", "hop_s", fix_threshold="re-export the model",
@@ -41,6 +42,46 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while b := f.read(chunk):
             h.update(b)
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Display:
+    """How the review page draws this species' spectrograms: the frequency range and scale of the image, and the
+    band where the call lies (marked on the axis; the page's zoom shows that band alone)."""
+    min_hz: float = 0.0
+    max_hz: float = 2000.0
+    scale: str = "linear"           # linear | mel
+    band_hz: tuple[float, float] = (200.0, 1500.0)
+
+    def __post_init__(self) -> None:
+        nums = (self.min_hz, self.max_hz, *self.band_hz)
+        if len(self.band_hz) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in nums):
+            raise BundleError(f"field 'display' needs numbers min_hz, max_hz and band_hz [low, high], got {self!r}",
+                              "export the model again with `hootwatch export`, or remove 'display' from the manifest")
+        lo, hi = self.band_hz
+        if not (0 <= self.min_hz < self.max_hz <= 100_000 and self.min_hz <= lo < hi <= self.max_hz):
+            raise BundleError(f"field 'display': 0 <= min_hz < max_hz and min_hz <= band low < band high <= max_hz, "
+                              f"got min_hz {self.min_hz:g}, max_hz {self.max_hz:g}, band_hz {lo:g}-{hi:g}",
+                              "export the model again, or remove 'display' from the manifest (0-2 kHz is used)")
+        if self.scale not in ("linear", "mel"):
+            raise BundleError(f"field 'display': scale {self.scale!r} is linear or mel",
+                              "export the model again, or remove 'display' from the manifest")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Display":
+        if not isinstance(d, dict) or set(d) - {"min_hz", "max_hz", "scale", "band_hz"}:
+            raise BundleError(f"field 'display' must be an object of min_hz, max_hz, scale, band_hz, got {d!r}",
+                              "export the model again, or remove 'display' from the manifest")
+        band = d.get("band_hz", DEFAULT_DISPLAY.band_hz)
+        return cls(d.get("min_hz", DEFAULT_DISPLAY.min_hz), d.get("max_hz", DEFAULT_DISPLAY.max_hz),
+                   d.get("scale", DEFAULT_DISPLAY.scale), tuple(band) if isinstance(band, (list, tuple)) else band)
+
+    def to_dict(self) -> dict:
+        return {"min_hz": self.min_hz, "max_hz": self.max_hz, "scale": self.scale, "band_hz": list(self.band_hz)}
+
+
+# the powerful owl: its hoots' fundamental lies at about 0.3-0.5 kHz, harmonics up to about 1.5 kHz
+DEFAULT_DISPLAY = Display()
 
 
 @dataclass(frozen=True)
@@ -64,6 +105,7 @@ class Manifest:
     # {"file": "first_stage.npz", "pass_threshold": p, "validation": {...}}: the cascade (contract/cascade.py); empty
     # for a single-stage bundle
     first_stage: dict = field(default_factory=dict)
+    display: dict = field(default_factory=dict)         # Display.to_dict(); empty: DEFAULT_DISPLAY
     created_utc: str = ""
     format_version: int = FORMAT_VERSION
 
@@ -80,6 +122,10 @@ class Manifest:
     @property
     def window_spec(self) -> WindowSpec:
         return WindowSpec(self.sample_rate, self.window_s, self.hop_s)
+
+    @property
+    def display_spec(self) -> Display:
+        return Display.from_dict(self.display) if self.display else DEFAULT_DISPLAY
 
     @property
     def model_id(self) -> str:
@@ -122,7 +168,7 @@ class Bundle:
 _FIELD_TYPES = {"sample_rate": int, "window_s": (int, float), "hop_s": (int, float), "threshold": (int, float),
                 "input_name": str, "output_name": str, "model_file": str, "variants": dict, "backbone": str,
                 "metrics": dict, "files": dict, "versions": dict, "created_utc": str, "positive_label": str,
-                "first_stage": dict}
+                "first_stage": dict, "display": dict}
 
 
 def _check_types(m: Manifest) -> None:
@@ -235,6 +281,7 @@ def load_bundle(bundle_dir: str | os.PathLike, verify: bool = True) -> Bundle:
         # here, not in Manifest.__post_init__: only after _check_types is a bad hop or window known to be a number
         OperatingPoint(hop_s=manifest.hop_s, window_s=manifest.window_s, wording=_MANIFEST_WORDING)
         manifest.window_spec  # noqa: B018 - validates sample rate and window
+        manifest.display_spec  # noqa: B018 - validates the display range
     except BundleError as exc:
         raise BundleError(f"{mpath}: {exc.message}", exc.hint) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

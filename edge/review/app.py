@@ -12,7 +12,8 @@ Pages: `/` (the reviewer, plain HTML/JS from static/, no build step). API (all J
     POST /api/labels {file_key,start_s,end_s,label,reviewer}   committed to SQLite before the reply;
                                              the reply's `previous` is the span's label before it
     GET  /api/clip.wav?file_key=&start_s=&end_s=&pad_s=        the span (+ context) as WAV
-    GET  /api/spectrogram.png?(same)                           its spectrogram
+    GET  /api/spectrogram.png?(same)&view=full|band            its spectrogram (no axes; PX_PER_S columns a second)
+    GET  /api/display                                          how to draw its axes: px/s, each view's frequency ticks
     GET  /api/calibration?run=                                 precision per score bin from the labels
     POST /api/analyze (multipart `file`, optional `tz`)        an uploaded recording's detections (needs a bundle)
     GET  /api/nights?run=                                      each recorder's nights (page: /static/night.html)
@@ -34,7 +35,7 @@ import logging
 import secrets
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -64,7 +65,6 @@ Padding = Annotated[float, Query(ge=0.0, le=MAX_CLIP_S / 2, allow_inf_nan=False)
 Score = Annotated[float, Query(ge=0.0, le=1.0, allow_inf_nan=False)]
 Count = Annotated[int, Query(ge=1, le=100_000)]
 Seed = Annotated[int, Query(ge=0, le=2 ** 32 - 1)]
-Hertz = Annotated[float, Query(gt=0.0, le=384_000.0, allow_inf_nan=False)]
 
 
 class LabelIn(BaseModel):
@@ -79,6 +79,9 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
                max_upload_mb: float = 200.0, reviewer: str = "", allow_hosts=(), max_analyze_s: float = 7200.0):
     """`allow_hosts`: Host names besides loopback (review.access.allowed_hosts: the bound address, a proxy's
     name); `max_analyze_s`: the most audio one upload may hold."""
+    from hootwatch.edge.contract.bundle import DEFAULT_DISPLAY, load_bundle
+    # the species' frequency range for the spectrograms: the bundle's, else the owl's default
+    display = load_bundle(bundle, verify=False).manifest.display_spec if bundle is not None else DEFAULT_DISPLAY
     store = open_store(out_dir)
     book = LabelBook(store)
     lock = threading.Lock()  # one connection: requests take turns (a reviewer is one person)
@@ -226,18 +229,26 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
 
     @app.get("/api/spectrogram.png")
     def spectrogram(file_key: FileKey, start_s: Seconds, end_s: Seconds, pad_s: Padding = 2.0,
-                    max_hz: Hertz = 4000.0):
-        from hootwatch.edge.scan.material import png_bytes, spectrogram_image
+                    view: Literal["full", "band"] = "full"):
+        from hootwatch.edge.scan.material import spectrogram_png_bytes, view_axis
         x, sr = _audio(file_key, start_s, end_s, pad_s)
-        return Response(png_bytes(spectrogram_image(x, sr, min(max_hz, sr / 2))), media_type="image/png")
+        return Response(spectrogram_png_bytes(x, sr, view_axis(display, view)), media_type="image/png")
+
+    @app.get("/api/display")
+    def display_geometry():
+        """The spectrogram's geometry: x = (t - clip start) * px_per_s, each view's frequency ticks (y from the top,
+        as a fraction of the height), and the call's band."""
+        from hootwatch.edge.scan.material import IMAGE_ROWS, PX_PER_S, VIEWS, axis_geometry
+        return {"px_per_s": PX_PER_S, "rows": IMAGE_ROWS, "band_hz": list(display.band_hz),
+                "views": {v: axis_geometry(display, v) for v in VIEWS}}
 
     @app.get("/api/calibration")
     def calibration(run: str | None = None, bins: int = Query(10, ge=2, le=50)):
-        from .calibrate import reviewed_detections, score_bins
+        from .calibrate import precision_panel, reviewed_detections
         with lock:
             rk = _run(run)
             scores, truth = reviewed_detections(store, rk)
-        return {"run": rk, "labelled": len(scores), "bins": score_bins(scores, truth, bins)}
+        return {"run": rk, **precision_panel(scores, truth, bins)}
 
     @app.post("/api/analyze", openapi_extra=ANALYZE_FORM)
     async def analyze(request: Request):

@@ -51,6 +51,28 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
 
 
+def score_text(score: float, logit: bool = True, digits: int = 4) -> str:
+    """A score a person can tell apart from its neighbours: near 1 as 1 - (1 - score) ("1 - 2.3e-4"), near 0 in
+    exponent form, else `digits` decimals; with its logit, which keeps spreading where the score saturates."""
+    def sci(v: float) -> str:
+        m, e = f"{v:.{max(1, digits - 3)}e}".split("e")
+        return f"{m}e{int(e)}"
+    s = float(score)
+    text = ("1" if s >= 1 else f"1 - {sci(1 - s)}" if s > 0.999 else sci(s) if 0 < s < 0.001 else f"{s:.{digits}f}")
+    if logit and 0 < s < 1:
+        text += f" (logit {np.log(s / (1 - s)):.2f})"
+    return text
+
+
+def _edge_texts(edges: np.ndarray) -> list[str]:
+    """The bin edges in as few digits as tell them apart (crowded scores need more)."""
+    for digits in range(4, 12):
+        texts = [score_text(e, logit=False, digits=digits) for e in edges]
+        if len(set(texts)) == len(texts):
+            break
+    return texts
+
+
 def reviewed_detections(store: DetectionStore, run_key: str) -> tuple[np.ndarray, np.ndarray]:
     """(max score, 1 owl / 0 not) of the run's detections that carry a label."""
     from hootwatch.edge.store.labels import label_for_detection
@@ -66,15 +88,42 @@ def reviewed_detections(store: DetectionStore, run_key: str) -> tuple[np.ndarray
 
 
 def score_bins(scores: np.ndarray, truth: np.ndarray, bins: int = 10) -> list[dict]:
-    """Precision of the reviewed detections per score bin (equal-width bins over 0..1; empty bins left out)."""
-    edges = np.linspace(0, 1, bins + 1)
+    """Precision of the reviewed detections per score bin. The bins are quantiles of the scores (about the same
+    number of detections in each), so they follow where the scores are: a confident model's detections all score
+    above 0.99, and equal-width bins would hold them in one. Tied scores stay in one bin; edges are exact (no
+    rounding: 0.99991 and 0.99998 differ)."""
+    scores, truth = np.asarray(scores, np.float64), np.asarray(truth, np.float64)
+    if scores.size == 0:
+        return []
+    edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)))
+    if edges.size == 1:
+        edges = np.repeat(edges, 2)
+    which = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, edges.size - 2)  # last bin holds the top
+    texts = _edge_texts(edges)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (scores >= lo) & ((scores < hi) if hi < 1 else (scores <= hi))
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        m = which == k
         if m.any():
-            out.append({"lo": round(float(lo), 4), "hi": round(float(hi), 4), "n": int(m.sum()),
-                        "owl": int(truth[m].sum()), "precision": round(float(truth[m].mean()), 4)})
+            out.append({"lo": float(lo), "hi": float(hi), "range": f"{texts[k]} to {texts[k + 1]}",
+                        "n": int(m.sum()), "owl": int(truth[m].sum()),
+                        "precision": round(float(truth[m].mean()), 4)})
     return out
+
+
+def too_few(n: int, n_owl: int, min_labels: int = MIN_LABELS) -> str:
+    """Why n reviewed detections (n_owl of them owl) are too few to calibrate on; '' when they are enough."""
+    if n >= min_labels and min(n_owl, n - n_owl) >= MIN_PER_CLASS:
+        return ""
+    few = (f"only {n} reviewed detection(s)" if n < min_labels else
+           f"only {min(n_owl, n - n_owl)} reviewed detection(s) are {'owl' if n_owl < n - n_owl else 'not owl'}")
+    return (f"{few} ({n_owl} owl, {n - n_owl} not owl of {n}): too few to calibrate on "
+            f"(at least {min_labels}, with {MIN_PER_CLASS} of each)")
+
+
+def precision_panel(scores: np.ndarray, truth: np.ndarray, bins: int = 10) -> dict:
+    """The review page's precision-by-score panel: the bins, and `too_few` (calibrate's own refusal, '' if none)."""
+    return {"labelled": int(len(scores)), "min_labels": MIN_LABELS, "too_few": too_few(len(scores), int(truth.sum())),
+            "bins": score_bins(scores, truth, bins)}
 
 
 def fit(scores: np.ndarray, truth: np.ndarray, iters: int = 50) -> tuple[float, float]:
@@ -96,12 +145,9 @@ def fit(scores: np.ndarray, truth: np.ndarray, iters: int = 50) -> tuple[float, 
 def calibrate(scores: np.ndarray, truth: np.ndarray, target_precision: float,
               min_labels: int = MIN_LABELS) -> Calibration:
     n, n_owl = len(scores), int(truth.sum())
-    if n < min_labels or min(n_owl, n - n_owl) < MIN_PER_CLASS:
-        few = (f"only {n} reviewed detection(s)" if n < min_labels else
-               f"only {min(n_owl, n - n_owl)} reviewed detection(s) are {'owl' if n_owl < n - n_owl else 'not owl'}")
+    if reason := too_few(n, n_owl, min_labels):
         raise CalibrationError(
-            f"{few} ({n_owl} owl, {n - n_owl} not owl of {n}): too few to calibrate on "
-            f"(at least {min_labels}, with {MIN_PER_CLASS} of each)",
+            reason,
             "review more detections with `hootwatch review OUTDIR` (lower-scoring ones too: scan with a lower "
             "--threshold, or rebuild with `hootwatch detections`), or import labels, then run calibrate again")
     if not 0 < target_precision < 1:

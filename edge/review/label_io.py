@@ -2,7 +2,8 @@
 
 Formats, chosen by the name of TABLE, read and written by `edge.label_tables` (the one implementation the
 trainer and the benchmarks use too):
-- `*.csv`: `file,start_s,end_s,label`;
+- `*.csv`: `file,start_s,end_s,label` (an export adds `begin_local,end_local,reviewer`: the clock time in the
+  recorder's zone and who labelled it; an import ignores them);
 - `*.selections.txt`: a Raven selection table; the recording of each row is its `Begin Path` / `Begin File`
   (multi-file tables, as hootwatch writes them), else the one the table's name names (`REC.Table.1...` -> REC);
 - any other `*.txt`: an Audacity label track of the recording its name names; exporting to a folder (or a
@@ -14,12 +15,16 @@ so a colleague's table works wherever its audio lies. Every row is checked befor
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from hootwatch.edge.core.errors import HootwatchError
-from hootwatch.edge.store.exports import label_file_names, write_atomic
-from hootwatch.edge.tables.label_tables import (RAVEN_SUFFIX, Annotation, annotation_csv_text, audacity_text,
+from hootwatch.edge.store.database import iso
+from hootwatch.edge.store.exports import label_file_names, recording_clocks, write_atomic
+from hootwatch.edge.tables.label_tables import (CSV_COLUMNS, RAVEN_SUFFIX, Annotation, audacity_text,
                                                 is_multi_file_raven, raven_text, read_annotation_csv, read_audacity,
                                                 read_raven)
 from hootwatch.edge.store.labels import Label, LabelBook, resolve_recording
@@ -90,13 +95,35 @@ def _annotations(labels: list[Label]) -> list[Annotation]:
     return [Annotation(x.file, x.start_s, x.end_s, x.label) for x in labels]
 
 
+EXPORT_COLUMNS = (*CSV_COLUMNS, "begin_local", "end_local", "reviewer")
+
+
+def _clock(clocks: dict, x: Label) -> tuple[str, str]:
+    """(begin, end) of a label as ISO clock times in its recorder's zone; '' when the recording's start is unknown."""
+    if x.file_key not in clocks:
+        return "", ""
+    start, tz = clocks[x.file_key]
+    return tuple(iso((start + timedelta(seconds=t)).astimezone(tz)) for t in (x.start_s, x.end_s))
+
+
+def _csv_text(labels: list[Label], clocks: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(EXPORT_COLUMNS)
+    w.writerows((x.file, f"{x.start_s:.3f}", f"{x.end_s:.3f}", x.label, *_clock(clocks, x), x.reviewer)
+                for x in labels)
+    return buf.getvalue()
+
+
 def export_table(book: LabelBook, path: str | os.PathLike, high_freq_hz: float = 4000.0) -> list[Path]:
-    """Write the current labels; returns the files written."""
+    """Write the current labels; returns the files written. CSV and Raven tables carry each label's clock time in
+    its recorder's zone and its reviewer (an Audacity track holds times and a label only)."""
     path = Path(path)
     labels = book.current()
     kind = _kind(path)
+    clocks = recording_clocks(book.store)
     if kind == "csv":
-        return [write_atomic(path, annotation_csv_text(_annotations(labels)))]
+        return [write_atomic(path, _csv_text(labels, clocks))]
     if kind == "raven":  # a multi-file table: each row names its recording, times on one running line
         offsets, t, rows = {}, 0.0, []
         durations = {r.path: r.audio_s for r in book.store.ledger_rows()}
@@ -104,9 +131,12 @@ def export_table(book: LabelBook, path: str | os.PathLike, high_freq_hz: float =
             if x.file not in offsets:
                 offsets[x.file] = t
                 t += durations.get(x.file, 0.0) or x.end_s
+            begin = _clock(clocks, x)[0]
             rows.append({"begin_s": offsets[x.file] + x.start_s, "end_s": offsets[x.file] + x.end_s, "low_hz": 0.0,
-                         "high_hz": high_freq_hz, "path": x.file, "offset_s": x.start_s, "Annotation": x.label})
-        return [write_atomic(path, raven_text(rows, ("Annotation",)))]
+                         "high_hz": high_freq_hz, "path": x.file, "offset_s": x.start_s, "Annotation": x.label,
+                         "Begin Date": begin[:10].replace("-", "/"), "Begin Clock Time": begin[11:23],
+                         "Reviewer": x.reviewer})
+        return [write_atomic(path, raven_text(rows, ("Annotation", "Begin Date", "Begin Clock Time", "Reviewer")))]
     folder = path if path.is_dir() or not path.suffix else path.parent
     by_file: dict[str, list[Label]] = {}
     for x in labels:

@@ -39,7 +39,10 @@ class Item:
     label: str = ""      # its current label ('' = not reviewed)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The item, and its score as a person can tell it apart from the next (calibrate.score_text)."""
+        from .calibrate import score_text
+        text = "not scored (first stage passed it over)" if self.score is None else score_text(self.score)
+        return asdict(self) | {"score_text": text}
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class Queues:
                 utc = t0 + timedelta(seconds=a)
                 local = utc.astimezone(tz)
                 out.append(Item("window", ws.file_key, row.path, row.recorder_id or self._folder(row.path), a, b,
-                                None if p != p else round(float(p), 6), iso(utc), iso(local), night_of(local)))
+                                None if p != p else float(p), iso(utc), iso(local), night_of(local)))
         return out
 
     def near_misses(self, limit: int = 500, filters: Filters = Filters()) -> list[Item]:

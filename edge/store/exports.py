@@ -23,7 +23,7 @@ import io
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 
 from hootwatch.edge.core import fsio
@@ -64,6 +64,17 @@ def raven_text(rows: list[dict], high_freq_hz: float, low_freq_hz: float = 0.0) 
                       "Begin Clock Time": local.strftime("%H:%M:%S.%f")[:-3], "Label": r["label"],
                       "Score": f"{r['max_score']:.4f}"})
     return raven_table_text(table, RAVEN_EXTRA_COLUMNS)
+
+
+def recording_clocks(store: DetectionStore) -> dict[str, tuple[datetime, tzinfo]]:
+    """file_key -> (its start in UTC, the zone its local times are shown in), from the newest scan of each
+    recording that knew its start time."""
+    from hootwatch.edge.contract.recorder_time import parse_tz
+
+    rows = store.conn.execute("SELECT f.file_key, f.start_utc, w.local_tz FROM files f LEFT JOIN window_scores w"
+                              " ON w.file_key = f.file_key AND w.run_key = f.run_key"
+                              " WHERE f.status = 'done' AND f.start_utc != '' ORDER BY f.processed_at").fetchall()
+    return {key: (datetime.fromisoformat(start), parse_tz(tz) or timezone.utc) for key, start, tz in rows}
 
 
 def audacity_text(rows: list[dict]) -> str:

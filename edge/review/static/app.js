@@ -1,8 +1,16 @@
 // hootwatch review: one item at a time; every label is shown as saved only after the server committed it.
+// A verdict key labels the item the reviewer saw: not a key's auto-repeat, not an item whose spectrogram and audio
+// have not loaded, not one that appeared less than SEEN_MS ago, and nothing while a save is in flight.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { items: [], i: 0, undo: [], busy: false };
+const state = { items: [], i: 0, undo: [], busy: false, display: null, shownAt: null, images: new Map(),
+                sounds: new Map() };
 const LABELS = { y: "owl", n: "not_owl", u: "unsure" };
+const KEYS = ["y", "n", "u", "s", "z", "ArrowLeft", " "];
+const PAD_S = 2;        // seconds of context either side of the item
+const SEEN_MS = 250;    // nobody has looked at an item shown for less than this: a verdict that fast is refused
+const saved = (k, fallback) => localStorage.getItem("hootwatch." + k) ?? fallback;
+const remember = (k, v) => localStorage.setItem("hootwatch." + k, v);
 
 function params(extra) {
   const p = new URLSearchParams();
@@ -21,13 +29,32 @@ async function api(path, opts) {
   return body;
 }
 
-function spanQuery(it) {
-  return new URLSearchParams({ file_key: it.file_key, start_s: it.start_s, end_s: it.end_s, pad_s: 2 });
+function spanQuery(it, extra) {
+  return new URLSearchParams({ file_key: it.file_key, start_s: it.start_s, end_s: it.end_s, pad_s: PAD_S,
+                               ...extra });
 }
+
+const view = () => ($("zoom").checked ? "band" : "full");
+const clipStart = (it) => Math.max(0, it.start_s - PAD_S);
 
 function fmtOffset(s) {
   const m = Math.floor(s / 60);
   return `${m}:${(s - m * 60).toFixed(1).padStart(4, "0")} (${s.toFixed(2)} s)`;
+}
+
+// the clock time in the recorder's zone of second t of the item's file: its begin_local wall time + (t - start)
+function clock(it, t) {
+  const m = /T(\d\d):(\d\d):(\d\d(?:\.\d+)?)/.exec(it.begin_local);
+  const s = Math.floor(+m[1] * 3600 + +m[2] * 60 + +m[3] + (t - it.start_s) + 1e-6);
+  const d = ((s % 86400) + 86400) % 86400;
+  return [d / 3600, (d / 60) % 60, d % 60].map((v) => String(Math.floor(v)).padStart(2, "0")).join(":");
+}
+
+const describe = (it) => `${it.file.split("/").pop()} ${clock(it, it.start_s)}-${clock(it, it.end_s)}`;
+
+function note(text, kind) {
+  $("status").className = kind || "";
+  $("status").textContent = text;
 }
 
 function showProgress() {
@@ -39,30 +66,149 @@ function showProgress() {
     (it.length ? `; item ${Math.min(state.i + 1, it.length)}` : "");
 }
 
+// The spectrogram and audio of item i, fetched ahead (the next item's load while this one is reviewed).
+function image(i) {
+  const key = `${i}:${view()}`;
+  if (!state.images.has(key)) {
+    const img = new Image();
+    img.id = "spec";
+    img.alt = "spectrogram of the item with context";
+    img.addEventListener("load", () => { if (i === state.i) { layout(); update(); } });
+    img.addEventListener("error", () => { if (i === state.i) note("cannot load the spectrogram", "error"); });
+    img.src = "/api/spectrogram.png?" + spanQuery(state.items[i], { view: view() });
+    state.images.set(key, img);
+  }
+  return state.images.get(key);
+}
+
+function sound(i) {
+  if (!state.sounds.has(i)) {
+    const a = new Audio();
+    a.id = "audio";
+    a.controls = true;
+    a.preload = "auto";
+    for (const ev of ["canplay", "loadeddata"]) a.addEventListener(ev, () => { if (i === state.i) update(); });
+    a.addEventListener("error", () => { if (i === state.i && a.src) note("cannot play the audio", "error"); });
+    a.addEventListener("play", () => requestAnimationFrame(followPlayhead));
+    a.addEventListener("seeked", followPlayhead);
+    // whole, as a blob: the server answers no Range requests, and a streamed WAV could not be played from a click
+    fetch("/api/clip.wav?" + spanQuery(state.items[i]))
+      .then((r) => { if (!r.ok) throw new Error(r.statusText); return r.blob(); })
+      .then((blob) => { if (state.sounds.get(i) === a) a.src = URL.createObjectURL(blob); })
+      .catch((e) => { if (i === state.i) note(`cannot load the audio: ${e.message}`, "error"); });
+    state.sounds.set(i, a);
+  }
+  return state.sounds.get(i);
+}
+
+function forgetFar() {  // keep the media of the items next to this one only
+  for (const [key, img] of state.images) if (Math.abs(parseInt(key, 10) - state.i) > 2) state.images.delete(key);
+  for (const [i, a] of state.sounds) {
+    if (Math.abs(i - state.i) > 2) { URL.revokeObjectURL(a.src); a.removeAttribute("src"); state.sounds.delete(i); }
+  }
+}
+
+const loaded = (i) => {
+  const img = state.images.get(`${i}:${view()}`), a = state.sounds.get(i);
+  return !!(img && img.complete && img.naturalWidth > 0 && a && a.readyState >= 3);
+};
+
+// body data-ready: the item's media have loaded; data-accepting: a verdict key now would be taken
+function update() {
+  const ready = state.i < state.items.length && loaded(state.i);
+  if (ready && state.shownAt === null) {
+    state.shownAt = performance.now();
+    setTimeout(update, SEEN_MS + 5);
+    if ($("autoplay").checked) play(0, true);
+  }
+  document.body.dataset.ready = ready ? "1" : "0";
+  document.body.dataset.accepting = ready && !state.busy && performance.now() - state.shownAt >= SEEN_MS ? "1" : "0";
+  $("loading").hidden = ready;
+}
+
+function el(cls, text, style) {
+  const e = document.createElement("div");
+  e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  Object.assign(e.style, style || {});
+  return e;
+}
+
+// Axes, context and span, from the display geometry: x = (t - clip start) * px_per_s, y from the server's ticks.
+function layout() {
+  const it = state.items[state.i], g = state.display, pps = g.px_per_s, v = g.views[view()];
+  const img = $("spec"), a = clipStart(it);
+  const w = img.naturalWidth || Math.round((it.end_s + PAD_S - a) * pps);
+  const h = g.rows;
+  Object.assign($("specbox").style, { width: w + "px", height: h + "px" });
+  $("time-axis").style.width = w + "px";
+  const x0 = (it.start_s - a) * pps, x1 = Math.min(w, (it.end_s - a) * pps);
+  Object.assign($("pad-before").style, { left: "0px", width: x0 + "px" });
+  Object.assign($("pad-after").style, { left: x1 + "px", width: Math.max(0, w - x1) + "px" });
+  Object.assign($("span").style, { left: x0 + "px", width: x1 - x0 + "px" });
+  const khz = (hz) => `${+(hz / 1000).toFixed(3)} kHz`;
+  $("freq-axis").style.height = h + 34 + "px";
+  const zone = /([+-]\d\d:\d\d|Z)$/.exec(it.begin_local);
+  const band = el("band", undefined, { top: v.band_y[0] * h + "px", height: (v.band_y[1] - v.band_y[0]) * h + "px" });
+  band.id = "band";
+  band.title = `the owl's band, ${khz(g.band_hz[0])} to ${khz(g.band_hz[1])}`;
+  $("freq-axis").replaceChildren(...v.ticks.map((t) => el("tick", khz(t.hz), { top: t.y * h + "px" })), band,
+    el("cap", "in file", { top: h + 4 + "px" }), el("cap", `UTC${zone ? zone[1] : ""}`, { top: h + 18 + "px" }));
+  const ticks = [];
+  for (let s = Math.ceil(a); (s - a) * pps <= w; s += 1) {
+    const x = (s - a) * pps, left = x + "px";
+    // a label at an edge of the image is set inside it, not cut in half
+    const transform = x < 30 ? "none" : x > w - 30 ? "translateX(calc(4px - 100%))" : "";
+    ticks.push(el("tick-s", `${s} s`, { left, transform }), el("tick-clock", clock(it, s), { left, transform }));
+  }
+  $("time-axis").replaceChildren(...ticks);
+  followPlayhead();
+}
+
+function followPlayhead() {
+  const a = $("audio"), pps = state.display.px_per_s, x = a.currentTime * pps;
+  $("playhead").style.left = x + "px";
+  $("playhead").hidden = a.currentTime === 0 && a.paused;
+  const sc = $("scroller");
+  if (!a.paused && (x < sc.scrollLeft || x > sc.scrollLeft + sc.clientWidth - 40)) sc.scrollLeft = x - 40;
+  if (!a.paused) requestAnimationFrame(followPlayhead);
+}
+
 function show() {
   showProgress();
   const it = state.items[state.i];
   $("item").hidden = !it;
   $("empty").hidden = !!it;
   $("empty").textContent = state.items.length ? "End of the queue (← to go back)." : "Nothing to review in this queue.";
-  if (!it) return;
-  const q = spanQuery(it);
-  $("spec").src = "/api/spectrogram.png?" + q;
-  $("audio").src = "/api/clip.wav?" + q;
-  $("i-score").textContent = it.score === null ? "not scored (first stage passed it over)" : it.score.toFixed(3);
-  $("i-time").textContent = it.begin_local.replace("T", " ");
+  state.shownAt = null;
+  $("hint").textContent = "";
+  document.body.dataset.item = String(state.i);
+  if (!it) { $("audio").pause(); update(); return; }
+  const img = image(state.i), a = sound(state.i);
+  if ($("spec") !== img) $("spec").replaceWith(img);
+  if ($("audio") !== a) { $("audio").pause(); $("audio").replaceWith(a); }
+  $("scroller").scrollLeft = 0;
+  layout();
+  $("i-score").textContent = it.score_text;
+  $("i-time").textContent = `${it.begin_local.replace("T", " ").slice(0, 19)}-${clock(it, it.end_s)}` +
+    ` (${(it.end_s - it.start_s).toFixed(1)} s)`;
   $("i-recorder").textContent = it.recorder;
   $("i-file").textContent = it.file;
   $("i-offset").textContent = fmtOffset(it.start_s);
   $("i-label").textContent = it.label || "not reviewed";
-  document.body.dataset.item = String(state.i);
+  forgetFar();
+  if (state.i + 1 < state.items.length) { image(state.i + 1); sound(state.i + 1); }
+  update();
 }
 
 async function load() {
-  $("status").textContent = "";
+  note("");
   const body = await api("/api/queue?" + params());
   state.items = body.items;
   state.undo = [];
+  state.images.clear();
+  for (const a of state.sounds.values()) URL.revokeObjectURL(a.src);
+  state.sounds.clear();
   const first = state.items.findIndex((x) => !x.label);
   state.i = first < 0 ? state.items.length : first;
   document.body.dataset.loaded = "1";
@@ -78,42 +224,58 @@ async function fillFilters() {
 
 async function label(value, it, advanceTo) {
   state.busy = true;
-  $("status").className = "";
-  $("status").textContent = "saving…";
+  update();
+  note("saving…");
   try {
-    const saved = await api("/api/labels", {
+    const body = await api("/api/labels", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ file_key: it.file_key, start_s: it.start_s, end_s: it.end_s, label: value,
-                             reviewer: $("reviewer").value }),
+                             reviewer: $("reviewer").value.trim() }),
     });
     it.label = value;
     state.i = advanceTo;
-    $("status").textContent = value ? `saved: ${value}` : "label removed";
+    state.busy = false;
     show();
-    return saved;
+    note(value ? `saved: ${value} for ${describe(it)}` : `label removed for ${describe(it)}`);
+    return body;
   } catch (e) {
-    $("status").className = "error";
-    $("status").textContent = "NOT saved: " + e.message;
+    note(`NOT saved (${describe(it)}): ${e.message}`, "error");
     return null;
   } finally {
     state.busy = false;
+    update();
   }
 }
 
-function play() {
+function play(from = 0, auto = false) {
   const a = $("audio");
-  a.currentTime = 0;
-  a.play().catch((e) => { $("status").textContent = "cannot play: " + e.message; });
+  a.currentTime = from;
+  a.play().catch((e) => {
+    if (auto && e.name === "NotAllowedError") $("hint").textContent = "space plays (the browser plays sound by " +
+      "itself only after a first key press or click on the page)";
+    else if (e.name !== "AbortError") note("cannot play: " + e.message, "error");
+  });
+}
+
+// why a verdict for the current item cannot be taken now ("" when it can)
+function refusal() {
+  if (!loaded(state.i)) return "still loading: wait for the spectrogram and the audio";
+  if (performance.now() - state.shownAt < SEEN_MS) return "too fast: this item has only just appeared";
+  if (!$("reviewer").value.trim()) { askName(); return "who is reviewing? (your name is saved with each label)"; }
+  return "";
 }
 
 async function key(k) {
-  if (state.busy) return;
+  if (state.busy) return;  // a save is in flight: the key was meant for the item being saved
   const it = state.items[state.i];
+  if (k === "z") { $("zoom").checked = !$("zoom").checked; $("zoom").dispatchEvent(new Event("change")); return; }
   if (k in LABELS && it) {
+    const why = refusal();
+    if (why) { $("hint").textContent = why; return; }
     const i = state.i;
-    const saved = await label(LABELS[k], it, i + 1);
+    const body = await label(LABELS[k], it, i + 1);
     // undo restores what this very span held before (the server says; "" = none), once it is saved
-    if (saved) state.undo.push({ i, before: saved.previous });
+    if (body) state.undo.push({ i, before: body.previous });
   } else if (k === "s" && it) {
     state.undo.push({ i: state.i, before: null });
     state.i += 1; show();
@@ -128,24 +290,53 @@ async function key(k) {
   }
 }
 
+function askName() {
+  if (!$("who").open) $("who").showModal();
+}
+
 document.addEventListener("keydown", (e) => {
-  if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
-  if (["y", "n", "u", "s", "ArrowLeft", " "].includes(e.key)) { e.preventDefault(); key(e.key); }
+  const t = e.target;  // typing in a field is not a verdict (the checkboxes are not fields)
+  if (t.tagName === "SELECT" || (t.tagName === "INPUT" && t.type !== "checkbox")) return;
+  if (!KEYS.includes(e.key) || e.ctrlKey || e.metaKey || e.altKey) return;
+  e.preventDefault();
+  if (e.repeat) return;  // a held key's auto-repeat is not another verdict
+  key(e.key);
 });
 for (const b of document.querySelectorAll("#buttons button")) b.addEventListener("click", () => key(b.dataset.key));
+$("specbox").addEventListener("click", (e) => {  // play from the clicked time
+  const box = $("specbox").getBoundingClientRect();
+  play(Math.max(0, (e.clientX - box.left) / state.display.px_per_s));
+});
 $("reload").addEventListener("click", load);
+$("reviewer").value = saved("reviewer", "");
+$("reviewer").addEventListener("change", () => remember("reviewer", $("reviewer").value.trim()));
+$("who-form").addEventListener("submit", () => {
+  const name = $("who-name").value.trim();
+  $("reviewer").value = name;
+  remember("reviewer", name);
+});
+for (const id of ["zoom", "autoplay"]) {
+  $(id).checked = saved(id, "0") === "1";
+  $(id).addEventListener("change", () => { remember(id, $(id).checked ? "1" : "0"); if (id === "zoom") show(); });
+}
 $("calibration").addEventListener("toggle", async () => {
   if (!$("calibration").open) return;
   const c = await api("/api/calibration");
   const body = $("bins").querySelector("tbody");
   body.replaceChildren(...c.bins.map((b) => {
     const tr = document.createElement("tr");
-    for (const v of [`${b.lo.toFixed(1)}-${b.hi.toFixed(1)}`, b.n, b.owl, b.precision.toFixed(2)]) {
+    for (const v of [b.range, b.n, b.owl, b.precision.toFixed(2)]) {
       const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
     }
     return tr;
   }));
-  $("cal-note").textContent = `${c.labelled} reviewed detections; \`hootwatch calibrate\` fits the curve and sets the threshold.`;
+  $("cal-few").hidden = !c.too_few;
+  $("cal-few").textContent = `Too few labels to trust these figures: ${c.too_few}.`;
+  $("cal-note").textContent = `${c.labelled} reviewed detections, in bins of about equal counts. ` +
+    (c.too_few ? `\`hootwatch calibrate\` needs at least ${c.min_labels} to set a threshold.`
+               : "`hootwatch calibrate` fits the curve to them and sets the threshold.");
 });
 $("queue").addEventListener("change", load);
-fillFilters().then(load).catch((e) => { $("progress").textContent = "error: " + e.message; });
+if (!$("reviewer").value) askName();
+Promise.all([api("/api/display").then((d) => { state.display = d; }), fillFilters()]).then(load)
+  .catch((e) => { $("progress").textContent = "error: " + e.message; });
