@@ -185,6 +185,7 @@ def test_the_night_page_in_chromium_shows_the_picture_axes_and_opens_a_mark(nigh
         page.wait_for_selector("body[data-loaded='1']")
         page.wait_for_function("document.getElementById('night-img').naturalWidth === 120")
         assert page.is_visible("#night-img") and page.is_visible("#legend")
+        assert page.locator("#band").bounding_box()["width"] > 60  # the frequency choice, not the review page's #band
         ticks = page.locator("#xaxis .xt").all_inner_texts()
         assert ticks[0] == "20:00" and ticks[-1] == "22:00"
         assert "Australia/Sydney" in page.inner_text("#xaxis")

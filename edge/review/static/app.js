@@ -152,7 +152,9 @@ function layout() {
   const band = el("band", undefined, { top: v.band_y[0] * h + "px", height: (v.band_y[1] - v.band_y[0]) * h + "px" });
   band.id = "band";
   band.title = `the owl's band, ${khz(g.band_hz[0])} to ${khz(g.band_hz[1])}`;
-  $("freq-axis").replaceChildren(...v.ticks.map((t) => el("tick", khz(t.hz), { top: t.y * h + "px" })), band,
+  // the lowest label sits above its tick, clear of the "in file" caption under it
+  const tick = (t) => el("tick", khz(t.hz), { top: t.y * h + "px", transform: t.y > 0.97 ? "translateY(-90%)" : "" });
+  $("freq-axis").replaceChildren(...v.ticks.map(tick), band,
     el("cap", "in file", { top: h + 4 + "px" }), el("cap", `UTC${zone ? zone[1] : ""}`, { top: h + 18 + "px" }));
   const ticks = [];
   for (let s = Math.ceil(a); (s - a) * pps <= w; s += 1) {
@@ -217,10 +219,16 @@ async function load(pick) {
   show();
 }
 
+function addOption(id, value) {
+  const o = document.createElement("option");
+  o.value = o.textContent = value;
+  $(id).appendChild(o);
+}
+
 async function fillFilters() {
   const f = await api("/api/filters");
   for (const [id, values] of [["recorder", f.recorders], ["night", f.nights]]) {
-    for (const v of values) { const o = document.createElement("option"); o.value = o.textContent = v; $(id).appendChild(o); }
+    for (const v of values) addOption(id, v);
   }
 }
 
@@ -228,9 +236,7 @@ async function fillFilters() {
 // of that recorder and night in time order at that item. A label on a span that is no detection is not in that queue:
 // it is shown as an item of its own, at its time among the detections.
 function choose(id, value) {  // a night with labels only is not among the filters' nights: add it
-  if (![...$(id).options].some((o) => o.value === value)) {
-    const o = document.createElement("option"); o.value = o.textContent = value; $(id).appendChild(o);
-  }
+  if (![...$(id).options].some((o) => o.value === value)) addOption(id, value);
   $(id).value = value;
 }
 
@@ -267,7 +273,7 @@ async function openLinked(link) {
     document.body.dataset.openedItem = "";
   } else {
     if (lone) note(`This span is a label (${lone.label || "none"}), not a detection, so it is not in the detections ` +
-                   "queue: it is shown here as an item of its own, at its time among the night's detections.");
+                   "queue: it is shown here as an item of its own, at its time among the night's detections.", "info");
     document.body.dataset.openedItem = `${it.file_key}@${it.start_s}`;
   }
 }
