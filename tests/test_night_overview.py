@@ -216,4 +216,7 @@ def test_the_night_page_in_chromium_shows_the_picture_axes_and_opens_a_mark(nigh
             page.wait_for_selector("body[data-ready='1']")  # its spectrogram and audio load
             page.go_back()
             page.wait_for_function("document.getElementById('night-img').naturalWidth === 120")
+        page.goto(url + "?recorder=R1&night=2024-01-01&file_key=gone&start_s=5&end_s=10")  # a stale link says so
+        page.wait_for_selector("body[data-opened-item='']")
+        assert "(gone at 5 s) is not in this queue" in page.inner_text("#status")
         browser.close()

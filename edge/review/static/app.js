@@ -255,7 +255,8 @@ async function openLinked(link) {
     let i = items.findIndex(same);
     if (i < 0) i = items.findIndex(near);
     if (i >= 0 || !rec || !night) return i < 0 ? undefined : i;
-    const n = await api("/api/night?" + new URLSearchParams({ recorder: rec, night }));
+    // a recorder or night the run does not have is answered 404: the span is then simply not found
+    const n = await api("/api/night?" + new URLSearchParams({ recorder: rec, night })).catch(() => ({ marks: [] }));
     const m = n.marks.find(same);
     if (!m) return undefined;
     lone = { kind: "label", file_key: m.file_key, file: m.file, recorder: rec, start_s: m.start_s, end_s: m.end_s,
@@ -269,7 +270,9 @@ async function openLinked(link) {
   });
   const it = state.items[state.i];
   if (!it || !(same(it) || near(it))) {
-    note(`The linked span (${key} at ${start} s) is not in this queue: no detection or label there now.`, "error");
+    const why = `The linked span (${key} at ${start} s) is not in this queue: no detection or label there now.`;
+    note(why, "error");
+    if (!it) $("empty").textContent += " " + why;  // the item, and its status line, are hidden
     document.body.dataset.openedItem = "";
   } else {
     if (lone) note(`This span is a label (${lone.label || "none"}), not a detection, so it is not in the detections ` +
