@@ -185,6 +185,7 @@ def test_the_night_page_in_chromium_shows_the_picture_axes_and_opens_a_mark(nigh
         page.wait_for_selector("body[data-loaded='1']")
         page.wait_for_function("document.getElementById('night-img').naturalWidth === 120")
         assert page.is_visible("#night-img") and page.is_visible("#legend")
+        assert page.locator("#band").bounding_box()["width"] > 60  # the frequency choice, not the review page's #band
         ticks = page.locator("#xaxis .xt").all_inner_texts()
         assert ticks[0] == "20:00" and ticks[-1] == "22:00"
         assert "Australia/Sydney" in page.inner_text("#xaxis")
@@ -198,4 +199,24 @@ def test_the_night_page_in_chromium_shows_the_picture_axes_and_opens_a_mark(nigh
         (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(REPO / "docs" / "img" / "night-overview.png"),  # the overview and the mark opened
                         clip={"x": 0, "y": 0, "width": 1100, "height": 545})
+        # the link opens THAT item in the review page: the last detection (not the queue's first), then the lone label
+        for kind in ("detection", "label-only"):
+            page.locator(f"#marks button.{kind}").last.click()
+            link = page.evaluate("Object.fromEntries(new URL(document.getElementById('item-open').href).searchParams)")
+            mark = page.evaluate("([k, s]) => state.night.marks.find((m) => m.file_key === k && m.start_s === +s)",
+                                 [link["file_key"], link["start_s"]])
+            page.click("#item-open")
+            page.wait_for_selector("body[data-opened-item]")
+            assert page.get_attribute("body", "data-opened-item") == f"{mark['file_key']}@{link['start_s']}"
+            assert page.is_visible("#i-file") and page.inner_text("#i-file") == mark["file"]
+            assert f"({mark['start_s']:.2f} s)" in page.inner_text("#i-offset")
+            assert page.inner_text("#i-label") == (mark["label"] or "not reviewed")
+            assert [page.input_value(f"#{k}") for k in ("queue", "order", "recorder", "night")] == \
+                ["detections", "time", "R1", "2024-01-01"]
+            page.wait_for_selector("body[data-ready='1']")  # its spectrogram and audio load
+            page.go_back()
+            page.wait_for_function("document.getElementById('night-img').naturalWidth === 120")
+        page.goto(url + "?recorder=R1&night=2024-01-01&file_key=gone&start_s=5&end_s=10")  # a stale link says so
+        page.wait_for_selector("body[data-opened-item='']")
+        assert "(gone at 5 s) is not in this queue" in page.inner_text("#status")
         browser.close()

@@ -152,7 +152,9 @@ function layout() {
   const band = el("band", undefined, { top: v.band_y[0] * h + "px", height: (v.band_y[1] - v.band_y[0]) * h + "px" });
   band.id = "band";
   band.title = `the owl's band, ${khz(g.band_hz[0])} to ${khz(g.band_hz[1])}`;
-  $("freq-axis").replaceChildren(...v.ticks.map((t) => el("tick", khz(t.hz), { top: t.y * h + "px" })), band,
+  // the lowest label sits above its tick, clear of the "in file" caption under it
+  const tick = (t) => el("tick", khz(t.hz), { top: t.y * h + "px", transform: t.y > 0.97 ? "translateY(-90%)" : "" });
+  $("freq-axis").replaceChildren(...v.ticks.map(tick), band,
     el("cap", "in file", { top: h + 4 + "px" }), el("cap", `UTC${zone ? zone[1] : ""}`, { top: h + 18 + "px" }));
   const ticks = [];
   for (let s = Math.ceil(a); (s - a) * pps <= w; s += 1) {
@@ -201,7 +203,8 @@ function show() {
   update();
 }
 
-async function load() {
+// pick(items): the index to show first, or undefined for the first item not reviewed (it may insert an item)
+async function load(pick) {
   note("");
   const body = await api("/api/queue?" + params());
   state.items = body.items;
@@ -211,14 +214,70 @@ async function load() {
   state.sounds.clear();
   const first = state.items.findIndex((x) => !x.label);
   state.i = first < 0 ? state.items.length : first;
+  if (pick) state.i = (await pick(state.items)) ?? state.i;
   document.body.dataset.loaded = "1";
   show();
+}
+
+function addOption(id, value) {
+  const o = document.createElement("option");
+  o.value = o.textContent = value;
+  $(id).appendChild(o);
 }
 
 async function fillFilters() {
   const f = await api("/api/filters");
   for (const [id, values] of [["recorder", f.recorders], ["night", f.nights]]) {
-    for (const v of values) { const o = document.createElement("option"); o.value = o.textContent = v; $(id).appendChild(o); }
+    for (const v of values) addOption(id, v);
+  }
+}
+
+// A link to one item (the night overview's marks: /?recorder=&night=&file_key=&start_s=&end_s=) opens the detections
+// of that recorder and night in time order at that item. A label on a span that is no detection is not in that queue:
+// it is shown as an item of its own, at its time among the detections.
+function choose(id, value) {  // a night with labels only is not among the filters' nights: add it
+  if (![...$(id).options].some((o) => o.value === value)) addOption(id, value);
+  $(id).value = value;
+}
+
+async function openLinked(link) {
+  const key = link.get("file_key"), start = +link.get("start_s"), end = +(link.get("end_s") ?? start);
+  const rec = link.get("recorder") || "", night = link.get("night") || "";
+  for (const [id, v] of [["queue", "detections"], ["order", "time"], ["min_score", "0"], ["max_score", "1"]]) {
+    $(id).value = v;
+  }
+  if (rec) choose("recorder", rec);
+  if (night) choose("night", night);
+  const same = (x) => x.file_key === key && Math.abs(x.start_s - start) < 1e-3;
+  const near = (x) => x.file_key === key && x.start_s < end && start < x.end_s;  // a link older than a rescan
+  let lone = null;
+  await load(async (items) => {
+    let i = items.findIndex(same);
+    if (i < 0) i = items.findIndex(near);
+    if (i >= 0 || !rec || !night) return i < 0 ? undefined : i;
+    // a recorder or night the run does not have is answered 404: the span is then simply not found
+    const n = await api("/api/night?" + new URLSearchParams({ recorder: rec, night })).catch(() => ({ marks: [] }));
+    const m = n.marks.find(same);
+    if (!m) return undefined;
+    lone = { kind: "label", file_key: m.file_key, file: m.file, recorder: rec, start_s: m.start_s, end_s: m.end_s,
+             score: null, begin_utc: "", begin_local: m.begin_local, night, label: m.label,
+             score_text: "none (a label, not a detection)" };
+    const at = (x) => Date.parse(x.begin_local);
+    i = items.findIndex((x) => at(x) > at(lone));
+    i = i < 0 ? items.length : i;
+    items.splice(i, 0, lone);
+    return i;
+  });
+  const it = state.items[state.i];
+  if (!it || !(same(it) || near(it))) {
+    const why = `The linked span (${key} at ${start} s) is not in this queue: no detection or label there now.`;
+    note(why, "error");
+    if (!it) $("empty").textContent += " " + why;  // the item, and its status line, are hidden
+    document.body.dataset.openedItem = "";
+  } else {
+    if (lone) note(`This span is a label (${lone.label || "none"}), not a detection, so it is not in the detections ` +
+                   "queue: it is shown here as an item of its own, at its time among the night's detections.", "info");
+    document.body.dataset.openedItem = `${it.file_key}@${it.start_s}`;
   }
 }
 
@@ -307,7 +366,7 @@ $("specbox").addEventListener("click", (e) => {  // play from the clicked time
   const box = $("specbox").getBoundingClientRect();
   play(Math.max(0, (e.clientX - box.left) / state.display.px_per_s));
 });
-$("reload").addEventListener("click", load);
+$("reload").addEventListener("click", () => load());
 $("reviewer").value = saved("reviewer", "");
 $("reviewer").addEventListener("change", () => remember("reviewer", $("reviewer").value.trim()));
 $("who-form").addEventListener("submit", () => {
@@ -336,7 +395,9 @@ $("calibration").addEventListener("toggle", async () => {
     (c.too_few ? `\`hootwatch calibrate\` needs at least ${c.min_labels} to set a threshold.`
                : "`hootwatch calibrate` fits the curve to them and sets the threshold.");
 });
-$("queue").addEventListener("change", load);
+$("queue").addEventListener("change", () => load());
 if (!$("reviewer").value) askName();
-Promise.all([api("/api/display").then((d) => { state.display = d; }), fillFilters()]).then(load)
+const linked = new URLSearchParams(location.search);
+Promise.all([api("/api/display").then((d) => { state.display = d; }), fillFilters()])
+  .then(() => (linked.has("file_key") && linked.has("start_s") ? openLinked(linked) : load()))
   .catch((e) => { $("progress").textContent = "error: " + e.message; });
