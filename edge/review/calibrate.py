@@ -48,7 +48,7 @@ def _logit(s: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-z))
+    return 0.5 * (1 + np.tanh(0.5 * z))  # 1 / (1 + e^-z) without overflowing at large |z|
 
 
 def score_text(score: float, logit: bool = True, digits: int = 4) -> str:
