@@ -59,6 +59,8 @@ class ExportOptions:
     # recordings like those the bundle will scan (no labels needed): the pass threshold comes down until, there,
     # the cascade makes exactly the rows of an exhaustive scan (hootwatch.edge.scan.cascade_check)
     first_stage_check: Path | None = None
+    embedding: bool = True               # the graph also outputs each window's pooled embedding (search, fit)
+    embedding_layer: int | None = None   # its transformer layer (None: the middle one, onnx_export.middle_layer)
 
     def __post_init__(self) -> None:
         if self.target not in quantize.TARGETS:
@@ -98,7 +100,10 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
     meta = source.meta
     model, folded = onnx_export.load_model(source.model_dir)
     with bundle_writer.staging(out) as (bundle_dir, work):
-        fp32 = onnx_export.export_onnx(model, work / "onnx", options.opset)
+        layer = None
+        if options.embedding:
+            layer = onnx_export.middle_layer(model) if options.embedding_layer is None else options.embedding_layer
+        fp32 = onnx_export.export_onnx(model, work / "onnx", options.opset, embedding_layer=layer)
         int8 = quantize.quantize_int8(fp32.path, work / "model_int8.onnx", options.target, options.per_channel)
         paths = {"fp32": fp32.path, "int8": int8}
         if options.fp16:
@@ -145,6 +150,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
             threshold=meta.threshold, min_hits=int(options.min_hits), input_name=fp32.input_name,
             output_name=fp32.output_name,
             model_file=MODEL_FILE, variants=variants, backbone=meta.backbone, first_stage=cascade,
+            embedding=_embedding_field(fp32, options),
             metrics={"run": source.run_metrics, **report},
         )
         manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)
@@ -157,6 +163,13 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
                         options.first_stage_check)
         bundle_writer.publish(bundle_dir, out, options.overwrite)
     return ExportResult(out, manifest, parity, speed, forced, tuple(folded))
+
+
+def _embedding_field(graph: onnx_export.ExportedGraph, options: ExportOptions) -> dict:
+    if not graph.embedding:
+        return {}
+    chosen = onnx_export.EMBEDDING_CHOICE if options.embedding_layer is None else "given (--embedding-layer)"
+    return graph.embedding | {"chosen": chosen}
 
 
 def _report(source: ExportSource, options: ExportOptions, parity: ParityReport, speed: SpeedReport | None,

@@ -62,6 +62,7 @@ from .planning import (PlannedFile, collect_audio, find_audio, next_contiguous, 
 from hootwatch.edge.contract.recorder_time import FileTime, parse_tz
 from hootwatch.edge.contract.score_loop import ScoredFile, ScoreStream, score_file
 from hootwatch.edge.store.database import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso
+from hootwatch.edge.store.embeddings import WindowEmbeddings
 from hootwatch.edge.store.window_scores import WindowScores
 from hootwatch.edge.contract.windows import WindowSpec
 
@@ -157,6 +158,7 @@ class FileResult:
     scores: np.ndarray = field(compare=False, repr=False)
     notes: tuple[str, ...] = ()         # warnings that did not fail the file (shown in the outcome)
     local_tz: str = ""                  # the zone its local times are shown in (kept with the window scores)
+    embeddings: np.ndarray | None = field(default=None, compare=False, repr=False)  # per window, bundles with one
 
 
 class ScanInterrupted(Exception):
@@ -326,7 +328,7 @@ class Scanner:
             "audio there was scanned",)
         return FileResult(path, file_key(path), audio_s, iso(ftime.start_utc), ftime.source, ftime.recorder_id,
                           detections, scored.starts, scored.scores, notes,
-                          local_tz=_tz_name(ftime.local_tz))
+                          local_tz=_tz_name(ftime.local_tz), embeddings=scored.embeddings)
 
     def commit(self, result: FileResult) -> None:
         """Record a computed file: its detections, its window scores and its ledger row 'done', in one
@@ -338,7 +340,14 @@ class Scanner:
         self.store.commit_file(result.path, self.run, result.detections, audio_s=result.audio_s,
                                start_utc=result.start_utc, time_source=result.time_source,
                                recorder_id=result.recorder_id, reason="; ".join(result.notes),
-                               window_scores=scores)
+                               window_scores=scores, embeddings=self._embeddings(result))
+
+    def _embeddings(self, result: FileResult) -> WindowEmbeddings | None:
+        if result.embeddings is None or not len(result.starts):
+            return None
+        bundle = getattr(self.detector, "bundle", None)
+        return WindowEmbeddings.of(result.starts, result.embeddings, self.detector.manifest, self.spec.hop_samples,
+                                   str(bundle.path.resolve()) if bundle is not None else "")
 
     def _write_review(self, result: FileResult) -> None:
         if not (self.settings.clips and self.out_dir is not None and result.detections):

@@ -55,6 +55,7 @@ from typing import Iterable
 from hootwatch.edge.core import fsio
 from hootwatch.edge.core.content_key import content_key
 from hootwatch.edge.core.errors import ConfigError, DiskFullError, HootwatchError, is_disk_full
+from .embeddings import TABLE as WINDOW_EMBEDDINGS_TABLE, WindowEmbeddings
 from .window_scores import WindowScores, read_window_scores
 
 # version 1: the tables below as first released (stores of then have user_version 0)
@@ -143,6 +144,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE files ADD COLUMN moved_to TEXT NOT NULL DEFAULT ''",),
     # the tables hootwatch created on first use until then: IF NOT EXISTS, a store of version 1 or 2 may hold them
     3: (WINDOW_SCORES_TABLE, LABELS_TABLE, LABELS_INDEX),
+    4: (WINDOW_EMBEDDINGS_TABLE,),   # every window's embedding (embeddings.py)
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 DELETED = "deleted"  # moved_to of a recording the daemon deleted
@@ -348,10 +350,11 @@ class DetectionStore:
     # writing
     def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
                     audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "",
-                    reason: str = "", window_scores: WindowScores | None = None) -> int:
+                    reason: str = "", window_scores: WindowScores | None = None,
+                    embeddings: WindowEmbeddings | None = None) -> int:
         """Detections of one file + its ledger row 'done' (`reason`: a note, e.g. truncated), in one transaction.
-        Returns rows inserted. `window_scores` (a WindowScores), when given, is written in the same
-        transaction."""
+        Returns rows inserted. `window_scores` (a WindowScores) and `embeddings` (WindowEmbeddings), when given,
+        are written in the same transaction."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         dets = list(detections)
         now = utc_now()
@@ -372,6 +375,8 @@ class DetectionStore:
                  start_utc, time_source, recorder_id))
             if window_scores is not None:
                 window_scores.write(cur, key, run.run_key)
+            if embeddings is not None:
+                embeddings.write(cur, key)
         return inserted
 
     def commit_rebuilt(self, run: RunInfo, row: LedgerRow, detections: Iterable[Detection],
@@ -401,6 +406,7 @@ class DetectionStore:
             cur.execute("DELETE FROM detections WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM files WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
+            cur.execute("DELETE FROM window_embeddings WHERE file_key=?", (k,))
 
     def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
         """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""
