@@ -178,3 +178,20 @@ def test_index_over_many_windows_ranks_by_cosine():
     index = EmbeddingIndex.of(rows, "m")
     hits = index.rank(x[7] * 3.0, top=3)
     assert hits[0].start_s == 7.0 and hits[0].similarity > 0.99
+
+
+def test_the_api_says_what_each_queue_is_for_and_gives_more_like_this(loop):
+    from fastapi.testclient import TestClient
+    from hootwatch.edge.review.app import create_app
+    *_, out = loop
+    with TestClient(create_app(out)) as c:
+        names = {q["name"]: q["description"] for q in c.get("/api/queues").json()["queues"]}
+        assert {"detections", "near", "random", "uncertain", "search", "like"} <= set(names) and all(names.values())
+        body = c.get("/api/queue", params={"queue": "uncertain", "n": 5}).json()
+        assert body["description"] == names["uncertain"] and len(body["items"]) == 5
+        key = body["items"][0]["file_key"]
+        like = c.get("/api/like", params={"file_key": key, "start_s": 40.0, "end_s": 45.0, "n": 3}).json()
+        assert like["queue"] == "like" and len(like["items"]) == 3
+        assert like["items"][0]["similarity"] >= like["items"][-1]["similarity"]
+        bad = c.get("/api/like", params={"file_key": "nope", "start_s": 0.0, "end_s": 5.0})
+        assert bad.status_code == 400 and "no stored embedding" in bad.json()["error"]

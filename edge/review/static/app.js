@@ -60,6 +60,7 @@ async function load() {
   const body = await api("/api/queue?" + params());
   state.items = body.items;
   state.undo = [];
+  $("q-desc").textContent = body.description || "";
   const first = state.items.findIndex((x) => !x.label);
   state.i = first < 0 ? state.items.length : first;
   document.body.dataset.loaded = "1";
@@ -122,12 +123,24 @@ async function key(k) {
     if (!(await label(last.before, prev, last.i))) state.undo.push(last);  // not saved: keep the step
   } else if (k === " " && it) {
     play();
+  } else if (k === "m" && it) {
+    await moreLikeThis(it);
   }
+}
+
+// "more like this": the windows whose stored embeddings are most like this item's, as the queue under review
+async function moreLikeThis(it) {
+  try {
+    const body = await api("/api/like?" + new URLSearchParams({ file_key: it.file_key, start_s: it.start_s, end_s: it.end_s }));
+    Object.assign(state, { items: body.items, i: 0, undo: [] });
+    $("q-desc").textContent = body.description;
+    show();
+  } catch (e) { $("status").textContent = "more like this: " + e.message; }
 }
 
 document.addEventListener("keydown", (e) => {
   if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
-  if (["y", "n", "u", "s", "ArrowLeft", " "].includes(e.key)) { e.preventDefault(); key(e.key); }
+  if (["y", "n", "u", "s", "m", "ArrowLeft", " "].includes(e.key)) { e.preventDefault(); key(e.key); }
 });
 for (const b of document.querySelectorAll("#buttons button")) b.addEventListener("click", () => key(b.dataset.key));
 $("reload").addEventListener("click", load);
