@@ -93,8 +93,8 @@ class EmbeddingIndex:
         out = np.empty(len(self), np.float32)
         for i in range(0, len(self), CHUNK):
             x = self.vectors[i:i + CHUNK].astype(np.float32)
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-            out[i:i + CHUNK] = (x @ q.T).max(axis=1)
+            norms = np.sqrt(np.einsum("ij,ij->i", x, x))   # dividing the scores, not the rows: one pass less
+            out[i:i + CHUNK] = (x @ q.T).max(axis=1) / np.maximum(norms, 1e-12)
         return out
 
     def rank(self, queries: np.ndarray, top: int = 200, exclude: np.ndarray | None = None) -> list[Hit]:
