@@ -64,13 +64,30 @@ def test_an_old_bundle_without_embeddings_still_scans(tmp_path):
         assert read_embeddings(store.conn) == []
 
 
-def test_a_cascade_stores_embeddings_only_of_the_windows_it_passed(tmp_path):
+@pytest.fixture(scope="module")
+def cascade_bundle(tmp_path_factory):
     from tiny_bundles import add_first_stage
-    bundle = add_first_stage(embedding_bundle(tmp_path / "b"))
-    det = load_detector(bundle, threads=1)
+    return add_first_stage(embedding_bundle(tmp_path_factory.mktemp("cascade") / "b"))
+
+
+def test_a_cascade_stores_embeddings_only_of_the_windows_it_passed(cascade_bundle):
+    det = load_detector(cascade_bundle, threads=1)
     x = np.stack([tone_signal(5.0, SR, [(0, 5)], seed=1), tone_signal(5.0, SR, [], seed=2)])
     scores, emb = det.score_and_embed(x)
     assert np.isfinite(emb[0]).all() and np.isnan(emb[1]).all() == np.isnan(scores[1])
+
+
+def test_embed_stores_every_windows_embedding_even_with_a_cascade(cascade_bundle, tmp_path, capsys):
+    bundle = cascade_bundle
+    rec = night(tmp_path / "rec" / "20240101_200000.wav")
+    out = tmp_path / "out"
+    assert main(["embed", str(rec.parent), "--model", str(bundle), "--out", str(out), "--tz", "UTC"]) == 0
+    assert main(["embed", str(rec.parent), "--model", str(bundle), "--out", str(out), "--tz", "UTC"]) == 0
+    assert "0 file(s) embedded" in capsys.readouterr().out   # the second time: already done
+    with DetectionStore(out / STORE_NAME) as store:
+        (e,) = read_embeddings(store.conn)
+        (ws,) = store.window_scores(store.latest_run())
+    assert np.array_equal(e.starts, ws.starts) and np.isfinite(ws.scores).all()
 
 
 def test_search_ranks_the_owl_windows_first_and_opens_them_as_a_queue(loop, capsys):
