@@ -6,10 +6,11 @@
 2. store growth per recorder-hour (bytes a window in the table x windows an hour at the hop);
 3. time of `fit` (Newton/IRLS) on 2,000 labelled windows, and of a rescore of `hours` recorder-hours of stored
    embeddings with the head (the matmul and sigmoid; the SQLite reads and event merging are not in it);
-4. precision at 20 and 100 from 3 example calls on an unseen synthetic night, and one round (`fit` on <= 100
-   reviewed windows of recorder A) then precision / recall / false positives per hour on recorder B, with the
-   tests' tone bundle whose "embedding" is band powers (tests/embed_bundles.py): a check of the loop's plumbing,
-   NOT a figure for wav2vec2 embeddings (that needs an exported model and the synthetic calls; not done yet).
+4. with a trained run (`--run`, e.g. the demo's hootwatch-demo/run), exported with its embedding output: precision
+   at 20 and 100 of owl calls among the windows ranked by 3 example calls on an unseen synthetic night (recorder
+   A), one round there (<= 100 reviewed items, export/search_round.py), then precision / recall / false positives
+   per hour on recorder B (another unseen night) before and after `fit`, B rescored from its stored embeddings.
+   The synthetic nights use the demo's call and confuser kinds (no new kinds yet).
 """
 
 from __future__ import annotations
@@ -59,69 +60,56 @@ def fit_and_rescore(dim: int, hours: float, hop_s: float = 2.5) -> tuple[float, 
     return t_fit, time.perf_counter() - t
 
 
-def tone_round() -> dict:
-    import soundfile as sf
-    from embed_bundles import embedding_bundle
-    from test_search_loop import SR, night
-    from tiny_bundles import tone_signal
-    from hootwatch.edge.contract.detector import Detector
-    from hootwatch.edge.review.fit import fit_logistic, labelled_windows, write_head_bundle
-    from hootwatch.edge.review.search import EmbeddingIndex, Example, embed_examples
+def model_round(run: Path, hours: float, threads: int, work: Path) -> dict:
+    """Recorders A and B: synthetic nights no model saw (seeds 5001, 5002); one round on A (export/search_round.py:
+    3 example calls from the run's training owl clips, 60 search hits + 40 uncertain windows labelled from the
+    ground truth, fit, rescore); then B's detections before (the bundle) and after (the head, rescored from B's
+    stored embeddings), scored event by event against B's ground truth."""
+    from hootwatch.edge.contract.cascade import load_detector
+    from hootwatch.edge.contract.bundle import load_bundle
     from hootwatch.edge.scan.engine import ScanSettings, scan_into
     from hootwatch.edge.scan.rescore import rescore
-    from hootwatch.edge.contract.bundle import load_bundle
-    from hootwatch.edge.store.database import STORE_NAME, DetectionStore
-    from hootwatch.edge.store.labels import LabelBook
+    from hootwatch.edge.store.database import open_store
+    from hootwatch.edge.store.exports import write_exports
+    from hootwatch.edge.tables.evaluate import audio_hours, event_metrics, load_detections
+    from hootwatch.edge.contract.clips import read_clip_csv
+    from hootwatch.edge.tables.label_tables import read_truth_csv
+    from hootwatch.export.core import ExportOptions, export_bundle
+    from hootwatch.export.search_round import one_round
+    from hootwatch.trainer.synth.backgrounds import default_background_dir
+    from hootwatch.trainer.synth.dump import DumpConfig, write_dump
 
-    rng = np.random.default_rng(5)
-    root = Path(tempfile.mkdtemp(prefix="search-bench-"))
-    bundle = embedding_bundle(root / "b")
-    det = Detector.load(bundle, threads=1)
-
-    def calls(k):
-        starts = np.sort(rng.choice(np.arange(2, 170, 6), k, replace=False))
-        return [(float(a), float(a) + 4.0) for a in starts]
-    truth = {}
-    for rec in ("A", "B"):
-        owl, conf = calls(8), calls(6)
-        conf = [c for c in conf if not any(a < c[1] and c[0] < b for a, b in owl)]
-        night(root / rec / "20240101_200000.wav", owl, conf, seed=ord(rec)).rename(root / rec / "20240101_200000.wav")
-        truth[rec] = owl
-        scan_into([root / rec], det, root / f"out{rec}", ScanSettings(tz="UTC"))
-    examples = []
-    for i in range(3):
-        p = root / f"ex{i}.wav"
-        sf.write(p, tone_signal(4.0, SR, [(0.3, 3.7)], seed=100 + i), SR)
-        examples.append(Example(p))
-
-    def is_owl(rec, a, b):
-        return any(min(b, y) - max(a, x) >= 1.0 for x, y in truth[rec])
-    out = {}
-    with DetectionStore(root / "outA" / STORE_NAME) as store:
-        index = EmbeddingIndex.load(store)
-        hits = index.rank(embed_examples(det, examples), top=100)
-        flags = [is_owl("A", h.start_s, h.end_s) for h in hits]
-        out["p@20"], out["p@100"] = float(np.mean(flags[:20])), float(np.mean(flags[:100]))
-        book = LabelBook(store)
-        path = store.recording_path(index.file_keys[0])
-        for h in hits[:100]:   # the reviewer: the top 100 search results, labelled from the truth
-            book.add(h.file_key, path, h.start_s, h.end_s, "owl" if is_owl("A", h.start_s, h.end_s) else "not_owl")
+    tz = "Australia/Sydney"
+    bundle = work / "bundle"
+    t = time.perf_counter()
+    export_bundle(ExportOptions(source=run, out=bundle, speed_repeats=0, threads=threads, overwrite=True))
+    print(f"  exported {run} with its embedding output in {time.perf_counter() - t:.0f} s", flush=True)
+    nights = {}
+    for name, seed in (("A", 5001), ("B", 5002)):
+        night = work / f"night{name}"
+        write_dump(night, DumpConfig(hours=hours, seed=seed, backgrounds=default_background_dir(), tz=tz))
         t = time.perf_counter()
-        data = labelled_windows(store, index)
-        head, _ = fit_logistic(data.x, data.y)
-        out["fit_s"] = time.perf_counter() - t
-        b2 = write_head_bundle(load_bundle(bundle), root / "b2", head, data.summary())
-    for name, b in (("before", load_bundle(bundle)), ("after", load_bundle(root / "b2"))):
-        with DetectionStore(root / "outB" / STORE_NAME) as store:
-            src = [r for r in store.runs()][-1]["run_key"]
-            run = rescore(store, src, b) if b.manifest.head else None
-            rows = store.detections(run.run_key if run else src)
-        tp = sum(any(r["start_s"] < y and x < r["end_s"] for x, y in truth["B"]) for r in rows)
-        found = sum(any(r["start_s"] < y and x < r["end_s"] for r in rows) for x, y in truth["B"])
-        out[name] = {"precision": tp / len(rows) if rows else float("nan"), "recall": found / len(truth["B"]),
-                     "fp_per_hour": (len(rows) - tp) / (180 / 3600)}
-    out["model_after"] = b2.model_id
-    return out
+        summary, paths = scan_into([night], load_detector(bundle, threads=threads), work / f"results{name}",
+                                   ScanSettings(tz=tz))
+        nights[name] = (night, paths["csv"], read_truth_csv(night / "ground_truth.csv"))
+        print(f"  recorder {name}: {summary.audio_s / 3600:.2f} h scanned in {time.perf_counter() - t:.0f} s",
+              flush=True)
+    owl_clips = [c.source for c in read_clip_csv(run / "splits" / "train.csv") if c.label == "owl"]
+    examples = [Path(p) if Path(p).is_absolute() else run / "splits" / p for p in owl_clips[:3]]
+    night_a, _, truth_a = nights["A"]
+    r = one_round(work / "resultsA", night_a, truth_a, bundle, examples, work / "roundA", threads)
+    night_b, csv_b, truth_b = nights["B"]
+    hours_b = audio_hours(night_b)
+    before = event_metrics(load_detections(csv_b), truth_b, hours_b, root=night_b)
+    with open_store(work / "resultsB") as store:
+        t = time.perf_counter()
+        new = rescore(store, store.scored_run(None), load_bundle(r.bundle))
+        rescore_b_s = time.perf_counter() - t
+        after_csv = write_exports(store, new.run_key, work / "roundB", 8000.0)["csv"]
+    after = event_metrics(load_detections(after_csv), truth_b, hours_b, root=night_b)
+    return {"p@20": r.precision_at_20, "p@100": r.precision_at_100, "labels": r.labels, "fit_s": r.fit_s,
+            "rescore_A_s": r.rescore_s, "rescore_B_s": rescore_b_s, "hours_B": hours_b, "before": before,
+            "after": after, "layer": load_bundle(bundle).manifest.embedding}
 
 
 def main() -> None:
@@ -130,6 +118,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--hours", type=float, default=1000.0)
     ap.add_argument("--hop", type=float, default=2.5)
+    ap.add_argument("--run", type=Path, default=None, help="a training run for the round on recorders A and B")
+    ap.add_argument("--night-hours", type=float, default=0.5, help="length of each recorder's night (default 0.5)")
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     print(f"search: {search_speed(a.windows, a.dim):.2f} s over {a.windows:,} windows of {a.dim} dims (float16, "
           f"brute force, 3 examples)")
@@ -139,9 +130,18 @@ def main() -> None:
     t_fit, t_rescore = fit_and_rescore(a.dim, a.hours, a.hop)
     print(f"fit: {t_fit:.2f} s on 2,000 labelled windows of {a.dim} dims; rescore of {a.hours:g} h "
           f"({int(a.hours * 3600 / a.hop):,} windows): {t_rescore:.1f} s (head only)")
-    r = tone_round()
-    print(f"tone bundle (plumbing check, not wav2vec2): p@20 {r['p@20']:.2f}, p@100 {r['p@100']:.2f}; fit "
-          f"{r['fit_s'] * 1000:.0f} ms; recorder B before {r['before']}, after {r['after']}")
+    if a.run is None:
+        return
+    r = model_round(a.run, a.night_hours, a.threads, Path(tempfile.mkdtemp(prefix="search-round-")))
+    e = r["layer"]
+    print(f"model {a.run}: embedding = layer {e['layer']} of {e['layers']} ({e['dim']} dims)")
+    print(f"recorder A: search by 3 example calls: precision at 20 {r['p@20']:.2f}, at 100 {r['p@100']:.2f}; "
+          f"labelled {r['labels']}; fit {r['fit_s']:.2f} s; rescore {r['rescore_A_s']:.2f} s")
+    for name in ("before", "after"):
+        m = r[name]
+        print(f"recorder B ({r['hours_B']:.2f} h) {name:6s}: precision {m.precision:.3f} recall {m.recall:.3f} "
+              f"FP/hour {m.fp_per_hour:.1f} ({m.n_found}/{m.n_true} calls, {m.n_detections} detections)")
+    print(f"  (rescore of B from stored embeddings: {r['rescore_B_s']:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -212,3 +212,21 @@ def test_the_api_says_what_each_queue_is_for_and_gives_more_like_this(loop):
         assert like["items"][0]["similarity"] >= like["items"][-1]["similarity"]
         bad = c.get("/api/like", params={"file_key": "nope", "start_s": 0.0, "end_s": 5.0})
         assert bad.status_code == 400 and "no stored embedding" in bad.json()["error"]
+
+
+def test_the_daemon_stores_each_files_embeddings_beside_its_scores(tmp_path):
+    from daemon_helpers import run_daemon_until
+    from hootwatch.edge.daemon.config import config_from_dict
+    from hootwatch.edge.daemon.service import Daemon
+    bundle = embedding_bundle(tmp_path / "b")
+    night(tmp_path / "in" / "20240101_200000.wav")
+    daemon = Daemon(config_from_dict({
+        "model": {"bundle": str(bundle), "threads": 1},
+        "sources": {"folder": {"path": str(tmp_path / "in"), "settle_s": 0.0, "poll_interval_s": 0.5}},
+        "output": {"dir": str(tmp_path / "out"), "timezone": "UTC"},
+        "health": {"status_every_s": 0.5, "watchdog": False}}))
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 1)
+    with DetectionStore(tmp_path / "out" / STORE_NAME) as store:
+        (e,) = read_embeddings(store.conn)
+        (ws,) = store.window_scores(store.latest_run())
+    assert np.array_equal(e.starts, ws.starts) and e.bundle == str(bundle.resolve())
