@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 VARIANT_FILES = {"fp32": "model_fp32.onnx", "fp16": "model_fp16.onnx"}
+EMBEDDING_CHECK_CLIPS = 32   # parity clips the int8 embedding is compared with PyTorch's on (cosine)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,17 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
         if forced:
             log.warning("WRITING A DEGRADED MODEL because of --force: %s", parity.message)
 
+        embedding = _embedding_field(fp32, options)
+        if embedding:   # int8 vs PyTorch on the embedding output too (search and fit rest on it)
+            from .embedding_only import min_cosine
+            from .parity import cut_windows
+            probe = Manifest(labels=meta.labels, positive_label=meta.positive_label, sample_rate=meta.sample_rate,
+                             window_s=meta.window_s, hop_s=meta.hop_s, normalisation=meta.normalisation,
+                             threshold=meta.threshold, input_name=fp32.input_name, output_name=fp32.output_name,
+                             embedding=embedding)
+            windows = cut_windows(clips[:EMBEDDING_CHECK_CLIPS], meta.sample_rate, meta.window_s)
+            embedding["int8_min_cosine"] = round(min_cosine(model, int8, probe, windows, options.threads), 5)
+
         cascade = (first_stage.prepare(source, int8, clips, meta.threshold, bundle_dir, options.threads)
                    if options.first_stage else {})
 
@@ -150,7 +162,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
             threshold=meta.threshold, min_hits=int(options.min_hits), input_name=fp32.input_name,
             output_name=fp32.output_name,
             model_file=MODEL_FILE, variants=variants, backbone=meta.backbone, first_stage=cascade,
-            embedding=_embedding_field(fp32, options),
+            embedding=embedding,
             metrics={"run": source.run_metrics, **report},
         )
         manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)

@@ -84,16 +84,28 @@ def check_windows(sample_rate: int, window_s: float, audio_dir: Path | None, n: 
                      .astype(np.float32) for i in range(n)])
 
 
-def export_embedding_bundle(backbone: Path, out: Path, layer: int | None = None, target: str | None = None,
-                            window_s: float = 5.0, hop_s: float = 2.5, audio_dir: Path | None = None,
-                            force: bool = False, overwrite: bool = False, threads: int = 2,
-                            opset: int = onnx_export.DEFAULT_OPSET) -> EmbeddingExport:
+def min_cosine(model, onnx_path: Path, manifest: Manifest, windows: np.ndarray, threads: int = 2) -> float:
+    """The smallest cosine similarity between PyTorch's embedding of each raw window and the ONNX file's (the
+    model must be `onnx_export.with_embedding`'s; the edge Detector runs the file, with its normalisation)."""
     import torch
 
     from hootwatch.edge.contract.bundle import Bundle
     from hootwatch.edge.contract.detector import Detector
     from .parity import ort_session
 
+    with torch.no_grad():
+        want = model(torch.from_numpy(manifest.normalisation.apply(windows, manifest.sample_rate))).embedding.numpy()
+    det = Detector.from_session(Bundle(Path(onnx_path).parent, manifest), ort_session(onnx_path, threads),
+                                warmup=False)
+    got = det.embed(windows)
+    cos = (got * want).sum(1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1), 1e-12)
+    return float(cos.min())
+
+
+def export_embedding_bundle(backbone: Path, out: Path, layer: int | None = None, target: str | None = None,
+                            window_s: float = 5.0, hop_s: float = 2.5, audio_dir: Path | None = None,
+                            force: bool = False, overwrite: bool = False, threads: int = 2,
+                            opset: int = onnx_export.DEFAULT_OPSET) -> EmbeddingExport:
     backbone, out = Path(backbone), Path(out)
     bundle_writer.check_destination(out, overwrite)
     sample_rate, norm = _contract(backbone)
@@ -111,12 +123,7 @@ def export_embedding_bundle(backbone: Path, out: Path, layer: int | None = None,
                             embedding=graph.embedding | {"chosen": onnx_export.EMBEDDING_CHOICE if layer is None
                                                          else "given (--embedding-layer)"})
         x = check_windows(sample_rate, window_s, audio_dir)
-        with torch.no_grad():
-            want = model(torch.from_numpy(norm.apply(x, sample_rate))).embedding.numpy()
-        det = Detector.from_session(Bundle(int8.parent, manifest), ort_session(int8, threads), warmup=False)
-        got = det.embed(x)
-        cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
-        min_cos = float(cos.min())
+        min_cos = min_cosine(model, int8, manifest, x, threads)
         if min_cos < MIN_COSINE and not force:
             raise ParityError(f"the int8 embeddings differ from PyTorch's (smallest cosine {min_cos:.3f} < "
                               f"{MIN_COSINE}); no bundle written", "try --target for the device, or accept it with --force")

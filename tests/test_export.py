@@ -377,6 +377,7 @@ def test_run_without_validation_clips_asks_for_audio(run_dir, tmp_path):
 def test_the_graph_also_outputs_the_pooled_embedding_of_a_middle_layer(exported, run_dir):
     m = exported.manifest
     assert m.embedding["output"] == "embedding" and m.embedding["layer"] == 1 and m.embedding["dim"] == 32
+    assert m.embedding["int8_min_cosine"] > 0.95   # checked at export, on the parity clips
     windows = validation_windows(run_dir)[:4]
     model = transformers.AutoModelForAudioClassification.from_pretrained(run_dir / "model").eval()
     with torch.no_grad():

@@ -43,4 +43,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"fitted on {data.summary()['owl_windows']} owl and {data.summary()['other_windows']} other window(s) "
           f"({data.spans} label(s)) in {time.perf_counter() - t0:.1f} s; bundle {args.new} (model {manifest.model_id})")
     print(f"rescore the archive: hootwatch detections {args.out} --bundle {args.new}")
+    if manifest.first_stage:
+        print(f"its cascade first stage was checked for {args.bundle}'s own scores, not the head's: before scanning "
+              f"new recordings with it, `hootwatch cascade-check RECORDINGS --bundle {args.new}` (or scan with "
+              "--exhaustive)")
     return 0

@@ -54,11 +54,10 @@ def labelled_windows(store: DetectionStore, index: EmbeddingIndex) -> LabelledWi
     votes: dict[int, set] = {}
     names: dict[int, str] = {}
     spans = 0
-    keys = {k: i for i, k in enumerate(index.file_keys)}
     for lab in LabelBook(store).current():
-        if lab.label in (UNSURE, CLEARED) or lab.file_key not in keys:
+        if lab.label in (UNSURE, CLEARED):
             continue
-        rows = np.flatnonzero(index.file_index == keys[lab.file_key])
+        rows = index.rows_of(lab.file_key)
         a = index.starts[rows] / sr
         overlap = np.minimum(a + win, lab.end_s) - np.maximum(a, lab.start_s)
         hit = rows[overlap >= 0.5 * min(win, lab.end_s - lab.start_s)]

@@ -24,7 +24,7 @@ from hootwatch.edge.core.errors import ConfigError
 from hootwatch.edge.store.database import DetectionStore
 from hootwatch.edge.store.embeddings import embedding_models, read_embeddings
 
-CHUNK = 65536   # windows turned to float32 at a time (16 MB at 64 dimensions, 200 MB at 768)
+CHUNK = 16384   # windows turned to float32 at a time (50 MB at 768 dimensions; larger chunks were no faster)
 SEARCH_FILE = "search.csv"   # the latest search of an output folder: the review page's "search" queue
 
 
@@ -76,11 +76,16 @@ class EmbeddingIndex:
     def floats(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         return self.vectors[rows].astype(np.float32)
 
-    def find(self, file_key: str, start_s: float, end_s: float) -> np.ndarray:
-        """Rows of the windows of `file_key` that overlap [start_s, end_s) the most (ties: all of them)."""
+    def rows_of(self, file_key: str) -> np.ndarray:
+        """The rows of one file's windows (they are contiguous: the index is built file by file)."""
         if file_key not in self.file_keys:
             return np.zeros(0, np.int64)
-        rows = np.flatnonzero(self.file_index == self.file_keys.index(file_key))
+        i = self.file_keys.index(file_key)
+        return np.arange(np.searchsorted(self.file_index, i, "left"), np.searchsorted(self.file_index, i, "right"))
+
+    def find(self, file_key: str, start_s: float, end_s: float) -> np.ndarray:
+        """Rows of the windows of `file_key` that overlap [start_s, end_s) the most (ties: all of them)."""
+        rows = self.rows_of(file_key)
         a = self.starts[rows] / self.sample_rate
         overlap = np.minimum(a + self.window_samples / self.sample_rate, end_s) - np.maximum(a, start_s)
         if not len(rows) or overlap.max() <= 0:
@@ -162,8 +167,9 @@ def embed_examples(detector, examples: list[Example]) -> np.ndarray:
 
 def write_ranked(path: str | os.PathLike, hits: list[Hit], names: dict[str, str]) -> Path:
     """CSV file, start_s, end_s, similarity (best first); `names`: file_key -> recording path."""
-    from hootwatch.edge.core.fsio import write_atomic
     import io
+
+    from hootwatch.edge.core.fsio import write_atomic
 
     buf = io.StringIO()
     w = csv.writer(buf)
