@@ -11,6 +11,9 @@
    A), one round there (<= 100 reviewed items, export/search_round.py), then precision / recall / false positives
    per hour on recorder B (another unseen night) before and after `fit`, B rescored from its stored embeddings.
    The synthetic nights use the demo's call and confuser kinds (no new kinds yet).
+5. `--layers`: which transformer layer to embed from, measured on the run's clips: for each layer, the mean over
+   frames of its hidden states (PyTorch), a `fit` head trained on the train split and its average precision on
+   the validation split, and the precision at 20 of a search of the validation clips by 3 train-split owl clips.
 """
 
 from __future__ import annotations
@@ -111,6 +114,50 @@ def model_round(run: Path, hours: float, threads: int, work: Path) -> dict:
             "after": after, "layer": load_bundle(bundle).manifest.embedding}
 
 
+def average_precision(scores: np.ndarray, y: np.ndarray) -> float:
+    order = np.argsort(-scores, kind="stable")
+    hits = y[order] == 1
+    return float((np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)).mean()) if hits.any() else float("nan")
+
+
+def layer_probe(run: Path, threads: int) -> list[dict]:
+    import torch
+    import transformers
+
+    from hootwatch.edge.contract.clips import read_clip_csv
+    from hootwatch.edge.review.fit import fit_logistic
+    from hootwatch.edge.review.search import EmbeddingIndex
+    from hootwatch.edge.store.embeddings import WindowEmbeddings
+    from hootwatch.export.source import resolve_source
+    from hootwatch.export.parity import cut_windows
+
+    torch.set_num_threads(threads)
+    meta = resolve_source(run).meta
+    model = transformers.AutoModelForAudioClassification.from_pretrained(str(run / "model")).eval()
+    splits = {}
+    for split in ("train", "validation"):
+        clips = read_clip_csv(run / "splits" / f"{split}.csv")
+        x = meta.normalisation.apply(cut_windows(clips, meta.sample_rate, meta.window_s), meta.sample_rate)
+        hidden = []
+        with torch.no_grad():
+            for i in range(0, len(x), 32):
+                out = model(torch.from_numpy(x[i:i + 32]), output_hidden_states=True).hidden_states
+                hidden.append(np.stack([h.mean(dim=1).numpy() for h in out]))
+        splits[split] = (np.concatenate(hidden, axis=1), np.array([c.label == "owl" for c in clips], int))
+    (htr, ytr), (hva, yva) = splits["train"], splits["validation"]
+    rows = []
+    for layer in range(htr.shape[0]):
+        head, _ = fit_logistic(htr[layer], ytr)
+        ap = average_precision(head.score(hva[layer]), yva)
+        n = len(yva)
+        index = EmbeddingIndex.of([WindowEmbeddings(np.arange(n), hva[layer].astype(np.float16), "m", layer, 1, 1, 1)],
+                                  "m")
+        hits = index.rank(htr[layer][np.flatnonzero(ytr == 1)[:3]], top=20)
+        p20 = float(np.mean([yva[int(h.start_s)] for h in hits]))
+        rows.append({"layer": layer, "val_ap": ap, "search_p@20": p20})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--windows", type=int, default=1_000_000)
@@ -120,7 +167,14 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=None, help="a training run for the round on recorders A and B")
     ap.add_argument("--night-hours", type=float, default=0.5, help="length of each recorder's night (default 0.5)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--layers", action="store_true", help="only the per-layer probe of --run (item 5)")
     a = ap.parse_args()
+    if a.layers:
+        print(f"per-layer probe of {a.run} (train split -> validation split):")
+        for r in layer_probe(a.run, a.threads):
+            print(f"  layer {r['layer']}: head average precision {r['val_ap']:.3f}, search precision at 20 "
+                  f"{r['search_p@20']:.2f}")
+        return
     import os
     print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: wall / CPU seconds)")
     wall, cpu = search_speed(a.windows, a.dim)

@@ -17,8 +17,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", dest="new", required=True, metavar="B2", help="the new bundle's folder")
     p.add_argument("--threshold", type=float, default=0.5, metavar="T",
                    help="the new bundle's threshold (default 0.5: the class-weighted head's balanced point)")
-    p.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights (default 1)")
+    p.add_argument("--l2", type=float, default=None,
+                   help="L2 penalty on the standardised weights (default 1000: strong, for ~100 labels; see "
+                        "edge/review/fit.py)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing B2")
+    p.add_argument("--weak-negatives", type=int, default=None, metavar="N",
+                   help="random unlabelled windows taken as weak negatives (default 1000; 0: none)")
     p.set_defaults(func=run)
 
 
@@ -27,21 +31,20 @@ def run(args: argparse.Namespace) -> int:
 
     from hootwatch.edge.contract.bundle import load_bundle
     from hootwatch.edge.contract.operating_point import OperatingPoint, Wording
-    from hootwatch.edge.review.fit import fit_logistic, labelled_windows, write_head_bundle
-    from hootwatch.edge.review.search import EmbeddingIndex
+    from hootwatch.edge.review.fit import L2, WEAK_NEGATIVES, fit_head, write_head_bundle
     from hootwatch.edge.store.database import open_store
 
     OperatingPoint(args.threshold, wording=Wording(fix_threshold="pass e.g. --threshold 0.5"))
     t0 = time.perf_counter()
     source = load_bundle(args.bundle)
     with open_store(args.out) as store:
-        data = labelled_windows(store, EmbeddingIndex.load(store, source.manifest.backbone_id))
-        head, facts = fit_logistic(data.x, data.y, l2=args.l2)
-        trained_on = data.summary() | facts | {"store": str(store.path.resolve()),
-                                               "backbone_id": source.manifest.backbone_id}
+        weak = WEAK_NEGATIVES if args.weak_negatives is None else args.weak_negatives
+        head, trained_on = fit_head(store, source, L2 if args.l2 is None else args.l2, weak)
     manifest = write_head_bundle(source, args.new, head, trained_on, args.threshold, args.overwrite)
-    print(f"fitted on {data.summary()['owl_windows']} owl and {data.summary()['other_windows']} other window(s) "
-          f"({data.spans} label(s)) in {time.perf_counter() - t0:.1f} s; bundle {args.new} (model {manifest.model_id})")
+    print(f"fitted on {trained_on['owl_windows']} owl and {trained_on['other_windows']} other labelled window(s) "
+          f"({trained_on['label_spans']} label(s); {trained_on['weak_negatives']} random unlabelled windows as weak "
+          f"negatives; L2 {trained_on['l2']:g}) in {time.perf_counter() - t0:.1f} s; bundle {args.new} (model "
+          f"{manifest.model_id})")
     print(f"rescore the archive: hootwatch detections {args.out} --bundle {args.new}")
     if manifest.first_stage:
         print(f"its cascade first stage was checked for {args.bundle}'s own scores, not the head's: before scanning "
