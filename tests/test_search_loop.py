@@ -55,13 +55,15 @@ def test_a_scan_stores_every_windows_embedding_beside_its_score(loop):
     assert emb.vectors.dtype == np.float16 and np.isfinite(emb.floats()).all()
 
 
-def test_an_old_bundle_without_embeddings_still_scans(tmp_path):
+def test_an_old_bundle_without_embeddings_still_scans(tmp_path, capsys):
     bundle = tone_bundle(tmp_path / "b")
     rec = night(tmp_path / "rec" / "20240101_200000.wav")
     summary, _ = scan_into([rec], Detector.load(bundle, threads=1), tmp_path / "out", ScanSettings(tz="UTC"))
     assert summary.n_detections == 3
     with DetectionStore(tmp_path / "out" / STORE_NAME) as store:
         assert read_embeddings(store.conn) == []
+    assert main(["search", str(tmp_path / "out"), "--example", str(rec)]) == 2
+    assert "no window embeddings" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
