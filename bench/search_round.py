@@ -62,7 +62,37 @@ def fit_and_rescore(dim: int, hours: float, hop_s: float = 2.5) -> tuple[tuple, 
     return t_fit, timed(rescore)
 
 
-def model_round(run: Path, hours: float, threads: int, work: Path) -> dict:
+def train_round(run: Path, results_a: Path, bundle: Path, night_b: Path, work: Path, threads: int,
+                epochs: int) -> tuple[object, float]:
+    """The fine-tune beside `fit`: recorder A's labels as a training set (`hootwatch dataset`), `train --init-from
+    RUN` on the CPU, export, scan recorder B; (B's event metrics, seconds of training)."""
+    from hootwatch.edge.contract.bundle import load_bundle
+    from hootwatch.edge.contract.cascade import load_detector
+    from hootwatch.edge.review.dataset import write_dataset
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
+    from hootwatch.edge.store.database import open_store
+    from hootwatch.edge.tables.evaluate import audio_hours, event_metrics, load_detections
+    from hootwatch.edge.tables.label_tables import read_truth_csv
+    from hootwatch.export.core import ExportOptions, export_bundle
+    from hootwatch.trainer.args import make_args
+    from hootwatch.trainer.train import run as train
+
+    model_id = load_bundle(bundle).manifest.model_id
+    with open_store(results_a) as store:
+        scanned = next(r["run_key"] for r in store.runs() if r["run_key"].startswith(model_id + "|"))
+        write_dataset(store, scanned, work / "dataA")
+    t = time.perf_counter()
+    train(make_args(data=str(work / "dataA"), out=str(work / "run2"), init_from=str(run), epochs=epochs,
+                    device="cpu", threads=threads, progress=False))
+    train_s = time.perf_counter() - t
+    export_bundle(ExportOptions(source=work / "run2", out=work / "bundle2", speed_repeats=0, threads=threads))
+    _, paths = scan_into([night_b], load_detector(work / "bundle2", threads=threads), work / "resultsB2",
+                         ScanSettings(tz="Australia/Sydney"))
+    truth = read_truth_csv(night_b / "ground_truth.csv")
+    return event_metrics(load_detections(paths["csv"]), truth, audio_hours(night_b), root=night_b), train_s
+
+
+def model_round(run: Path, hours: float, threads: int, work: Path, train_epochs: int = 0) -> dict:
     """Recorders A and B: synthetic nights no model saw (seeds 5001, 5002); one round on A (export/search_round.py:
     3 example calls from the run's training owl clips, 60 search hits + 40 uncertain windows labelled from the
     ground truth, fit, rescore); then B's detections before (the bundle) and after (the head, rescored from B's
@@ -109,9 +139,13 @@ def model_round(run: Path, hours: float, threads: int, work: Path) -> dict:
         rescore_b_s = time.perf_counter() - t
         after_csv = write_exports(store, new.run_key, work / "roundB", 8000.0)["csv"]
     after = event_metrics(load_detections(after_csv), truth_b, hours_b, root=night_b)
-    return {"p@20": r.precision_at_20, "p@100": r.precision_at_100, "labels": r.labels, "fit_s": r.fit_s,
-            "rescore_A_s": r.rescore_s, "rescore_B_s": rescore_b_s, "hours_B": hours_b, "before": before,
-            "after": after, "layer": load_bundle(bundle).manifest.embedding}
+    out = {"p@20": r.precision_at_20, "p@100": r.precision_at_100, "labels": r.labels, "fit_s": r.fit_s,
+           "rescore_A_s": r.rescore_s, "rescore_B_s": rescore_b_s, "hours_B": hours_b, "before": before,
+           "after": after, "layer": load_bundle(bundle).manifest.embedding}
+    if train_epochs:
+        out["trained"], out["train_s"] = train_round(run, work / "resultsA", bundle, night_b, work, threads,
+                                                     train_epochs)
+    return out
 
 
 def average_precision(scores: np.ndarray, y: np.ndarray) -> float:
@@ -168,6 +202,8 @@ def main() -> None:
     ap.add_argument("--night-hours", type=float, default=0.5, help="length of each recorder's night (default 0.5)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", action="store_true", help="only the per-layer probe of --run (item 5)")
+    ap.add_argument("--train-epochs", type=int, default=0,
+                    help="also `train --init-from RUN` on recorder A's labels for this many epochs (CPU) and scan B")
     a = ap.parse_args()
     if a.layers:
         print(f"per-layer probe of {a.run} (train split -> validation split):")
@@ -189,16 +225,20 @@ def main() -> None:
           "CPU (the head only: reading the store and merging events come on top)")
     if a.run is None:
         return
-    r = model_round(a.run, a.night_hours, a.threads, Path(tempfile.mkdtemp(prefix="search-round-")))
+    r = model_round(a.run, a.night_hours, a.threads, Path(tempfile.mkdtemp(prefix="search-round-")), a.train_epochs)
     e = r["layer"]
     print(f"model {a.run}: embedding = layer {e['layer']} of {e['layers']} ({e['dim']} dims)")
     print(f"recorder A: search by 3 example calls: precision at 20 {r['p@20']:.2f}, at 100 {r['p@100']:.2f}; "
           f"labelled {r['labels']}; fit {r['fit_s']:.2f} s; rescore {r['rescore_A_s']:.2f} s")
-    for name in ("before", "after"):
+    for name in ("before", "after", "trained"):
+        if name not in r:
+            continue
         m = r[name]
         print(f"recorder B ({r['hours_B']:.2f} h) {name:6s}: precision {m.precision:.3f} recall {m.recall:.3f} "
               f"FP/hour {m.fp_per_hour:.1f} ({m.n_found}/{m.n_true} calls, {m.n_detections} detections)")
-    print(f"  (rescore of B from stored embeddings: {r['rescore_B_s']:.2f} s)")
+    print(f"  (after: `fit` on A's labels, B rescored from its stored embeddings in {r['rescore_B_s']:.2f} s"
+          + (f"; trained: `train --init-from` on them, {r['train_s']:.0f} s on the CPU, exported, B scanned)"
+             if "trained" in r else ")"))
 
 
 if __name__ == "__main__":
