@@ -126,7 +126,8 @@ def export_embedding_bundle(backbone: Path, out: Path, layer: int | None = None,
         min_cos = min_cosine(model, int8, manifest, x, threads)
         if min_cos < MIN_COSINE and not force:
             raise ParityError(f"the int8 embeddings differ from PyTorch's (smallest cosine {min_cos:.3f} < "
-                              f"{MIN_COSINE}); no bundle written", "try --target for the device, or accept it with --force")
+                              f"{MIN_COSINE}); no bundle written",
+                              "try --target for the device, or accept it with --force")
         int8.rename(bundle_dir / "model.onnx")
         report = {"source": {"path": str(backbone), "kind": "backbone (embedding only)"},
                   "parity": {"embedding_min_cosine_int8_vs_torch": min_cos, "windows": len(x),

@@ -21,7 +21,7 @@ from hootwatch.edge.scan.engine import ScanSettings, scan_into
 from hootwatch.edge.store.database import STORE_NAME, DetectionStore
 from hootwatch.edge.store.embeddings import read_embeddings
 from hootwatch.edge.store.labels import LabelBook
-from tiny_bundles import TONE_HZ, tone_bundle, tone_signal
+from tiny_bundles import tone_bundle, tone_signal
 
 SR = 8000
 OWL = [(12.0, 17.0), (40.0, 45.0), (70.0, 75.0)]

@@ -60,5 +60,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(hits)} window(s) of {len(index)} ranked in {wall:.1f} s; best:")
     for h in hits[:5]:
         print(f"  {h.similarity:.3f}  {names[h.file_key]}  {h.start_s:.1f}-{h.end_s:.1f} s")
-    print(f"review them: hootwatch review {args.out}  (queue 'search')" + (f"; written to {args.csv}" if args.csv else ""))
+    written = f"; written to {args.csv}" if args.csv else ""
+    print(f"review them: hootwatch review {args.out}  (queue 'search results'){written}")
     return 0
