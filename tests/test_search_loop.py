@@ -140,6 +140,8 @@ def test_fit_writes_a_head_bundle_that_rescoring_and_the_detector_agree_on(loop,
     assert m2.format_version == 3 and m2.backbone_id == m1.backbone_id and m2.model_id != m1.model_id
     used = m2.head["trained_on"]
     assert used["owl_windows"] > 0 and used["other_windows"] > used["owl_windows"]
+    assert main(["detections", str(out), "--bundle", str(bundle)]) == 2   # no head: nothing to rescore with
+    assert "no fitted head" in capsys.readouterr().err
     assert main(["detections", str(out), "--bundle", str(b2)]) == 0
     with DetectionStore(out / STORE_NAME) as store:
         run = store.latest_run()
