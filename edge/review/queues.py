@@ -137,11 +137,17 @@ class Queues:
     def uncertain(self, n: int = 200, filters: Filters = Filters()) -> list[Item]:
         """Unlabelled scored windows nearest the run's threshold, nearest first (on the logit scale, where a
         step means the same at 0.5 as at 0.99)."""
-        t = _run_threshold(self.run_key)
-        pool = [self._labelled(w) for w in self.windows() if w.score is not None and filters.keep(w)]
-        pool = [w for w in pool if not w.label]
-        pool.sort(key=lambda w: abs(_logit(w.score) - _logit(t)))
-        return pool[:n]
+        t = _logit(_run_threshold(self.run_key))
+        pool = sorted((w for w in self.windows() if w.score is not None and filters.keep(w)),
+                      key=lambda w: abs(_logit(w.score) - t))
+        out = []
+        for w in pool:   # labels looked up nearest first, only until n unlabelled ones are found
+            w = self._labelled(w)
+            if not w.label:
+                out.append(w)
+                if len(out) >= n:
+                    break
+        return out
 
     def ranked(self, hits, n: int = 200, filters: Filters = Filters()) -> list[Item]:
         """Search hits (search.Hit, best first) as items of this run's windows, with their similarity."""
