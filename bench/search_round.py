@@ -10,7 +10,8 @@
    at 20 and 100 of owl calls among the windows ranked by 3 example calls on an unseen synthetic night (recorder
    A), one round there (<= 100 reviewed items, export/search_round.py), then precision / recall / false positives
    per hour on recorder B (another unseen night) before and after `fit`, B rescored from its stored embeddings.
-   The synthetic nights use the demo's call and confuser kinds (no new kinds yet).
+   The synthetic nights use the demo's call and confuser kinds; `--new-confusers N` mixes N calls per recording
+   of kinds the demo's training never used (barking owl, dog, frog, cattle: crude synthetic ones, bench only).
 5. `--layers`: which transformer layer to embed from, measured on the run's clips: for each layer, the mean over
    frames of its hidden states (PyTorch), a `fit` head trained on the train split and its average precision on
    the validation split, and the precision at 20 of a search of the validation clips by 3 train-split owl clips.
@@ -62,6 +63,72 @@ def fit_and_rescore(dim: int, hours: float, hop_s: float = 2.5) -> tuple[tuple, 
     return t_fit, timed(rescore)
 
 
+NEW_CONFUSERS = ("barking_owl", "dog", "frog", "cattle")   # kinds the demo's training never saw (bench only)
+
+
+def confuser(kind: str, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A crude synthetic call of a kind the demo's training never used, unit peak."""
+    def tone(f0, dur, harmonics=4, slide=0.0):
+        t = np.arange(int(dur * sr)) / sr
+        f = f0 + slide * t / max(dur, 1e-9)
+        phase = 2 * np.pi * np.cumsum(f) / sr
+        x = sum(np.sin(k * phase) / k for k in range(1, harmonics + 1))
+        return x * np.hanning(len(t))
+    gap = lambda d: np.zeros(int(d * sr))  # noqa: E731
+    if kind == "barking_owl":   # "wook-wook", repeated: inside the owl's band
+        f0 = rng.uniform(350, 450)
+        x = np.concatenate([np.concatenate([tone(f0, 0.12), gap(0.12), tone(f0 * 0.95, 0.14), gap(0.5)])
+                            for _ in range(rng.integers(3, 6))])
+    elif kind == "dog":         # barks: short broadband bursts with a harmonic core
+        x = np.concatenate([np.concatenate([tone(rng.uniform(450, 700), 0.15, 8)
+                                            + 0.5 * rng.standard_normal(int(0.15 * sr)) * np.hanning(int(0.15 * sr)),
+                                            gap(rng.uniform(0.2, 0.5))]) for _ in range(rng.integers(2, 5))])
+    elif kind == "frog":        # a pulsed trill
+        f0, dur = rng.uniform(1200, 2000), rng.uniform(1.0, 2.0)
+        t = np.arange(int(dur * sr)) / sr
+        x = np.sin(2 * np.pi * f0 * t) * (np.sin(2 * np.pi * rng.uniform(15, 25) * t) > 0.3) * np.hanning(len(t))
+    else:                       # cattle: a long low moo, sliding up
+        x = tone(rng.uniform(120, 170), rng.uniform(1.2, 2.0), 10, slide=rng.uniform(30, 60))
+    return (x / np.abs(x).max()).astype(np.float32)
+
+
+def add_new_confusers(night: Path, per_file: int, seed: int) -> int:
+    """Mix NEW_CONFUSERS into every recording of a synthetic night, away from its labelled sounds, at 0-15 dB
+    over the file's RMS, and add them to its ground truth. Returns how many were added."""
+    import csv
+    import soundfile as sf
+    from hootwatch.edge.tables.label_tables import read_truth_csv
+
+    rng = np.random.default_rng(seed)
+    truth = read_truth_csv(night / "ground_truth.csv")
+    rows = []
+    for path in sorted(p for p in night.rglob("*") if p.suffix.upper() in (".WAV", ".FLAC")):
+        rel = path.relative_to(night).as_posix()
+        busy = [(t.start_s - 1, t.end_s + 1) for t in truth if t.file == rel]
+        x, sr = sf.read(path, dtype="float32")
+        info = sf.info(path)
+        rms = float(np.sqrt(np.mean(x ** 2))) or 1e-3
+        for _ in range(per_file):
+            kind = NEW_CONFUSERS[rng.integers(len(NEW_CONFUSERS))]
+            call = confuser(kind, sr, rng)
+            dur = len(call) / sr
+            for _ in range(20):
+                a = float(rng.uniform(0.5, len(x) / sr - dur - 0.5))
+                if not any(a < e and s < a + dur for s, e in busy):
+                    break
+            else:
+                continue
+            snr = float(rng.uniform(0, 15))
+            i = int(a * sr)
+            x[i:i + len(call)] += call * rms * 10 ** (snr / 20) * np.sqrt(2)
+            busy.append((a - 1, a + dur + 1))
+            rows.append([rel, round(a, 3), round(a + dur, 3), kind, round(snr, 2)])
+        sf.write(path, np.clip(x, -1, 1), sr, subtype=info.subtype)
+    with open(night / "ground_truth.csv", "a", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return len(rows)
+
+
 def train_round(run: Path, results_a: Path, bundle: Path, night_b: Path, work: Path, threads: int,
                 epochs: int) -> tuple[object, float]:
     """The fine-tune beside `fit`: recorder A's labels as a training set (`hootwatch dataset`), `train --init-from
@@ -92,7 +159,8 @@ def train_round(run: Path, results_a: Path, bundle: Path, night_b: Path, work: P
     return event_metrics(load_detections(paths["csv"]), truth, audio_hours(night_b), root=night_b), train_s
 
 
-def model_round(run: Path, hours: float, threads: int, work: Path, train_epochs: int = 0) -> dict:
+def model_round(run: Path, hours: float, threads: int, work: Path, train_epochs: int = 0,
+                new_confusers: int = 0) -> dict:
     """Recorders A and B: synthetic nights no model saw (seeds 5001, 5002); one round on A (export/search_round.py:
     3 example calls from the run's training owl clips, 60 search hits + 40 uncertain windows labelled from the
     ground truth, fit, rescore); then B's detections before (the bundle) and after (the head, rescored from B's
@@ -120,6 +188,9 @@ def model_round(run: Path, hours: float, threads: int, work: Path, train_epochs:
     for name, seed in (("A", 5001), ("B", 5002)):
         night = work / f"night{name}"
         write_dump(night, DumpConfig(hours=hours, seed=seed, backgrounds=default_background_dir(), tz=tz))
+        if new_confusers:
+            n = add_new_confusers(night, new_confusers, seed)
+            print(f"  recorder {name}: {n} calls of kinds the training never saw ({', '.join(NEW_CONFUSERS)})")
         t = time.perf_counter()
         summary, paths = scan_into([night], load_detector(bundle, threads=threads), work / f"results{name}",
                                    ScanSettings(tz=tz))
@@ -202,6 +273,9 @@ def main() -> None:
     ap.add_argument("--night-hours", type=float, default=0.5, help="length of each recorder's night (default 0.5)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", action="store_true", help="only the per-layer probe of --run (item 5)")
+    ap.add_argument("--new-confusers", type=int, default=0, metavar="N",
+                    help="mix N calls per recording of kinds the demo never trained on (barking owl, dog, frog, "
+                         "cattle) into each night")
     ap.add_argument("--train-epochs", type=int, default=0,
                     help="also `train --init-from RUN` on recorder A's labels for this many epochs (CPU) and scan B")
     a = ap.parse_args()
@@ -225,7 +299,8 @@ def main() -> None:
           "CPU (the head only: reading the store and merging events come on top)")
     if a.run is None:
         return
-    r = model_round(a.run, a.night_hours, a.threads, Path(tempfile.mkdtemp(prefix="search-round-")), a.train_epochs)
+    r = model_round(a.run, a.night_hours, a.threads, Path(tempfile.mkdtemp(prefix="search-round-")), a.train_epochs,
+                    a.new_confusers)
     e = r["layer"]
     print(f"model {a.run}: embedding = layer {e['layer']} of {e['layers']} ({e['dim']} dims)")
     print(f"recorder A: search by 3 example calls: precision at 20 {r['p@20']:.2f}, at 100 {r['p@100']:.2f}; "
@@ -235,7 +310,8 @@ def main() -> None:
             continue
         m = r[name]
         print(f"recorder B ({r['hours_B']:.2f} h) {name:6s}: precision {m.precision:.3f} recall {m.recall:.3f} "
-              f"FP/hour {m.fp_per_hour:.1f} ({m.n_found}/{m.n_true} calls, {m.n_detections} detections)")
+              f"FP/hour {m.fp_per_hour:.1f} ({m.n_found}/{m.n_true} calls, {m.n_detections} detections; false "
+              f"positives by what they overlapped: {m.by_confuser})")
     print(f"  (after: `fit` on A's labels, B rescored from its stored embeddings in {r['rescore_B_s']:.2f} s"
           + (f"; trained: `train --init-from` on them, {r['train_s']:.0f} s on the CPU, exported, B scanned)"
              if "trained" in r else ")"))
