@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         "SOURCE is a training run folder (from `hootwatch train`) or a Hugging Face audio-classification "
         "checkpoint folder. The int8 model is checked against PyTorch on the validation clips (or --audio) "
         "before anything is written."))
-    p.add_argument("source", type=Path, metavar="SOURCE", help="training run folder or checkpoint folder")
+    p.add_argument("source", type=Path, metavar="SOURCE",
+                   help="training run folder or checkpoint folder (with --embedding-only: a pretrained backbone)")
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="bundle folder to create")
     p.add_argument("--target", choices=("x86", "arm64"), default=None,
                    help="CPU the bundle will run on: x86 (laptops) or arm64 (Jetson, Raspberry Pi); default: this machine")
@@ -42,10 +43,32 @@ def register(subparsers) -> None:
     p.add_argument("--first-stage-check", type=Path, default=None, metavar="DIR",
                    help="recordings like those the bundle will scan (a night or two; no labels needed): the cascade's "
                         "pass threshold comes down until there the cascade makes exactly the rows of an exhaustive scan")
+    p.add_argument("--embedding-only", action="store_true",
+                   help="SOURCE is a pretrained backbone with no owl head: a bundle of embeddings only, for `embed`, "
+                        "`search` and `fit` (it detects nothing until `fit` gives it a head)")
+    p.add_argument("--embedding-layer", type=int, default=None, metavar="L",
+                   help="transformer layer whose mean over frames is the embedding (default: the middle one)")
+    p.add_argument("--no-embedding", action="store_true",
+                   help="leave out the embedding output (no search or fit on what this bundle scans)")
     p.set_defaults(func=run)
 
 
+def run_embedding_only(args: argparse.Namespace) -> int:
+    from .embedding_only import export_embedding_bundle
+
+    res = export_embedding_bundle(args.source, args.out, layer=args.embedding_layer, target=args.target,
+                                  audio_dir=args.audio, force=args.force, overwrite=args.overwrite,
+                                  threads=args.threads)
+    e = res.manifest.embedding
+    print(f"embedding bundle written: {res.bundle} (layer {e['layer']} of {e['layers']}, {e['dim']} dimensions; "
+          f"int8 vs PyTorch: smallest cosine {res.min_cosine:.4f}). Next: hootwatch embed RECORDINGS --model "
+          f"{res.bundle} --out RESULTS")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.embedding_only:
+        return run_embedding_only(args)
     from rich.console import Console
 
     from .core import ExportOptions, export_bundle
@@ -59,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         positive_label=args.positive_label, threshold=args.threshold, min_hits=args.min_hits, audio_dir=args.audio,
         per_channel=args.per_channel, max_clips=args.max_clips, threads=args.threads, speed_repeats=args.speed_repeats,
         first_stage=not args.no_first_stage, first_stage_check=args.first_stage_check,
+        embedding=not args.no_embedding, embedding_layer=args.embedding_layer,
     )
     with console.status("exporting (ONNX, int8, parity check)..."):
         result = export_bundle(options, on_parity=lambda r: console.print(parity_table(r)),

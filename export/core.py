@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 VARIANT_FILES = {"fp32": "model_fp32.onnx", "fp16": "model_fp16.onnx"}
+EMBEDDING_CHECK_CLIPS = 32   # parity clips the int8 embedding is compared with PyTorch's on (cosine)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class ExportOptions:
     # recordings like those the bundle will scan (no labels needed): the pass threshold comes down until, there,
     # the cascade makes exactly the rows of an exhaustive scan (hootwatch.edge.scan.cascade_check)
     first_stage_check: Path | None = None
+    embedding: bool = True               # the graph also outputs each window's pooled embedding (search, fit)
+    embedding_layer: int | None = None   # its transformer layer (None: the middle one, onnx_export.middle_layer)
 
     def __post_init__(self) -> None:
         if self.target not in quantize.TARGETS:
@@ -98,7 +101,10 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
     meta = source.meta
     model, folded = onnx_export.load_model(source.model_dir)
     with bundle_writer.staging(out) as (bundle_dir, work):
-        fp32 = onnx_export.export_onnx(model, work / "onnx", options.opset)
+        layer = None
+        if options.embedding:
+            layer = onnx_export.middle_layer(model) if options.embedding_layer is None else options.embedding_layer
+        fp32 = onnx_export.export_onnx(model, work / "onnx", options.opset, embedding_layer=layer)
         int8 = quantize.quantize_int8(fp32.path, work / "model_int8.onnx", options.target, options.per_channel)
         paths = {"fp32": fp32.path, "int8": int8}
         if options.fp16:
@@ -117,6 +123,17 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
                               "export with --target matching the device or --per-channel; or accept the loss with --force")
         if forced:
             log.warning("WRITING A DEGRADED MODEL because of --force: %s", parity.message)
+
+        embedding = _embedding_field(fp32, options)
+        if embedding:   # int8 vs PyTorch on the embedding output too (search and fit rest on it)
+            from .embedding_only import min_cosine
+            from .parity import cut_windows
+            probe = Manifest(labels=meta.labels, positive_label=meta.positive_label, sample_rate=meta.sample_rate,
+                             window_s=meta.window_s, hop_s=meta.hop_s, normalisation=meta.normalisation,
+                             threshold=meta.threshold, input_name=fp32.input_name, output_name=fp32.output_name,
+                             embedding=embedding)
+            windows = cut_windows(clips[:EMBEDDING_CHECK_CLIPS], meta.sample_rate, meta.window_s)
+            embedding["int8_min_cosine"] = round(min_cosine(model, int8, probe, windows, options.threads), 5)
 
         cascade = (first_stage.prepare(source, int8, clips, meta.threshold, bundle_dir, options.threads)
                    if options.first_stage else {})
@@ -145,6 +162,7 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
             threshold=meta.threshold, min_hits=int(options.min_hits), input_name=fp32.input_name,
             output_name=fp32.output_name,
             model_file=MODEL_FILE, variants=variants, backbone=meta.backbone, first_stage=cascade,
+            embedding=embedding,
             metrics={"run": source.run_metrics, **report},
         )
         manifest = bundle_writer.write_bundle(bundle_dir, manifest, report)
@@ -157,6 +175,13 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
                         options.first_stage_check)
         bundle_writer.publish(bundle_dir, out, options.overwrite)
     return ExportResult(out, manifest, parity, speed, forced, tuple(folded))
+
+
+def _embedding_field(graph: onnx_export.ExportedGraph, options: ExportOptions) -> dict:
+    if not graph.embedding:
+        return {}
+    chosen = onnx_export.EMBEDDING_CHOICE if options.embedding_layer is None else "given (--embedding-layer)"
+    return graph.embedding | {"chosen": chosen}
 
 
 def _report(source: ExportSource, options: ExportOptions, parity: ParityReport, speed: SpeedReport | None,

@@ -14,7 +14,10 @@
    recordings) with ground truth,
 8. scan the test night with the int8 bundle, as the field daemon would (the first stage passes on the windows
    that might hold a call, the int8 model judges them),
-9. score the detections against the ground truth, event by event.
+9. score the detections against the ground truth, event by event,
++. one round of the agile loop on a copy of that store (export/search_round.py): search it with three of the
+   training set's owl clips, label the best hits and the uncertain queue from the ground truth (100 items),
+   `fit` a head on their embeddings, rescore the night from stored embeddings, and score that again.
 
 Real backgrounds from ../shared/data/real are used when present (else synthetic night noise).
 
@@ -65,6 +68,7 @@ class DemoResult:
     timings: dict = field(default_factory=dict)
     operating_point: object = None  # hootwatch.edge.contract.operating_point.OperatingPoint (validation night)
     pass_rate: float | None = None  # share of the test night's windows the full model scored (cascade)
+    round: dict = field(default_factory=dict)  # the search -> fit -> rescore round: its figures, or why skipped
 
     @property
     def passed(self) -> bool:
@@ -206,10 +210,36 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     step("9/9 event-level evaluation")
     metrics = event_metrics(load_detections(paths["csv"]), read_truth_csv(night / "ground_truth.csv"),
                             audio_hours(night), root=night)
+    t = step("+ one round: search by example, simulated review, fit, rescore")
+    one = _one_round(out, data, night, results, exported.bundle, opts.threads)
+    timings["round_s"] = time.perf_counter() - t
     _done(last, timings, console, started)
     timings["total_s"] = time.perf_counter() - started
     return DemoResult(out, exported.bundle, paths["csv"], metrics, result.metrics.get("test", {}), timings,
-                      chosen.point, pass_rate_of(detector))
+                      chosen.point, pass_rate_of(detector), one)
+
+
+def _one_round(out: Path, data: Path, night: Path, results: Path, bundle: Path, threads: int | None) -> dict:
+    """The round on a copy of the scan's store (out/round1), so the scan's own results stay as they were."""
+    from hootwatch.edge.store.database import STORE_NAME
+    from hootwatch.edge.tables.evaluate import audio_hours, event_metrics, load_detections
+    from hootwatch.edge.tables.label_tables import read_truth_csv
+
+    from .search_round import one_round
+
+    round_dir = out / "round1"
+    round_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(results / STORE_NAME, round_dir / STORE_NAME)
+    truth = read_truth_csv(night / "ground_truth.csv")
+    examples = sorted((data / "owl").glob("*"))[:3]
+    try:
+        r = one_round(round_dir, night, truth, bundle, examples, round_dir, threads)
+    except ConfigError as exc:   # e.g. a night too short to give both kinds of label
+        return {"skipped": f"{exc.message} ({exc.hint})"}
+    m = event_metrics(load_detections(r.csv), truth, audio_hours(night), root=night)
+    return {"bundle": str(r.bundle), "csv": str(r.csv), "precision_at_20": r.precision_at_20,
+            "precision_at_100": r.precision_at_100, "labels": r.labels, "fit_s": r.fit_s, "rescore_s": r.rescore_s,
+            "metrics": m}
 
 
 def _done(last: list, timings: dict, console, started: float) -> None:
@@ -249,11 +279,26 @@ def report(res: DemoResult, console) -> None:
     if "total_s" in res.timings:
         console.print(f"demo wall time {res.timings['total_s'] / 60:.1f} min on {os.cpu_count()} CPUs "
                       f"(load average {os.getloadavg()[0]:.1f}: other work on the machine slows every stage)")
+    report_round(res.round, console)
     verdict = "[green]PASS[/]" if res.passed else "[red]BELOW TARGET[/]"
     console.print(f"{verdict}: target is precision and recall >= {TARGET}")
     console.print(f"detections CSV: [bold]{res.csv}[/]")
     console.print(f"Raven tables:   {res.csv.with_name('raven')}  (one per recording)")
     console.print(f"model bundle:   [bold]{res.bundle}[/]  (copy this folder to the field device)")
+
+
+def report_round(r: dict, console) -> None:
+    if not r:
+        return
+    if "skipped" in r:
+        console.print(f"[yellow]one round (search, fit, rescore) skipped: {r['skipped']}[/]")
+        return
+    m = r["metrics"]
+    console.print(f"one round: search by 3 example calls, precision at 20 {r['precision_at_20']:.2f}, at 100 "
+                  f"{r['precision_at_100']:.2f}; labelled {sum(r['labels'].values())} items "
+                  f"({', '.join(f'{k} {v}' for k, v in r['labels'].items())}); fit {r['fit_s']:.2f} s, rescore "
+                  f"{r['rescore_s']:.2f} s; the rescored night: precision {m.precision:.3f}, recall {m.recall:.3f}, "
+                  f"{m.fp_per_hour:.1f} FP/hour (in-sample: the labels came from this night). Bundle: {r['bundle']}")
 
 
 def report_first_stage(manifest, console) -> None:

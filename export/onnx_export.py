@@ -88,21 +88,94 @@ class ExportedGraph:
     input_name: str
     output_name: str
     opset: int
+    embedding: dict | None = None    # the manifest's `embedding` field when the graph outputs one
 
 
-def export_onnx(model, out_dir: Path, opset: int = DEFAULT_OPSET) -> ExportedGraph:
-    """fp32 ONNX with dynamic batch and length axes (Optimum's audio-classification config)."""
+EMBEDDING_OUTPUT = "embedding"
+# Which transformer layer's hidden states make the embedding, when not given: the middle one. NOT YET MEASURED for
+# owls: layer-wise studies of wav2vec2 find phonetic and general acoustic information peaks in the middle layers
+# and the last layers specialise to the pre-training task (Pasad et al. 2021, "Layer-wise analysis of a
+# self-supervised speech representation model"), and bioacoustic transfer from speech models does best from
+# middle layers too (Sarkar & Magimai-Doss 2023, "Can self-supervised neural representations pre-trained on human
+# speech distinguish animal callers?"). `bench/search_round.py --layers` probes each layer on labelled clips.
+EMBEDDING_CHOICE = "middle layer (num_hidden_layers // 2), from the literature; not measured on owls"
+
+
+def middle_layer(model) -> int:
+    return int(model.config.num_hidden_layers) // 2
+
+
+def with_embedding(model, layer: int):
+    """The model, its class swapped for a subclass whose forward returns a ModelOutput with `logits` (None for a
+    backbone without a head) and `embedding`: the mean over frames of hidden_states[layer] (0 = the transformer's
+    input, L = its last layer). Optimum exports the outputs its config lists, by name; parity reads `.logits`."""
+    from dataclasses import dataclass as _dataclass
+
+    from transformers.utils import ModelOutput
+
+    @_dataclass
+    class EmbeddingOutput(ModelOutput):
+        logits: object = None
+        embedding: object = None
+
+    base = type(model)
+    n = int(model.config.num_hidden_layers)
+    if not 0 <= layer <= n:
+        raise ConfigError(f"--embedding-layer {layer}: the model has layers 0..{n}", f"pick one, e.g. {n // 2}")
+
+    class WithEmbedding(base):
+        __module__ = base.__module__   # Optimum infers the library (transformers) from the module
+
+        def forward(self, input_values, attention_mask=None):
+            out = base.forward(self, input_values, attention_mask=attention_mask, output_hidden_states=True,
+                               return_dict=True)
+            return EmbeddingOutput(getattr(out, "logits", None), out.hidden_states[layer].mean(dim=1))
+
+    WithEmbedding.__name__ = base.__name__
+    model.__class__ = WithEmbedding
+    return model
+
+
+def _config_with_embedding(model, task: str, logits: bool):
+    from optimum.exporters.tasks import TasksManager
+
+    ctor = TasksManager.get_exporter_config_constructor("onnx", model, task=task, library_name="transformers")
+    base = type(ctor(model.config, task=task))
+
+    class EmbeddingConfig(base):
+        @property
+        def outputs(self):
+            return {**(super().outputs if logits else {}), EMBEDDING_OUTPUT: {0: "batch_size"}}
+
+    return EmbeddingConfig(model.config, task=task)
+
+
+def export_onnx(model, out_dir: Path, opset: int = DEFAULT_OPSET, embedding_layer: int | None = None,
+                task: str = TASK) -> ExportedGraph:
+    """fp32 ONNX with dynamic batch and length axes (Optimum's audio-classification config); with
+    `embedding_layer`, a second output `embedding` (batch, hidden_size): the mean over frames of that layer.
+    `task` "feature-extraction" (a backbone with no head): the embedding is the only output."""
     require("optimum.exporters.onnx")
     onnx = require("onnx")
     from optimum.exporters.onnx import onnx_export_from_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    kw = {}
+    if embedding_layer is not None:
+        with_embedding(model, embedding_layer)
+        kw["custom_onnx_configs"] = {"model": _config_with_embedding(model, task, logits=task == TASK)}
     # Optimum's own validation is skipped: parity.py checks the export more thoroughly, on real clips.
     with quiet():
-        onnx_export_from_model(model, str(out_dir), task=TASK, opset=opset, do_validation=False)
+        onnx_export_from_model(model, str(out_dir), task=task, opset=opset, do_validation=False, **kw)
     path = out_dir / "model.onnx"
     graph = onnx.load(str(path), load_external_data=False).graph
-    return ExportedGraph(path, graph.input[0].name, graph.output[0].name, opset)
+    outputs = [o.name for o in graph.output]
+    embedding = None
+    if embedding_layer is not None:
+        embedding = {"output": EMBEDDING_OUTPUT, "layer": int(embedding_layer), "dim": int(model.config.hidden_size),
+                     "pooling": "mean over frames", "layers": int(model.config.num_hidden_layers)}
+    logits = next((n for n in outputs if n != EMBEDDING_OUTPUT), "")
+    return ExportedGraph(path, graph.input[0].name, logits, opset, embedding)
 
 
 def convert_fp16(fp32_path: Path, out_path: Path) -> Path:

@@ -91,6 +91,15 @@ def test_synthesise_train_export_quantize_detect(tmp_path):
     assert res.metrics.n_found >= 5 and res.metrics.recall >= 0.6, res.metrics
     assert res.metrics.n_true_positive_detections == len(on_owl) >= 1, res.metrics
 
+    # one round of search -> simulated review -> fit -> rescore, on a copy of the store: a head bundle of the same
+    # graph, resting on labels of both kinds, whose detections were rebuilt without decoding audio
+    r = res.round
+    assert "skipped" not in r, r
+    head = load_bundle(r["bundle"]).manifest
+    assert head.head and head.backbone_id == m.backbone_id and head.model_id != m.model_id
+    assert r["labels"].get("owl", 0) >= 1 and sum(r["labels"].values()) <= 100
+    assert 0.0 <= r["precision_at_20"] <= 1.0 and Path(r["csv"]).is_file()
+
 
 @pytest.mark.slow
 def test_demo_reaches_its_event_level_target(tmp_path):

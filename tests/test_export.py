@@ -372,3 +372,19 @@ def test_run_without_validation_clips_asks_for_audio(run_dir, tmp_path):
         resolve_source(run)
     src = resolve_source(run, audio_dir=run_dir / "audio")  # the folder of loose files: unlabelled
     assert src.kind == "run" and not src.labelled and len(src.clips) == 12
+
+
+def test_the_graph_also_outputs_the_pooled_embedding_of_a_middle_layer(exported, run_dir):
+    m = exported.manifest
+    assert m.embedding["output"] == "embedding" and m.embedding["layer"] == 1 and m.embedding["dim"] == 32
+    assert m.embedding["int8_min_cosine"] > 0.95   # checked at export, on the parity clips
+    windows = validation_windows(run_dir)[:4]
+    model = transformers.AutoModelForAudioClassification.from_pretrained(run_dir / "model").eval()
+    with torch.no_grad():
+        hidden = model(torch.from_numpy(NORM.apply(windows, SR)), output_hidden_states=True).hidden_states
+    want = hidden[1].mean(dim=1).numpy()
+    got = Detector.load(exported.bundle, variant="fp32", threads=1).embed(windows)
+    assert np.abs(got - want).max() < 1e-3 * np.abs(want).max() + 1e-4
+    int8 = Detector.load(exported.bundle, threads=1)
+    s, e = int8.score_and_embed(windows)
+    assert np.allclose(s, int8.score(windows)) and e.shape == (4, 32)

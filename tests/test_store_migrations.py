@@ -68,7 +68,8 @@ def _old_store(db, version: int, with_tables: bool, path) -> None:
 def test_a_new_store_holds_every_table_from_the_migrations(tmp_path):
     DetectionStore(tmp_path / "d.sqlite").close()
     schema = _schema(tmp_path / "d.sqlite")
-    assert sorted(schema) == ["detections", "files", "labels", "minute_indices", "window_scores"]
+    assert sorted(schema) == ["detections", "files", "labels", "minute_indices", "window_embeddings",
+                              "window_scores"]
     assert [ix for ix in schema["labels"][1] if ix[0] == "labels_span"] == [
         ("labels_span", 0, ("file_key", "start_ms", "end_ms"))]
 

@@ -36,7 +36,9 @@ def _edge_commands() -> dict:
             "systemd-unit": "hootwatch.edge.commands.systemd_unit",
             "labels": "hootwatch.edge.commands.labels", "detections": "hootwatch.edge.commands.detections",
             "review": "hootwatch.edge.commands.review", "calibrate": "hootwatch.edge.commands.calibrate",
-            "dataset": "hootwatch.edge.commands.dataset", "cascade-check": "hootwatch.edge.commands.cascade_check"}
+            "dataset": "hootwatch.edge.commands.dataset", "cascade-check": "hootwatch.edge.commands.cascade_check",
+            "search": "hootwatch.edge.commands.search", "fit": "hootwatch.edge.commands.fit",
+            "embed": "hootwatch.edge.commands.embed"}
 
 
 def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:

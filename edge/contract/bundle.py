@@ -29,8 +29,11 @@ from .windows import WindowSpec
 FORMAT_VERSION = 2
 # The optional `first_stage` field needs no new version: a hootwatch that does not know it ignores it and scores
 # every window with the full model, which is correct, only slower. Nor does the optional `display` field (how the
-# review page draws a spectrogram for this species): without it the page uses DEFAULT_DISPLAY.
-READABLE_VERSIONS = (1, 2)
+# review page draws a spectrogram for this species): without it the page uses DEFAULT_DISPLAY. Nor does `embedding`
+# (an extra graph output an older hootwatch never asks for). A bundle with a `head` (`hootwatch fit`) is version 3: an
+# older hootwatch would ignore the head and score with the graph's own logits, so it must refuse it instead.
+HEAD_FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
 _MANIFEST_WORDING = Wording("threshold", "min_hits", "hop_s", fix_threshold="re-export the model",
                             fix_min_hits="re-export the model", fix_hop="re-export the model", error=BundleError)
@@ -106,6 +109,12 @@ class Manifest:
     # for a single-stage bundle
     first_stage: dict = field(default_factory=dict)
     display: dict = field(default_factory=dict)         # Display.to_dict(); empty: DEFAULT_DISPLAY
+    # {"output": "embedding", "layer": L, "dim": D, "pooling": ..., "chosen": how L was chosen}: the graph's pooled
+    # embedding per window (search by example, `hootwatch fit`); empty for bundles exported without it
+    embedding: dict = field(default_factory=dict)
+    # a linear head on the embedding (`hootwatch fit`, edge/contract/head.py): when present it, not the graph's
+    # logits, gives the owl probability; {"weights": [...], "bias": b, "trained_on": {...}}
+    head: dict = field(default_factory=dict)
     created_utc: str = ""
     format_version: int = FORMAT_VERSION
 
@@ -128,9 +137,23 @@ class Manifest:
         return Display.from_dict(self.display) if self.display else DEFAULT_DISPLAY
 
     @property
-    def model_id(self) -> str:
-        """Short, stable id of the model that made a detection: the start of its ONNX file's sha256."""
+    def backbone_id(self) -> str:
+        """The start of the ONNX file's sha256: what stored embeddings are keyed on (a fitted head keeps it)."""
         return self.files.get(self.model_file, "")[:12]
+
+    @property
+    def model_id(self) -> str:
+        """Short, stable id of the model that made a detection: the start of its ONNX file's sha256, or with a
+        fitted head, of the sha256 of that and the head's weights (two heads on one graph are two models)."""
+        if not self.head:
+            return self.backbone_id
+        blob = json.dumps([self.files.get(self.model_file, ""), self.head.get("weights"), self.head.get("bias")])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def embedding_output(self) -> str:
+        """The graph's embedding output name ('' when the bundle has none)."""
+        return str(self.embedding.get("output", "")) if self.embedding else ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -168,7 +191,7 @@ class Bundle:
 _FIELD_TYPES = {"sample_rate": int, "window_s": (int, float), "hop_s": (int, float), "threshold": (int, float),
                 "input_name": str, "output_name": str, "model_file": str, "variants": dict, "backbone": str,
                 "metrics": dict, "files": dict, "versions": dict, "created_utc": str, "positive_label": str,
-                "first_stage": dict, "display": dict}
+                "first_stage": dict, "display": dict, "embedding": dict, "head": dict}
 
 
 def _check_types(m: Manifest) -> None:
@@ -191,6 +214,17 @@ def _check_types(m: Manifest) -> None:
                               "export the model again with `hootwatch export` (or scan with --exhaustive)")
 
 
+    if m.embedding and not (isinstance(m.embedding.get("output"), str) and isinstance(m.embedding.get("dim"), int)):
+        raise BundleError(f"field 'embedding' needs an 'output' name and a 'dim', got {m.embedding!r}",
+                          "export the model again with `hootwatch export`")
+    if m.head:
+        w = m.head.get("weights")
+        if not m.embedding or not isinstance(w, list) or len(w) != m.embedding.get("dim") \
+                or not isinstance(m.head.get("bias"), (int, float)):
+            raise BundleError("field 'head' needs 'weights' (one per embedding dimension) and a 'bias', on a bundle "
+                              "with an embedding output", "fit the head again with `hootwatch fit`")
+
+
 def onnx_metadata(manifest: Manifest) -> dict[str, str]:
     """The manifest fields `export` mirrors into each ONNX file's metadata_props (checked again at load).
 
@@ -205,7 +239,8 @@ def onnx_metadata(manifest: Manifest) -> dict[str, str]:
         "hootwatch.hop_s": str(manifest.hop_s),
         "hootwatch.normalisation": json.dumps(manifest.normalisation.to_dict()),
         "hootwatch.backbone": manifest.backbone,
-        "hootwatch.format_version": str(manifest.format_version),
+        # a fitted head's graph is the backbone's, stamped at export with the version of then
+        "hootwatch.format_version": str(FORMAT_VERSION if manifest.head else manifest.format_version),
     }
 
 

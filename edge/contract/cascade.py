@@ -89,6 +89,25 @@ class CascadeDetector:
     def first_stage_scores(self, windows: np.ndarray) -> np.ndarray:
         return self.first_stage.score(np.atleast_2d(windows))
 
+    @property
+    def embeds(self) -> bool:
+        return self.full.embeds
+
+    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`score`, and the full model's embedding of each passed window; a rejected window's row is NaN: the
+        full model never ran on it, and running it only for the embedding would undo the cascade's saving (a
+        search then misses what the first stage rejects: `scan --exhaustive` embeds every window)."""
+        x = np.atleast_2d(np.asarray(windows, np.float32))
+        scores = np.full(len(x), REJECTED_SCORE, np.float32)
+        emb = np.full((len(x), int(self.manifest.embedding["dim"])), np.nan, np.float32)
+        if len(x) == 0:
+            return scores, emb
+        passed = np.flatnonzero(self.first_stage_scores(x) >= self.pass_threshold)
+        if len(passed):
+            scores[passed], emb[passed] = self.full.score_and_embed(x[passed])
+        self.counter.add(len(x), len(passed))
+        return scores, emb
+
     def score(self, windows: np.ndarray) -> np.ndarray:
         """The full model's owl probability for windows the first stage passes, REJECTED_SCORE (NaN) for the rest."""
         x = np.atleast_2d(np.asarray(windows, np.float32))

@@ -3,6 +3,9 @@
 Providers are chosen automatically (TensorRT, then CUDA, when onnxruntime-gpu offers them; else CPU), the
 thread count is configurable, and the session is warmed up at load so the first real window is not slow.
 Scores are the softmax probability of the bundle's positive label; decisions use a threshold, never argmax.
+A bundle with an `embedding` output also gives each window's pooled embedding (`score_and_embed`, one session
+call for both); a bundle with a fitted `head` (`hootwatch fit`) scores with that head on the embedding instead of
+the graph's logits; an embedding-only bundle (`export --embedding-only`: no logits output) scores nothing (NaN).
 """
 
 from __future__ import annotations
@@ -106,15 +109,53 @@ class Detector:
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
-    def logits(self, windows: np.ndarray) -> np.ndarray:
-        """Raw logits for (batch, window_samples) raw audio windows (normalisation is applied here)."""
+    @property
+    def embeds(self) -> bool:
+        """Whether this bundle's graph gives embeddings (the scan then stores them)."""
+        return bool(self.manifest.embedding_output)
+
+    def _run(self, windows: np.ndarray, names: list[str]) -> list[np.ndarray]:
         m = self.manifest
         x = m.normalisation.apply(np.atleast_2d(windows), m.sample_rate)
-        outs = []
-        for i in range(0, len(x), self.batch_size):
-            outs.append(self.session.run([m.output_name], {m.input_name: x[i:i + self.batch_size]})[0])
-        return np.concatenate(outs) if outs else np.zeros((0, len(m.labels)), np.float32)
+        outs = [self.session.run(names, {m.input_name: x[i:i + self.batch_size]})
+                for i in range(0, len(x), self.batch_size)]
+        return [np.concatenate([o[j] for o in outs]) for j in range(len(names))] if outs else None
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        """Raw logits for (batch, window_samples) raw audio windows (normalisation is applied here)."""
+        out = self._run(windows, [self.manifest.output_name])
+        return out[0] if out else np.zeros((0, len(self.manifest.labels)), np.float32)
+
+    def embed(self, windows: np.ndarray) -> np.ndarray:
+        """The pooled embedding of each window, (batch, dim) float32; BundleError when the bundle has none."""
+        return self.score_and_embed(windows)[1]
+
+    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(score of each window, its embedding) from one session call."""
+        m = self.manifest
+        if not m.embedding_output:
+            raise BundleError(f"{self.bundle.path}: this bundle gives no embeddings (exported before they were)",
+                              "export the model again with this hootwatch, or use `hootwatch export "
+                              "--embedding-only BACKBONE` for search")
+        names = [m.embedding_output] + ([m.output_name] if m.output_name and not m.head else [])
+        out = self._run(windows, names)
+        if out is None:
+            return np.zeros(0, np.float32), np.zeros((0, int(m.embedding["dim"])), np.float32)
+        emb = out[0].astype(np.float32)
+        return (self._scores(out[1]) if len(out) > 1 else self._head_or_nan(emb)), emb
 
     def score(self, windows: np.ndarray) -> np.ndarray:
         """Probability of the positive label for each window, shape (batch,)."""
-        return softmax(self.logits(windows).astype(np.float64))[:, self.manifest.positive_index].astype(np.float32)
+        m = self.manifest
+        if m.head or not m.output_name:
+            return self.score_and_embed(windows)[0]
+        return self._scores(self.logits(windows))
+
+    def _scores(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(logits.astype(np.float64))[:, self.manifest.positive_index].astype(np.float32)
+
+    def _head_or_nan(self, emb: np.ndarray) -> np.ndarray:
+        from .head import LinearHead
+        if not self.manifest.head:
+            return np.full(len(emb), np.nan, np.float32)  # an embedding-only bundle: nothing is scored
+        return LinearHead.from_manifest(self.manifest).score(emb)

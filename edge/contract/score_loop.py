@@ -6,6 +6,7 @@
     events += stream.push(head_of_next)  # (contiguous files) the next file's head completes the last windows
     events += stream.finish()            # the end-aligned tail window, the open event closed
     stream.starts, stream.scores         # every window scored (start sample, score)
+    stream.embeddings                    # and its pooled embedding, when the scorer `embeds` (else None)
 
 `scorer` is anything with `.score(windows: np.ndarray) -> np.ndarray` (one score per window), `.manifest` and
 `.batch_size`: the ONNX `Detector`, or a cascade of models; nothing here depends on how it scores. A NaN score
@@ -53,6 +54,7 @@ class ScoreStream:
         self._pending: list[tuple[int, np.ndarray]] = []
         self._starts: list[int] = []
         self._scores: list[np.ndarray] = []
+        self._embeddings: list[np.ndarray] | None = [] if getattr(scorer, "embeds", False) else None
         self._end: int | None = None
 
     @property
@@ -66,6 +68,13 @@ class ScoreStream:
     @property
     def scores(self) -> np.ndarray:
         return np.concatenate(self._scores).astype(np.float32) if self._scores else np.zeros(0, np.float32)
+
+    @property
+    def embeddings(self) -> np.ndarray | None:
+        """(windows, dim) float32 in the order of `starts` (NaN rows: no embedding), or None."""
+        if self._embeddings is None:
+            return None
+        return np.concatenate(self._embeddings) if self._embeddings else np.zeros((0, 0), np.float32)
 
     def end_here(self) -> None:
         """The recording ends at the samples pushed so far: windows pushed later (the next file's head) count only
@@ -97,7 +106,13 @@ class ScoreStream:
         win = self.spec.window_samples
         while self._pending and (score_all or len(self._pending) >= self.batch_size):
             batch, self._pending = self._pending[:self.batch_size], self._pending[self.batch_size:]
-            scores = np.asarray(self.scorer.score(np.stack([w for _, w in batch])), np.float32).reshape(-1)
+            x = np.stack([w for _, w in batch])
+            if self._embeddings is not None:
+                scores, emb = self.scorer.score_and_embed(x)
+                self._embeddings.append(np.asarray(emb, np.float32))
+            else:
+                scores = self.scorer.score(x)
+            scores = np.asarray(scores, np.float32).reshape(-1)
             if len(scores) != len(batch):
                 raise RuntimeError(f"the scorer returned {len(scores)} scores for {len(batch)} windows")
             self._starts += [s for s, _ in batch]
@@ -115,6 +130,7 @@ class ScoredFile:
     scores: np.ndarray = field(compare=False)
     n_samples: int = 0
     linked: bool = False               # the last windows ran on into the next contiguous file
+    embeddings: np.ndarray | None = field(default=None, compare=False)   # (windows, dim), NaN rows: none
 
 
 class _Raised:
@@ -217,5 +233,5 @@ def score_file(scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int
         events += stream.push(head)
     events += stream.finish()
     return ScoredFile(tuple(events), stream.starts, stream.scores, n_samples,
-                      head is not None and len(head) > 0)
+                      head is not None and len(head) > 0, stream.embeddings)
 

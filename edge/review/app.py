@@ -7,7 +7,10 @@ Pages: `/` (the reviewer, plain HTML/JS from static/, no build step). API (all J
     GET  /api/runs                           runs of the store, newest first
     GET  /api/detections?...                 the run's detections (filters below), with progress
     GET  /api/windows?queue=near|random&...  near misses / a uniform random sample of windows
-    GET  /api/queue?queue=detections|near|random&order=score|time&recorder=&night=&min_score=&max_score=&n=&seed=
+    GET  /api/queue?queue=detections|near|random|uncertain|search&order=score|time&recorder=&night=&min_score=
+                   &max_score=&n=&seed=    (each reply has the queue's `description`)
+    GET  /api/queues                         the queues and what each is for
+    GET  /api/like?file_key=&start_s=&end_s=&n=   "more like this": windows most similar to that span's
     GET  /api/labels                         current labels
     POST /api/labels {file_key,start_s,end_s,label,reviewer}   committed to SQLite before the reply;
                                              the reply's `previous` is the span's label before it
@@ -48,7 +51,7 @@ from hootwatch.edge.store.labels import REVIEW_LABELS, LabelBook
 from hootwatch.edge.store.database import DetectionStore, open_store
 from .access import LOOPBACK_NAMES
 from .guard import Guard, Refused, in_words, with_csrf_meta
-from .queues import QUEUES, Filters, Queues, progress
+from .queues import DESCRIPTIONS, QUEUES, Filters, Queues, progress
 from .upload import ANALYZE_FORM, plausible_audio, received
 
 log = logging.getLogger(__name__)
@@ -121,7 +124,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         with lock:
             rk = _run(run)
             items = Queues(store, rk).queue(queue, order, _filters(recorder, night, min_score, max_score), n, seed)
-        return {"run": rk, "queue": queue, "items": [it.to_dict() for it in items], "progress": progress(items)}
+        return {"run": rk, "queue": queue, "items": [it.to_dict() for it in items], "progress": progress(items),
+                "description": DESCRIPTIONS[queue]}
 
     @app.get("/", response_class=HTMLResponse)
     def index():
@@ -145,6 +149,20 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def queue(queue: str = "detections", order: str = "score", run: str | None = None, recorder: str = "",
               night: str = "", min_score: Score = 0.0, max_score: Score = 1.0, n: Count = 200, seed: Seed = 0):
         return _queue(queue, order, run, recorder, night, min_score, max_score, n, seed)
+
+    @app.get("/api/queues")
+    def queues():
+        return {"queues": [{"name": q, "description": DESCRIPTIONS[q]} for q in (*QUEUES, "like")]}
+
+    @app.get("/api/like")
+    def like(file_key: FileKey, start_s: Seconds, end_s: Seconds, run: str | None = None,
+             n: int = Query(200, ge=1, le=10000)):
+        with lock:
+            _inside(file_key, start_s, end_s, store.recording_audio_s(file_key))
+            rk = _run(run)
+            items = Queues(store, rk).like(file_key, start_s, end_s, n) if rk else []
+        return {"run": rk, "queue": "like", "items": [it.to_dict() for it in items], "progress": progress(items),
+                "description": DESCRIPTIONS["like"]}
 
     @app.get("/api/detections")
     def detections(order: str = "score", run: str | None = None, recorder: str = "", night: str = "",

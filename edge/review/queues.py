@@ -4,6 +4,11 @@
 - `near`: near misses, the highest-scoring windows that made no detection (no overlap with one);
 - `random`: a uniform random sample of all the run's windows (without replacement, seeded): each window of the
   night is equally likely, so the share of owl calls found there is an honest estimate of the calls missed.
+- `uncertain`: the unlabelled windows nearest the run's decision boundary (|logit(score) - logit(threshold)|
+  smallest), as active learning asks: the labels that teach the next `hootwatch fit` the most.
+- `search`: the latest `hootwatch search` (OUTDIR/search.csv), most similar to its examples first.
+- `like`: "more like this": the windows most similar to one item (its stored embedding), edge/review/search.py.
+Each queue says what it is for (DESCRIPTIONS; the page shows it).
 
 Filters: recorder, night (the local date of the evening: a 02:00 window belongs to the night before), score range.
 Each item carries its span, score, clock time in the recorder's zone, recorder, file, offset and its current label
@@ -21,7 +26,15 @@ from hootwatch.edge.store.labels import LabelBook, label_for_detection
 from hootwatch.edge.contract.recorder_time import parse_tz
 from hootwatch.edge.store.database import DetectionStore, iso
 
-QUEUES = ("detections", "near", "random")
+QUEUES = ("detections", "near", "random", "uncertain", "search")
+DESCRIPTIONS = {
+    "detections": "What the model calls an owl: confirm or reject each (sets precision).",
+    "near": "Best-scoring windows that made no detection: calls the model nearly missed.",
+    "random": "A uniform random sample of every window: an honest count of the calls missed.",
+    "uncertain": "Windows nearest the decision boundary: the labels that improve the next `fit` the most.",
+    "search": "The latest `hootwatch search`: windows most like your example calls, best first.",
+    "like": "More like this: windows most like the item you picked, best first.",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,7 @@ class Item:
     begin_local: str
     night: str           # YYYY-MM-DD of the evening the night began
     label: str = ""      # its current label ('' = not reviewed)
+    similarity: float | None = None   # search and "more like this": cosine similarity to the examples
 
     def to_dict(self) -> dict:
         """The item, and its score as a person can tell it apart from the next (calibrate.score_text)."""
@@ -123,6 +137,48 @@ class Queues:
         pick = np.random.default_rng(seed).choice(len(pool), size=min(n, len(pool)), replace=False)
         return [self._labelled(pool[i]) for i in pick]
 
+    def uncertain(self, n: int = 200, filters: Filters = Filters()) -> list[Item]:
+        """Unlabelled scored windows nearest the run's threshold, nearest first (on the logit scale, where a
+        step means the same at 0.5 as at 0.99)."""
+        t = _logit(_run_threshold(self.run_key))
+        pool = sorted((w for w in self.windows() if w.score is not None and filters.keep(w)),
+                      key=lambda w: abs(_logit(w.score) - t))
+        out = []
+        for w in pool:   # labels looked up nearest first, only until n unlabelled ones are found
+            w = self._labelled(w)
+            if not w.label:
+                out.append(w)
+                if len(out) >= n:
+                    break
+        return out
+
+    def ranked(self, hits, n: int = 200, filters: Filters = Filters()) -> list[Item]:
+        """Search hits (search.Hit, best first) as items of this run's windows, with their similarity."""
+        from dataclasses import replace
+        by_span = {(w.file_key, w.start_s): w for w in self.windows()}
+        out = []
+        for h in hits:
+            w = by_span.get((h.file_key, round(h.start_s, 3)))
+            if w is not None and filters.keep(w):
+                out.append(replace(self._labelled(w), similarity=h.similarity))
+            if len(out) >= n:
+                break
+        return out
+
+    def like(self, file_key: str, start_s: float, end_s: float, n: int = 200,
+             filters: Filters = Filters()) -> list[Item]:
+        """"More like this": the windows most similar to the stored embedding(s) of the window(s) over this span
+        (the span's own windows left out). ConfigError when the store keeps no embedding there."""
+        from hootwatch.edge.core.errors import ConfigError
+        from .search import EmbeddingIndex
+        index = EmbeddingIndex.load(self.store)
+        rows = index.find(file_key, start_s, end_s)
+        if not len(rows):
+            raise ConfigError("this item has no stored embedding (a cascade's first stage rejected it, or it was "
+                              "scanned without embeddings)", "pick another item, or scan with --exhaustive")
+        hits = index.rank(index.floats(rows).mean(axis=0), top=n + len(rows), exclude=rows)
+        return self.ranked(hits, n, filters)
+
     def _labelled(self, w: Item) -> Item:
         from dataclasses import replace
         return replace(w, label=self._label(w.file_key, w.start_s, w.end_s, True))
@@ -135,7 +191,23 @@ class Queues:
             return _ordered(self.near_misses(filters=filters), order)
         if name == "random":
             return self.random(n, seed, filters)
+        if name == "uncertain":
+            return self.uncertain(n, filters)
+        if name == "search":
+            from .search import SEARCH_FILE, read_ranked
+            return self.ranked(read_ranked(self.store.path.parent / SEARCH_FILE), n, filters)
         raise ValueError(f"unknown queue {name!r}; known: {', '.join(QUEUES)}")
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
+def _run_threshold(run_key: str) -> float:
+    """The threshold a run key names (`model|t=0.5|hop=...`, store.RunInfo.run_key), 0.5 when it names none."""
+    part = next((x for x in run_key.split("|") if x.startswith("t=")), "t=0.5")
+    return float(part[2:])
 
 
 def _ordered(items: list[Item], order: str) -> list[Item]:

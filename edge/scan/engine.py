@@ -64,6 +64,7 @@ from hootwatch.edge.contract.recorder_time import FileTime, parse_tz
 from hootwatch.edge.contract.score_loop import ScoredFile, ScoreStream, score_file
 from hootwatch.edge.store.database import STORE_NAME, Detection, DetectionStore, RunInfo, file_key, iso
 from hootwatch.edge.store.indices import MinuteIndexRows
+from hootwatch.edge.store.embeddings import WindowEmbeddings
 from hootwatch.edge.store.window_scores import WindowScores
 from .indices import INDICES, MinuteIndices, bin_hz
 from hootwatch.edge.contract.windows import WindowSpec
@@ -162,6 +163,7 @@ class FileResult:
     notes: tuple[str, ...] = ()         # warnings that did not fail the file (shown in the outcome)
     local_tz: str = ""                  # the zone its local times are shown in (kept with the window scores)
     indices: MinuteIndexRows | None = field(default=None, compare=False, repr=False)  # per minute, night overview
+    embeddings: np.ndarray | None = field(default=None, compare=False, repr=False)  # per window, bundles with one
 
 
 class ScanInterrupted(Exception):
@@ -337,7 +339,7 @@ class Scanner:
             "audio there was scanned",)
         return FileResult(path, file_key(path), audio_s, iso(ftime.start_utc), ftime.source, ftime.recorder_id,
                           detections, scored.starts, scored.scores, notes,
-                          local_tz=_tz_name(ftime.local_tz), indices=indices)
+                          local_tz=_tz_name(ftime.local_tz), indices=indices, embeddings=scored.embeddings)
 
     def commit(self, result: FileResult) -> None:
         """Record a computed file: its detections, its window scores, its acoustic indices and its ledger row 'done',
@@ -349,7 +351,14 @@ class Scanner:
         self.store.commit_file(result.path, self.run, result.detections, audio_s=result.audio_s,
                                start_utc=result.start_utc, time_source=result.time_source,
                                recorder_id=result.recorder_id, reason="; ".join(result.notes),
-                               window_scores=scores, indices=result.indices)
+                               window_scores=scores, indices=result.indices, embeddings=self._embeddings(result))
+
+    def _embeddings(self, result: FileResult) -> WindowEmbeddings | None:
+        if result.embeddings is None or not len(result.starts):
+            return None
+        bundle = getattr(self.detector, "bundle", None)
+        return WindowEmbeddings.of(result.starts, result.embeddings, self.detector.manifest, self.spec.hop_samples,
+                                   str(bundle.path.resolve()) if bundle is not None else "")
 
     def _write_review(self, result: FileResult) -> None:
         if not (self.settings.clips and self.out_dir is not None and result.detections):

@@ -57,6 +57,7 @@ from hootwatch.edge.core import fsio
 from hootwatch.edge.core.content_key import content_key
 from hootwatch.edge.core.errors import ConfigError, DiskFullError, HootwatchError, is_disk_full
 from .indices import MinuteIndexRows
+from .embeddings import TABLE as WINDOW_EMBEDDINGS_TABLE, WindowEmbeddings
 from .window_scores import WindowScores, read_window_scores
 
 # version 1: the tables below as first released (stores of then have user_version 0)
@@ -160,6 +161,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # the tables hootwatch created on first use until then: IF NOT EXISTS, a store of version 1 or 2 may hold them
     3: (WINDOW_SCORES_TABLE, LABELS_TABLE, LABELS_INDEX),
     4: (MINUTE_INDICES_TABLE,),
+    5: (WINDOW_EMBEDDINGS_TABLE,),   # every window's embedding (embeddings.py)
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 DELETED = "deleted"  # moved_to of a recording the daemon deleted
@@ -366,10 +368,10 @@ class DetectionStore:
     def commit_file(self, path: str | os.PathLike, run: RunInfo, detections: Iterable[Detection], *,
                     audio_s: float, start_utc: str = "", time_source: str = "", recorder_id: str = "",
                     reason: str = "", window_scores: WindowScores | None = None,
-                    indices: MinuteIndexRows | None = None) -> int:
+                    indices: MinuteIndexRows | None = None, embeddings: WindowEmbeddings | None = None) -> int:
         """Detections of one file + its ledger row 'done' (`reason`: a note, e.g. truncated), in one transaction.
-        Returns rows inserted. `window_scores` (a WindowScores) and `indices` (its acoustic indices per minute),
-        when given, are written in the same transaction."""
+        Returns rows inserted. `window_scores` (a WindowScores), `indices` (its acoustic indices per minute) and
+        `embeddings` (WindowEmbeddings), when given, are written in the same transaction."""
         key, (size, mtime_ns), where = file_key(path), _stat(path), str(Path(path).resolve())
         dets = list(detections)
         now = utc_now()
@@ -392,6 +394,8 @@ class DetectionStore:
                 window_scores.write(cur, key, run.run_key)
             if indices is not None:
                 indices.write(cur, key, run.run_key)
+            if embeddings is not None:
+                embeddings.write(cur, key)
         return inserted
 
     def commit_rebuilt(self, run: RunInfo, row: LedgerRow, detections: Iterable[Detection],
@@ -422,6 +426,7 @@ class DetectionStore:
             cur.execute("DELETE FROM files WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM window_scores WHERE file_key=? AND run_key=?", (k, run_key))
             cur.execute("DELETE FROM minute_indices WHERE file_key=? AND run_key=?", (k, run_key))
+            cur.execute("DELETE FROM window_embeddings WHERE file_key=?", (k,))
 
     def record_failure(self, path: str | os.PathLike, run: RunInfo, reason: str) -> None:
         """Ledger row 'failed' with the reason (the file is retried on the next run); no detections."""

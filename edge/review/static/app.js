@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = { items: [], i: 0, undo: [], busy: false, display: null, shownAt: null, images: new Map(),
                 sounds: new Map() };
 const LABELS = { y: "owl", n: "not_owl", u: "unsure" };
-const KEYS = ["y", "n", "u", "s", "z", "ArrowLeft", " "];
+const KEYS = ["y", "n", "u", "s", "z", "m", "ArrowLeft", " "];
 const PAD_S = 2;        // seconds of context either side of the item
 const SEEN_MS = 250;    // nobody has looked at an item shown for less than this: a verdict that fast is refused
 const saved = (k, fallback) => localStorage.getItem("hootwatch." + k) ?? fallback;
@@ -204,14 +204,19 @@ function show() {
 }
 
 // pick(items): the index to show first, or undefined for the first item not reviewed (it may insert an item)
-async function load(pick) {
-  note("");
-  const body = await api("/api/queue?" + params());
+// a new queue under review: its items, no undo steps, none of the old queue's images and sounds
+function takeQueue(body) {
   state.items = body.items;
   state.undo = [];
   state.images.clear();
   for (const a of state.sounds.values()) URL.revokeObjectURL(a.src);
   state.sounds.clear();
+  $("q-desc").textContent = body.description || "";
+}
+
+async function load(pick) {
+  note("");
+  takeQueue(await api("/api/queue?" + params()));
   const first = state.items.findIndex((x) => !x.label);
   state.i = first < 0 ? state.items.length : first;
   if (pick) state.i = (await pick(state.items)) ?? state.i;
@@ -346,11 +351,23 @@ async function key(k) {
     if (!(await label(last.before, prev, last.i))) state.undo.push(last);  // not saved: keep the step
   } else if (k === " " && it) {
     play();
+  } else if (k === "m" && it) {
+    await moreLikeThis(it);
   }
 }
 
 function askName() {
   if (!$("who").open) $("who").showModal();
+}
+
+// "more like this": the windows whose stored embeddings are most like this item's, as the queue under review
+async function moreLikeThis(it) {
+  try {
+    const body = await api("/api/like?" + new URLSearchParams({ file_key: it.file_key, start_s: it.start_s, end_s: it.end_s }));
+    takeQueue(body);
+    state.i = 0;
+    show();
+  } catch (e) { $("status").textContent = "more like this: " + e.message; }
 }
 
 document.addEventListener("keydown", (e) => {
