@@ -299,7 +299,8 @@ class Daemon:
             running.review.stop()
         self.health.update(state="stopping")
         self.notifier.stopping("draining")
-        log.info("stopping: draining the windows in flight")
+        log.info("stopping%s: draining the windows in flight",
+                 f" ({signals.RECEIVED[-1]} received)" if signals.RECEIVED else "")
         # the folder abandons the file in progress; the microphone drains its ring, writes the tail window and any
         # open detection; then the scanning loop ends
         for source in running.sources:
