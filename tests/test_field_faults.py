@@ -30,3 +30,27 @@ def test_run_installs_its_sigterm_handler_before_its_own_imports():
     code = "import signal, hootwatch.edge.commands.main; print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60).stdout.strip() == "True"
+
+
+def test_entries_that_cannot_be_scanned_are_counted_as_odd_not_already_done_and_scan_exits_1(tmp_path, capsys):
+    import os
+
+    from hootwatch.edge.commands.main import main
+    from tiny_bundles import tone_bundle, write_tone
+
+    bundle = tone_bundle(tmp_path / "b")
+    rec = tmp_path / "rec"
+    write_tone(rec / "20240101_220000.wav", 20, 8000, tones=[(10, 13)])
+    os.rename(write_tone(rec / "tmp.wav", 20, 8000, seed=2), rec / os.fsdecode(b"20240102_\xff.wav"))
+    os.symlink("gone.wav", rec / "dangling.wav")
+    os.symlink("loop.wav", rec / "loop.wav")
+    os.symlink("/dev/zero", rec / "device.wav")
+    args = ["scan", str(rec), "--model", str(bundle), "--out", str(tmp_path / "out"), "--quiet"]
+    for already in (0, 1):  # the second run: the good file is already done, the odd entries are odd again
+        assert main(args) == 1  # "0: every file was scanned" would be untrue
+        rows = dict(line.strip("│ ").split("│")[:2] for line in capsys.readouterr().out.splitlines()
+                    if line.count("│") >= 2)
+        rows = {k.strip(): v.strip() for k, v in rows.items()}
+        assert rows["files already done (skipped)"] == str(already)
+        assert rows["odd entries skipped (not recordings)"] == "4"
+        assert rows["files scanned"] == str(1 - already)

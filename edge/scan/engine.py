@@ -85,7 +85,7 @@ class ScanSettings:
 @dataclass(frozen=True)
 class FileOutcome:
     path: Path
-    status: str                         # done | skipped | failed
+    status: str                         # done | skipped (already done) | odd (no recording: never opened) | failed
     reason: str = ""
     n_detections: int = 0
     audio_s: float = 0.0
@@ -112,6 +112,11 @@ class ScanSummary:
     @property
     def failed(self) -> list[FileOutcome]:
         return self._by("failed")
+
+    @property
+    def odd(self) -> list[FileOutcome]:
+        """Entries found in a folder that cannot be scanned (planning.odd_entry): not scanned, not done."""
+        return self._by("odd")
 
     @property
     def audio_s(self) -> float:
@@ -218,7 +223,7 @@ class Scanner:
         outcomes, interrupted = [], False
         for f in planned:
             if f.odd:
-                outcomes.append(self._odd(f.path, f.odd, "failed" if f.given else "skipped", progress))
+                outcomes.append(self._odd(f.path, f.odd, "failed" if f.given else "odd", progress))
                 continue
             try:
                 outcome = self.scan_file(f.path, next_path=f.next_path, ftime=f.time, progress=progress)
@@ -361,7 +366,7 @@ class Scanner:
         """An entry that is no file to scan: reported, never opened, not in the ledger (it has no content to key
         on, or a name the store cannot hold)."""
         reason = f"{printable(path)}: {why}"
-        log.warning("%s %s", "skipping" if status == "skipped" else "cannot scan", reason)
+        log.warning("%s %s", "skipping" if status == "odd" else "cannot scan", reason)
         outcome = FileOutcome(path, status, reason)
         progress.file_finished(outcome)
         return outcome
