@@ -54,3 +54,130 @@ def test_entries_that_cannot_be_scanned_are_counted_as_odd_not_already_done_and_
         assert rows["files already done (skipped)"] == str(already)
         assert rows["odd entries skipped (not recordings)"] == "4"
         assert rows["files scanned"] == str(1 - already)
+
+
+# ---------------------------------------------------------------- clips on a small disk
+
+SR = 8000
+
+
+def _daemon_config(tmp_path, bundle, clips=False, export_every_min=15.0, min_free_mb=500.0):
+    from hootwatch.edge.daemon.config import config_from_dict
+
+    return config_from_dict({
+        "model": {"bundle": str(bundle), "threads": 1},
+        "sources": {"folder": {"path": str(tmp_path / "in"), "settle_s": 0.0, "poll_interval_s": 0.5}},
+        "output": {"dir": str(tmp_path / "out"), "timezone": "UTC", "clips": clips,
+                   "export_every_min": export_every_min},
+        "health": {"status_every_s": 0.5, "watchdog": False, "min_free_mb": min_free_mb},
+    })
+
+
+def _bundle(tmp_path):
+    from tiny_bundles import tone_bundle
+    return tone_bundle(tmp_path / "bundle", sample_rate=SR)
+
+
+def test_a_clip_that_cannot_be_written_never_fails_its_file_and_is_logged_in_words(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import soundfile as sf
+
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan import material
+    from hootwatch.edge.scan.engine import Scanner, ScanSettings
+    from hootwatch.edge.store.database import DetectionStore
+    from tiny_bundles import write_tone
+
+    def no_room(path, *a, **kw):  # what libsndfile raises when the disk fills under a clip
+        open(path, "wb").write(b"RIFF")  # half a clip is left behind ...
+        raise sf.LibsndfileError(0x20, f"Error opening {path!r}: ")
+    rec = write_tone(tmp_path / "rec" / "20240101_220000.wav", 30, SR, tones=[(5, 8), (20, 23)])
+    monkeypatch.setattr(material.sf, "write", no_room)
+    store = DetectionStore(tmp_path / "out" / "detections.sqlite")
+    scanner = Scanner(Detector.load(_bundle(tmp_path), threads=1), store, ScanSettings(clips=True), tmp_path / "out")
+    with caplog.at_level(logging.WARNING):
+        outcome = scanner.scan_file(rec)
+    assert (outcome.status, outcome.n_detections, store.count()) == ("done", 2, 2)
+    assert not any(r.exc_info for r in caplog.records)  # words, not a traceback
+    [line] = [r.getMessage() for r in caplog.records if "clip" in r.getMessage()]
+    assert "20240101_220000.wav" in line and "detections are saved" in line and "2 of its 2" in line
+    assert not list((tmp_path / "out" / "clips").glob("*"))  # ... and removed
+
+
+def test_clips_are_written_only_with_room_to_spare_checked_per_clip(tmp_path, monkeypatch):
+    from hootwatch.edge.daemon.diskguard import DiskGuard
+    from hootwatch.edge.daemon.service import Daemon
+    from daemon_helpers import run_daemon_until
+    from tiny_bundles import write_tone
+
+    clips = tmp_path / "out" / "clips"
+
+    def free_space_mb(self):  # a disk with 0.4 MB above the floor, which the clips written fill
+        used = sum(f.stat().st_size for f in clips.glob("*")) if clips.is_dir() else 0
+        return 500.4 - used / 1e6
+    monkeypatch.setattr(DiskGuard, "free_space_mb", free_space_mb)
+    tones = [(t, t + 3) for t in range(5, 115, 10)]  # 11 detections, ~0.1 MB of clip and picture each
+    write_tone(tmp_path / "in" / "20240101_100000.wav", 120, SR, tones=tones)
+    daemon = Daemon(_daemon_config(tmp_path, _bundle(tmp_path), clips=True))
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 1)
+    assert (daemon.health.detections, daemon.health.files_failed) == (11, 0)  # detections first, the file done
+    assert 1 <= len(list(clips.glob("*.wav"))) < 11
+    assert free_space_mb(None) >= 500  # never below the floor
+
+
+def test_an_export_that_hits_a_full_disk_is_retried_not_lost(tmp_path, monkeypatch):
+    import csv
+    import errno
+
+    from hootwatch.edge.daemon import service
+    from hootwatch.edge.daemon.service import Daemon
+    from hootwatch.edge.store import exports
+    from daemon_helpers import run_daemon_until
+    from tiny_bundles import write_tone
+
+    monkeypatch.setattr(service, "EXPORT_RETRY_S", 0.2, raising=False)
+    real = exports.write_atomic
+    disk = {"full": True}
+
+    def write_atomic(path, text):
+        if disk["full"]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, text)
+    monkeypatch.setattr(exports, "write_atomic", write_atomic)
+    csv_path = tmp_path / "out" / "detections.csv"
+
+    def rows() -> int:
+        return len(list(csv.DictReader(open(csv_path)))) if csv_path.is_file() else -1
+
+    write_tone(tmp_path / "in" / "20240101_100000.wav", 20, SR, tones=[(10, 13)])
+    bundle = _bundle(tmp_path)
+    daemon = Daemon(_daemon_config(tmp_path, bundle))
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 1)  # the export at stop hits the full disk too
+    assert rows() == -1
+    disk["full"] = False
+    # space is back: a running daemon brings the exports up to date by itself, without waiting for its stop
+    write_tone(tmp_path / "in" / "20240101_110000.wav", 20, SR, tones=[(10, 13)])
+    seen = []
+    daemon = Daemon(_daemon_config(tmp_path, bundle))
+    run_daemon_until(daemon, lambda: rows() == 1 and not seen.append(1), timeout=5)
+    assert seen, "the export lost at the last stop was not written again while running"
+    disk["full"] = True
+    daemon = Daemon(_daemon_config(tmp_path, bundle))
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 2)
+    disk["full"] = False
+    seen.clear()
+    run_daemon_until(Daemon(_daemon_config(tmp_path, bundle)), lambda: rows() == 2 and not seen.append(1),
+                     timeout=5)
+    assert seen
+
+
+def test_the_disk_floor_is_logged_as_given(tmp_path, caplog):
+    import logging
+
+    from hootwatch.edge.daemon.diskguard import DiskGuard
+
+    with caplog.at_level(logging.WARNING):
+        DiskGuard(tmp_path, min_free_mb=0.5).check(free_mb=0.2)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "floor 0.5 MB" in line and "0.2 MB free" in line

@@ -74,6 +74,7 @@ class Intake:
         self.watcher = FolderWatcher(fcfg, self.jobs, self._needs_scan, stop, exclude=exclude)
         self.scan_store = DetectionStore(out_dir / STORE_NAME)  # the scanning loop's connection
         self.scanner = Scanner(detector, self.scan_store, settings, out_dir)
+        self.scanner.clip_room = guard.room_for  # each clip asks: detections and the store come first
         self.worker = Worker(self.run, "hootwatch-scan", "hootwatch-scan", log)
         self._given_up: set[str] = set()
         self._moving: dict[str, Path] = {}  # done recordings waiting for `after`'s durable commit

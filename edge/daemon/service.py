@@ -54,6 +54,7 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job r
 
 SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
+EXPORT_RETRY_S = 30.0  # an export that failed (a full disk) is tried again this often until it is written
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Daemon:
         self.pause = DiskPause(self.out_dir, self.health, self.guard, self.stop)
         self.listening = threading.Event()
         self.beats = Heartbeats(self.notifier, enabled=cfg.health.watchdog)
+        self.export_due = False  # the exports lag behind the store (an export failed, or a stop's did)
 
     def run(self) -> int:
         """Start, run until stopped (or a worker thread dies), shut down; the exit status (1: a worker died)."""
@@ -123,6 +125,7 @@ class Daemon:
             with DetectionStore(self.out_dir / STORE_NAME) as store:
                 run_key = Scanner(detector, store, settings).run.run_key
                 self._counters_from(store, run_key)
+                self.export_due = _exports_stale(store, run_key, self.out_dir)
         except Exception as exc:
             if is_disk_full(exc):  # exit status 4: systemd starts it again (RestartSec) until there is space
                 raise DiskFullError(f"the disk holding {self.out_dir} is full: the detection store cannot be opened",
@@ -229,6 +232,8 @@ class Daemon:
         if self.cfg.output.export_every_min > 0:
             sched.add_job(self._export_now, "interval", args=(running,), minutes=self.cfg.output.export_every_min,
                           id="export")
+        sched.add_job(self._export_if_due, "interval", args=(running,), seconds=EXPORT_RETRY_S, id="export-retry",
+                      next_run_time=dt.datetime.now(dt.timezone.utc) if self.export_due else None)
         sched.start()
 
     def _check_schedule(self) -> None:
@@ -271,12 +276,19 @@ class Daemon:
             parts.append("DISK LOW: clips/raw paused")
         return "; ".join(parts)
 
+    def _export_if_due(self, running: Running) -> None:
+        if self.export_due:
+            self._export_now(running)
+
     def _export_now(self, running: Running) -> None:
-        """The periodic export: a full disk is one message (the store keeps every detection), not a traceback."""
+        """The periodic export: a full disk is one message (the store keeps every detection), not a traceback;
+        a failed export is tried again every EXPORT_RETRY_S until it is written."""
         try:
             self._export(running)
+            self.export_due = False
             self.pause.space_back("exports")
         except Exception as exc:
+            self.export_due = True
             if not is_disk_full(exc):
                 log.exception("export failed")
             else:
@@ -311,8 +323,8 @@ class Daemon:
         try:
             self._export(running)
         except Exception as exc:  # a full disk at stop: every detection is in the store
-            log.warning("final export failed: %s; every detection is in the store, `hootwatch run` exports again",
-                        getattr(exc, "message", exc))
+            log.warning("final export failed: %s; every detection is in the store, and the next start writes the "
+                        "exports again", getattr(exc, "message", exc))
         # the scanning loop closes its own connection; the others belong to threads that have stopped
         for source in running.sources:
             source.close()
@@ -320,6 +332,14 @@ class Daemon:
         self._write_status(running)
         self.notifier.close()
         log.info("stopped")
+
+
+def _exports_stale(store: DetectionStore, run_key: str, out_dir: Path) -> bool:
+    """Whether the exports in `out_dir` hold fewer or more of the run's detections than the store (an export lost
+    to a full disk or a kill): the daemon writes them again at once."""
+    from hootwatch.edge.store.exports import read_index
+
+    return read_index(out_dir)["runs"].get(run_key, {}).get("detections") != store.count(run_key)
 
 
 def _scheduler() -> BackgroundScheduler:

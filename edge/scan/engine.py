@@ -49,7 +49,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -194,6 +194,7 @@ class Scanner:
                            hop_s=self.spec.hop_s, min_hits=min_hits, label=m.positive_label,
                            exhaustive=bool(m.first_stage) and not getattr(detector, "first_stage_on", False))
         self._stop = threading.Event()
+        self.clip_room: Callable[[int], bool] | None = None  # room(nbytes) asked before each clip (the daemon's)
 
     @property
     def sample_rate(self) -> int:
@@ -346,14 +347,19 @@ class Scanner:
                                window_scores=scores)
 
     def _write_review(self, result: FileResult) -> None:
+        """Clips after the commit, and only with room (`clip_room`): a clip never fails its file or the scan."""
         if not (self.settings.clips and self.out_dir is not None and result.detections):
             return
         from .material import write_review
         try:
-            write_review(result.path, list(result.detections), self.out_dir / "clips", pad_s=self.settings.clip_pad_s)
-        except (OSError, HootwatchError) as exc:  # a full disk must not stop the scan: detections are committed
-            log.warning("%s: review clips not written (%s); its detections are saved", result.path,
-                        getattr(exc, "message", exc))
+            written, stopped = write_review(result.path, list(result.detections), self.out_dir / "clips",
+                                            pad_s=self.settings.clip_pad_s, room=self.clip_room)
+        except (OSError, RuntimeError, HootwatchError) as exc:  # the recording could not be read again
+            written, stopped = [], str(getattr(exc, "message", exc))
+        if stopped:
+            n = len(result.detections)
+            log.warning("%s: review clips not written for %d of its %d detections (%s); its detections are saved",
+                        printable(result.path), n - len(written) // 2, n, stopped)
 
     def _failed(self, path: Path, reason: str, t0: float, progress: Progress) -> FileOutcome:
         log.warning("skipping %s", reason)
