@@ -41,7 +41,8 @@ def _edge_commands() -> dict:
             "systemd-unit": "hootwatch.edge.commands.systemd_unit",
             "labels": "hootwatch.edge.commands.labels", "detections": "hootwatch.edge.commands.detections",
             "review": "hootwatch.edge.commands.review", "calibrate": "hootwatch.edge.commands.calibrate",
-            "dataset": "hootwatch.edge.commands.dataset", "cascade-check": "hootwatch.edge.commands.cascade_check"}
+            "dataset": "hootwatch.edge.commands.dataset", "cascade-check": "hootwatch.edge.commands.cascade_check",
+            "backup": "hootwatch.edge.commands.backup", "restore": "hootwatch.edge.commands.restore"}
 
 
 def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:

@@ -103,6 +103,15 @@ class Intake:
         if not self.watcher.is_alive():
             self.ledger_store.close()
 
+    def rescan(self, paths: tuple[Path, ...]) -> None:
+        """Recordings outside the watched folder (the archive) that a store replaced after a failed check must
+        scan again; those in the watched folder its walk finds by itself (the new ledger does not have them)."""
+        root = Path(self.fcfg.path).resolve()
+        for p in paths:
+            key = stat_key(p)
+            if key is not None and root not in Path(p).resolve().parents:
+                self.jobs.put(FileJob(Path(p), *key))
+
     # ------------------------------------------------------------ the scanning loop
     def _needs_scan(self, path: Path, size: int, mtime_ns: int) -> bool:
         fcfg = self.fcfg
@@ -206,8 +215,8 @@ class Intake:
         moved (files and folders fsynced) or unlinked. A power cut never leaves a recording gone whose
         detections may roll back; one that is still waiting is scanned again (found done) at the next start."""
         fcfg = self.fcfg
-        if fcfg.after == "keep":
-            return
+        if fcfg.after == "keep" or Path(fcfg.path).resolve() not in path.resolve().parents:
+            return  # kept, or scanned again where it is (in the archive: `rescan`)
         self._moving[str(path)] = path
         if len(self._moving) < AFTER_BATCH and not self.jobs.empty() and not self.stop_event.is_set():
             return

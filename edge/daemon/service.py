@@ -45,6 +45,7 @@ from .preflight import preflight
 from . import signals
 from .schedule import is_active, next_change
 from .threads import death
+from .upkeep import EXIT_STORE_DAMAGED, Upkeep
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -93,6 +94,7 @@ class Daemon:
         self.listening = threading.Event()
         self.beats = Heartbeats(self.notifier, enabled=cfg.health.watchdog)
         self.export_due = False  # the exports lag behind the store (an export failed, or a stop's did)
+        self.upkeep = Upkeep(cfg, self.health, self.stop)
 
     def run(self) -> int:
         """Start, run until stopped (or a worker thread dies), shut down; the exit status (1: a worker died)."""
@@ -101,7 +103,7 @@ class Daemon:
             return 0
         failure = self._run_until_stop(running)
         self._shutdown(running, failed=failure is not None)
-        return 1 if failure else 0
+        return 1 if failure else EXIT_STORE_DAMAGED if self.upkeep.failed else 0
 
     def _start(self) -> Running | None:
         """Everything up to READY=1; what it started, or None when stopped before that."""
@@ -122,6 +124,7 @@ class Daemon:
         settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold, min_hits=cfg.model.min_hits,
                                 tz=cfg.recorder_timezone, clips=cfg.output.clips)
         try:
+            recovery = self.upkeep.check_at_start()
             with DetectionStore(self.out_dir / STORE_NAME) as store:
                 run_key = Scanner(detector, store, settings).run.run_key
                 self._counters_from(store, run_key)
@@ -135,6 +138,9 @@ class Daemon:
         self.guard.check()
         self._check_schedule()
         sources = self._start_sources(detector, settings, run_key)
+        intake = next((s for s in sources if isinstance(s, Intake)), None)
+        if recovery is not None and recovery.rescan and intake is not None:
+            intake.rescan(recovery.rescan)
         review = self._start_review() if cfg.review.enabled else None
         running = Running(detector, settings, run_key, sources, review, _scheduler())
         self._start_jobs(running)
@@ -234,6 +240,7 @@ class Daemon:
                           id="export")
         sched.add_job(self._export_if_due, "interval", args=(running,), seconds=EXPORT_RETRY_S, id="export-retry",
                       next_run_time=dt.datetime.now(dt.timezone.utc) if self.export_due else None)
+        self.upkeep.schedule(sched)
         sched.start()
 
     def _check_schedule(self) -> None:
@@ -251,6 +258,7 @@ class Daemon:
                            files_pending=intake.watcher.pending if intake is not None else 0,
                            disk_free_mb=round(self.guard.free_mb, 1) if self.guard.free_mb is not None else None,
                            disk_low=not self.guard.writes_allowed, pass_rate=pass_rate_of(running.detector))
+        self.upkeep.measure_wal()
         try:
             write_json_atomic(self.cfg.status_file, self.health.snapshot())
             self.pause.space_back("the status file")
@@ -328,6 +336,7 @@ class Daemon:
         # the scanning loop closes its own connection; the others belong to threads that have stopped
         for source in running.sources:
             source.close()
+        self.upkeep.checkpoint("TRUNCATE")  # the WAL emptied: a stopped store is one file
         self.health.update(state="failed" if failed else "stopped")
         self._write_status(running)
         self.notifier.close()
