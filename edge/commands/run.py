@@ -13,7 +13,9 @@ EXIT_CODES = """exit status:
       a clean stop
   1   a worker thread died: status.json says 'failed' and why; systemd restarts it
   2   a config, bundle or machine problem (`hootwatch check-config FILE` lists them): not restarted
-  4   the disk holding the output folder is full at start: free space; systemd starts it again"""
+  4   the disk holding the output folder is full at start: free space; systemd starts it again
+  5   the store failed its integrity check (at start: set aside, replaced by the newest backup, and the daemon
+      went on; daily: stopped, and the next start does that): status.json says what was done"""
 
 
 def register(sub) -> None:
