@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 
@@ -13,7 +14,7 @@ import pytest
 from hootwatch.edge.daemon.config import config_from_dict
 from hootwatch.edge.daemon.service import Daemon
 from hootwatch.edge.store.backup import backups
-from hootwatch.edge.store.database import STORE_NAME
+from hootwatch.edge.store.database import STORE_NAME, DetectionStore
 
 from test_store_backup import _corrupt, _tables
 from tiny_bundles import tone_bundle, write_tone
@@ -84,3 +85,38 @@ def test_backup_settings_are_checked(tmp_path, bundle):
         _config(tmp_path, bundle, backup_dir=str(tmp_path / "usb"), backup_keep=0)
     with pytest.raises(ConfigError, match="output.backup_every_h: must be a number"):
         _config(tmp_path, bundle, backup_dir=str(tmp_path / "usb"), backup_every_h="daily")
+
+
+def test_a_store_that_fails_its_daily_check_stops_the_daemon_so_that_the_next_start_replaces_it(tmp_path, bundle,
+                                                                                               caplog):
+    from hootwatch.edge.daemon.health import Health
+    from hootwatch.edge.daemon.upkeep import Upkeep
+
+    out = tmp_path / "out"
+    with DetectionStore(out / STORE_NAME) as store, store.transaction() as cur:
+        cur.executemany("INSERT INTO labels (file_key, file, start_ms, end_ms, label, created_utc) VALUES "
+                        "(?, 'a.wav', 0, 1000, 'owl', 'now')", [(f"k{i}",) for i in range(50)])
+    stop, health = threading.Event(), Health()
+    upkeep = Upkeep(_config(tmp_path, bundle), health, stop)
+    upkeep.check_now()
+    assert not stop.is_set() and health.store_check.startswith("ok") and not upkeep.failed
+    with sqlite3.connect(out / STORE_NAME) as c:
+        c.execute("CREATE INDEX labels_time ON labels (created_utc)")
+    _corrupt(out / STORE_NAME, "labels_time")
+    with caplog.at_level(logging.ERROR):
+        upkeep.check_now()
+    assert stop.is_set() and upkeep.failed and health.store_check.startswith("FAILED")
+    assert "failed its integrity check (daily)" in caplog.text and "next start" in caplog.text
+
+
+def test_a_backup_that_cannot_be_written_is_an_error_in_words_and_the_earlier_ones_stay(tmp_path, bundle, caplog):
+    from hootwatch.edge.daemon.health import Health
+    from hootwatch.edge.daemon.upkeep import Upkeep
+
+    (tmp_path / "usb").write_text("a file where the backup folder should be (the stick not mounted)")
+    DetectionStore(tmp_path / "out" / STORE_NAME).close()
+    health = Health()
+    with caplog.at_level(logging.ERROR):
+        Upkeep(_config(tmp_path, bundle, backup_dir=str(tmp_path / "usb")), health, threading.Event()).backup()
+    assert health.last_backup.startswith("FAILED: backup into") and "Traceback" not in caplog.text
+    assert "backup into" in caplog.text and "fix:" in caplog.text

@@ -49,11 +49,11 @@ def _tables(path: Path) -> dict[str, list]:
                 for t in ("detections", "files", "window_scores", "labels")}
 
 
-def _corrupt(path: Path) -> None:
-    """Garbage over the detections' time index (quick_check fails; the tables themselves stay readable)."""
+def _corrupt(path: Path, index: str = "detections_time") -> None:
+    """Garbage over an index (quick_check fails; the tables themselves stay readable)."""
     with sqlite3.connect(path) as c:
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        root = c.execute("SELECT rootpage FROM sqlite_master WHERE name='detections_time'").fetchone()[0]
+        root = c.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (index,)).fetchone()[0]
         size = c.execute("PRAGMA page_size").fetchone()[0]
     with open(path, "r+b") as f:
         f.seek((root - 1) * size + 8)
