@@ -91,6 +91,22 @@ def serve(config: str, mic_speed: float) -> int:
     from hootwatch.edge.daemon.service import Daemon
 
     signals.install()
+    if os.environ.get("SOAK_TRACEMALLOC"):  # where Python memory grows: top allocations against the first snapshot
+        import tracemalloc
+
+        tracemalloc.start(10)
+
+        def trace(first=None):
+            while not signals.STOP.wait(float(os.environ["SOAK_TRACEMALLOC"])):
+                snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+                first = first or snap
+                with open(Path(config).parent / "tracemalloc.txt", "a") as f:
+                    names = sorted(t.name.rstrip("0123456789_-") for t in threading.enumerate())
+                    f.write(f"--- {time.ctime()} traced {tracemalloc.get_traced_memory()[0] / 1e6:.1f} MB; threads: "
+                            f"{', '.join(f'{n} x{names.count(n)}' for n in dict.fromkeys(names))}\n")
+                    for stat in snap.compare_to(first, "traceback")[:8]:
+                        f.write(f"{stat}\n" + "\n".join(stat.traceback.format()[-6:]) + "\n")
+        threading.Thread(target=trace, daemon=True).start()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ToneStream.speed = mic_speed
     return Daemon(load_config(config), stop=signals.STOP, stream_factory=ToneStream).run()
@@ -303,7 +319,7 @@ def soak(args) -> dict:
         "wal_high_bytes": max(s.wal_bytes for s in samples), "wal_high_status": status.get("wal_high_bytes"),
         "store_bytes": (out / "detections.sqlite").stat().st_size,
         "store_bytes_per_recorder_hour": round((out / "detections.sqlite").stat().st_size / (audio_s / 3600)),
-        "samples": len(samples), "dir": str(tmp),
+        "samples": len(samples), "dir": str(tmp), "series": [asdict(x) for x in samples],
     }
 
 
