@@ -181,3 +181,33 @@ def test_the_disk_floor_is_logged_as_given(tmp_path, caplog):
         DiskGuard(tmp_path, min_free_mb=0.5).check(free_mb=0.2)
     [line] = [r.getMessage() for r in caplog.records]
     assert "floor 0.5 MB" in line and "0.2 MB free" in line
+
+
+# ---------------------------------------------------------------- found by the soak (bench/soak.py)
+
+def test_recordings_the_daemon_deleted_leave_nothing_behind_in_its_planning_cache(tmp_path):
+    import gc
+
+    from hootwatch.edge.daemon.config import config_from_dict
+    from hootwatch.edge.daemon.service import Daemon
+    from hootwatch.edge.scan.planning import PlannedFile
+    from daemon_helpers import run_daemon_until
+    from tiny_bundles import write_tone
+
+    # a season passes through the watched folder: each file scanned plans its siblings (next_contiguous), ~2 KB a
+    # file, and a cache that kept the plans of files long deleted grew by ~150 MB over a season
+    names = [f"202401{d:02d}_220000.wav" for d in range(1, 7)]
+    for i, name in enumerate(names):
+        write_tone(tmp_path / "in" / name, 5, SR, seed=i)
+    cfg = config_from_dict({
+        "model": {"bundle": str(_bundle(tmp_path)), "threads": 1},
+        "sources": {"folder": {"path": str(tmp_path / "in"), "settle_s": 0.0, "poll_interval_s": 0.5,
+                               "after": "delete"}},
+        "output": {"dir": str(tmp_path / "out"), "timezone": "UTC"},
+        "health": {"watchdog": False}})
+    daemon = Daemon(cfg)
+    run_daemon_until(daemon, lambda: daemon.health.files_done >= 6 and not list((tmp_path / "in").glob("*.wav")))
+    assert not list((tmp_path / "in").glob("*.wav"))
+    gc.collect()
+    kept = [o for o in gc.get_objects() if isinstance(o, PlannedFile) and o.path.name in names]
+    assert kept == []

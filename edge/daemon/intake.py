@@ -23,6 +23,7 @@ from hootwatch.edge.contract.cascade import CascadeDetector
 from hootwatch.edge.contract.detector import Detector
 from hootwatch.edge.core import fsio
 from hootwatch.edge.core.errors import DiskFullError, is_disk_full
+from hootwatch.edge.scan import planning
 from hootwatch.edge.scan.engine import Progress, ScanInterrupted, Scanner, ScanSettings
 from hootwatch.edge.store.database import DELETED, STORE_NAME, DetectionStore
 from .config import DaemonConfig
@@ -239,5 +240,6 @@ class Intake:
             failed = fsio.remove_many(noted)
         else:
             failed = fsio.durable_move_many([(p, dest[p]) for p in noted])
+        planning.forget(noted)  # a season of recordings passing through leaves nothing behind
         for p, exc in failed:
             log.warning("%s: cannot %s it: %s", p, fcfg.after, exc)

@@ -26,7 +26,7 @@ def install(stop: threading.Event = STOP) -> bool:
 
     def handler(signum, frame):
         stop.set()
-        RECEIVED.append(signal.Signals(signum).name)
+        RECEIVED[:] = [signal.Signals(signum).name]  # the last one (a signal storm grows nothing)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
