@@ -120,3 +120,24 @@ def test_a_backup_that_cannot_be_written_is_an_error_in_words_and_the_earlier_on
         Upkeep(_config(tmp_path, bundle, backup_dir=str(tmp_path / "usb")), health, threading.Event()).backup()
     assert health.last_backup.startswith("FAILED: backup into") and "Traceback" not in caplog.text
     assert "backup into" in caplog.text and "fix:" in caplog.text
+
+
+def test_archived_recordings_are_scanned_again_where_they_are_after_a_damaged_store(tmp_path, bundle):
+    for d in (1, 2):
+        write_tone(tmp_path / "in" / f"2024010{d}_220000.wav", 20, SR, tones=[(10, 13)], seed=d)
+    archive = tmp_path / "archive"
+
+    def cfg():
+        return config_from_dict({
+            "model": {"bundle": str(bundle), "threads": 1},
+            "sources": {"folder": {"path": str(tmp_path / "in"), "settle_s": 0.0, "poll_interval_s": 0.5,
+                                   "after": "archive", "archive_dir": str(archive)}},
+            "output": {"dir": str(tmp_path / "out"), "timezone": "UTC"},
+            "health": {"watchdog": False}})
+    daemon = Daemon(cfg())
+    assert _run(daemon, lambda: len(list(archive.glob("*.wav"))) == 2) == 0
+    _corrupt(tmp_path / "out" / STORE_NAME)
+    daemon = Daemon(cfg())  # no backup: a new store, and the archive's recordings scanned again where they are
+    assert _run(daemon, lambda: daemon.health.files_done >= 2) == 5
+    assert len(_tables(tmp_path / "out" / STORE_NAME)["detections"]) == 2
+    assert sorted(p.name for p in archive.glob("*.wav")) == ["20240101_220000.wav", "20240102_220000.wav"]

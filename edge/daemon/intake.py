@@ -108,10 +108,19 @@ class Intake:
         """Recordings outside the watched folder (the archive) that a store replaced after a failed check must
         scan again; those in the watched folder its walk finds by itself (the new ledger does not have them)."""
         root = Path(self.fcfg.path).resolve()
-        for p in paths:
-            key = stat_key(p)
-            if key is not None and root not in Path(p).resolve().parents:
-                self.jobs.put(FileJob(Path(p), *key))
+        jobs = [FileJob(Path(p), *key) for p in paths
+                if (key := stat_key(p)) is not None and root not in Path(p).resolve().parents]
+
+        def feed() -> None:  # in a thread: thousands of them must not hold up start-up (systemd's start timeout)
+            for job in jobs:
+                while not self.stop_event.is_set():
+                    try:
+                        self.jobs.put(job, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+        if jobs:
+            threading.Thread(target=feed, name="hootwatch-rescan", daemon=True).start()
 
     # ------------------------------------------------------------ the scanning loop
     def _needs_scan(self, path: Path, size: int, mtime_ns: int) -> bool:
