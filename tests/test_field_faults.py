@@ -211,3 +211,32 @@ def test_recordings_the_daemon_deleted_leave_nothing_behind_in_its_planning_cach
     gc.collect()
     kept = [o for o in gc.get_objects() if isinstance(o, PlannedFile) and o.path.name in names]
     assert kept == []
+
+
+def test_a_microphone_session_holds_no_memory_per_window_it_has_scored(tmp_path):
+    import datetime as dt
+    import tracemalloc
+
+    import numpy as np
+
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import LiveSession, Scanner, ScanSettings
+    from hootwatch.edge.store.database import DetectionStore
+
+    # a live session runs for days (schedule "always"): 34,560 windows a day at a 2.5 s hop; a stream that kept
+    # every window's start and score for a rebuild nobody makes of live audio grew ~5 MB a day
+    scanner = Scanner(Detector.load(_bundle(tmp_path), threads=1), DetectionStore(tmp_path / "out" / "d.sqlite"),
+                      ScanSettings())
+    live = LiveSession(scanner, "mic0", dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc))
+    block = np.zeros(int(2.5 * SR), np.float32)  # one hop: one window each
+    tracemalloc.start()
+    try:
+        for _ in range(50):  # every buffer of the loop allocated (and traced) once
+            live.push(block)
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            live.push(block)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown / 2000 < 16, f"{grown / 2000:.0f} bytes kept per window"

@@ -390,9 +390,10 @@ class Scanner:
                                     "the scan is run again (the daemon resumes by itself)") from exc
             raise
 
-    def score_stream(self) -> ScoreStream:
-        """The window -> score -> event loop with this scan's settings (live audio)."""
-        return ScoreStream(self.detector, self.spec, self.run.threshold, self.run.min_hits, self.settings.batch_size)
+    def score_stream(self, keep_scores: bool = True) -> ScoreStream:
+        """The window -> score -> event loop with this scan's settings (live audio keeps no window scores)."""
+        return ScoreStream(self.detector, self.spec, self.run.threshold, self.run.min_hits, self.settings.batch_size,
+                           keep_scores)
 
     def _detection(self, path: Path, ftime: FileTime, e: Event, key: str | None = None,
                    name: str | None = None) -> Detection:
@@ -442,7 +443,7 @@ class LiveSession:
         if self.start_utc.tzinfo is None:
             raise ValueError("start_utc must be timezone-aware (UTC)")
         s = self.scanner
-        self._stream = s.score_stream()
+        self._stream = s.score_stream(keep_scores=False)  # a session of days: no score per window kept
         self._time = FileTime(self.start_utc.astimezone(timezone.utc), s.tz or timezone.utc, "capture_clock",
                               self.recorder_id)
         self._key = f"live:{self.source_id}:{iso(self._time.start_utc)}"
