@@ -182,9 +182,9 @@ def _wait(cond, timeout: float, proc: subprocess.Popen) -> None:
 class Reviewer(threading.Thread):
     """Review-app requests while the soak runs: what a person at the review page asks for."""
 
-    def __init__(self, port: int, stop: threading.Event) -> None:
+    def __init__(self, port: int, stop: threading.Event, whole_store: bool = True) -> None:
         super().__init__(daemon=True, name="reviewer")
-        self.base, self.stop = f"http://127.0.0.1:{port}", stop
+        self.base, self.stop, self.whole_store = f"http://127.0.0.1:{port}", stop, whole_store
         self.ok = self.failed = 0
         self.errors: list[str] = []
 
@@ -202,8 +202,8 @@ class Reviewer(threading.Thread):
         while not self.stop.wait(0.2):
             try:
                 dets = json.loads(self._get("/api/queue?n=50"))
-                for path in ("/api/health", "/api/runs", "/api/detections?n=50", "/api/windows?n=50",
-                             "/api/filters", "/api/labels"):
+                for path in ("/api/health", "/api/runs", "/api/detections?n=50", "/api/labels") + (
+                        ("/api/windows?n=50", "/api/filters") if self.whole_store else ()):
                     self._get(path)
                 rows = dets.get("items") or dets.get("detections") or (dets if isinstance(dets, list) else [])
                 if rows:
@@ -255,7 +255,7 @@ def soak(args) -> dict:
     out = tmp / "out"
     samples: list[Sample] = []
     stop = threading.Event()
-    reviewer = Reviewer(port, stop)
+    reviewer = Reviewer(port, stop, whole_store=not args.no_window_requests)
     reference = Scanner(Detector.load(bundle, threads=1), DetectionStore(tmp / "reference.sqlite"),
                         ScanSettings(tz="UTC"))
     rng = random.Random(args.seed)
@@ -332,6 +332,9 @@ def main() -> None:
     ap.add_argument("--sample-s", type=float, default=2.0, help="seconds between samples")
     ap.add_argument("--warmup", type=float, default=0.1, help="share of the audio before the warm-up sample")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-window-requests", action="store_true",
+                    help="leave out /api/windows and /api/filters, which build every window of the store per request "
+                         "(their memory grows with the store: see the issue-24 note)")
     ap.add_argument("--dir", default=None, help="working folder (default: a new temporary one, kept)")
     ap.add_argument("--json", default=None, help="also write the result here")
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
