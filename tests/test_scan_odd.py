@@ -50,12 +50,13 @@ def test_odd_entries_in_a_folder_are_skipped_once_with_the_reason_and_the_rest_i
     summary = sc.scan_paths([rec])
     assert sorted(o.path.name for o in summary.done) == ["20240101_220000.wav", "20240101_230000.wav"]
     assert summary.failed == [] and sc.store.count() == 2
-    reasons = {o.path.name: o.reason for o in summary.skipped}
+    assert summary.skipped == []                                # "already done": none of them
+    reasons = {o.path.name: o.reason for o in summary.odd}
     assert sorted(reasons) == sorted([bad_name, "loop.wav", "dangling.wav", "device.wav", "pipe.wav"])
     assert "UTF-8" in reasons[bad_name] and "loop" in reasons["loop.wav"]
     assert "dangling" in reasons["dangling.wav"] and "device" in reasons["device.wav"]
     assert "FIFO" in reasons["pipe.wav"]
-    assert all("\\xff" in o.reason for o in summary.skipped if o.path.name == bad_name)  # printable
+    assert all("\\xff" in o.reason for o in summary.odd if o.path.name == bad_name)  # printable
     assert {r.path for r in sc.store.ledger_rows()} == {str((rec / "20240101_220000.wav").resolve()),
                                                          str((rec / "sub" / "20240101_230000.wav").resolve())}
 

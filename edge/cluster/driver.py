@@ -73,7 +73,7 @@ class ClusterDriver:
             path = f.path
             self._t0[i] = time.perf_counter()
             if f.odd:  # as Scanner.scan_paths: never opened, not in the ledger
-                self._outcomes[i] = sc._odd(path, f.odd, "failed" if f.given else "skipped", self.progress)
+                self._outcomes[i] = sc._odd(path, f.odd, "failed" if f.given else "odd", self.progress)
                 continue
             settled = sc.settled(path, self.progress)
             if settled is not None:

@@ -7,11 +7,16 @@ for, so a field install never imports torch, and a missing extra is named instea
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-from hootwatch.edge.core.errors import DOCS, DiskFullError, HootwatchError, MissingExtraError
+if sys.argv[0].endswith("hootwatch"):  # the `hootwatch` program: `run` is stoppable before any other import
+    from hootwatch.edge.daemon import signals as _signals
+    _signals.install_for(sys.argv[1:])
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+
+from hootwatch.edge.core.errors import DOCS, DiskFullError, HootwatchError, MissingExtraError  # noqa: E402
 
 # extra that provides each workstation command (for the message when it is not installed)
 EXTRA_FOR = {"synth": "train", "train": "train", "demo": "train,export", "export": "export",
@@ -38,7 +43,8 @@ def _edge_commands() -> dict:
             "review": "hootwatch.edge.commands.review", "calibrate": "hootwatch.edge.commands.calibrate",
             "dataset": "hootwatch.edge.commands.dataset", "cascade-check": "hootwatch.edge.commands.cascade_check",
             "search": "hootwatch.edge.commands.search", "fit": "hootwatch.edge.commands.fit",
-            "embed": "hootwatch.edge.commands.embed"}
+            "embed": "hootwatch.edge.commands.embed", "backup": "hootwatch.edge.commands.backup",
+            "restore": "hootwatch.edge.commands.restore"}
 
 
 def _missing_extra(exc: ModuleNotFoundError, command: str) -> MissingExtraError:
@@ -74,9 +80,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if next((a for a in argv if not a.startswith("-")), None) == "run":
-        from hootwatch.edge.daemon import signals  # before any other import: systemd may stop us at any moment
-        signals.install()
+    from hootwatch.edge.daemon import signals  # before any other import: systemd may stop us at any moment
+    signals.install_for(argv)
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)

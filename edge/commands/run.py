@@ -7,10 +7,15 @@ import argparse
 from hootwatch.edge.daemon.config import load_config
 
 EXIT_CODES = """exit status:
-  0   stopped by SIGTERM or SIGINT (also during start-up)
+  0   stopped by SIGTERM or SIGINT (also during start-up, from the first line of hootwatch's own code on)
+  143 killed by a SIGTERM in the Python interpreter's own start-up, before any hootwatch code runs (the first
+      ~20 ms on an idle machine, 50 ms and more under load): no handler can be there yet; systemd counts it as
+      a clean stop
   1   a worker thread died: status.json says 'failed' and why; systemd restarts it
   2   a config, bundle or machine problem (`hootwatch check-config FILE` lists them): not restarted
-  4   the disk holding the output folder is full at start: free space; systemd starts it again"""
+  4   the disk holding the output folder is full at start: free space; systemd starts it again
+  5   the store failed its integrity check (at start: set aside, replaced by the newest backup, and the daemon
+      went on; daily: stopped, and the next start does that): status.json says what was done"""
 
 
 def register(sub) -> None:

@@ -16,7 +16,9 @@ from hootwatch.edge.core.errors import ConfigError, is_disk_full
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_AUDIO, EXIT_DISK_FULL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_CODES = """exit status:
   0   every file was scanned (or had been already)
-  1   some files could not be scanned: they are listed with the reason; the others' results are written
+  1   some files could not be scanned, or entries in the folders are no recordings to scan (a name that is not
+      UTF-8, a dangling link, a symlink loop, a link to a device): they are listed with the reason; the others'
+      results are written
   2   bad arguments, bundle or timezone: nothing was scanned and no output folder was created
   3   nothing to scan: no audio file in the paths given
   4   the disk is full: free space and run the same command again (finished files are kept)
@@ -132,6 +134,7 @@ def summary_table(summary, csv_path: Path, store_path: Path, rule: str | None = 
     t.add_row("files scanned", str(len(summary.done)))
     t.add_row("files already done (skipped)", str(len(summary.skipped)))
     t.add_row("files failed", str(len(summary.failed)))
+    t.add_row("odd entries skipped (not recordings)", str(len(summary.odd)))
     t.add_row("audio scanned", f"{summary.audio_s / 3600:.2f} h")
     t.add_row("detections (new files)", str(summary.n_detections))
     t.add_row("speed", f"{summary.realtime_factor:.0f}x real time")
@@ -147,11 +150,13 @@ def summary_table(summary, csv_path: Path, store_path: Path, rule: str | None = 
 
 def failed_table(summary):
     from rich.table import Table
+
+    from hootwatch.edge.scan.planning import printable
     t = Table(title="files that could not be scanned")
     t.add_column("file")
     t.add_column("reason")
-    for o in summary.failed:
-        t.add_row(str(o.path), o.reason.removeprefix(f"{o.path}: "))
+    for o in summary.failed + summary.odd:
+        t.add_row(printable(o.path), o.reason.removeprefix(f"{printable(o.path)}: "))
     return t
 
 
@@ -245,11 +250,11 @@ def run(args: argparse.Namespace) -> int:
     report.print(summary_table(summary, paths["csv"], store_path, detection_rule(manifest, settings),
                                pass_rate_of(detector) if detector is not None else None))
     report.print(exports_note(paths))
-    if summary.failed:
+    if summary.failed or summary.odd:
         report.print(failed_table(summary))
     if summary.interrupted:
         return EXIT_INTERRUPTED
     if not summary.outcomes:
         print("hootwatch: no audio files found in the given paths", file=sys.stderr)
         return EXIT_NO_AUDIO
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return EXIT_FAILED if summary.failed or summary.odd else EXIT_OK

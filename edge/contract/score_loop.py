@@ -46,8 +46,9 @@ class ScoreStream:
     """Blocks of audio at the model's rate -> windows (WindowStream) -> scores in batches -> events (EventBuilder)."""
 
     def __init__(self, scorer: Scorer, spec: WindowSpec, threshold: float, min_hits: int = 1,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, keep_scores: bool = True) -> None:
         self.scorer, self.spec = scorer, spec
+        self.keep_scores = keep_scores  # False for live audio: a session of days would keep every window's score
         self.batch_size = max(1, int(batch_size or getattr(scorer, "batch_size", 1) or 1))
         self._windows = WindowStream(spec)
         self._builder = EventBuilder(threshold, min_hits)
@@ -115,8 +116,9 @@ class ScoreStream:
             scores = np.asarray(scores, np.float32).reshape(-1)
             if len(scores) != len(batch):
                 raise RuntimeError(f"the scorer returned {len(scores)} scores for {len(batch)} windows")
-            self._starts += [s for s, _ in batch]
-            self._scores.append(scores)
+            if self.keep_scores:
+                self._starts += [s for s, _ in batch]
+                self._scores.append(scores)
             for (s, _), p in zip(batch, scores):
                 events += self._builder.push(s, s + win, float(p))
         return events

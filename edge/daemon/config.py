@@ -145,6 +145,11 @@ class OutputConfig(_Section):
     raven: bool = spec(False, doc="write Raven selection tables")
     audacity: bool = spec(False, doc="write Audacity label tracks (labels/<recording>.txt)")
     clips: bool = spec(False, doc="save an audio clip of each detection")
+    backup_dir: ConfigPath | None = spec(None, doc="folder (best on another disk) for backups of the store, taken "
+                                                   "at start and every backup_every_h; the daemon restores the "
+                                                   "newest one if the store fails its check (default: no backups)")
+    backup_every_h: float = spec(24.0, between=(0.01, 8760.0), doc="hours between backups of the store")
+    backup_keep: int = spec(7, between=(1, 10_000), doc="backups kept in backup_dir (the oldest are removed)")
 
 
 class HealthConfig(_Section):
@@ -298,6 +303,9 @@ def _check_together(cfg: DaemonConfig) -> list[ConfigError]:
                                   "add archive_dir = \"/path/to/archive\" under [sources.folder]"))
         if src.folder.archive_dir is not None and src.folder.archive_dir == src.folder.path:
             problems.append(_fail("sources.folder.archive_dir", "must not be the watched folder itself"))
+    if cfg.output.backup_dir is not None and cfg.output.backup_dir == cfg.output.dir:
+        problems.append(_fail("output.backup_dir", "must not be the output folder itself",
+                              "give a folder on another disk (a USB stick), or at least another folder"))
     if cfg.review.enabled:
         from hootwatch.edge.review.access import is_loopback
         if not is_loopback(cfg.review.host) and not cfg.review.token:

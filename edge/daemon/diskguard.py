@@ -16,6 +16,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def mb(x: float) -> str:
+    """Megabytes for a person: whole ones from 10 MB on, one decimal below (a 0.5 MB floor is not "0 MB")."""
+    return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.1f}"
+
+
 class DiskGuard:
     def __init__(self, path: str | Path, min_free_mb: float, hysteresis_mb: float | None = None) -> None:
         self.path = Path(path)
@@ -49,15 +54,20 @@ class DiskGuard:
             return self.check()
         return self.writes_allowed
 
+    def room_for(self, nbytes: int) -> bool:
+        """Whether an optional write of `nbytes` may go now (measured now): writes allowed, and the floor still
+        free after it. Asked before each clip: one file's clips can take megabytes."""
+        return self.check() and self.free_mb - nbytes / 1e6 >= self.min_free_mb
+
     def check(self, free_mb: float | None = None) -> bool:
         """Re-measure (or take `free_mb`), switch state with a log line, return writes_allowed."""
         self.free_mb = self.free_space_mb() if free_mb is None else float(free_mb)
         self._measured = time.monotonic()
         if self._ok.is_set() and self.free_mb < self.min_free_mb:
             self._ok.clear()
-            log.warning("disk low: %.0f MB free on %s (floor %.0f MB): clips and raw audio paused, "
-                        "detections continue", self.free_mb, self.path, self.min_free_mb)
+            log.warning("disk low: %s MB free on %s (floor %s MB): clips and raw audio paused, "
+                        "detections continue", mb(self.free_mb), self.path, mb(self.min_free_mb))
         elif not self._ok.is_set() and self.free_mb >= self.resume_mb:
             self._ok.set()
-            log.warning("disk space back: %.0f MB free on %s: clips and raw audio resumed", self.free_mb, self.path)
+            log.warning("disk space back: %s MB free on %s: clips and raw audio resumed", mb(self.free_mb), self.path)
         return self._ok.is_set()

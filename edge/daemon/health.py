@@ -45,6 +45,14 @@ class Health:
     next_schedule_change_utc: str | None = None
     last_error: str | None = None
     model: str | None = None
+    # the store's upkeep (edge/store/integrity.py, backup.py): its last check, its last backup, its WAL
+    store_check: str | None = None        # "ok", or "FAILED: ..." (then store_recovery says what was done)
+    store_checked_utc: str | None = None
+    store_recovery: str | None = None
+    last_backup: str | None = None        # the newest backup's path, or "FAILED: ..."
+    last_backup_utc: str | None = None
+    wal_bytes: int = 0                    # the store's WAL now (bounded by the checkpoints)
+    wal_high_bytes: int = 0               # the largest it was since start
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

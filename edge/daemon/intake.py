@@ -23,6 +23,7 @@ from hootwatch.edge.contract.cascade import CascadeDetector
 from hootwatch.edge.contract.detector import Detector
 from hootwatch.edge.core import fsio
 from hootwatch.edge.core.errors import DiskFullError, is_disk_full
+from hootwatch.edge.scan import planning
 from hootwatch.edge.scan.engine import Progress, ScanInterrupted, Scanner, ScanSettings
 from hootwatch.edge.store.database import DELETED, STORE_NAME, DetectionStore
 from .config import DaemonConfig
@@ -74,6 +75,7 @@ class Intake:
         self.watcher = FolderWatcher(fcfg, self.jobs, self._needs_scan, stop, exclude=exclude)
         self.scan_store = DetectionStore(out_dir / STORE_NAME)  # the scanning loop's connection
         self.scanner = Scanner(detector, self.scan_store, settings, out_dir)
+        self.scanner.clip_room = guard.room_for  # each clip asks: detections and the store come first
         self.worker = Worker(self.run, "hootwatch-scan", "hootwatch-scan", log)
         self._given_up: set[str] = set()
         self._moving: dict[str, Path] = {}  # done recordings waiting for `after`'s durable commit
@@ -101,6 +103,24 @@ class Intake:
         """Close the watcher's connection once its thread has stopped (the scanning loop closes its own)."""
         if not self.watcher.is_alive():
             self.ledger_store.close()
+
+    def rescan(self, paths: tuple[Path, ...]) -> None:
+        """Recordings outside the watched folder (the archive) that a store replaced after a failed check must
+        scan again; those in the watched folder its walk finds by itself (the new ledger does not have them)."""
+        root = Path(self.fcfg.path).resolve()
+        jobs = [FileJob(Path(p), *key) for p in paths
+                if (key := stat_key(p)) is not None and root not in Path(p).resolve().parents]
+
+        def feed() -> None:  # in a thread: thousands of them must not hold up start-up (systemd's start timeout)
+            for job in jobs:
+                while not self.stop_event.is_set():
+                    try:
+                        self.jobs.put(job, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+        if jobs:
+            threading.Thread(target=feed, name="hootwatch-rescan", daemon=True).start()
 
     # ------------------------------------------------------------ the scanning loop
     def _needs_scan(self, path: Path, size: int, mtime_ns: int) -> bool:
@@ -205,8 +225,8 @@ class Intake:
         moved (files and folders fsynced) or unlinked. A power cut never leaves a recording gone whose
         detections may roll back; one that is still waiting is scanned again (found done) at the next start."""
         fcfg = self.fcfg
-        if fcfg.after == "keep":
-            return
+        if fcfg.after == "keep" or Path(fcfg.path).resolve() not in path.resolve().parents:
+            return  # kept, or scanned again where it is (in the archive: `rescan`)
         self._moving[str(path)] = path
         if len(self._moving) < AFTER_BATCH and not self.jobs.empty() and not self.stop_event.is_set():
             return
@@ -229,5 +249,6 @@ class Intake:
             failed = fsio.remove_many(noted)
         else:
             failed = fsio.durable_move_many([(p, dest[p]) for p in noted])
+        planning.forget(noted)  # a season of recordings passing through leaves nothing behind
         for p, exc in failed:
             log.warning("%s: cannot %s it: %s", p, fcfg.after, exc)

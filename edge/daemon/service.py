@@ -46,6 +46,7 @@ from .preflight import preflight
 from . import signals
 from .schedule import is_active, next_change
 from .threads import death
+from .upkeep import EXIT_STORE_DAMAGED, Upkeep
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -55,6 +56,7 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job r
 
 SCHEDULE_CHECK_S = 5.0
 DISK_CHECK_S = 30.0
+EXPORT_RETRY_S = 30.0  # an export that failed (a full disk) is tried again this often until it is written
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class Daemon:
         self.pause = DiskPause(self.out_dir, self.health, self.guard, self.stop)
         self.listening = threading.Event()
         self.beats = Heartbeats(self.notifier, enabled=cfg.health.watchdog)
+        self.export_due = False  # the exports lag behind the store (an export failed, or a stop's did)
+        self.upkeep = Upkeep(cfg, self.health, self.stop)
 
     def run(self) -> int:
         """Start, run until stopped (or a worker thread dies), shut down; the exit status (1: a worker died)."""
@@ -100,7 +104,7 @@ class Daemon:
             return 0
         failure = self._run_until_stop(running)
         self._shutdown(running, failed=failure is not None)
-        return 1 if failure else 0
+        return 1 if failure else EXIT_STORE_DAMAGED if self.upkeep.failed else 0
 
     def _start(self) -> Running | None:
         """Everything up to READY=1; what it started, or None when stopped before that."""
@@ -121,9 +125,11 @@ class Daemon:
         settings = ScanSettings(hop_s=cfg.model.hop_s, threshold=cfg.model.threshold, min_hits=cfg.model.min_hits,
                                 tz=cfg.recorder_timezone, clips=cfg.output.clips)
         try:
+            recovery = self.upkeep.check_at_start()
             with DetectionStore(self.out_dir / STORE_NAME) as store:
                 run_key = Scanner(detector, store, settings).run.run_key
                 self._counters_from(store, run_key)
+                self.export_due = _exports_stale(store, run_key, self.out_dir)
         except Exception as exc:
             if is_disk_full(exc):  # exit status 4: systemd starts it again (RestartSec) until there is space
                 raise DiskFullError(f"the disk holding {self.out_dir} is full: the detection store cannot be opened",
@@ -133,6 +139,9 @@ class Daemon:
         self.guard.check()
         self._check_schedule()
         sources = self._start_sources(detector, settings, run_key)
+        intake = next((s for s in sources if isinstance(s, Intake)), None)
+        if recovery is not None and recovery.rescan and intake is not None:
+            intake.rescan(recovery.rescan)
         review = self._start_review() if cfg.review.enabled else None
         running = Running(detector, settings, run_key, sources, review, _scheduler())
         self._start_jobs(running)
@@ -232,6 +241,9 @@ class Daemon:
         if self.cfg.output.export_every_min > 0:
             sched.add_job(self._export_now, "interval", args=(running,), minutes=self.cfg.output.export_every_min,
                           id="export")
+        sched.add_job(self._export_if_due, "interval", args=(running,), seconds=EXPORT_RETRY_S, id="export-retry",
+                      next_run_time=dt.datetime.now(dt.timezone.utc) if self.export_due else None)
+        self.upkeep.schedule(sched)
         sched.start()
 
     def _check_schedule(self) -> None:
@@ -249,6 +261,7 @@ class Daemon:
                            files_pending=intake.watcher.pending if intake is not None else 0,
                            disk_free_mb=round(self.guard.free_mb, 1) if self.guard.free_mb is not None else None,
                            disk_low=not self.guard.writes_allowed, pass_rate=pass_rate_of(running.detector))
+        self.upkeep.measure_wal()
         try:
             write_json_atomic(self.cfg.status_file, self.health.snapshot())
             self.pause.space_back("the status file")
@@ -274,12 +287,19 @@ class Daemon:
             parts.append("DISK LOW: clips/raw paused")
         return "; ".join(parts)
 
+    def _export_if_due(self, running: Running) -> None:
+        if self.export_due:
+            self._export_now(running)
+
     def _export_now(self, running: Running) -> None:
-        """The periodic export: a full disk is one message (the store keeps every detection), not a traceback."""
+        """The periodic export: a full disk is one message (the store keeps every detection), not a traceback;
+        a failed export is tried again every EXPORT_RETRY_S until it is written."""
         try:
             self._export(running)
+            self.export_due = False
             self.pause.space_back("exports")
         except Exception as exc:
+            self.export_due = True
             if not is_disk_full(exc):
                 log.exception("export failed")
             else:
@@ -302,7 +322,8 @@ class Daemon:
             running.review.stop()
         self.health.update(state="stopping")
         self.notifier.stopping("draining")
-        log.info("stopping: draining the windows in flight")
+        log.info("stopping%s: draining the windows in flight",
+                 f" ({signals.RECEIVED[-1]} received)" if signals.RECEIVED else "")
         # the folder abandons the file in progress; the microphone drains its ring, writes the tail window and any
         # open detection; then the scanning loop ends
         for source in running.sources:
@@ -313,15 +334,24 @@ class Daemon:
         try:
             self._export(running)
         except Exception as exc:  # a full disk at stop: every detection is in the store
-            log.warning("final export failed: %s; every detection is in the store, `hootwatch run` exports again",
-                        getattr(exc, "message", exc))
+            log.warning("final export failed: %s; every detection is in the store, and the next start writes the "
+                        "exports again", getattr(exc, "message", exc))
         # the scanning loop closes its own connection; the others belong to threads that have stopped
         for source in running.sources:
             source.close()
+        self.upkeep.checkpoint("TRUNCATE")  # the WAL emptied: a stopped store is one file
         self.health.update(state="failed" if failed else "stopped")
         self._write_status(running)
         self.notifier.close()
         log.info("stopped")
+
+
+def _exports_stale(store: DetectionStore, run_key: str, out_dir: Path) -> bool:
+    """Whether the exports in `out_dir` hold fewer or more of the run's detections than the store (an export lost
+    to a full disk or a kill): the daemon writes them again at once."""
+    from hootwatch.edge.store.exports import read_index
+
+    return read_index(out_dir)["runs"].get(run_key, {}).get("detections") != store.count(run_key)
 
 
 def _scheduler() -> BackgroundScheduler:

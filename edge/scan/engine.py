@@ -50,7 +50,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class ScanSettings:
 @dataclass(frozen=True)
 class FileOutcome:
     path: Path
-    status: str                         # done | skipped | failed
+    status: str                         # done | skipped (already done) | odd (no recording: never opened) | failed
     reason: str = ""
     n_detections: int = 0
     audio_s: float = 0.0
@@ -117,6 +117,11 @@ class ScanSummary:
     @property
     def failed(self) -> list[FileOutcome]:
         return self._by("failed")
+
+    @property
+    def odd(self) -> list[FileOutcome]:
+        """Entries found in a folder that cannot be scanned (planning.odd_entry): not scanned, not done."""
+        return self._by("odd")
 
     @property
     def audio_s(self) -> float:
@@ -196,6 +201,7 @@ class Scanner:
                            hop_s=self.spec.hop_s, min_hits=min_hits, label=m.positive_label,
                            exhaustive=bool(m.first_stage) and not getattr(detector, "first_stage_on", False))
         self._stop = threading.Event()
+        self.clip_room: Callable[[int], bool] | None = None  # room(nbytes) asked before each clip (the daemon's)
 
     @property
     def sample_rate(self) -> int:
@@ -225,7 +231,7 @@ class Scanner:
         outcomes, interrupted = [], False
         for f in planned:
             if f.odd:
-                outcomes.append(self._odd(f.path, f.odd, "failed" if f.given else "skipped", progress))
+                outcomes.append(self._odd(f.path, f.odd, "failed" if f.given else "odd", progress))
                 continue
             try:
                 outcome = self.scan_file(f.path, next_path=f.next_path, ftime=f.time, progress=progress)
@@ -361,14 +367,19 @@ class Scanner:
                                    str(bundle.path.resolve()) if bundle is not None else "")
 
     def _write_review(self, result: FileResult) -> None:
+        """Clips after the commit, and only with room (`clip_room`): a clip never fails its file or the scan."""
         if not (self.settings.clips and self.out_dir is not None and result.detections):
             return
         from .material import write_review
         try:
-            write_review(result.path, list(result.detections), self.out_dir / "clips", pad_s=self.settings.clip_pad_s)
-        except (OSError, HootwatchError) as exc:  # a full disk must not stop the scan: detections are committed
-            log.warning("%s: review clips not written (%s); its detections are saved", result.path,
-                        getattr(exc, "message", exc))
+            written, stopped = write_review(result.path, list(result.detections), self.out_dir / "clips",
+                                            pad_s=self.settings.clip_pad_s, room=self.clip_room)
+        except (OSError, RuntimeError, HootwatchError) as exc:  # the recording could not be read again
+            written, stopped = [], str(getattr(exc, "message", exc))
+        if stopped:
+            n = len(result.detections)
+            log.warning("%s: review clips not written for %d of its %d detections (%s); its detections are saved",
+                        printable(result.path), n - len(written) // 2, n, stopped)
 
     def _failed(self, path: Path, reason: str, t0: float, progress: Progress) -> FileOutcome:
         log.warning("skipping %s", reason)
@@ -381,7 +392,7 @@ class Scanner:
         """An entry that is no file to scan: reported, never opened, not in the ledger (it has no content to key
         on, or a name the store cannot hold)."""
         reason = f"{printable(path)}: {why}"
-        log.warning("%s %s", "skipping" if status == "skipped" else "cannot scan", reason)
+        log.warning("%s %s", "skipping" if status == "odd" else "cannot scan", reason)
         outcome = FileOutcome(path, status, reason)
         progress.file_finished(outcome)
         return outcome
@@ -399,9 +410,10 @@ class Scanner:
                                     "the scan is run again (the daemon resumes by itself)") from exc
             raise
 
-    def score_stream(self) -> ScoreStream:
-        """The window -> score -> event loop with this scan's settings (live audio)."""
-        return ScoreStream(self.detector, self.spec, self.run.threshold, self.run.min_hits, self.settings.batch_size)
+    def score_stream(self, keep_scores: bool = True) -> ScoreStream:
+        """The window -> score -> event loop with this scan's settings (live audio keeps no window scores)."""
+        return ScoreStream(self.detector, self.spec, self.run.threshold, self.run.min_hits, self.settings.batch_size,
+                           keep_scores)
 
     def _detection(self, path: Path, ftime: FileTime, e: Event, key: str | None = None,
                    name: str | None = None) -> Detection:
@@ -451,7 +463,7 @@ class LiveSession:
         if self.start_utc.tzinfo is None:
             raise ValueError("start_utc must be timezone-aware (UTC)")
         s = self.scanner
-        self._stream = s.score_stream()
+        self._stream = s.score_stream(keep_scores=False)  # a session of days: no score per window kept
         self._time = FileTime(self.start_utc.astimezone(timezone.utc), s.tz or timezone.utc, "capture_clock",
                               self.recorder_id)
         self._key = f"live:{self.source_id}:{iso(self._time.start_utc)}"

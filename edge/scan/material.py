@@ -18,6 +18,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -195,17 +196,28 @@ def clip_stem(path: Path, detection) -> str:
 
 
 def write_review(path: str | Path, detections, clips_dir: str | Path, pad_s: float = 1.0,
-                 axis: FreqAxis = FreqAxis()) -> list[Path]:
-    """Clip + spectrogram for each detection of one file; returns the files written."""
+                 axis: FreqAxis = FreqAxis(), room: Callable[[int], bool] | None = None) -> tuple[list[Path], str]:
+    """Clip + spectrogram for each detection of one file: the files written, and why they stopped short ('' when
+    every clip was written). `room(nbytes)` is asked before each clip (its audio and, as much again, its
+    picture): clips stop when it says no, so they never take the space the store needs. A clip that cannot be
+    written (a full disk: libsndfile's error or an OSError) is removed, never left half-written, and stops them."""
     path, clips_dir = Path(path), Path(clips_dir)
     clips_dir.mkdir(parents=True, exist_ok=True)
     sr = probe(path).sample_rate
-    written = []
+    written: list[Path] = []
     for d in detections:
         start = max(0.0, d.start_s - pad_s)
         x = load(path, sr, start_s=start, duration_s=(d.end_s + pad_s) - start)
+        if room is not None and not room(2 * (44 + 2 * x.size)):  # 16-bit WAV, and its picture
+            return written, "the disk is low: the next clip would leave less free than the floor"
         stem = clip_stem(path, d)
-        wav = clips_dir / (stem + ".wav")
-        sf.write(str(wav), x, sr)
-        written += [wav, spectrogram_png(clips_dir / (stem + ".png"), x, sr, axis)]
-    return written
+        wav, png = clips_dir / (stem + ".wav"), clips_dir / (stem + ".png")
+        try:
+            sf.write(str(wav), x, sr)
+            spectrogram_png(png, x, sr, axis)
+        except (OSError, sf.SoundFileError) as exc:
+            for f in (wav, png):
+                f.unlink(missing_ok=True)
+            return written, f"writing {wav.name} failed: {exc}"
+        written += [wav, png]
+    return written, ""

@@ -10,10 +10,10 @@ the head of the next (edge/contract/score_loop.py).
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import os
 import stat
+import threading
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 from pathlib import Path
@@ -196,14 +196,44 @@ def next_contiguous(path: str | os.PathLike, tz: tzinfo | None, tol_s: float) ->
 
 def _plan_quietly(path: Path, tz: tzinfo | None) -> PlannedFile | None:
     """plan_file, or None when the file's time cannot be read (that file fails when it is scanned itself).
-    Cached on (path, size, mtime): the daemon asks once per file, and a folder may hold thousands."""
+    Cached per path on (size, mtime): the daemon asks once per file, and a folder may hold thousands."""
     try:
         st = os.stat(path)
-        return _plan_cached(str(path), st.st_size, st.st_mtime_ns, tz)
+        return _PLANS.get(path, (st.st_size, st.st_mtime_ns, tz))
     except (OSError, HootwatchError, ValueError, OverflowError):
         return None
 
 
-@functools.lru_cache(maxsize=65536)
-def _plan_cached(path: str, size: int, mtime_ns: int, tz: tzinfo | None) -> PlannedFile:
-    return plan_file(Path(path), tz)
+class _PlanCache:
+    """path -> its plan, for (size, mtime, tz) as they were: a file rewritten in place replaces its entry, at most
+    `size` paths are kept (the oldest dropped first), and `forget` drops the recordings the daemon deleted or
+    archived, so that a season of recordings passing through the watched folder leaves nothing behind."""
+
+    def __init__(self, size: int = 65536) -> None:
+        self.size, self._plans, self._lock = size, {}, threading.Lock()
+
+    def get(self, path: Path, key: tuple) -> PlannedFile:
+        with self._lock:
+            hit = self._plans.get(str(path))
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        plan = plan_file(Path(path), key[2])
+        with self._lock:
+            self._plans.pop(str(path), None)
+            self._plans[str(path)] = (key, plan)
+            while len(self._plans) > self.size:
+                del self._plans[next(iter(self._plans))]
+        return plan
+
+    def forget(self, paths: Iterable[str | os.PathLike]) -> None:
+        with self._lock:
+            for p in paths:
+                self._plans.pop(str(p), None)
+
+
+_PLANS = _PlanCache()
+
+
+def forget(paths: Iterable[str | os.PathLike]) -> None:
+    """Drop what planning keeps of these recordings (they were deleted or moved away)."""
+    _PLANS.forget(paths)

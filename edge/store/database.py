@@ -478,6 +478,36 @@ class DetectionStore:
         this commit, and every one before it, survives a power cut (synchronous=FULL)."""
         return _Transaction(self.conn, self.path, durable)
 
+    # upkeep: the file's health, its copies and its WAL (integrity.py, backup.py)
+    def quick_check(self) -> list[str]:
+        """SQLite's PRAGMA quick_check: [] when the file is sound, else what is wrong (at most 10 lines)."""
+        rows = [r[0] for r in self.conn.execute("PRAGMA quick_check(10)")]
+        return [] if rows == ["ok"] else rows
+
+    def backup_to(self, target: str | os.PathLike) -> None:
+        """A consistent copy of the whole store into `target` (SQLite's online backup API; writers go on), as one
+        self-contained file (rollback journal, not WAL). Not fsynced: the caller decides where it goes."""
+        dst = sqlite3.connect(str(target))
+        try:
+            self.conn.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+
+    def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        """PRAGMA wal_checkpoint(mode): (busy, WAL pages, pages checkpointed). PASSIVE never waits for readers or
+        writers; TRUNCATE (at shutdown) also empties the WAL file."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(f"unknown checkpoint mode {mode!r}")
+        return tuple(self.conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())
+
+    def wal_bytes(self) -> int:
+        """The size of the store's WAL file now (0 when there is none)."""
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return 0
+
     # reading
     def detections(self, run_key: str | None = None) -> list[dict]:
         """Rows as dicts, ordered by file path then offset."""

@@ -1,0 +1,112 @@
+"""The store's upkeep while the daemon runs, each step reported in status.json:
+
+- its integrity check (`PRAGMA quick_check`, edge/store/integrity.py) at start and every CHECK_EVERY_H: a store
+  that fails it at start is set aside and replaced by the newest sound backup (or a new store), and the
+  recordings it must scan again are handed to the folder source; one that fails while running stops the daemon
+  (exit status 5), so that the next start (systemd's restart) does the same. A run that met a damaged store
+  exits 5, not 0, even when it went on: someone should look at the disk.
+- its backups (edge/store/backup.py) into `output.backup_dir`, at start when the newest is older than
+  `backup_every_h`, then every `backup_every_h`, keeping `backup_keep`.
+- its WAL: a PASSIVE checkpoint every CHECKPOINT_S (never waits for the scanning loop or the review app) keeps
+  the WAL from growing with the store; TRUNCATE at shutdown empties it. Its size now and its largest since
+  start are in status.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from pathlib import Path
+
+from hootwatch.edge.core.errors import HootwatchError
+from hootwatch.edge.store.backup import backup_store, backup_time, backups
+from hootwatch.edge.store.database import STORE_NAME, DetectionStore
+from hootwatch.edge.store.integrity import Check, Recovery, check_store, recover
+from .config import DaemonConfig
+from .health import Health, utc_now_iso
+
+log = logging.getLogger("hootwatch.daemon")
+
+CHECK_EVERY_H = 24.0
+CHECKPOINT_S = 60.0
+EXIT_STORE_DAMAGED = 5
+
+
+class Upkeep:
+    def __init__(self, cfg: DaemonConfig, health: Health, stop: threading.Event) -> None:
+        self.out, self.health, self.stop = cfg.output, health, stop
+        self.store_path = Path(cfg.output.dir) / STORE_NAME
+        self.failed = False  # the store failed a check during this run: exit status 5
+
+    # ------------------------------------------------------------ integrity
+    def check_at_start(self) -> Recovery | None:
+        """Check the store before anything opens it; on failure replace it (integrity.recover) and say so."""
+        check = check_store(self.store_path)
+        if self._checked(check, "at start"):
+            return None
+        recovery = recover(self.store_path, self.out.backup_dir)
+        log.error("detection store replaced: %s", recovery.summary())
+        self.health.update(store_recovery=recovery.summary())
+        return recovery
+
+    def check_now(self) -> None:
+        """The daily check; a failure stops the daemon (exit 5) so that the next start replaces the store."""
+        if not self._checked(check_store(self.store_path), "daily"):
+            log.error("stopping: the next start sets the damaged store aside and restores the newest backup "
+                      "(systemd restarts hootwatch by itself)")
+            self.stop.set()
+
+    def _checked(self, check: Check, when: str) -> bool:
+        self.health.update(store_checked_utc=utc_now_iso())
+        if check.ok:
+            self.health.update(store_check=f"ok ({check.seconds:.1f} s)")
+            log.info("store check (%s): ok in %.1f s", when, check.seconds)
+            return True
+        self.failed = True
+        why = "; ".join(check.problems[:3])
+        log.error("the detection store %s failed its integrity check (%s): %s", self.store_path, when, why)
+        self.health.update(store_check=f"FAILED: {why}", last_error=f"store failed its integrity check: {why}")
+        return False
+
+    # ------------------------------------------------------------ backups
+    def backup(self) -> None:
+        if self.out.backup_dir is None:
+            return
+        try:
+            b = backup_store(self.store_path, self.out.backup_dir, keep=self.out.backup_keep)
+        except HootwatchError as exc:
+            log.error("%s (fix: %s)", exc.message, exc.hint)
+            self.health.update(last_backup=f"FAILED: {exc.message}", last_error=exc.message)
+            return
+        log.info("store backed up to %s (%.1f MB in %.1f s)", b.path, b.bytes / 1e6, b.seconds)
+        self.health.update(last_backup=str(b.path), last_backup_utc=utc_now_iso())
+
+    def first_backup(self, now: dt.datetime) -> dt.datetime:
+        """Now when the newest backup is older than backup_every_h (or there is none), else when it comes due."""
+        newest = next((t for t in map(backup_time, backups(self.out.backup_dir)) if t), None)
+        due = newest + dt.timedelta(hours=self.out.backup_every_h) if newest else now
+        return max(now, due)
+
+    # ------------------------------------------------------------ the WAL
+    def checkpoint(self, mode: str = "PASSIVE") -> None:
+        try:
+            with DetectionStore(self.store_path) as store:
+                store.checkpoint(mode)
+        except Exception as exc:  # a busy or full disk: the next one tries again
+            log.warning("WAL checkpoint (%s) failed: %s", mode, getattr(exc, "message", exc))
+        self.measure_wal()
+
+    def measure_wal(self) -> None:
+        try:
+            wal = Path(f"{self.store_path}-wal").stat().st_size
+        except OSError:
+            wal = 0
+        self.health.update(wal_bytes=wal, wal_high_bytes=max(wal, self.health.wal_high_bytes))
+
+    def schedule(self, sched) -> None:
+        sched.add_job(self.check_now, "interval", hours=CHECK_EVERY_H, id="store-check")
+        sched.add_job(self.checkpoint, "interval", seconds=CHECKPOINT_S, id="checkpoint")
+        if self.out.backup_dir is not None:
+            sched.add_job(self.backup, "interval", hours=self.out.backup_every_h, id="backup",
+                          next_run_time=self.first_backup(dt.datetime.now(dt.timezone.utc)))
