@@ -41,4 +41,6 @@ def run(args: argparse.Namespace) -> int:
           f"{splits['validation']}, test {splits['test']})")
     for why in s.skipped:
         print(f"  left out: {why}")
+    for why in s.conflicts:
+        print(f"  conflict: {why}")
     return 0

@@ -29,7 +29,7 @@ import soundfile as sf
 from hootwatch.edge.contract.audio import load, probe
 from hootwatch.edge.core.errors import AudioReadError, ConfigError
 from hootwatch.edge.store.exports import write_atomic
-from hootwatch.edge.store.labels import OWL, UNSURE, LabelBook
+from hootwatch.edge.store.labels import OWL, UNSURE, LabelBook, label_conflicts
 from hootwatch.edge.store.database import DetectionStore
 
 SPLITS = (("train", 0.7), ("validation", 0.15), ("test", 0.15))
@@ -55,6 +55,7 @@ class DatasetSummary:
     random_negatives: int
     recordings: dict[str, str]       # recording -> split
     skipped: tuple[str, ...]
+    conflicts: tuple[str, ...] = ()  # labels left out because another label on the same stretch disagrees
 
 
 def recording_id(path: str, recorder: str, file_key: str) -> str:
@@ -109,9 +110,18 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
 
     todo = []   # (label folder, kind, file_key, start_s, end_s, score, reviewed)
     labelled_spans: dict[str, list[tuple[float, float]]] = {}
-    for x in book.current():
+    owl_spans: dict[str, list[tuple[float, float]]] = {}
+    current = book.current()
+    clashes = label_conflicts(current)
+    disputed = {x.id for pair in clashes for x in pair}
+    conflicts = tuple(f"{Path(o.file).name} {o.start_s:g}-{o.end_s:g} s says owl, {n.start_s:g}-{n.end_s:g} s says "
+                      f"{n.label}: both left out (relabel one in `hootwatch review`)" for o, n in clashes)
+    for x in current:
         labelled_spans.setdefault(x.file_key, []).append((x.start_s, x.end_s))
-        if x.label == UNSURE:
+        if x.is_owl:
+            owl_spans.setdefault(x.file_key, []).append((x.start_s, x.end_s))
+    for x in current:
+        if x.label == UNSURE or x.id in disputed:
             continue
         if x.is_owl:
             todo.append((options.positive_label, "owl", x.file_key, x.start_s, x.end_s, None, 1))
@@ -145,6 +155,12 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
             continue
         ctx = options.context_s if kind != "random_negative" else 0.0
         start, end = max(0.0, a - ctx), b + ctx
+        if kind == "hard_negative":  # a not-owl clip's context never reaches into a span labelled owl
+            for oa, ob in owl_spans.get(key, ()):
+                if ob <= a and ob > start:
+                    start = ob
+                if oa >= b and oa < end:
+                    end = oa
         if end - start < window_s:  # never shorter than a window: padding would tell the label away
             grow = (window_s - (end - start)) / 2
             start = max(0.0, start - grow)
@@ -180,4 +196,4 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
     write_atomic(data / "recordings.csv", _csv(rec_rows, ("file", "recording", "site", "split")))
     kinds = [c["kind"] for c in clips]
     return DatasetSummary(kinds.count("owl"), kinds.count("hard_negative"), kinds.count("random_negative"),
-                          {r["recording"]: r["split"] for r in rec_rows}, tuple(skipped))
+                          {r["recording"]: r["split"] for r in rec_rows}, tuple(skipped), conflicts)
