@@ -41,15 +41,15 @@ def test_dataset_cuts_labelled_clips_and_random_negatives_and_append_keeps_the_s
     recs = _rows(data / "recordings.csv")
     assert {r["file"] for r in recs} == {c["file"] for c in clips} and {r["site"] for r in recs} == {"A", "B"}
     assert all(r["split"] in ("train", "validation", "test") for r in recs)
-    before = {r["recording"]: r["split"] for r in recs}
+    before = {r["file"]: r["split"] for r in recs}
     assert main(["dataset", str(out), "--out", str(data)]) == 2  # not empty: needs --append
     with DetectionStore(out / "detections.sqlite") as s:  # relabel: the unsure one is an owl after all
         LabelBook(s).add(dets[2]["file_key"], dets[2]["file"], dets[2]["start_s"], dets[2]["end_s"], "owl")
     assert main(["dataset", str(out), "--out", str(data), "--append", "--negatives", "0"]) == 0
     clips2 = _rows(data / "clips.csv")
     assert len(clips2) == len(clips) + 1 and sum(c["kind"] == "owl" for c in clips2) == 2
-    after = {r["recording"]: r["split"] for r in _rows(data / "recordings.csv")}
-    assert all(after[r] == s for r, s in before.items())
+    after = {r["file"]: r["split"] for r in _rows(data / "recordings.csv")}
+    assert all(after[f] == s for f, s in before.items())  # every clip keeps its side
 
 
 def test_new_recordings_fill_every_split_owl_bearing_first_and_old_ones_stay():

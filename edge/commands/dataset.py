@@ -2,7 +2,8 @@
 
 Clips with context around every reviewed owl call and every reviewed false positive (hard negatives), plus
 random unreviewed low-score windows as ordinary negatives (kind random_negative in DATA/clips.csv), in the layout
-`hootwatch train --data DATA` reads, with DATA/recordings.csv (recording, site = recorder, split by recording).
+`hootwatch train --data DATA` reads, with DATA/recordings.csv (recording, site = recorder, the split group and
+its side: by recorder, or by recording or time blocks when one recorder is all there is).
 Copy DATA to the GPU box; no SD card is needed there.
 """
 
@@ -43,4 +44,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  left out: {why}")
     for why in s.conflicts:
         print(f"  conflict: {why}")
+    for note in s.notes:
+        print(f"  note: {note}")
     return 0
