@@ -41,7 +41,8 @@ def test_covering_means_most_of_the_span_and_the_label_mostly_inside_it():
     from hootwatch.edge.store.labels import covers
     assert not covers(45.0, 50.0, 47.5, 57.5)      # the near-miss window: a quarter of the detection
     assert covers(47.5, 57.5, 47.5, 57.5)          # its own span
-    assert covers(50.0, 55.0, 47.5, 57.5)          # a window inside it, half of it
+    assert covers(50.0, 55.0, 47.5, 55.0)          # a window inside a two-window detection, most of it
+    assert not covers(50.0, 55.0, 52.5, 57.5)      # neighbouring windows, half a window apart: two stretches
     assert covers(47.0, 57.0, 47.5, 57.5)          # a detection-sized label shifted a little
     assert not covers(0.0, 600.0, 47.5, 57.5)      # a label over the whole file is not what was shown here
 

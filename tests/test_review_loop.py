@@ -128,3 +128,11 @@ def test_init_from_replays_the_earlier_clips_on_their_sides(tmp_path):
     assert merged.validation == earlier.validation and "replayed" in " ".join(merged.notes)
     with pytest.raises(HootwatchError, match="no trained model"):
         init_from.model_dir(tmp_path)
+
+
+def test_a_large_earlier_set_is_replayed_as_a_sample_of_each_class():
+    earlier = [_clip(f"e{i}", "owl" if i % 4 == 0 else "not_owl") for i in range(400)]
+    got = init_from.replay_sample(earlier, 40)
+    assert 36 <= len(got) <= 44 and {c.label for c in got} == {"owl", "not_owl"}
+    assert abs(sum(c.label == "owl" for c in got) / len(got) - 0.25) < 0.05
+    assert init_from.replay_sample(earlier[:10], 40) == earlier[:10]

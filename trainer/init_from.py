@@ -3,7 +3,8 @@
 Not a resume: a new run folder with its own splits and metrics; the weights (and feature extractor) start from
 the earlier model instead of the pretrained backbone. When RUN is a run folder, its own clips (RUN/splits/*.csv,
 which record where its data came from) come back on their sides: the earlier training clips are replayed beside
-the new ones, so a few dozen reviewed clips add to what the model knew instead of making it forget; the earlier
+the new ones (all of them, or a sample of REPLAY_PER_NEW per new training clip, drawn per class), so a few dozen
+reviewed clips add to what the model knew instead of making it forget; the earlier
 validation and test clips stay validation and test, beside the new data's own (split as usual; when the new data
 cannot give validation and test clips of its own, all of it trains and the notes say so). A new clip of a
 recording the earlier run already used goes to that recording's side, so the new model is never trained or
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from hootwatch.edge.contract.clips import ClipRef, read_clip_csv
 from hootwatch.edge.core.errors import HootwatchError
 
@@ -23,6 +26,7 @@ from .data.sources import clip_key
 from .data.splits import SPLITS, Splits, SplitError, _checked
 
 MIN_NEW_PER_CLASS = 5   # new clips of each class a round needs to learn anything from
+REPLAY_PER_NEW = 4      # earlier training clips replayed per new training clip, at most: the new ones stay a fifth
 
 
 def model_dir(init_from: str | Path) -> Path:
@@ -69,6 +73,19 @@ def as_given(clips: list[ClipRef], explicit: dict | None) -> Splits | list[ClipR
     return Splits(parts["train"], parts["validation"], parts["test"])
 
 
+def replay_sample(clips: list[ClipRef], n: int, seed: int = 0) -> list[ClipRef]:
+    """All the clips when they are at most n, else n of them drawn evenly from each class (seeded)."""
+    if len(clips) <= n:
+        return list(clips)
+    rng = np.random.default_rng(seed)
+    out = []
+    for lab in sorted({c.label for c in clips}):
+        mine = [c for c in clips if c.label == lab]
+        k = max(1, round(n * len(mine) / len(clips)))
+        out += [mine[i] for i in sorted(rng.choice(len(mine), size=min(k, len(mine)), replace=False))]
+    return out
+
+
 def with_earlier(new: Splits | list[ClipRef], earlier: Splits, notes: list[str]) -> Splits:
     """The new data's splits (or, when it could not be split, its clips, all for training) merged with the earlier
     run's: earlier training clips replayed, earlier validation and test kept; a new clip already among the
@@ -79,6 +96,9 @@ def with_earlier(new: Splits | list[ClipRef], earlier: Splits, notes: list[str])
     side = {c.recording: name for name, part in earlier.items() for c in part}
     known = {(c.source, c.region_start_s, c.region_end_s) for _, part in earlier.items() for c in part}
     parts: dict[str, list[ClipRef]] = {name: list(part) for name, part in earlier.items()}
+    n_new_train = sum(1 for c in new.train if (c.source, c.region_start_s, c.region_end_s) not in known)
+    parts["train"] = replay_sample(earlier.train, REPLAY_PER_NEW * max(n_new_train, 1))
+    replayed = len(parts["train"])
     moved = 0
     for name, part in new.items():
         for c in part:
@@ -89,7 +109,8 @@ def with_earlier(new: Splits | list[ClipRef], earlier: Splits, notes: list[str])
             parts[to].append(c)
     n_new = sum(len(p) for _, p in new.items())
     notes = list(new.notes) + notes + [
-        f"--init-from: {len(earlier.train)} training clip(s) of the earlier run replayed beside {n_new} new clip(s); "
+        f"--init-from: {replayed} training clip(s) of the earlier run's "
+        f"{len(earlier.train)} replayed beside {n_new} new clip(s); "
         f"validation and test hold the earlier run's ({len(earlier.validation)} and {len(earlier.test)} clips) "
         "and the new data's"]
     if moved:

@@ -31,7 +31,7 @@ from .database import DetectionStore, utc_now
 OWL, NOT_OWL, UNSURE, CLEARED = "owl", "not_owl", "unsure", ""
 REVIEW_LABELS = (OWL, NOT_OWL, UNSURE)
 CONFLICT = "conflict"   # a verdict, never a label: covering labels disagree (owl and not owl)
-COVER_SHARE = 0.5       # a label covers a span when the overlap is at least this share of both
+COVER_SHARE = 0.5       # a label covers a span when the overlap is more than this share of both
 
 
 class LabelError(HootwatchError):
@@ -67,13 +67,15 @@ def is_negative_label(label: str) -> bool:
 
 def covers(label_start_s: float, label_end_s: float, start_s: float, end_s: float) -> bool:
     """Does a label on [label_start_s, label_end_s) speak for the span [start_s, end_s)? Its own span does; another
-    one only when the overlap is at least half the span AND at least half the label (a window inside a detection,
-    or a detection-sized label shifted a little), never a neighbouring window that merely touches it."""
+    one only when the overlap is more than half the span AND more than half the label (a window inside a
+    detection, or a detection-sized label shifted a little), never a neighbouring window that merely overlaps it
+    (two windows a half-window hop apart share exactly half: each is its own stretch, and may hold the call or
+    not)."""
     a, b, la, lb = _ms(start_s), _ms(end_s), _ms(label_start_s), _ms(label_end_s)
     if (la, lb) == (a, b):
         return True
     overlap = min(b, lb) - max(a, la)
-    return overlap > 0 and overlap >= COVER_SHARE * (b - a) and overlap >= COVER_SHARE * (lb - la)
+    return overlap > COVER_SHARE * (b - a) and overlap > COVER_SHARE * (lb - la)
 
 
 def _inside(x: Label, start_s: float, end_s: float) -> bool:
