@@ -42,6 +42,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--work", type=Path, required=True, help="folder for the night, scans, data, run and bundle")
     p.add_argument("--minutes", type=float, default=20.0, help="minutes of audio per recorder")
     p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--gap", type=float, default=8.0, help="mean seconds of quiet between sounds on the night")
     p.add_argument("--max-items", type=int, default=100, help="items the reviewer labels, at most")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
@@ -108,7 +109,7 @@ def main() -> int:
     started = time.perf_counter()
     t = time.perf_counter()
     night = w / "night"
-    write_night(night, ("CARD", "OTHER"), args.minutes, args.seed)
+    write_night(night, ("CARD", "OTHER"), args.minutes, args.seed, gap_s=args.gap)
     TIMES["synthesise the night"] = time.perf_counter() - t
     before = score(bundle0, night, "OTHER", w / "other_before", args.threads)
     sh("scan the card", "scan", night / "CARD", "--model", bundle0, "--out", w / "card", "--tz", "UTC", "--threads",

@@ -99,7 +99,8 @@ def test_one_card_one_recorder_first_round_trains_with_no_extra_folders(tmp_path
     assert new["train"] and new["validation"] + new["test"]   # the one card on every side, by time blocks
     assert not ({c.recording for c in new["train"]} & {c.recording for c in new["validation"] + new["test"]})
     earlier = {s: {c.source for c in read_clip_csv(run0 / "splits" / f"{s}.csv")} for s in parts}
-    assert all(earlier[s] <= {c.source for c in parts[s]} for s in parts)   # replayed, and kept on their sides
+    assert earlier["train"] & {c.source for c in parts["train"]}           # replayed
+    assert all(earlier[s] <= {c.source for c in parts[s]} for s in ("validation", "test"))  # kept on their sides
     assert any("optimistic" in n for n in res.metrics["data_notes"])
 
 

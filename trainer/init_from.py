@@ -26,7 +26,7 @@ from .data.sources import clip_key
 from .data.splits import SPLITS, Splits, SplitError, _checked
 
 MIN_NEW_PER_CLASS = 5   # new clips of each class a round needs to learn anything from
-REPLAY_PER_NEW = 4      # earlier training clips replayed per new training clip, at most: the new ones stay a fifth
+REPLAY_PER_NEW = 2      # earlier training clips replayed per new training clip, at most: the new ones stay a third
 
 
 def model_dir(init_from: str | Path) -> Path:

@@ -36,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args.out_dir) as store:
         s = write_dataset(store, store.scored_run(args.run), args.out, append=args.append,
                           options=DatasetOptions(args.context, args.negatives, args.low_score, args.seed))
-    splits = {k: sum(1 for v in s.recordings.values() if v == k) for k in ("train", "validation", "test")}
+    n = s.clips_per_split
     print(f"{args.out}: {s.owl} owl clip(s), {s.hard_negatives} hard negative(s), {s.random_negatives} random "
-          f"negative(s) from {len(s.recordings)} recording(s) (train {splits['train']}, validation "
-          f"{splits['validation']}, test {splits['test']})")
+          f"negative(s) from {len(s.recordings)} recording(s); clips for train {n['train']}, validation "
+          f"{n['validation']}, test {n['test']}")
     for why in s.skipped:
         print(f"  left out: {why}")
     for why in s.conflicts:

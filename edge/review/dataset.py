@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +59,11 @@ class DatasetSummary:
     owl: int
     hard_negatives: int
     random_negatives: int
-    recordings: dict[str, str]       # recording -> split
+    recordings: dict[str, str]       # recording -> split (the last clip's: one card's recordings may be cut in blocks)
     skipped: tuple[str, ...]
     conflicts: tuple[str, ...] = ()  # labels left out because another label on the same stretch disagrees
     notes: tuple[str, ...] = ()      # how the split was made (e.g. one recorder: by recording or time blocks)
+    clips_per_split: dict[str, int] = field(default_factory=dict)
 
 
 def recording_id(path: str, recorder: str, file_key: str) -> str:
@@ -207,7 +208,8 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
     write_atomic(data / "recordings.csv", _csv(rec_rows, ("file", "recording", "site", "group", "split")))
     kinds = [c["kind"] for c in clips]
     return DatasetSummary(kinds.count("owl"), kinds.count("hard_negative"), kinds.count("random_negative"),
-                          {r["recording"]: r["split"] for r in rec_rows}, tuple(skipped), conflicts, tuple(notes))
+                          {r["recording"]: r["split"] for r in rec_rows}, tuple(skipped), conflicts, tuple(notes),
+                          {sp: sum(r["split"] == sp for r in rec_rows) for sp, _ in SPLITS})
 
 
 def assign_groups(clips: list[dict], durations: dict[str, float]) -> list[str]:
