@@ -119,8 +119,8 @@ def main() -> int:
     TIMES["review (simulated)"] = time.perf_counter() - t
     print("reviewer:", reviewed, flush=True)
     sh("dataset", "dataset", w / "card", "--out", w / "data")
-    sh("train --init-from", "train", "--data", w / "data", "--init-from", run0, "--out", w / "run1", "--tiny", "--epochs",
-       args.epochs, "--threads", args.threads, "--no-progress")
+    sh("train --init-from", "train", "--data", w / "data", "--init-from", run0, "--out", w / "run1", "--tiny",
+       "--epochs", args.epochs, "--threads", args.threads, "--no-progress")
     min_hits = load_bundle(bundle0).manifest.min_hits
     sh("export", "export", w / "run1", "--out", w / "bundle1", "--threads", args.threads, "--speed-repeats", 0,
        "--min-hits", min_hits)

@@ -111,3 +111,14 @@ def test_windows_a_first_stage_left_unscored_are_low_score_negatives(tmp_path):
     data = tmp_path / "data"
     assert main(["dataset", str(out), "--out", str(data), "--negatives", "4"]) == 0
     assert sum(c["kind"] == "random_negative" for c in _rows(data / "clips.csv")) == 4
+
+
+def test_a_long_owl_label_gives_clips_at_the_windows_where_the_calls_are(tmp_path):
+    _, _, out = scanned_store(tmp_path)       # recorder A: a call (tone) at 40-43 s
+    with DetectionStore(out / "detections.sqlite") as s:
+        key = next(d["file_key"] for d in s.detections() if "/A/" in d["file"])
+        LabelBook(s).add(key, "A", 25.0, 55.0, "owl")   # a 30 s detection over a bout, heard as owl
+    assert main(["dataset", str(out), "--out", str(tmp_path / "data"), "--negatives", "0"]) == 0
+    owl = [c for c in _rows(tmp_path / "data" / "clips.csv") if c["kind"] == "owl"]
+    assert owl and all(float(c["source_end_s"]) - float(c["source_start_s"]) < 10 for c in owl)
+    assert all(float(c["source_start_s"]) < 43 and 40 < float(c["source_end_s"]) for c in owl)  # each holds the call

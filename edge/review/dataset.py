@@ -42,6 +42,8 @@ CLIP_COLUMNS = ("file", "label", "kind", "reviewed", "source", "source_start_s",
 MIN_GROUPS = 3                   # one per split at the very least
 BLOCKS_PER_RECORDING = 6         # time blocks of one recording, when a recorder has too few recordings
 BLOCK_MARK = "#block"
+LONG_OWL = 2.0                   # an owl label longer than this many windows is cut at its high-scoring windows
+OWL_WINDOW_SCORE = 0.5
 
 
 @dataclass(frozen=True)
@@ -129,11 +131,15 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
         labelled_spans.setdefault(x.file_key, []).append((x.start_s, x.end_s))
         if x.is_owl:
             owl_spans.setdefault(x.file_key, []).append((x.start_s, x.end_s))
+    scored = store.window_scores(run_key)
+    window_s = scored[0].window_samples / scored[0].sample_rate if scored else 5.0
     for x in current:
         if x.label == UNSURE or x.id in disputed:
             continue
         if x.is_owl:
-            todo.append((options.positive_label, "owl", x.file_key, x.start_s, x.end_s, None, 1))
+            peaks = owl_windows(x.file_key, x.start_s, x.end_s, scored, window_s) if scored else []
+            todo += [(options.positive_label, "owl", x.file_key, a, b, p, 1) for a, b, p in peaks] or [
+                (options.positive_label, "owl", x.file_key, x.start_s, x.end_s, None, 1)]
         elif x.is_negative:
             todo.append((options.negative_label, "hard_negative", x.file_key, x.start_s, x.end_s, None, 1))
     n_random = options.negatives if options.negatives is not None else max(20, len(todo))
@@ -141,8 +147,6 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
     dets = {}
     for d in store.detections(run_key):
         dets.setdefault(d["file_key"], []).append((d["start_s"], d["end_s"]))
-    scored = store.window_scores(run_key)
-    window_s = scored[0].window_samples / scored[0].sample_rate if scored else 5.0
     for ws in scored:
         busy = labelled_spans.get(ws.file_key, []) + dets.get(ws.file_key, [])
         for s, p in zip(ws.starts.tolist(), ws.scores.tolist()):
@@ -163,7 +167,7 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
         if row is None:
             skipped.append(f"{key}: not in the store's ledger")
             continue
-        ctx = options.context_s if kind != "random_negative" else 0.0
+        ctx = options.context_s if kind != "random_negative" and score is None else 0.0
         start, end = max(0.0, a - ctx), b + ctx
         if kind == "hard_negative":  # a not-owl clip's context never reaches into a span labelled owl
             for oa, ob in owl_spans.get(key, ()):
@@ -210,6 +214,25 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
     return DatasetSummary(kinds.count("owl"), kinds.count("hard_negative"), kinds.count("random_negative"),
                           {r["recording"]: r["split"] for r in rec_rows}, tuple(skipped), conflicts, tuple(notes),
                           {sp: sum(r["split"] == sp for r in rec_rows) for sp, _ in SPLITS})
+
+
+def owl_windows(file_key: str, start_s: float, end_s: float, scored: list, window_s: float
+                ) -> list[tuple[float, float, float]]:
+    """An owl label longer than LONG_OWL windows (a detection over a bout, say) holds its calls somewhere: a
+    random window of it may hold none, which would teach "owl" on bare background. Its clips are instead the
+    windows inside it that the model scored at least OWL_WINDOW_SCORE (where it heard the calls), each exactly one
+    window long; [] (keep the span whole) for a shorter label or one without such windows."""
+    if end_s - start_s <= LONG_OWL * window_s:
+        return []
+    out = []
+    for ws in scored:
+        if ws.file_key != file_key:
+            continue
+        for s, p in zip(ws.starts.tolist(), ws.scores.tolist()):
+            a = s / ws.sample_rate
+            if start_s - 1e-6 <= a and a + window_s <= end_s + 1e-6 and p == p and p >= OWL_WINDOW_SCORE:
+                out.append((round(a, 3), round(a + window_s, 3), float(p)))
+    return out
 
 
 def assign_groups(clips: list[dict], durations: dict[str, float]) -> list[str]:
