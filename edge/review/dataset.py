@@ -42,8 +42,8 @@ CLIP_COLUMNS = ("file", "label", "kind", "reviewed", "source", "source_start_s",
 MIN_GROUPS = 3                   # one per split at the very least
 BLOCKS_PER_RECORDING = 6         # time blocks of one recording, when a recorder has too few recordings
 BLOCK_MARK = "#block"
-LONG_OWL = 2.0                   # an owl label longer than this many windows is cut at its high-scoring windows
-OWL_WINDOW_SCORE = 0.5
+LONG_SPAN = 1.0                  # a label longer than this many windows is cut at its high-scoring windows
+HEARD_SCORE = 0.5
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,11 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
     for x in current:
         if x.label == UNSURE or x.id in disputed:
             continue
-        if x.is_owl:
-            peaks = owl_windows(x.file_key, x.start_s, x.end_s, scored, window_s) if scored else []
-            todo += [(options.positive_label, "owl", x.file_key, a, b, p, 1) for a, b, p in peaks] or [
-                (options.positive_label, "owl", x.file_key, x.start_s, x.end_s, None, 1)]
-        elif x.is_negative:
-            todo.append((options.negative_label, "hard_negative", x.file_key, x.start_s, x.end_s, None, 1))
+        if x.is_owl or x.is_negative:
+            folder, kind = ((options.positive_label, "owl") if x.is_owl else (options.negative_label, "hard_negative"))
+            peaks = heard_windows(x.file_key, x.start_s, x.end_s, scored, window_s) if scored else []
+            todo += [(folder, kind, x.file_key, a, b, p, 1) for a, b, p in peaks] or [
+                (folder, kind, x.file_key, x.start_s, x.end_s, None, 1)]
     n_random = options.negatives if options.negatives is not None else max(20, len(todo))
     pool = []
     dets = {}
@@ -216,13 +215,14 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
                           {sp: sum(r["split"] == sp for r in rec_rows) for sp, _ in SPLITS})
 
 
-def owl_windows(file_key: str, start_s: float, end_s: float, scored: list, window_s: float
-                ) -> list[tuple[float, float, float]]:
-    """An owl label longer than LONG_OWL windows (a detection over a bout, say) holds its calls somewhere: a
-    random window of it may hold none, which would teach "owl" on bare background. Its clips are instead the
-    windows inside it that the model scored at least OWL_WINDOW_SCORE (where it heard the calls), each exactly one
-    window long; [] (keep the span whole) for a shorter label or one without such windows."""
-    if end_s - start_s <= LONG_OWL * window_s:
+def heard_windows(file_key: str, start_s: float, end_s: float, scored: list, window_s: float
+                  ) -> list[tuple[float, float, float]]:
+    """A labelled span longer than LONG_SPAN windows (a detection over a bout, or over a chorus of frogs) holds its
+    sound somewhere: a random window of it may hold none, which would teach owl (or not owl) on bare background.
+    Its clips are instead the windows inside it that the model scored at least HEARD_SCORE (where it heard the
+    call, or the sound it took for one: what a round must teach it), each exactly one window long; [] (keep the
+    span whole) for a shorter span or one without such windows."""
+    if end_s - start_s <= LONG_SPAN * window_s:
         return []
     out = []
     for ws in scored:
@@ -230,7 +230,7 @@ def owl_windows(file_key: str, start_s: float, end_s: float, scored: list, windo
             continue
         for s, p in zip(ws.starts.tolist(), ws.scores.tolist()):
             a = s / ws.sample_rate
-            if start_s - 1e-6 <= a and a + window_s <= end_s + 1e-6 and p == p and p >= OWL_WINDOW_SCORE:
+            if start_s - 1e-6 <= a and a + window_s <= end_s + 1e-6 and p == p and p >= HEARD_SCORE:
                 out.append((round(a, 3), round(a + window_s, 3), float(p)))
     return out
 
