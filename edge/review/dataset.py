@@ -133,14 +133,22 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
             owl_spans.setdefault(x.file_key, []).append((x.start_s, x.end_s))
     scored = store.window_scores(run_key)
     window_s = scored[0].window_samples / scored[0].sample_rate if scored else 5.0
+    scores_of: dict[str, list] = {}
+    for ws in scored:
+        scores_of.setdefault(ws.file_key, []).append(ws)
+    cut: set[tuple] = set()   # windows already cut (two labels over one call give it once)
     for x in current:
         if x.label == UNSURE or x.id in disputed:
             continue
         if x.is_owl or x.is_negative:
             folder, kind = ((options.positive_label, "owl") if x.is_owl else (options.negative_label, "hard_negative"))
-            peaks = heard_windows(x.file_key, x.start_s, x.end_s, scored, window_s) if scored else []
-            todo += [(folder, kind, x.file_key, a, b, p, 1) for a, b, p in peaks] or [
-                (folder, kind, x.file_key, x.start_s, x.end_s, None, 1)]
+            peaks = heard_windows(x.start_s, x.end_s, scores_of.get(x.file_key, []), window_s)
+            if not peaks:
+                todo.append((folder, kind, x.file_key, x.start_s, x.end_s, None, 1))
+            for a, b, p in peaks:
+                if (folder, x.file_key, a) not in cut:
+                    cut.add((folder, x.file_key, a))
+                    todo.append((folder, kind, x.file_key, a, b, p, 1))
     n_random = options.negatives if options.negatives is not None else max(20, len(todo))
     pool = []
     dets = {}
@@ -215,8 +223,7 @@ def write_dataset(store: DetectionStore, run_key: str, data_dir: str | os.PathLi
                           {sp: sum(r["split"] == sp for r in rec_rows) for sp, _ in SPLITS})
 
 
-def heard_windows(file_key: str, start_s: float, end_s: float, scored: list, window_s: float
-                  ) -> list[tuple[float, float, float]]:
+def heard_windows(start_s: float, end_s: float, scored: list, window_s: float) -> list[tuple[float, float, float]]:
     """A labelled span longer than LONG_SPAN windows (a detection over a bout, or over a chorus of frogs) holds its
     sound somewhere: a random window of it may hold none, which would teach owl (or not owl) on bare background.
     Its clips are instead the windows inside it that the model scored at least HEARD_SCORE (where it heard the
@@ -225,9 +232,7 @@ def heard_windows(file_key: str, start_s: float, end_s: float, scored: list, win
     if end_s - start_s <= LONG_SPAN * window_s:
         return []
     out = []
-    for ws in scored:
-        if ws.file_key != file_key:
-            continue
+    for ws in scored:   # the window scores of the label's recording
         for s, p in zip(ws.starts.tolist(), ws.scores.tolist()):
             a = s / ws.sample_rate
             if start_s - 1e-6 <= a and a + window_s <= end_s + 1e-6 and p == p and p >= HEARD_SCORE:
