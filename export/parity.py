@@ -4,10 +4,13 @@ Clips are cut exactly as evaluation cuts them (the centred window of each ClipRe
 by the edge `Detector` itself (its session options, its normalisation); PyTorch gets the same windows normalised
 with the same Normalisation. For each ONNX variant: the largest absolute logit difference
 from PyTorch, the fraction of clips whose decision at the threshold agrees with PyTorch, and the F1 of the
-positive label when the clips are labelled. The int8 model fails the check when more than `tolerance` of
-its decisions change by a real margin, and, on labelled clips, also when its F1 falls more than `tolerance`
-below PyTorch's (labelled clips must hold a positive clip, else F1 is 0 for any model). A clip whose
-probability moves less than BORDERLINE may flip on rounding alone; such flips are reported, not counted.
+positive label when the clips are labelled. A clip whose probability moves less than BORDERLINE may flip on
+rounding alone; such flips are reported, not counted. The int8 model fails the check when more than `tolerance`
+of its decisions change by a real margin, and, on labelled clips, also when its F1 falls below PyTorch's by more
+than allowed (labelled clips must hold a positive clip, else F1 is 0 for any model). The two rules agree: the F1
+judged keeps PyTorch's decision on the borderline flips the first rule forgives, and the drop allowed is the
+larger of `tolerance` and the drop ONE clip's flip causes (on 15 validation clips, 3 of them owl, that is 0.18:
+F1 cannot see a smaller change there); the message says so.
 """
 
 from __future__ import annotations
@@ -108,6 +111,23 @@ def _f1(truth: np.ndarray | None, decisions: np.ndarray) -> float | None:
     return float(f1_score(truth, decisions, zero_division=0))
 
 
+def _f1_counts(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def one_flip_f1_drop(truth: np.ndarray, decisions: np.ndarray) -> float:
+    """The largest F1 drop that flipping ONE clip's decision can cause: on a small validation set this is the
+    resolution of F1, so a smaller change cannot tell a worse model from noise."""
+    tp = int((truth & decisions).sum())
+    fp = int((~truth & decisions).sum())
+    fn = int((truth & ~decisions).sum())
+    tn = len(truth) - tp - fp - fn
+    f = _f1_counts(tp, fp, fn)
+    worse = [_f1_counts(tp - 1, fp, fn + 1)] if tp else []
+    worse += [_f1_counts(tp, fp + 1, fn)] if tn else []
+    return max(0.0, f - min(worse)) if worse else 0.0
+
+
 def compare(reference: np.ndarray, candidates: dict[str, np.ndarray | str], positive_index: int, positive_label: str,
             threshold: float, tolerance: float, truth: np.ndarray | None) -> ParityReport:
     """Compare logits of each candidate (or an error string) with the PyTorch reference logits."""
@@ -134,10 +154,19 @@ def compare(reference: np.ndarray, candidates: dict[str, np.ndarray | str], posi
         if not truth.any():  # F1 would be 0 for both models whatever they decide: it proves nothing
             raise ConfigError(f"the labelled parity clips hold no {positive_label!r} clip",
                               f"add clips of {positive_label!r} to the validation clips or --audio folders")
-        drop = rows[0].f1 - int8.f1
-        passed = drop <= tolerance and changed <= tolerance
-        message = (f"int8 {positive_label} F1 {int8.f1:.3f} vs PyTorch {rows[0].f1:.3f} "
-                   f"(drop {drop:+.3f}, tolerance {tolerance:.3f}); {agreement} on {len(reference)} clips")
+        # the F1 rule judges what the decision rule judges: a forgiven borderline flip keeps PyTorch's decision
+        judged = np.where(flipped & ~real, ref_dec, int8_p >= threshold)
+        drop = rows[0].f1 - _f1(truth, judged)
+        one_clip = one_flip_f1_drop(truth, ref_dec)
+        allowed = max(tolerance, one_clip)
+        passed = drop <= allowed + 1e-9 and changed <= tolerance
+        size = f"{len(reference)} clips ({int(truth.sum())} {positive_label})"
+        bound = (f"tolerance {tolerance:.3f}" if allowed == tolerance else
+                 f"allowed {allowed:.3f}: on only {size} one clip's flip moves F1 by that much, so a smaller drop "
+                 "is noise, not a loss; judge on more validation clips for a finer check")
+        message = (f"int8 {positive_label} F1 {int8.f1:.3f} vs PyTorch {rows[0].f1:.3f}, {_f1(truth, judged):.3f} "
+                   f"with the borderline flips at PyTorch's decision (drop {drop:+.3f}, {bound}); {agreement} on "
+                   f"{size}")
     else:
         passed = changed <= tolerance
         message = f"{agreement} on {len(reference)} unlabelled clips"

@@ -6,7 +6,7 @@ import pytest
 
 from hootwatch.edge.commands.main import main
 from hootwatch.edge.review.label_io import read_rows
-from hootwatch.edge.store.labels import LabelBook, LabelError, label_for_detection
+from hootwatch.edge.store.labels import LabelBook, LabelError
 from hootwatch.edge.store.database import DetectionStore
 
 from review_helpers import scanned_store
@@ -105,7 +105,7 @@ def test_labels_survive_a_rescan_at_another_threshold(tmp_path):
         assert len(runs) == 2
         for run in runs:
             [det] = [d for d in s.detections(run) if d["file_key"] == key and d["start_s"] < 13 < d["end_s"]]
-            assert label_for_detection(book.overlapping(key, det["start_s"], det["end_s"])) == "owl"
+            assert book.verdict(key, det["start_s"], det["end_s"]).label == "owl"
 
 
 def test_export_carries_clock_time_in_the_recorders_zone_and_the_reviewer(tmp_path):

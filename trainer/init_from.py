@@ -1,21 +1,32 @@
-"""`hootwatch train --init-from RUN_OR_MODEL`: fine-tune on from an earlier run's model.
+"""`hootwatch train --init-from RUN_OR_MODEL`: fine-tune on from an earlier run's model, adding to what it knew.
 
 Not a resume: a new run folder with its own splits and metrics; the weights (and feature extractor) start from
-the earlier model instead of the pretrained backbone. The earlier run's test recordings (RUN/splits/test.csv)
-are moved to the test side of the new split, so the new model is never trained or tuned on what the old one
-was tested on, and the two test figures stay comparable.
+the earlier model instead of the pretrained backbone. When RUN is a run folder, its own clips (RUN/splits/*.csv,
+which record where its data came from) come back on their sides: the earlier training clips are replayed beside
+the new ones (all of them, or a sample of REPLAY_PER_NEW per new training clip, drawn per class), so a few dozen
+reviewed clips add to what the model knew instead of making it forget; the earlier
+validation and test clips stay validation and test, beside the new data's own (split as usual; when the new data
+cannot give validation and test clips of its own, all of it trains and the notes say so). A new clip of a
+recording the earlier run already used goes to that recording's side, so the new model is never trained or
+tuned on what the old one was tested on, and the two test figures stay comparable. Too little new data is
+refused, saying how many owl and not-owl clips are needed and how many there are.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
-from hootwatch.edge.contract.clips import read_clip_csv
+import numpy as np
+
+from hootwatch.edge.contract.clips import ClipRef, read_clip_csv
 from hootwatch.edge.core.errors import HootwatchError
 
-from .data.splits import Splits, _checked
+from .data.sources import clip_key
+from .data.splits import SPLITS, Splits, SplitError, _checked
+
+MIN_NEW_PER_CLASS = 5   # new clips of each class a round needs to learn anything from
+REPLAY_PER_NEW = 2      # earlier training clips replayed per new training clip, at most: the new ones stay a third
 
 
 def model_dir(init_from: str | Path) -> Path:
@@ -29,24 +40,82 @@ def model_dir(init_from: str | Path) -> Path:
                          "pass the folder of an earlier `hootwatch train --out RUN` run, or its RUN/model")
 
 
-def earlier_test_recordings(init_from: str | Path) -> set[str]:
-    """Recordings on the earlier run's test side (empty when --init-from names a bare model)."""
-    p = Path(init_from).expanduser() / "splits" / "test.csv"
-    return {c.recording for c in read_clip_csv(p)} if p.is_file() else set()
+def earlier_splits(init_from: str | Path) -> tuple[Splits | None, list[str]]:
+    """The earlier run's clips on their sides (None when --init-from names a bare model), those whose audio is
+    still where it was; a note says how many are gone."""
+    folder = Path(init_from).expanduser() / "splits"
+    if not all((folder / f"{s}.csv").is_file() for s in SPLITS):
+        return None, []
+    parts = {s: read_clip_csv(folder / f"{s}.csv") for s in SPLITS}
+    kept = {s: [c for c in part if Path(c.source).is_file()] for s, part in parts.items()}
+    gone = sum(len(parts[s]) - len(kept[s]) for s in SPLITS)
+    notes = [f"{gone} clip(s) of the earlier run ({folder}) are no longer on disk and are left out"] if gone else []
+    return Splits(kept["train"], kept["validation"], kept["test"]), notes
 
 
-def keep_on_test_side(splits: Splits, test_recordings: set[str]) -> Splits:
-    """Move every clip of those recordings to test (a note says how many moved)."""
-    if not test_recordings:
-        return splits
-    moved = [c for name, part in splits.items() if name != "test" for c in part if c.recording in test_recordings]
-    if not moved:
-        return splits
-    keep = lambda part: [c for c in part if c.recording not in test_recordings]  # noqa: E731
-    note = (f"{len(moved)} clip(s) of {len({c.recording for c in moved})} recording(s) the earlier run tested on "
-            "moved to test (--init-from)")
-    return _checked(replace(splits, train=keep(splits.train), validation=keep(splits.validation),
-                            test=splits.test + moved, notes=splits.notes + (note,)))
+def check_new_data(clips: list[ClipRef], positive_label: str, data: str) -> None:
+    """Refuse a round with too little new data, saying how much is needed and how much there is."""
+    owl = sum(c.label == positive_label for c in clips)
+    other = len(clips) - owl
+    if owl < MIN_NEW_PER_CLASS or other < MIN_NEW_PER_CLASS:
+        raise SplitError(f"{data}: {owl} {positive_label} and {other} not-{positive_label} clip(s); a round needs at "
+                         f"least {MIN_NEW_PER_CLASS} of each to learn from",
+                         f"review and label more detections (`hootwatch review`), then `hootwatch dataset OUTDIR "
+                         f"--out {data} --append` and train again")
+
+
+def as_given(clips: list[ClipRef], explicit: dict | None) -> Splits | list[ClipRef]:
+    """New data too small to split on its own terms: its given sides when it has them (a side may lack a class:
+    the earlier run's clips fill it), else its clips, all for training."""
+    if explicit is None:
+        return list(clips)
+    parts = {s: [c for c in clips if explicit[clip_key(c)] == s] for s in SPLITS}
+    return Splits(parts["train"], parts["validation"], parts["test"])
+
+
+def replay_sample(clips: list[ClipRef], n: int, seed: int = 0) -> list[ClipRef]:
+    """All the clips when they are at most n, else n of them drawn evenly from each class (seeded)."""
+    if len(clips) <= n:
+        return list(clips)
+    rng = np.random.default_rng(seed)
+    out = []
+    for lab in sorted({c.label for c in clips}):
+        mine = [c for c in clips if c.label == lab]
+        k = max(1, round(n * len(mine) / len(clips)))
+        out += [mine[i] for i in sorted(rng.choice(len(mine), size=min(k, len(mine)), replace=False))]
+    return out
+
+
+def with_earlier(new: Splits | list[ClipRef], earlier: Splits, notes: list[str]) -> Splits:
+    """The new data's splits (or, when it could not be split, its clips, all for training) merged with the earlier
+    run's: earlier training clips replayed, earlier validation and test kept; a new clip already among the
+    earlier clips is dropped, one of a recording the earlier run used goes to that recording's side."""
+    if isinstance(new, list):
+        new = Splits(new, [], [], ("the new data cannot give validation and test clips of its own: all of it "
+                                   "trains, and validation and test are the earlier run's",))
+    side = {c.recording: name for name, part in earlier.items() for c in part}
+    known = {(c.source, c.region_start_s, c.region_end_s) for _, part in earlier.items() for c in part}
+    parts: dict[str, list[ClipRef]] = {name: list(part) for name, part in earlier.items()}
+    n_new_train = sum(1 for c in new.train if (c.source, c.region_start_s, c.region_end_s) not in known)
+    parts["train"] = replay_sample(earlier.train, REPLAY_PER_NEW * max(n_new_train, 1))
+    replayed = len(parts["train"])
+    moved = 0
+    for name, part in new.items():
+        for c in part:
+            if (c.source, c.region_start_s, c.region_end_s) in known:
+                continue
+            to = side.get(c.recording, name)
+            moved += to != name
+            parts[to].append(c)
+    n_new = sum(len(p) for _, p in new.items())
+    notes = list(new.notes) + notes + [
+        f"--init-from: {replayed} training clip(s) of the earlier run's "
+        f"{len(earlier.train)} replayed beside {n_new} new clip(s); "
+        f"validation and test hold the earlier run's ({len(earlier.validation)} and {len(earlier.test)} clips) "
+        "and the new data's"]
+    if moved:
+        notes.append(f"{moved} new clip(s) of recordings the earlier run used went to that recording's side")
+    return _checked(Splits(parts["train"], parts["validation"], parts["test"], tuple(notes)))
 
 
 def check_labels(model: Path, label2id: dict[str, int]) -> None:

@@ -207,8 +207,7 @@ def make_accelerator(args: TrainArgs):
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool, console,
-                keep_test: set[str] = frozenset()) -> split_mod.Splits:
+def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool, console) -> split_mod.Splits:
     split_dir = run_dir / "splits"
     if resuming and all((split_dir / f"{s}.csv").is_file() for s in split_mod.SPLITS):
         parts = {s: read_clip_csv(split_dir / f"{s}.csv") for s in split_mod.SPLITS}
@@ -219,12 +218,18 @@ def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool
                           label_column=args.label_column,
                           default_label=args.default_label, seed=args.seed)
     loaded = load_clips(args.data, opts, sample_rate, run_dir / "data_cache", args.data_format)
-    if loaded.explicit_split is not None:
-        splits = split_mod.apply_explicit_split(loaded.clips, loaded.explicit_split, args.validation_fraction,
-                                                args.test_fraction, args.seed)
+    earlier, earlier_notes = init_from.earlier_splits(args.init_from) if args.init_from else (None, [])
+    if earlier is not None:  # a round: the new data beside the earlier run's own clips (trainer/init_from.py)
+        init_from.check_new_data(loaded.clips, args.positive_label, args.data)
+        try:
+            new = split_new(loaded, args)
+        except split_mod.SplitError as exc:
+            if "more than one side" in exc.message:
+                raise
+            new = init_from.as_given(loaded.clips, loaded.explicit_split)
+        splits = init_from.with_earlier(new, earlier, earlier_notes)
     else:
-        splits = split_mod.split_by_recording(loaded.clips, args.validation_fraction, args.test_fraction, args.seed)
-    splits = init_from.keep_on_test_side(splits, set(keep_test))
+        splits = split_new(loaded, args)
     if args.positive_label not in splits.labels:
         raise HootwatchError(f"the data has no class {args.positive_label!r} (classes: {splits.labels})",
                              "name the owl class with --positive-label, or put owl clips in DATA/owl/")
@@ -235,6 +240,19 @@ def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool
     split_mod.save_summary(summ, run_dir / "data_summary.json")
     split_mod.print_summary(summ, console)
     return splits
+
+
+def data_notes(run_dir: Path) -> list[str]:
+    path = run_dir / "data_summary.json"
+    return json.loads(path.read_text()).get("notes", []) if path.is_file() else []
+
+
+def split_new(loaded, args: TrainArgs) -> split_mod.Splits:
+    """The data's own split (explicit, or by recording)."""
+    if loaded.explicit_split is not None:
+        return split_mod.apply_explicit_split(loaded.clips, loaded.explicit_split, args.validation_fraction,
+                                              args.test_fraction, args.seed)
+    return split_mod.split_by_recording(loaded.clips, args.validation_fraction, args.test_fraction, args.seed)
 
 
 # ---------------------------------------------------------------------------------------------------- loops
@@ -340,9 +358,7 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
     set_seed(args.seed)
 
     # 2. data, split by recording (a resumed run keeps its saved splits)
-    splits = on_main(accelerator, lambda: load_splits(args, sample_rate, run_dir, resuming, console,
-                                                      init_from.earlier_test_recordings(args.init_from)
-                                                      if args.init_from else set()))
+    splits = on_main(accelerator, lambda: load_splits(args, sample_rate, run_dir, resuming, console))
     if splits is None:
         parts = {s: read_clip_csv(run_dir / "splits" / f"{s}.csv") for s in split_mod.SPLITS}
         splits = split_mod.Splits(parts["train"], parts["validation"], parts["test"])
@@ -481,6 +497,7 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
         "validation": binary_metrics(v_y, v_s, threshold), "test": binary_metrics(t_y, t_s, threshold),
         "best_epoch": state["best_epoch"], "select_metric": args.select_metric, "history": state["history"],
         "confusion_matrix_layout": "rows true [not owl, owl], columns predicted [not owl, owl]",
+        "data_notes": data_notes(run_dir),   # how the data was split (e.g. one recorder: optimistic figures)
     }
     if main_proc:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -2,7 +2,8 @@
 
 Clips with context around every reviewed owl call and every reviewed false positive (hard negatives), plus
 random unreviewed low-score windows as ordinary negatives (kind random_negative in DATA/clips.csv), in the layout
-`hootwatch train --data DATA` reads, with DATA/recordings.csv (recording, site = recorder, split by recording).
+`hootwatch train --data DATA` reads, with DATA/recordings.csv (recording, site = recorder, the split group and
+its side: by recorder, or by recording or time blocks when one recorder is all there is).
 Copy DATA to the GPU box; no SD card is needed there.
 """
 
@@ -35,10 +36,14 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args.out_dir) as store:
         s = write_dataset(store, store.scored_run(args.run), args.out, append=args.append,
                           options=DatasetOptions(args.context, args.negatives, args.low_score, args.seed))
-    splits = {k: sum(1 for v in s.recordings.values() if v == k) for k in ("train", "validation", "test")}
+    n = s.clips_per_split
     print(f"{args.out}: {s.owl} owl clip(s), {s.hard_negatives} hard negative(s), {s.random_negatives} random "
-          f"negative(s) from {len(s.recordings)} recording(s) (train {splits['train']}, validation "
-          f"{splits['validation']}, test {splits['test']})")
+          f"negative(s) from {len(s.recordings)} recording(s); clips for train {n['train']}, validation "
+          f"{n['validation']}, test {n['test']}")
     for why in s.skipped:
         print(f"  left out: {why}")
+    for why in s.conflicts:
+        print(f"  conflict: {why}")
+    for note in s.notes:
+        print(f"  note: {note}")
     return 0

@@ -1,8 +1,9 @@
 """Precision by score from the labels, a fitted score -> P(true owl call), and the threshold that reaches a
 target precision (`hootwatch calibrate`, and the review app's calibration panel).
 
-The reviewed detections of a run are its detections that overlap a label (owl = 1; not owl or any other sound =
-0; unsure and unreviewed are left out). The fit is Platt-style logistic regression on the logit of the score,
+The reviewed detections of a run are its detections whose verdict (the labels covering them, see
+edge/store/labels.py) is owl = 1 or not owl / any other sound = 0; unsure, conflicting and unreviewed ones are
+left out. The fit is Platt-style logistic regression on the logit of the score,
 p = sigmoid(a * logit(score) + b), fitted by Newton's method: two parameters, monotone, and exactly the identity
 when the scores are already calibrated; written here because scikit-learn is not an edge dependency. The
 threshold is the lowest score at which the detections scoring at least that much reach the target precision
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hootwatch.edge.core.errors import HootwatchError
-from hootwatch.edge.store.labels import LabelBook
+from hootwatch.edge.store.labels import OWL, LabelBook
 from hootwatch.edge.store.database import DetectionStore
 
 MIN_LABELS = 30        # fewer reviewed detections than this: no threshold is written
@@ -74,16 +75,15 @@ def _edge_texts(edges: np.ndarray) -> list[str]:
 
 
 def reviewed_detections(store: DetectionStore, run_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(max score, 1 owl / 0 not) of the run's detections that carry a label."""
-    from hootwatch.edge.store.labels import label_for_detection
+    """(max score, 1 owl / 0 not) of the run's detections that carry a verdict (labels covering them)."""
     book = LabelBook(store)
     scores, truth = [], []
     for d in store.detections(run_key):
-        verdict = label_for_detection(book.overlapping(d["file_key"], d["start_s"], d["end_s"]))
-        if verdict in ("", "unsure"):
+        verdict = book.verdict(d["file_key"], d["start_s"], d["end_s"])
+        if not verdict.reviewed:
             continue
         scores.append(d["max_score"])
-        truth.append(1.0 if verdict == "owl" else 0.0)
+        truth.append(1.0 if verdict.label == OWL else 0.0)
     return np.asarray(scores, np.float64), np.asarray(truth, np.float64)
 
 

@@ -27,7 +27,7 @@ from hootwatch.edge.contract.recorder_time import parse_tz
 from hootwatch.edge.scan.indices import false_colour
 from hootwatch.edge.store.database import DetectionStore, LedgerRow, iso
 from hootwatch.edge.store.indices import file_zones, indexed_files, read_indices
-from hootwatch.edge.store.labels import LabelBook, label_for_detection
+from hootwatch.edge.store.labels import LabelBook
 from .queues import night_of
 
 NO_INDICES = "no acoustic indices for this night: it was scanned before they were kept; scan again to see the overview"
@@ -161,7 +161,7 @@ def _marks(store: DetectionStore, run_key: str, files: list[NightFile], t0: date
         if f is None:
             continue
         spans.setdefault(d["file_key"], []).append((d["start_s"], d["end_s"]))
-        label = label_for_detection(book.overlapping(d["file_key"], d["start_s"], d["end_s"]))
+        label = book.verdict(d["file_key"], d["start_s"], d["end_s"]).label
         marks.append(_mark(f, t0, "detection", label, d["file_key"], d["file"], d["start_s"], d["end_s"],
                            d["max_score"]))
     for x in book.current():

@@ -12,7 +12,9 @@ Each queue says what it is for (DESCRIPTIONS; the page shows it).
 
 Filters: recorder, night (the local date of the evening: a 02:00 window belongs to the night before), score range.
 Each item carries its span, score, clock time in the recorder's zone, recorder, file, offset and its current label
-(labels attach to audio spans, see edge/store/labels.py). Pure reads of the store; no web framework here.
+(labels attach to audio spans, see edge/store/labels.py): a window's is the label of its own span; a detection's is
+its verdict, from the labels covering it (`LabelBook.verdict`), and "conflict" with the disagreeing labels listed
+when they disagree. Pure reads of the store; no web framework here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from hootwatch.edge.store.labels import LabelBook, label_for_detection
+from hootwatch.edge.store.labels import CONFLICT, OWL, UNSURE, LabelBook, is_negative_label
 from hootwatch.edge.contract.recorder_time import parse_tz
 from hootwatch.edge.store.database import DetectionStore, iso
 
@@ -49,7 +51,8 @@ class Item:
     begin_utc: str
     begin_local: str
     night: str           # YYYY-MM-DD of the evening the night began
-    label: str = ""      # its current label ('' = not reviewed)
+    label: str = ""      # its current label ('' = not reviewed; 'conflict' for a detection whose labels disagree)
+    conflict: tuple[dict, ...] = ()  # the disagreeing labels (label, start_s, end_s) of a 'conflict'
     similarity: float | None = None   # search and "more like this": cosine similarity to the examples
 
     def to_dict(self) -> dict:
@@ -84,19 +87,18 @@ class Queues:
         self.book = LabelBook(store)
         self.ledger = {r.file_key: r for r in store.ledger_rows(run_key, status="done")}
 
-    def _label(self, key: str, a: float, b: float, exact: bool) -> str:
-        if exact:
-            x = self.book.of_span(key, a, b)
-            return x.label if x else ""
-        return label_for_detection(self.book.overlapping(key, a, b))
+    def _label(self, key: str, a: float, b: float) -> str:
+        x = self.book.of_span(key, a, b)
+        return x.label if x else ""
 
     def detections(self, order: str = "score") -> list[Item]:
         items = []
         for d in self.store.detections(self.run_key):
             local = datetime.fromisoformat(d["begin_local"])
+            verdict = self.book.verdict(d["file_key"], d["start_s"], d["end_s"])
             items.append(Item("detection", d["file_key"], d["file"], d["recorder_id"] or self._folder(d["file"]),
                               d["start_s"], d["end_s"], d["max_score"], d["begin_utc"], d["begin_local"],
-                              night_of(local), self._label(d["file_key"], d["start_s"], d["end_s"], False)))
+                              night_of(local), verdict.label, verdict.conflict))
         return _ordered(items, order)
 
     @staticmethod
@@ -181,7 +183,7 @@ class Queues:
 
     def _labelled(self, w: Item) -> Item:
         from dataclasses import replace
-        return replace(w, label=self._label(w.file_key, w.start_s, w.end_s, True))
+        return replace(w, label=self._label(w.file_key, w.start_s, w.end_s))
 
     def queue(self, name: str, order: str = "score", filters: Filters = Filters(), n: int = 200,
               seed: int = 0) -> list[Item]:
@@ -217,7 +219,8 @@ def _ordered(items: list[Item], order: str) -> list[Item]:
 
 
 def progress(items: list[Item]) -> dict:
-    """reviewed / total, and how many of each label so far."""
-    labels = [it.label for it in items if it.label]
-    return {"reviewed": len(labels), "total": len(items), "owl": labels.count("owl"),
-            "not_owl": sum(1 for x in labels if x not in ("owl", "unsure")), "unsure": labels.count("unsure")}
+    """reviewed / total, and how many of each label so far (a conflict is not reviewed: it needs a decision)."""
+    labels = [it.label for it in items if it.label and it.label != CONFLICT]
+    return {"reviewed": len(labels), "total": len(items), "owl": labels.count(OWL),
+            "not_owl": sum(1 for x in labels if is_negative_label(x)), "unsure": labels.count(UNSURE),
+            "conflict": sum(1 for it in items if it.label == CONFLICT)}

@@ -2,7 +2,8 @@
 
 For the run just scanned (its settings: model, threshold, hop, min_hits = its `run_key`):
 - `OUTDIR/detections.csv`: one row per detection (file, offsets, UTC and local times, label, scores,
-  recorder, time source, model, threshold, hop, min_hits: every row says which run it belongs to).
+  recorder, time source, model, threshold, hop, min_hits: every row says which run it belongs to; `review`: the
+  reviewer's verdict when labels cover it, as the review app shows it: owl, not_owl, unsure, conflict or empty).
 - `OUTDIR/raven/<file stem>.Table.1.selections.txt`: a Raven Pro selection table per recording that has
   detections. `Begin Time (s)` is the time in that recording (recordings of different sample rates cannot form
   one Raven file sequence, so one table over all of them would place selections wrongly); `Begin Path`,
@@ -31,11 +32,12 @@ from hootwatch.edge.tables.label_tables import Annotation
 from hootwatch.edge.tables.label_tables import audacity_text as audacity_track_text
 from hootwatch.edge.tables.label_tables import raven_text as raven_table_text
 from .database import DetectionStore
+from .labels import LabelBook
 
 CSV_COLUMNS = ("file", "start_s", "end_s", "begin_utc", "end_utc", "label", "score", "max_score", "mean_score",
                "n_windows", "begin_local", "end_local", "recorder_id", "time_source", "model_id", "threshold",
-               "hop_s", "min_hits")
-RAVEN_EXTRA_COLUMNS = ("Begin Date", "Begin Clock Time", "Label", "Score")
+               "hop_s", "min_hits", "review")
+RAVEN_EXTRA_COLUMNS = ("Begin Date", "Begin Clock Time", "Label", "Score", "Review")
 RAVEN_TABLE_SUFFIX = ".Table.1.selections.txt"
 RUNS_DIR = "runs"
 INDEX_NAME = "exports.json"
@@ -62,7 +64,8 @@ def raven_text(rows: list[dict], high_freq_hz: float, low_freq_hz: float = 0.0) 
         table.append({"begin_s": r["start_s"], "end_s": r["end_s"], "low_hz": low_freq_hz, "high_hz": high_freq_hz,
                       "path": r["file"], "offset_s": r["start_s"], "Begin Date": local.strftime("%Y/%m/%d"),
                       "Begin Clock Time": local.strftime("%H:%M:%S.%f")[:-3], "Label": r["label"],
-                      "Score": f"{r['max_score']:.4f}"})
+                      "Score": f"{r['max_score']:.4f}",
+                      "Review": r.get("review", "")})
     return raven_table_text(table, RAVEN_EXTRA_COLUMNS)
 
 
@@ -160,7 +163,9 @@ def write_exports(store: DetectionStore, run_key: str, out_dir: str | os.PathLik
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {EXPORT_FORMATS}")
     out = Path(out_dir)
-    rows = store.detections(run_key)
+    book = LabelBook(store)
+    rows = [r | {"review": book.verdict(r["file_key"], r["start_s"], r["end_s"]).label}
+            for r in store.detections(run_key)]
     run_dir = out / RUNS_DIR / run_folder_name(run_key)
     _write_set(rows, run_dir, high_freq_hz, formats)
     paths = _write_set(rows, out, high_freq_hz, formats)

@@ -8,7 +8,11 @@ Table `labels` (in the same file as the detections; created by the store's migra
   newest row; the older ones are its history.
 
 Labels attach to the audio, not to a detection row: a rescan with another model or threshold shows them on
-its own detections (a detection carries a label when the spans overlap, see `labels_overlapping`).
+its own detections. A label means what the reviewer saw: it gives a detection its verdict only when it covers
+that detection (`covers`: the detection's own span, or a span covering most of it and lying mostly inside it),
+never by a partial overlap with a neighbouring window; labels that cover one detection and disagree are a
+conflict, shown as such (`detection_verdict`). The review app, `calibrate`, `dataset` and the exports all ask
+`LabelBook.verdict`.
 
 Each `add` is its own durable transaction (BEGIN IMMEDIATE ... COMMIT with synchronous=FULL, the store's path
 for what cannot be redone), so when it returns the label survives a crash, kill -9 or a power cut; the web app
@@ -26,6 +30,8 @@ from .database import DetectionStore, utc_now
 
 OWL, NOT_OWL, UNSURE, CLEARED = "owl", "not_owl", "unsure", ""
 REVIEW_LABELS = (OWL, NOT_OWL, UNSURE)
+CONFLICT = "conflict"   # a verdict, never a label: covering labels disagree (owl and not owl)
+COVER_SHARE = 0.5       # a label covers a span when the overlap is more than this share of both
 
 
 class LabelError(HootwatchError):
@@ -52,7 +58,80 @@ class Label:
     @property
     def is_negative(self) -> bool:
         """A reviewed 'not the owl' (not_owl, or any other sound an imported table names)."""
-        return self.label not in (OWL, UNSURE, CLEARED)
+        return is_negative_label(self.label)
+
+
+def is_negative_label(label: str) -> bool:
+    return label not in (OWL, UNSURE, CLEARED, CONFLICT)
+
+
+def covers(label_start_s: float, label_end_s: float, start_s: float, end_s: float) -> bool:
+    """Does a label on [label_start_s, label_end_s) speak for the span [start_s, end_s)? Its own span does; another
+    one only when the overlap is more than half the span AND more than half the label (a window inside a
+    detection, or a detection-sized label shifted a little), never a neighbouring window that merely overlaps it
+    (two windows a half-window hop apart share exactly half: each is its own stretch, and may hold the call or
+    not)."""
+    a, b, la, lb = _ms(start_s), _ms(end_s), _ms(label_start_s), _ms(label_end_s)
+    if (la, lb) == (a, b):
+        return True
+    overlap = min(b, lb) - max(a, la)
+    return overlap > COVER_SHARE * (b - a) and overlap > COVER_SHARE * (lb - la)
+
+
+def _inside(x: Label, start_s: float, end_s: float) -> bool:
+    return _ms(start_s) <= _ms(x.start_s) and _ms(x.end_s) <= _ms(end_s)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the reviewer said about one span, from the labels covering it."""
+    label: str                       # '' unreviewed | owl | not_owl (or another sound's name) | unsure | conflict
+    labels: tuple[Label, ...] = ()   # the covering labels it comes from (both sides of a conflict)
+
+    @property
+    def reviewed(self) -> bool:
+        """A usable verdict: owl or not owl (unsure, conflict and unreviewed are not)."""
+        return self.label == OWL or is_negative_label(self.label)
+
+    @property
+    def conflict(self) -> tuple[dict, ...]:
+        """The disagreeing labels of a conflict (label and span), for the page and the reports."""
+        if self.label != CONFLICT:
+            return ()
+        return tuple({"label": x.label, "start_s": x.start_s, "end_s": x.end_s} for x in self.labels)
+
+
+def detection_verdict(labels: list[Label], start_s: float, end_s: float) -> Verdict:
+    """The verdict of the span [start_s, end_s) from labels of its recording: only those that cover it count, and
+    an owl label lying wholly inside it (a call marked in a table: the detection holds it).
+    Covering labels that say owl and not owl are a conflict (never resolved silently); otherwise the owl, the
+    not-owl or the unsure verdict they give (the newest label when several negatives name different sounds)."""
+    mine = [x for x in labels if x.label != CLEARED and (covers(x.start_s, x.end_s, start_s, end_s)
+                                                         or x.is_owl and _inside(x, start_s, end_s))]
+    if not mine:
+        return Verdict(CLEARED)
+    owl = [x for x in mine if x.is_owl]
+    neg = [x for x in mine if x.is_negative]
+    if owl and neg:
+        return Verdict(CONFLICT, tuple(owl + neg))
+    if owl or neg:
+        return Verdict(OWL if owl else max(neg, key=lambda x: x.id).label, tuple(owl or neg))
+    return Verdict(UNSURE, tuple(mine))
+
+
+def label_conflicts(labels: list[Label]) -> list[tuple[Label, Label]]:
+    """Pairs of current labels on one stretch (one covers the other, `covers`) where one says owl and the other
+    not owl: neither can be trusted until the reviewer decides."""
+    by_file: dict[str, list[Label]] = {}
+    for x in labels:
+        if x.is_owl or x.is_negative:
+            by_file.setdefault(x.file_key, []).append(x)
+    out = []
+    for xs in by_file.values():
+        owls, negs = [x for x in xs if x.is_owl], [x for x in xs if x.is_negative]
+        out += [(o, n) for o in owls for n in negs
+                if covers(o.start_s, o.end_s, n.start_s, n.end_s) or covers(n.start_s, n.end_s, o.start_s, o.end_s)]
+    return out
 
 
 def _ms(t: float) -> int:
@@ -120,17 +199,12 @@ class LabelBook:
                                  " ORDER BY l.id", (file_key, _ms(end_s), _ms(start_s))).fetchall()
         return [_label(r) for r in rows]
 
+    def verdict(self, file_key: str, start_s: float, end_s: float) -> Verdict:
+        """What the reviewer said about this span (a detection's verdict): see `detection_verdict`."""
+        return detection_verdict(self.overlapping(file_key, start_s, end_s), start_s, end_s)
+
     def count(self) -> int:
         return len(self.current())
-
-
-def label_for_detection(labels: list[Label]) -> str:
-    """One verdict for a detection from the labels overlapping it: owl if any says owl, else the newest one's."""
-    if not labels:
-        return ""
-    if any(x.is_owl for x in labels):
-        return OWL
-    return max(labels, key=lambda x: x.id).label
 
 
 def known_recordings(store: DetectionStore) -> dict[str, tuple[str, str]]:

@@ -9,7 +9,7 @@ Three layouts are recognised (see `load_clips`):
 
 Optionally, each layout may sit inside `train/ validation/ test/` folders (an explicit split, see splits.py).
 Unreadable audio is skipped with a warning naming the file. Recording ids (the split groups) come from a
-`recordings.csv` (`file,recording[,site][,split]`) when present, else from the file name.
+`recordings.csv` (`file,recording[,site][,group][,split]`) when present, else from the file name.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def read_recordings_csv(root: Path) -> dict[str, dict]:
 
 
 def _group(path: Path, root: Path, rec_map: dict[str, dict]) -> str:
-    """Split group of a file: site (when known) > recording from recordings.csv > recording from the name."""
+    """Split group of a file: group (`hootwatch dataset` writes it) > site (when known) > recording from
+    recordings.csv > recording from the name."""
     row = None
     try:
         row = rec_map.get(str(path.resolve().relative_to(root.resolve())))
@@ -132,7 +133,7 @@ def _group(path: Path, root: Path, rec_map: dict[str, dict]) -> str:
         pass
     row = row or rec_map.get(path.name)
     if row:
-        for key in ("site", "recording"):
+        for key in ("group", "site", "recording"):
             if (row.get(key) or "").strip():
                 return row[key].strip()
     return recording_from_name(path)
@@ -363,7 +364,25 @@ def load_clips(data: str, opts: HarvestOptions, sample_rate: int, cache_dir: Pat
             explicit[clip_key(c)] = split
     clips = drop_duplicate_files(clips, explicit, notes)
     notes.extend(name_grouping_notes(clips, rec_map, layouts))
+    notes.extend(same_site_notes(clips, explicit, root, rec_map))
     return LoadedClips(clips, explicit, skipped, notes)
+
+
+def same_site_notes(clips: list[ClipRef], explicit: dict | None, root: Path, rec_map: dict) -> list[str]:
+    """A plain warning when validation or test clips come from a site (recorder) training also uses: their
+    figures are then optimistic for other sites (one card split by recording or time blocks)."""
+    if explicit is None:
+        return []
+    sides: dict[str, set[str]] = {}
+    for c in clips:
+        site = ((_row_for(Path(c.source), root, rec_map) or {}).get("site") or "").strip()
+        if site:
+            sides.setdefault(site, set()).add(explicit[clip_key(c)])
+    shared = sorted(s for s, sp in sides.items() if "train" in sp and len(sp) > 1)
+    if not shared:
+        return []
+    return [f"validation/test come from the same recorder(s) as training ({', '.join(shared[:5])}), split by "
+            "recording or by time blocks: their figures are optimistic, expect less at other sites"]
 
 
 def name_grouping_notes(clips: list[ClipRef], rec_map: dict, layouts: list[str]) -> list[str]:
