@@ -10,7 +10,7 @@ empty store when there is none. Then it reads, row by row and as far as the dama
 knew beyond the backup:
 - recordings it had scanned that are still on disk (in the watched folder or the archive): `rescan`, scanned
   again (the watcher rescans those in the watched folder by itself: the new ledger does not have them);
-- recordings it had scanned and deleted since: their detections, ledger row and window scores are copied over
+- recordings it had scanned and deleted since: their detections, ledger row, window scores, acoustic indices and embeddings are copied over
   (`salvaged`), or, when they cannot be read, named in `lost`;
 - labels people gave since the backup, and microphone detections (live audio cannot be scanned again): copied.
 Nothing is dropped without a line in the log saying so.
@@ -104,7 +104,7 @@ def _read_back(store: DetectionStore, damaged: Path, restored: Path | None) -> R
         return Recovery(damaged, restored, (), 0, ("(the damaged store cannot be opened at all)",))
     old.row_factory = sqlite3.Row
     cols = {t: {r[1] for r in store.conn.execute(f"PRAGMA table_info({t})")}
-            for t in ("detections", "files", "window_scores", "labels")}
+            for t in ("detections", "files", "window_scores", "labels", "minute_indices", "window_embeddings")}
     have = {(r.file_key, r.run_key) for r in store.ledger_rows()}
     rescan, lost, salvaged = [], [], 0
     try:
@@ -119,6 +119,9 @@ def _read_back(store: DetectionStore, damaged: Path, restored: Path | None) -> R
             key = (row["file_key"], row["run_key"])
             dets = _rows(old, "SELECT * FROM detections WHERE file_key=? AND run_key=?", key)
             scores = _rows(old, "SELECT * FROM window_scores WHERE file_key=? AND run_key=?", key)
+            # its night overview and its embeddings (search, fit) cannot be computed again either
+            indices = _rows(old, "SELECT * FROM minute_indices WHERE file_key=? AND run_key=?", key)
+            embeddings = _rows(old, "SELECT * FROM window_embeddings WHERE file_key=?", key[:1])
             if len(dets) != row["n_detections"]:
                 lost.append(row["path"])
                 continue
@@ -126,6 +129,8 @@ def _read_back(store: DetectionStore, damaged: Path, restored: Path | None) -> R
                 salvaged += _copy(cur, "detections", [{k: v for k, v in d.items() if k != "id"} for d in dets],
                                   cols["detections"])
                 salvaged += _copy(cur, "window_scores", scores, cols["window_scores"])
+                salvaged += _copy(cur, "minute_indices", indices, cols["minute_indices"])
+                salvaged += _copy(cur, "window_embeddings", embeddings, cols["window_embeddings"])
                 _copy(cur, "files", [row], cols["files"])
         top = store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM labels").fetchone()[0]
         with store.transaction() as cur:
