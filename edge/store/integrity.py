@@ -10,8 +10,8 @@ empty store when there is none. Then it reads, row by row and as far as the dama
 knew beyond the backup:
 - recordings it had scanned that are still on disk (in the watched folder or the archive): `rescan`, scanned
   again (the watcher rescans those in the watched folder by itself: the new ledger does not have them);
-- recordings it had scanned and deleted since: their detections, ledger row, window scores, acoustic indices and embeddings are copied over
-  (`salvaged`), or, when they cannot be read, named in `lost`;
+- recordings it had scanned and deleted since: their detections, ledger row, window scores, acoustic indices and
+  embeddings are copied over (`salvaged`), or, when they cannot be read, named in `lost`;
 - labels people gave since the backup, and microphone detections (live audio cannot be scanned again): copied.
 Nothing is dropped without a line in the log saying so.
 """
