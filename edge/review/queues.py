@@ -141,6 +141,11 @@ class _Best:
                                                        np.zeros(0, np.float32))
 
     def add(self, key: np.ndarray, file_no: int, starts: np.ndarray, scores: np.ndarray) -> None:
+        if len(self.key) >= self.k > 0:   # full: only keys below the worst kept can enter (an equal one comes later)
+            better = key < self.key[-1]
+            if not better.any():
+                return
+            key, starts, scores = key[better], starts[better], scores[better]
         pick = _smallest(key, self.k)
         self.key = np.concatenate([self.key, key[pick]])
         self.file = np.concatenate([self.file, np.full(len(pick), file_no, np.int64)])
