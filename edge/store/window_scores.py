@@ -48,8 +48,8 @@ class WindowScores:
 
 def _decode(row) -> WindowScores:
     scores = np.frombuffer(zlib.decompress(row["scores"]), np.float32)
-    return WindowScores(_starts(row["starts"]), scores, row["sample_rate"], row["window_samples"], row["model_id"], row["local_tz"],
-                        row["clamp_end"], row["run"], row["file_key"])
+    return WindowScores(_starts(row["starts"]), scores, row["sample_rate"], row["window_samples"], row["model_id"],
+                        row["local_tz"], row["clamp_end"], row["run"], row["file_key"])
 
 
 def read_window_scores(conn: sqlite3.Connection, run_key: str) -> list[WindowScores]:
