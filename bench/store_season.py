@@ -3,8 +3,12 @@ recordings through the store's own `commit_file` (a ledger row, every window's s
 recording, as a scan writes them; scores random, so they compress as little as real ones), then times what the
 daemon does with it: `PRAGMA quick_check` (at start and daily), a backup (edge/store/backup.py: online backup
 API, checked, fsynced, renamed) and a passive WAL checkpoint, and prints the store's bytes per recorder-hour.
+Then the review app's window queues on it (issue 24's scale fix): the time and peak Python memory (tracemalloc)
+of /api/filters' lists, near misses, the random sample and the uncertain queue; `--before` also runs the
+implementation that built one object per stored window (slow and large: use it on a few hundred hours).
 
     python bench/store_season.py --hours 10000 --dir /tmp/season     # ~10,000 h: a season of several recorders
+    python bench/store_season.py --hours 300 --before                 # the queues before and after, side by side
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import json
 import shutil
 import tempfile
 import time
+import tracemalloc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
+from hootwatch.edge.review.queues import Filters, Queues, _logit, _run_threshold
 from hootwatch.edge.store.backup import backup_store
 from hootwatch.edge.store.database import STORE_NAME, Detection, DetectionStore, RunInfo, iso
 from hootwatch.edge.store.integrity import check_store
@@ -53,6 +59,47 @@ def fill(store: DetectionStore, hours: float, file_h: float, dets_per_h: float, 
     return written
 
 
+def queue_figures(store: DetectionStore, before: bool) -> dict:
+    """name -> (seconds, peak MB) of each window queue request (a fresh Queues each, as the app makes): timed
+    without tracemalloc (it slows Python's allocations), then run again under it for the peak."""
+    calls = {"filters": lambda q: q.filter_choices(), "near": lambda q: q.near_misses(),
+             "random": lambda q: q.random(200, 1), "uncertain": lambda q: q.uncertain(200)}
+    if before:
+        calls |= {f"{k} (before)": v for k, v in BEFORE.items()}
+    out = {}
+    for name, call in calls.items():
+        t = time.perf_counter()
+        call(Queues(store, RUN.run_key))
+        seconds = time.perf_counter() - t
+        tracemalloc.start()
+        call(Queues(store, RUN.run_key))
+        out[name] = (round(seconds, 2), round(tracemalloc.get_traced_memory()[1] / 1e6, 1))
+        tracemalloc.stop()
+    return out
+
+
+def _near_before(q: Queues) -> list:
+    spans = q.store.detection_spans(q.run_key)
+    free = [w for w in q.windows() if w.score is not None
+            and not any(a < w.end_s and w.start_s < b for a, b in spans.get(w.file_key, ()))]
+    return sorted(free, key=lambda w: -w.score)[:500]
+
+
+def _uncertain_before(q: Queues) -> list:
+    t = _logit(_run_threshold(q.run_key))
+    return sorted((w for w in q.windows() if w.score is not None), key=lambda w: abs(_logit(w.score) - t))[:200]
+
+
+def _random_before(q: Queues) -> list:
+    pool = [w for w in q.windows() if Filters().keep(w)]
+    return [pool[i] for i in np.random.default_rng(1).choice(len(pool), size=min(200, len(pool)), replace=False)]
+
+
+# the queues as they were before issue 24's fix: one Item per stored window of the run on every request
+BEFORE = {"filters": lambda q: (lambda items: ({w.recorder for w in items}, {w.night for w in items}))(q.windows()),
+          "near": _near_before, "random": _random_before, "uncertain": _uncertain_before}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=10000.0, help="recorder-hours in the store (default 10,000)")
@@ -62,6 +109,7 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="working folder (default: a temporary one, removed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--before", action="store_true", help="also time the queues' one-object-per-window implementation")
     args = ap.parse_args()
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="hootwatch-season-"))
     shutil.rmtree(tmp / "out", ignore_errors=True)
@@ -73,18 +121,21 @@ def main() -> None:
         t = time.perf_counter()
         store.checkpoint("PASSIVE")
         checkpoint_s = time.perf_counter() - t
+        queues = queue_figures(store, args.before)
     size = (tmp / "out" / STORE_NAME).stat().st_size
     check = check_store(tmp / "out" / STORE_NAME)
     backup = backup_store(tmp / "out" / STORE_NAME, tmp / "usb", keep=2)
     r = {"recorder_hours": args.hours, "detections": dets, "store_mb": round(size / 1e6, 1),
          "bytes_per_recorder_hour": round(size / args.hours), "fill_s": round(fill_s, 1),
          "quick_check_s": round(check.seconds, 2), "quick_check_ok": check.ok, "backup_s": round(backup.seconds, 2),
-         "backup_mb": round(backup.bytes / 1e6, 1), "checkpoint_s": round(checkpoint_s, 3)}
+         "backup_mb": round(backup.bytes / 1e6, 1), "checkpoint_s": round(checkpoint_s, 3), "queues": queues}
     print(f"{args.hours:,.0f} recorder-hours, {dets:,} detections: store {r['store_mb']} MB "
           f"({r['bytes_per_recorder_hour']:,} bytes per recorder-hour; filled in {r['fill_s']} s)")
     print(f"quick_check {r['quick_check_s']} s ({'ok' if check.ok else 'FAILED'}); backup {r['backup_s']} s "
           f"({r['backup_mb']} MB, checked and fsynced); passive checkpoint {r['checkpoint_s']} s "
           "(timings are noisy on a shared machine)")
+    print("review queues (seconds, peak MB of Python memory): " + "; ".join(
+        f"{name} {sec} s {mb} MB" for name, (sec, mb) in queues.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2))
     if not args.dir:

@@ -26,6 +26,7 @@ from hootwatch.edge.store.embeddings import embedding_models, read_embeddings
 
 CHUNK = 16384   # windows turned to float32 at a time (50 MB at 768 dimensions; larger chunks were no faster)
 SEARCH_FILE = "search.csv"   # the latest search of an output folder: the review page's "search" queue
+_CACHE: dict = {}            # EmbeddingIndex.cached: the last index loaded and the stamp of the store it came from
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,18 @@ class EmbeddingIndex:
         m = models[0]
         rows = read_embeddings(store.conn, m["model_id"], hop_samples=m["hop_samples"])
         return cls.of(rows, m["model_id"], m["bundle"] or "")
+
+    @classmethod
+    def cached(cls, store: DetectionStore, model_id: str | None = None) -> "EmbeddingIndex":
+        """`load`, kept for the next request ("more like this" on item after item) until the store's embeddings
+        change (rows added, replaced or dropped, or another file at the store's path). One index is kept: it is
+        the size of every stored vector (1.5 GB per 10^6 windows)."""
+        stamp = (str(store.path.resolve()), model_id, os.stat(store.path).st_ino,
+                 *store.conn.execute("SELECT COUNT(*), MAX(rowid), SUM(n_windows) FROM window_embeddings").fetchone())
+        if _CACHE.get("stamp") != stamp:
+            _CACHE.clear()   # the old index goes before the new one is read: never two in memory
+            _CACHE.update(index=cls.load(store, model_id), stamp=stamp)
+        return _CACHE["index"]
 
     @classmethod
     def of(cls, rows: list, model_id: str, bundle: str = "") -> "EmbeddingIndex":

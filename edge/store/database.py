@@ -516,6 +516,14 @@ class DetectionStore:
             sql, args = sql + " WHERE run_key=?", [run_key]
         return [dict(r) for r in self.conn.execute(sql + " ORDER BY file, start_sample", args)]
 
+    def detection_spans(self, run_key: str) -> dict[str, list[tuple[float, float]]]:
+        """file_key -> (start_s, end_s) of each of the run's detections (the review queues' near misses)."""
+        out: dict[str, list[tuple[float, float]]] = {}
+        for key, a, b in self.conn.execute("SELECT file_key, start_s, end_s FROM detections WHERE run_key=?",
+                                           (run_key,)):
+            out.setdefault(key, []).append((a, b))
+        return out
+
     def count(self, run_key: str | None = None) -> int:
         if run_key is None:
             return self.conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]

@@ -47,10 +47,9 @@ class WindowScores:
 
 
 def _decode(row) -> WindowScores:
-    starts = np.cumsum(np.frombuffer(zlib.decompress(row["starts"]), np.int32).astype(np.int64))
     scores = np.frombuffer(zlib.decompress(row["scores"]), np.float32)
-    return WindowScores(starts, scores, row["sample_rate"], row["window_samples"], row["model_id"], row["local_tz"],
-                        row["clamp_end"], row["run"], row["file_key"])
+    return WindowScores(_starts(row["starts"]), scores, row["sample_rate"], row["window_samples"], row["model_id"],
+                        row["local_tz"], row["clamp_end"], row["run"], row["file_key"])
 
 
 def read_window_scores(conn: sqlite3.Connection, run_key: str) -> list[WindowScores]:
@@ -58,3 +57,48 @@ def read_window_scores(conn: sqlite3.Connection, run_key: str) -> list[WindowSco
     rows = conn.execute("SELECT * FROM window_scores WHERE run_key=? ORDER BY file_key", (run_key,)).fetchall()
     return [_decode(r) for r in rows]
 
+
+
+@dataclass(frozen=True)
+class FileWindowsMeta:
+    """One file's windows in a run without their scores: what the review queues count and filter on."""
+    file_key: str
+    sample_rate: int
+    window_samples: int
+    n_windows: int
+    local_tz: str
+    clamp_end: int
+    first_start: int            # start sample of its first and last window (0 when it has none)
+    last_start: int
+
+
+def read_window_meta(conn: sqlite3.Connection, run_key: str) -> list[FileWindowsMeta]:
+    """Every file of a run, in file_key order (the order of `read_window_scores`), without its scores (its starts,
+    a regular grid, compress to a few bytes)."""
+    out = []
+    for r in conn.execute("SELECT file_key, sample_rate, window_samples, n_windows, local_tz, clamp_end, starts"
+                          " FROM window_scores WHERE run_key=? ORDER BY file_key", (run_key,)):
+        starts = _starts(r["starts"])
+        first, last = (int(starts[0]), int(starts[-1])) if len(starts) else (0, 0)
+        out.append(FileWindowsMeta(r["file_key"], r["sample_rate"], r["window_samples"], len(starts), r["local_tz"],
+                                   r["clamp_end"], first, last))
+    return out
+
+
+def iter_window_scores(conn: sqlite3.Connection, run_key: str, file_keys: list[str] | None = None):
+    """The scores of a run's files one at a time (only `file_keys`' when given), in file_key order: a season's
+    scores are never all in memory at once."""
+    if file_keys is None:
+        yield from map(_decode, conn.execute("SELECT * FROM window_scores WHERE run_key=? ORDER BY file_key",
+                                             (run_key,)))
+        return
+    keys = sorted(set(file_keys))
+    for i in range(0, len(keys), 500):   # under SQLite's limit on bound parameters
+        chunk = keys[i:i + 500]
+        sql = (f"SELECT * FROM window_scores WHERE run_key=? AND file_key IN ({','.join('?' * len(chunk))})"
+               " ORDER BY file_key")
+        yield from map(_decode, conn.execute(sql, (run_key, *chunk)))
+
+
+def _starts(blob: bytes) -> np.ndarray:
+    return np.cumsum(np.frombuffer(zlib.decompress(blob), np.int32).astype(np.int64))
