@@ -179,8 +179,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     @app.get("/api/filters")
     def filters(run: str | None = None):
         with lock:
-            items = Queues(store, _run(run)).windows()
-        return {"recorders": sorted({it.recorder for it in items}), "nights": sorted({it.night for it in items})}
+            return Queues(store, _run(run)).filter_choices()
 
     @app.post("/api/labels")
     def post_label(body: LabelIn):
