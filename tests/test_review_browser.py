@@ -133,6 +133,22 @@ def test_auto_repeat_labels_one_item(open_page, served):
     assert page.inner_text("#progress").startswith("1 / 3 reviewed")
 
 
+def test_holding_enter_after_a_mouse_click_labels_nothing_more(open_page, served):
+    """chromium turns a held Enter into clicks on the focused button: only the mouse's click is a verdict."""
+    page = open_page()
+    page.click("#b-not")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: not_owl for ')")
+    page.wait_for_selector(ACCEPTING)
+    page.wait_for_timeout(300)  # past the item's SEEN_MS: a repeated click would now be taken
+    for _ in range(6):
+        page.keyboard.down("Enter")
+        time.sleep(0.1)
+    page.keyboard.up("Enter")
+    page.wait_for_timeout(400)
+    assert [lab for *_, lab, _ in _labels(served[0])] == ["not_owl"]
+    assert page.get_attribute("body", "data-item") == "1"
+
+
 def test_a_verdict_before_the_item_has_loaded_is_refused(open_page, served):
     held, holding = [], [True]  # the spectrogram requests, held back until the test lets them go
     out, url, browser = served  # (open_page emptied the labels; the route must be set before the page loads)

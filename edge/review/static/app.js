@@ -378,7 +378,11 @@ document.addEventListener("keydown", (e) => {
   if (e.repeat) return;  // a held key's auto-repeat is not another verdict
   key(e.key);
 });
-for (const b of document.querySelectorAll("#buttons button")) b.addEventListener("click", () => key(b.dataset.key));
+// a click the keyboard made (detail 0: Enter or space on the focused button, repeated while held) is no verdict:
+// the keys above are the keyboard's way, with their auto-repeat check
+for (const b of document.querySelectorAll("#buttons button")) {
+  b.addEventListener("click", (e) => { if (e.detail !== 0) key(b.dataset.key); });
+}
 $("specbox").addEventListener("click", (e) => {  // play from the clicked time
   const box = $("specbox").getBoundingClientRect();
   play(Math.max(0, (e.clientX - box.left) / state.display.px_per_s));
