@@ -272,3 +272,27 @@ def test_an_upload_named_like_the_analysis_store_is_still_analysed(client, tmp_p
     for name in ("analyze.sqlite", "../analyze.sqlite", ".analyze.sqlite"):
         r = client.post("/api/analyze", files={"file": (name, body, "audio/wav")})
         assert r.status_code == 200 and r.json()["audio_s"] == 6.0, r.text
+
+
+def test_a_span_of_a_3_s_recording_may_end_only_within_its_padded_window(scanned, tmp_path):
+    """A file shorter than the model's window (5 s here) is scored as one padded window: a span may end there,
+    not later, and never start after the file's end (was: a clip of 10-20 s said "is the card still mounted?")."""
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
+    bundle = scanned[0]
+    write_tone(tmp_path / "rec" / "C" / "20240101_100000.WAV", 3, 8000, tones=[(0.5, 2.5)], seed=3)
+    out = tmp_path / "out"
+    scan_into([tmp_path / "rec"], Detector.load(bundle, threads=1), out, ScanSettings(threshold=0.0))
+    with review_client(create_app(out)) as c:  # no bundle: the window's length comes from the store
+        key = c.get("/api/queue").json()["items"][0]["file_key"]
+        for path in ("/api/clip.wav", "/api/spectrogram.png"):
+            for start, end in ((10, 20), (3, 4), (1, 5.5)):
+                body = _refused(c.get(path, params={"file_key": key, "start_s": start, "end_s": end}), 422)
+                assert "3 s" in body["error"] and "mounted" not in body["error"], (path, start, end, body)
+            assert c.get(path, params={"file_key": key, "start_s": 1, "end_s": 5}).status_code == 200
+        for start, end in ((20, 25), (3, 4), (1, 5.5)):
+            body = _refused(c.post("/api/labels", json={"file_key": key, "start_s": start, "end_s": end,
+                                                        "label": "owl"}), 422)
+            assert "3 s" in body["error"]
+        assert c.get("/api/labels").json()["labels"] == []
+        assert c.post("/api/labels", json={"file_key": key, "start_s": 0, "end_s": 5, "label": "owl"}).status_code == 200

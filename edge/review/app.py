@@ -49,6 +49,7 @@ from pydantic import BaseModel, Field
 from hootwatch.edge.core.errors import HootwatchError
 from hootwatch.edge.store.labels import REVIEW_LABELS, LabelBook
 from hootwatch.edge.store.database import DetectionStore, open_store
+from hootwatch.edge.store.window_scores import file_window_s
 from .access import LOOPBACK_NAMES
 from .guard import Guard, Refused, in_words, with_csrf_meta
 from .queues import DESCRIPTIONS, QUEUES, Filters, Queues, progress
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_CLIP_S = 120.0
 MAX_SPAN_S = 1e7  # 115 days, longer than any recording: each span is checked against its own below
-SHORT_FILE_S = 30.0  # a recording shorter than a window is scored as one padded window, which may end past it
+SPAN_SLACK_S = 1e-3  # spans are stored to the millisecond
 KEY_LENGTH = 4200  # a content key (name|size|hash), or `path:` and a path
 
 FileKey = Annotated[str, Query(min_length=1, max_length=KEY_LENGTH)]
@@ -84,7 +85,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     name); `max_analyze_s`: the most audio one upload may hold."""
     from hootwatch.edge.contract.bundle import DEFAULT_DISPLAY, load_bundle
     # the species' frequency range for the spectrograms: the bundle's, else the owl's default
-    display = load_bundle(bundle, verify=False).manifest.display_spec if bundle is not None else DEFAULT_DISPLAY
+    manifest = load_bundle(bundle, verify=False).manifest if bundle is not None else None
+    display = manifest.display_spec if manifest is not None else DEFAULT_DISPLAY
     store = open_store(out_dir)
     book = LabelBook(store)
     lock = threading.Lock()  # one connection: requests take turns (a reviewer is one person)
@@ -158,7 +160,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def like(file_key: FileKey, start_s: Seconds, end_s: Seconds, run: str | None = None,
              n: int = Query(200, ge=1, le=10000)):
         with lock:
-            _inside(file_key, start_s, end_s, store.recording_audio_s(file_key))
+            _inside(file_key, start_s, end_s, store.recording_audio_s(file_key), _window_s(file_key))
             rk = _run(run)
             items = Queues(store, rk).like(file_key, start_s, end_s, n) if rk else []
         return {"run": rk, "queue": "like", "items": [it.to_dict() for it in items], "progress": progress(items),
@@ -191,7 +193,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
                 raise HTTPException(400, f"label {body.label!r}: use one of {', '.join(REVIEW_LABELS)} (or '' to "
                                          "clear)")
             path = _recording(body.file_key)
-            _inside(body.file_key, body.start_s, body.end_s, store.recording_audio_s(body.file_key))
+            _inside(body.file_key, body.start_s, body.end_s, store.recording_audio_s(body.file_key),
+                    _window_s(body.file_key))
             saved = book.add(body.file_key, path, body.start_s, body.end_s, body.label,
                              reviewer=body.reviewer or reviewer)
             previous = book.get(saved.replaces).label if saved.replaces else ""
@@ -210,13 +213,24 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             raise HTTPException(404, "no such recording in this store")
         return path
 
-    def _inside(file_key: str, start_s: float, end_s: float, audio_s: float | None) -> None:
-        """A span (start_s < end_s) inside its recording of `audio_s` seconds (None: not known), or 422."""
+    def _window_s(file_key: str) -> float:
+        """The model's window for this recording (0: not known): the store's, else the bundle's."""
+        win = file_window_s(store.conn, file_key)
+        return win if win is not None else manifest.window_s if manifest is not None else 0.0
+
+    def _inside(file_key: str, start_s: float, end_s: float, audio_s: float | None, window_s: float = 0.0) -> None:
+        """A span (start_s < end_s) inside its recording of `audio_s` seconds (None: not known), or 422. A recording
+        shorter than the model's window (`window_s`) is scored as one padded window: a span may end there."""
         if end_s <= start_s:
             raise Refused(422, f"end_s {end_s:g} is not after start_s {start_s:g}", "give a span with start_s < end_s")
-        if audio_s is not None and end_s > max(audio_s, SHORT_FILE_S):
-            raise Refused(422, f"the span {start_s:g}-{end_s:g} s ends past the end of {file_key.split('|')[0]} "
-                               f"({audio_s:g} s long)", f"give a span within 0-{audio_s:g} s")
+        if audio_s is None:
+            return
+        last = max(audio_s, window_s)
+        if start_s >= audio_s or end_s > last + SPAN_SLACK_S:
+            padded = f"; scored as one {window_s:g} s window" if window_s > audio_s else ""
+            raise Refused(422, f"the span {start_s:g}-{end_s:g} s runs past the end of {file_key.split('|')[0]} "
+                               f"({audio_s:g} s long{padded})",
+                          f"give a span that starts before {audio_s:g} s and ends by {last:g} s")
 
     def _audio(file_key: str, start_s: float, end_s: float, pad_s: float):
         from hootwatch.edge.contract.audio import load, probe
@@ -226,11 +240,12 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
                                f"than {MAX_CLIP_S:g} s", "ask for a shorter span or less padding (pad_s)")
         with lock:
             path = _recording(file_key)
+            window_s = _window_s(file_key)
         try:
             info = probe(path)
         except HootwatchError as exc:
             raise HTTPException(410, f"{exc.message} (is the card still mounted?)") from None
-        _inside(file_key, start_s, end_s, info.duration_s)
+        _inside(file_key, start_s, end_s, info.duration_s, window_s)
         a, b = max(0.0, start_s - pad_s), min(info.duration_s, end_s + pad_s)  # the padding stops at the file's ends
         try:
             return load(path, info.sample_rate, start_s=a, duration_s=b - a), info.sample_rate

@@ -58,3 +58,10 @@ def read_window_scores(conn: sqlite3.Connection, run_key: str) -> list[WindowSco
     rows = conn.execute("SELECT * FROM window_scores WHERE run_key=? ORDER BY file_key", (run_key,)).fetchall()
     return [_decode(r) for r in rows]
 
+
+
+def file_window_s(conn: sqlite3.Connection, file_key: str) -> float | None:
+    """The longest window any run scored a file with, in seconds; None when no run kept the file's scores."""
+    row = conn.execute("SELECT MAX(CAST(window_samples AS REAL) / sample_rate) FROM window_scores WHERE file_key=?",
+                       (file_key,)).fetchone()
+    return row[0]
