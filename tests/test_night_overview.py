@@ -111,6 +111,8 @@ def test_the_api_draws_the_night_and_marks_detections_and_labels(night):
     assert detections and all(32.5 <= m["minute"] < 35 or 93.5 <= m["minute"] < 95 for m in detections)
     assert any(m["minute"] < 35 for m in detections) and any(m["minute"] > 93 for m in detections)
     assert detections[0]["label"] == "owl"
+    from hootwatch.edge.review.calibrate import score_text
+    assert all(m["score_text"] == score_text(m["score"]) for m in detections)  # the queues' digits, not "0.997"
     [lone] = [m for m in body["marks"] if m["kind"] == "label"]
     assert lone["label"] == "not_owl" and lone["minute"] == pytest.approx(35.0)  # 300 s into the 20:30 file
     png = c.get("/api/night.png", params=q)
@@ -194,6 +196,8 @@ def test_the_night_page_in_chromium_shows_the_picture_axes_and_opens_a_mark(nigh
         assert marks.count() >= 2 and page.locator("#marks button.label-only").count() == 1
         marks.first.click()
         page.wait_for_function("document.getElementById('item-spec').naturalWidth > 0")
+        first = page.evaluate("state.night.marks.find((m) => m.kind === 'detection')")
+        assert f"score {first['score_text']}" in page.inner_text("#item-title")
         assert page.get_attribute("body", "data-opened").endswith("@" + page.evaluate(
             "new URL(document.getElementById('item-open').href).searchParams.get('start_s')"))
         (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from hootwatch.edge.scan.indices import false_colour
 from hootwatch.edge.store.database import DetectionStore, LedgerRow, iso
 from hootwatch.edge.store.indices import file_zones, indexed_files, read_indices
 from hootwatch.edge.store.labels import LabelBook, label_for_detection
+from .calibrate import score_text
 from .queues import night_of
 
 NO_INDICES = "no acoustic indices for this night: it was scanned before they were kept; scan again to see the overview"
@@ -54,6 +55,10 @@ class Mark:
     end_s: float
     begin_local: str
     score: float | None = None
+
+    def to_dict(self) -> dict:
+        """With the score as the review page shows it (calibrate.score_text); '' for a label's mark."""
+        return asdict(self) | {"score_text": "" if self.score is None else score_text(self.score)}
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class Overview:
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("image", "marks")}
         return d | {"message": self.message, "rows": 0 if self.image is None else int(self.image.shape[0]),
-                    "marks": [asdict(m) for m in self.marks]}
+                    "marks": [m.to_dict() for m in self.marks]}
 
 
 def _recorder(row: LedgerRow) -> str:

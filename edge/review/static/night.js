@@ -96,7 +96,7 @@ function drawMarks(n, pxMin) {
     b.style.background = colour(m.label);
     b.dataset.label = m.label;
     const what = m.kind === "label" ? `label "${m.label}"` : `detection (${m.label || "not reviewed"})`;
-    const score = m.score === null ? "" : `, score ${m.score.toFixed(3)}`;
+    const score = m.score === null ? "" : `, score ${m.score_text}`;
     b.title = `${m.begin_local.slice(11, 19)} ${what}${score}`;
     b.addEventListener("click", () => openMark(m, b));
     strip.appendChild(b);
@@ -110,7 +110,7 @@ function openMark(m, button) {
   const span = new URLSearchParams({ file_key: m.file_key, start_s: m.start_s, end_s: end, pad_s: 2 });
   $("item-title").textContent = `${m.begin_local.replace("T", " ").slice(0, 19)}: ` +
     (m.kind === "label" ? `labelled ${m.label}` : `detection, ${m.label || "not reviewed"}`) +
-    (m.score === null ? "" : `, score ${m.score.toFixed(3)}`) + ` (${m.file.split("/").pop()} at ${m.start_s} s` +
+    (m.score === null ? "" : `, score ${m.score_text}`) + ` (${m.file.split("/").pop()} at ${m.start_s} s` +
     (end < m.end_s ? `; its first ${SHOW_S} s of ${(m.end_s - m.start_s).toFixed(0)} s)` : ")");
   $("item-spec").src = "/api/spectrogram.png?" + span;
   $("item-audio").src = "/api/clip.wav?" + span;
