@@ -127,6 +127,39 @@ def test_the_api_draws_the_night_and_marks_detections_and_labels(night):
     assert half["max_hz"] == 2000 and half["rows"] == body["rows"] // 2
 
 
+# Sydney's daylight saving, 1 min files named in UTC: spring forward (2024-10-06 02:00 AEST -> 03:00 AEDT) between
+# 01:30 and 03:30, one real hour apart; autumn back (2024-04-07 03:00 AEDT -> 02:00 AEST): 02:30 twice, an hour apart
+DST = {"20241005_153000.WAV": ((0,), 0.0), "20241005_163000.WAV": ((0,), 0.0),
+       "20240406_140000.WAV": ((), 0.0), "20240406_153000.WAV": ((0,), 0.0), "20240406_163000.WAV": ((0,), 0.0)}
+
+
+def test_across_a_daylight_saving_change_columns_and_marks_keep_real_time(tmp_path):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+    out = scan_night(tmp_path, DST, minutes=1.0)
+    c = review_client(create_app(out))
+    spring = c.get("/api/night", params={"recorder": "R1", "night": "2024-10-05"}).json()
+    autumn = c.get("/api/night", params={"recorder": "R1", "night": "2024-04-06"}).json()
+    assert spring["start_local"] == "2024-10-06T01:00:00.000+10:00" and spring["minutes"] == 120
+    assert autumn["start_local"] == "2024-04-07T01:00:00.000+11:00" and autumn["minutes"] == 180
+    # each file's column is its real minutes from the left edge: 30 and 90 (spring), 90 and 150 (autumn)
+    for body, files in ((spring, {30: "01:30", 90: "03:30"}), (autumn, {90: "02:30", 150: "02:30"})):
+        marks = [m for m in body["marks"] if m["kind"] == "detection"]
+        assert {min(files, key=lambda x: abs(x - m["minute"])) for m in marks} == set(files)
+        t0 = datetime.fromisoformat(body["start_local"])
+        for m in marks:
+            assert any(x <= m["minute"] < x + 1 for x in files), m
+            begin = (t0 + timedelta(minutes=m["minute"])).astimezone(ZoneInfo("Australia/Sydney"))
+            # (by timestamps: Python calls no two zones' times in a repeated hour equal)
+            assert datetime.fromisoformat(m["begin_local"]).timestamp() == pytest.approx(begin.timestamp(), abs=1e-3)
+            assert m["begin_local"][-6:] == begin.isoformat()[-6:]
+        assert [body["clock"][x] for x in files] == list(files.values())
+        img = decode_png(c.get("/api/night.png", params={"recorder": "R1", "night": body["night"]}).content)
+        assert all(not _hatched(img[:, x]) for x in files) and _hatched(img[:, 60])  # no file overwrote another
+    assert spring["clock"][59:62] == ["01:59", "03:00", "03:01"]
+    assert autumn["clock"][119:122] == ["02:59", "02:00", "02:01"]
+
+
 def _hatched(column: np.ndarray) -> bool:
     """Grey (R = G = B) stripes: no recording."""
     return bool((column[:, 0] == column[:, 1]).all() and (column[:, 1] == column[:, 2]).all())

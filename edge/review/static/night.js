@@ -41,12 +41,6 @@ function query() {
   return p;
 }
 
-function clock(startLocal, minute) {
-  const [h, m] = startLocal.slice(11, 16).split(":").map(Number);
-  const t = (h * 60 + m + minute) % 1440;
-  return `${String(Math.floor(t / 60)).padStart(2, "0")}:${String(t % 60).padStart(2, "0")}`;
-}
-
 function place(parent, cls, css, text) {
   const d = document.createElement("div");
   d.className = cls;
@@ -77,7 +71,7 @@ function drawAxes(n, pxMin, rowPx) {
   for (let c = 0; c <= n.minutes; c += every) {
     const x = AXIS_LEFT + c * pxMin;
     place(xaxis, "tick-x", { left: `${x}px`, top: "0" });
-    place(xaxis, "xt", { left: `${x}px`, top: "7px" }, clock(n.start_local, c));
+    place(xaxis, "xt", { left: `${x}px`, top: "7px" }, n.clock[c]);  // the server's: a DST change is in it
   }
   const zone = `${n.zone}, UTC${n.start_local.slice(23)}`;
   place(xaxis, "axis-title", { position: "absolute", left: `${AXIS_LEFT}px`, top: "24px" },
