@@ -296,3 +296,34 @@ def test_a_span_of_a_3_s_recording_may_end_only_within_its_padded_window(scanned
             assert "3 s" in body["error"]
         assert c.get("/api/labels").json()["labels"] == []
         assert c.post("/api/labels", json={"file_key": key, "start_s": 0, "end_s": 5, "label": "owl"}).status_code == 200
+
+
+def test_analyze_computes_no_night_indices(client, tmp_path, monkeypatch):
+    """An upload's detections are all /api/analyze answers: the night overview's indices would be thrown away."""
+    from hootwatch.edge.scan import engine
+
+    def counted(*a, **kw):
+        raise AssertionError("indices computed for an upload")
+
+    monkeypatch.setattr(engine, "MinuteIndices", counted)
+    body = write_tone(tmp_path / "x.wav", 6, 8000).read_bytes()
+    r = client.post("/api/analyze", files={"file": ("x.wav", body, "audio/wav")})
+    assert r.status_code == 200, r.text
+
+
+def test_a_host_with_anything_after_its_bracketed_address_is_refused():
+    from hootwatch.edge.review.access import host_name
+    assert host_name("[::1]evil.example") != "::1" and host_name("[::1]:8765") == "::1" and host_name("[::1]") == "::1"
+
+
+def test_the_lan_address_of_an_ipv4_bind_is_ipv4(monkeypatch):
+    from hootwatch.edge.review import access
+    real = socket.socket
+
+    def v6_first(family=socket.AF_INET, *a, **kw):  # a machine whose IPv4 route is missing: only IPv6 answers
+        if family == socket.AF_INET:
+            raise OSError("no IPv4 route")
+        return real(family, *a, **kw)
+
+    monkeypatch.setattr(access.socket, "socket", v6_first)
+    assert access.shown_address("0.0.0.0") != "" and ":" not in access.shown_address("0.0.0.0")

@@ -306,7 +306,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         det = detector_cache["det"]
         with DetectionStore(path.parent / ".analyze.sqlite") as tmp_store:  # no upload is named so (clean_name)
             try:
-                scanner = Scanner(det, tmp_store, ScanSettings(tz=tz))
+                scanner = Scanner(det, tmp_store, ScanSettings(tz=tz, indices=False))  # no night overview here
                 outcome = scanner.scan_file(path)
             except HootwatchError as exc:
                 raise HTTPException(400, f"{path.name}: {exc.message} ({exc.hint})") from None
