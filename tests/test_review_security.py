@@ -327,3 +327,12 @@ def test_the_lan_address_of_an_ipv4_bind_is_ipv4(monkeypatch):
 
     monkeypatch.setattr(access.socket, "socket", v6_first)
     assert access.shown_address("0.0.0.0") != "" and ":" not in access.shown_address("0.0.0.0")
+
+
+def test_the_default_reviewer_is_in_the_page(scanned):
+    """`hootwatch review --reviewer NAME`: the page gets the name (so it need not ask), escaped like any text."""
+    with review_client(create_app(scanned[2], reviewer='Kim "K" <Lee>')) as c:
+        page = c.get("/").text
+        assert '<meta name="hootwatch-reviewer" content="Kim &quot;K&quot; &lt;Lee&gt;">' in page
+    with review_client(create_app(scanned[2])) as c:
+        assert '<meta name="hootwatch-reviewer" content="">' in c.get("/").text

@@ -51,7 +51,7 @@ from hootwatch.edge.store.labels import REVIEW_LABELS, LabelBook
 from hootwatch.edge.store.database import DetectionStore, open_store
 from hootwatch.edge.store.window_scores import file_window_s
 from .access import LOOPBACK_NAMES
-from .guard import Guard, Refused, in_words, with_csrf_meta
+from .guard import Guard, Refused, in_words, with_csrf_meta, with_meta
 from .queues import DESCRIPTIONS, QUEUES, Filters, Queues, progress
 from .upload import ANALYZE_FORM, plausible_audio, received
 
@@ -132,6 +132,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     @app.get("/", response_class=HTMLResponse)
     def index():
         page = with_csrf_meta((STATIC / "index.html").read_text(encoding="utf-8"), csrf)
+        page = with_meta(page, "hootwatch-reviewer", reviewer)  # --reviewer: the name when the browser has none
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})  # a restarted server has a new token
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from html import escape
 from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
@@ -59,11 +60,16 @@ def same_bytes(given: str | None, expected: str) -> bool:
     return given is not None and secrets.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
+def with_meta(html: str, name: str, content: str) -> str:
+    """The page with a <meta name=... content=...> (escaped) the page's script reads."""
+    meta = f'<meta name="{name}" content="{escape(content, quote=True)}">'
+    page, n = re.subn(r"<head>", lambda m: f"{m.group(0)}\n{meta}", html, count=1, flags=re.IGNORECASE)
+    return page if n else meta + html
+
+
 def with_csrf_meta(html: str, csrf: str) -> str:
     """The page with its server's CSRF token in a <meta> the page's api() reads."""
-    meta = f'<meta name="hootwatch-csrf" content="{csrf}">'
-    page, n = re.subn(r"<head>", f"<head>\n{meta}", html, count=1, flags=re.IGNORECASE)
-    return page if n else meta + html
+    return with_meta(html, "hootwatch-csrf", csrf)
 
 
 class Guard:

@@ -398,7 +398,8 @@ $("specbox").addEventListener("click", (e) => {  // play from the clicked time
 // a queue the server refuses (an empty score field: 422) is said in the status line
 const reload = () => load().catch((e) => note(`cannot load the queue: ${e.message}`, "error"));
 $("reload").addEventListener("click", reload);
-$("reviewer").value = saved("reviewer", "");
+// the name this browser saved, else the one the server was started with (`hootwatch review --reviewer NAME`)
+$("reviewer").value = saved("reviewer", "") || document.querySelector('meta[name="hootwatch-reviewer"]')?.content || "";
 $("reviewer").addEventListener("change", () => remember("reviewer", $("reviewer").value.trim()));
 $("who-form").addEventListener("submit", () => {
   const name = $("who-name").value.trim();
