@@ -295,7 +295,8 @@ def test_a_span_of_a_3_s_recording_may_end_only_within_its_padded_window(scanned
                                                         "label": "owl"}), 422)
             assert "3 s" in body["error"]
         assert c.get("/api/labels").json()["labels"] == []
-        assert c.post("/api/labels", json={"file_key": key, "start_s": 0, "end_s": 5, "label": "owl"}).status_code == 200
+        r = c.post("/api/labels", json={"file_key": key, "start_s": 0, "end_s": 5, "label": "owl"})
+        assert r.status_code == 200, r.text
 
 
 def test_analyze_computes_no_night_indices(client, tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ Recorder and night as the review queues name them (the recorder id, or the recor
 local date of the evening, queues.night_of), by the start of each recording in the zone it was scanned with. The
 picture spans the night's recordings, from the hour before the first starts to the hour after the last ends: column
 c is the minute starting `start_local` + c real minutes (`clock[c]` its clock time: arithmetic is in UTC, so a
-daylight-saving change shifts the clock, not the columns); row 0 is the top frequency shown (`max_hz`), each row `bin_hz`
-high. Minutes with no recording (or of a recording scanned before indices were kept) are hatched grey.
+daylight-saving change shifts the clock, not the columns); row 0 is the top frequency shown (`max_hz`), each row
+`bin_hz` high. Minutes with no recording (or of a recording scanned before indices were kept) are hatched grey.
 Marks: each detection (x = its start in minutes from `start_local`) with its current label, and each label of a
 span that is no detection (an owl found in the near-miss or random queue). Pure reads of the store.
 """
