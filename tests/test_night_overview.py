@@ -187,7 +187,7 @@ def test_bad_parameters_get_a_message_and_an_old_store_says_scan_again(night, tm
               {"recorder": "R1", "night": "2024-01-01", "max_hz": "-5"}):
         assert c.get("/api/night", params=q).status_code == 422
     missing = c.get("/api/night", params={"recorder": "R9", "night": "2024-01-01"})
-    assert missing.status_code == 404 and "R9" in missing.json()["detail"]
+    assert missing.status_code == 404 and "R9" in missing.json()["error"]
     old = shutil.copytree(night, tmp_path / "old")
     con = sqlite3.connect(old / "detections.sqlite")
     con.execute("DELETE FROM minute_indices WHERE file_key LIKE '20240101_100000%'")  # rescanned but one
@@ -202,7 +202,7 @@ def test_bad_parameters_get_a_message_and_an_old_store_says_scan_again(night, tm
     body = c.get("/api/night", params={"recorder": "R1", "night": "2024-01-01"}).json()
     assert "scan again to see the overview" in body["message"] and body["rows"] == 0 and body["marks"]
     png = c.get("/api/night.png", params={"recorder": "R1", "night": "2024-01-01"})
-    assert png.status_code == 404 and "scan again" in png.json()["detail"]
+    assert png.status_code == 404 and "scan again" in png.json()["error"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")

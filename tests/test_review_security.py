@@ -337,3 +337,23 @@ def test_the_default_reviewer_is_in_the_page(scanned):
         assert '<meta name="hootwatch-reviewer" content="Kim &quot;K&quot; &lt;Lee&gt;">' in page
     with review_client(create_app(scanned[2])) as c:
         assert '<meta name="hootwatch-reviewer" content="">' in c.get("/").text
+
+
+def test_every_refusal_says_what_is_wrong_and_the_fix_for_its_kind(client, item):
+    """{error, fix} on every error reply; the fix fits the error (was {"detail"}, or always 'a finite number')."""
+    for path, params in (("/api/queue", {"queue": "x"}), ("/api/queue", {"order": "x"}),
+                         ("/api/windows", {"queue": "detections"}), ("/api/night", {"recorder": "Z", "night": "2024-01-01"}),
+                         ("/api/night.png", {"recorder": "Z", "night": "2024-01-01"}),
+                         ("/api/clip.wav", {"file_key": "gone", "start_s": 1, "end_s": 2})):
+        r = client.get(path, params=params)
+        assert r.status_code in (400, 404) and set(r.json()) == {"error", "fix"}, (path, r.text)
+    run = _refused(client.get("/api/queue", params={"run": "nope"}), 404)
+    assert "no run 'nope'" in run["error"] and "/api/runs" in run["fix"] and "--" not in run["fix"] + run["error"]
+    assert "/" not in run["error"]  # no path of this machine
+    view = _refused(client.get("/api/spectrogram.png", params=_span(item, view="x")), 422)
+    assert "finite" not in view["fix"] and "full" in view["error"]
+    broken = _refused(client.post("/api/labels", content=b"{not json", headers={"Content-Type": "application/json"}),
+                      422)
+    assert "JSON" in broken["fix"] and "finite" not in broken["fix"]
+    far = _refused(client.get("/api/queue", params={"min_score": 2}), 422)
+    assert "range" in far["fix"]

@@ -40,18 +40,19 @@ import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from hootwatch.edge.core.errors import HootwatchError
 from hootwatch.edge.store.labels import REVIEW_LABELS, LabelBook
 from hootwatch.edge.store.database import DetectionStore, open_store
 from hootwatch.edge.store.window_scores import file_window_s
 from .access import LOOPBACK_NAMES
-from .guard import Guard, Refused, in_words, with_csrf_meta, with_meta
+from .guard import Guard, Refused, fix_for, in_words, with_csrf_meta, with_meta
 from .queues import DESCRIPTIONS, QUEUES, Filters, Queues, progress
 from .upload import ANALYZE_FORM, plausible_audio, received
 
@@ -107,22 +108,28 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(request: Request, exc: RequestValidationError):
-        return Refused(422, in_words(exc.errors()), "give each parameter a finite number in its range "
-                                                    "(the API's ranges: /api/docs)").response()
+        return Refused(422, in_words(exc.errors()), fix_for(exc.errors())).response()
+
+    @app.exception_handler(HTTPException)
+    async def not_found(request: Request, exc: HTTPException):  # no such route, a method it does not take
+        return Refused(exc.status_code, str(exc.detail), "see the API's routes at /api/docs").response()
 
     def _run(run: str | None) -> str:
         if not run and store.latest_run() is None:
             return ""  # nothing scanned yet: empty queues
-        return store.resolve_run(run)
+        try:
+            return store.resolve_run(run)
+        except HootwatchError:  # its words are the CLI's (--run, the store's path): these are the page's
+            raise Refused(404, f"no run {run!r} in this store", "the runs are at /api/runs") from None
 
     def _filters(recorder, night, min_score, max_score) -> Filters:
         return Filters(recorder or "", night or "", float(min_score), float(max_score))
 
     def _queue(queue, order, run, recorder, night, min_score, max_score, n, seed) -> dict:
         if queue not in QUEUES:
-            raise HTTPException(400, f"unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+            raise Refused(400, f"unknown queue {queue!r}", f"use one of {', '.join(QUEUES)} (/api/queues)")
         if order not in ("score", "time"):
-            raise HTTPException(400, "order is score or time")
+            raise Refused(400, f"unknown order {order!r}", "use order=score or order=time")
         with lock:
             rk = _run(run)
             items = Queues(store, rk).queue(queue, order, _filters(recorder, night, min_score, max_score), n, seed)
@@ -176,7 +183,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def windows(queue: str = "random", order: str = "score", run: str | None = None, recorder: str = "",
                 night: str = "", min_score: Score = 0.0, max_score: Score = 1.0, n: Count = 200, seed: Seed = 0):
         if queue not in ("near", "random"):
-            raise HTTPException(400, "queue is near or random")
+            raise Refused(400, f"queue {queue!r} is no queue of windows", "use queue=near or queue=random")
         return _queue(queue, order, run, recorder, night, min_score, max_score, n, seed)
 
     @app.get("/api/filters")
@@ -191,8 +198,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             # a label this span already had (an imported 'kookaburra') may come back: that is what undo posts
             had = {x.label for x in book.history(body.file_key, body.start_s, body.end_s)}
             if body.label not in (*REVIEW_LABELS, "") and body.label not in had:
-                raise HTTPException(400, f"label {body.label!r}: use one of {', '.join(REVIEW_LABELS)} (or '' to "
-                                         "clear)")
+                raise Refused(400, f"unknown label {body.label!r}",
+                              f"use one of {', '.join(REVIEW_LABELS)} (or '' to clear)")
             path = _recording(body.file_key)
             _inside(body.file_key, body.start_s, body.end_s, store.recording_audio_s(body.file_key),
                     _window_s(body.file_key))
@@ -211,7 +218,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def _recording(file_key: str) -> str:
         path = store.recording_path(file_key)
         if path is None:
-            raise HTTPException(404, "no such recording in this store")
+            raise Refused(404, "no such recording in this store",
+                          "use a file_key of an item of a queue (/api/queue); this store has no other recordings")
         return path
 
     def _window_s(file_key: str) -> float:
@@ -245,13 +253,15 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         try:
             info = probe(path)
         except HootwatchError as exc:
-            raise HTTPException(410, f"{exc.message} (is the card still mounted?)") from None
+            raise Refused(410, exc.message, "is the card still mounted? put the recording back where it was scanned "
+                               "from") from None
         _inside(file_key, start_s, end_s, info.duration_s, window_s)
         a, b = max(0.0, start_s - pad_s), min(info.duration_s, end_s + pad_s)  # the padding stops at the file's ends
         try:
             return load(path, info.sample_rate, start_s=a, duration_s=b - a), info.sample_rate
         except HootwatchError as exc:
-            raise HTTPException(410, f"{exc.message} (is the card still mounted?)") from None
+            raise Refused(410, exc.message, "is the card still mounted? put the recording back where it was scanned "
+                               "from") from None
 
     @app.get("/api/clip.wav")
     def clip(file_key: FileKey, start_s: Seconds, end_s: Seconds, pad_s: Padding = 2.0):
@@ -287,7 +297,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     @app.post("/api/analyze", openapi_extra=ANALYZE_FORM)
     async def analyze(request: Request):
         if bundle is None:
-            raise HTTPException(503, "no model loaded: start `hootwatch review OUTDIR --model BUNDLE` to analyze")
+            raise Refused(503, "no model loaded", "start `hootwatch review OUTDIR --model BUNDLE` to analyze")
         if not analysing.acquire(blocking=False):  # before reading: a second upload is not even stored
             raise Refused(429, "another upload is being analysed", "send this one when it has finished")
         try:
@@ -310,9 +320,10 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
                 scanner = Scanner(det, tmp_store, ScanSettings(tz=tz, indices=False))  # no night overview here
                 outcome = scanner.scan_file(path)
             except HootwatchError as exc:
-                raise HTTPException(400, f"{path.name}: {exc.message} ({exc.hint})") from None
+                raise Refused(400, f"{path.name}: {exc.message}", exc.hint) from None
             if outcome.status != "done":
-                raise HTTPException(400, f"{path.name}: {outcome.reason.removeprefix(f'{path}: ')}")
+                raise Refused(400, f"{path.name}: {outcome.reason.removeprefix(f'{path}: ')}",
+                              "send a recording the recorder made (WAV or FLAC)")
             rows = tmp_store.detections()
         keep = ("start_s", "end_s", "begin_utc", "end_utc", "begin_local", "end_local", "label", "max_score",
                 "mean_score", "n_windows", "time_source", "model_id", "threshold", "min_hits")
@@ -325,8 +336,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             rk = _run(run)
             ov = overview(store, rk, recorder, night, max_hz) if rk else None
         if ov is None:
-            raise HTTPException(404, f"no recording of recorder {recorder!r} on the night of {night} in this run; "
-                                     "/api/nights lists them")
+            raise Refused(404, f"no recording of recorder {recorder!r} on the night of {night} in this run",
+                          "pick one of the nights /api/nights lists")
         return ov
 
     night_q = Query(..., pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD, the evening the night began")
@@ -348,7 +359,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         from hootwatch.edge.scan.material import png_bytes
         ov = _night(run, recorder, night, max_hz)
         if ov.image is None:
-            raise HTTPException(404, ov.message)
+            raise Refused(404, ov.message, "scan the night's recordings again")
         return Response(png_bytes(ov.image), media_type="image/png")
 
     @app.on_event("shutdown")

@@ -25,8 +25,7 @@ async function api(path, opts) {
   const headers = { ...((opts && opts.headers) || {}), "X-Hootwatch-Csrf": csrf ? csrf.content : "" };
   const r = await fetch(path, { ...opts, headers });
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.error ? body.error + (body.fix ? ` (${body.fix})` : "")
-                                        : body.detail || r.statusText);
+  if (!r.ok) throw new Error(body.error ? body.error + (body.fix ? ` (${body.fix})` : "") : r.statusText);
   return body;
 }
 

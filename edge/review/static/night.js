@@ -10,7 +10,7 @@ const state = { nights: [], night: null };
 async function api(path) {
   const r = await fetch(path);
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(typeof body.detail === "string" ? body.detail : body.error || r.statusText);
+  if (!r.ok) throw new Error(body.error ? body.error + (body.fix ? ` (${body.fix})` : "") : r.statusText);
   return body;
 }
 
