@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from confusers import write_night  # noqa: E402  (bench module: never part of training)
@@ -65,8 +67,11 @@ def _overlap(a0, a1, b0, b1) -> float:
 
 
 def review(out: Path, night: Path, max_items: int) -> dict:
-    """The simulated reviewer: the detections queue (highest score first), then the near misses, each item
-    labelled owl when a true owl call lies in the span it is shown (at least half of the call), else not_owl."""
+    """The simulated reviewer: the detections queue, then the near misses, each item labelled owl when a true owl
+    call lies in the span it is shown (at least half of the call), else not_owl. With more detections than 80 % of
+    the budget it reviews a spread of them over the score order (every k-th), as the README advises: the top of a
+    score-ordered queue is nearly all owl, and a round learns from the false detections (a card of two hours
+    reviewed from the top gave 97 owl and 3 not_owl, and no gain)."""
     truth = read_truth_csv(night / "ground_truth.csv")
     owls: dict[str, list[tuple[float, float]]] = {}
     for t in truth:
@@ -76,7 +81,11 @@ def review(out: Path, night: Path, max_items: int) -> dict:
     with DetectionStore(out / "detections.sqlite") as s:
         q, book = Queues(s, s.latest_run()), LabelBook(s)
         for name in ("detections", "near"):
-            for it in q.queue(name):
+            items = q.queue(name)
+            if name == "detections" and len(items) > int(0.8 * max_items):
+                items = [items[i] for i in sorted(set(np.linspace(0, len(items) - 1, int(0.8 * max_items))
+                                                      .round().astype(int)))]
+            for it in items:
                 if counts["items"] >= max_items:
                     break
                 calls = owls.get(Path(it.file).name, [])

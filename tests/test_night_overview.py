@@ -111,6 +111,8 @@ def test_the_api_draws_the_night_and_marks_detections_and_labels(night):
     assert detections and all(32.5 <= m["minute"] < 35 or 93.5 <= m["minute"] < 95 for m in detections)
     assert any(m["minute"] < 35 for m in detections) and any(m["minute"] > 93 for m in detections)
     assert detections[0]["label"] == "owl"
+    from hootwatch.edge.review.calibrate import score_text
+    assert all(m["score_text"] == score_text(m["score"]) for m in detections)  # the queues' digits, not "0.997"
     [lone] = [m for m in body["marks"] if m["kind"] == "label"]
     assert lone["label"] == "not_owl" and lone["minute"] == pytest.approx(35.0)  # 300 s into the 20:30 file
     png = c.get("/api/night.png", params=q)
@@ -123,6 +125,39 @@ def test_the_api_draws_the_night_and_marks_detections_and_labels(night):
     assert (img[:, 15] == img[:, 15][0]).all(axis=1).sum() < img.shape[0] and _hatched(img[:, 15])  # 20:15: none
     half = c.get("/api/night", params=q | {"max_hz": 2000}).json()
     assert half["max_hz"] == 2000 and half["rows"] == body["rows"] // 2
+
+
+# Sydney's daylight saving, 1 min files named in UTC: spring forward (2024-10-06 02:00 AEST -> 03:00 AEDT) between
+# 01:30 and 03:30, one real hour apart; autumn back (2024-04-07 03:00 AEDT -> 02:00 AEST): 02:30 twice, an hour apart
+DST = {"20241005_153000.WAV": ((0,), 0.0), "20241005_163000.WAV": ((0,), 0.0),
+       "20240406_140000.WAV": ((), 0.0), "20240406_153000.WAV": ((0,), 0.0), "20240406_163000.WAV": ((0,), 0.0)}
+
+
+def test_across_a_daylight_saving_change_columns_and_marks_keep_real_time(tmp_path):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+    out = scan_night(tmp_path, DST, minutes=1.0)
+    c = review_client(create_app(out))
+    spring = c.get("/api/night", params={"recorder": "R1", "night": "2024-10-05"}).json()
+    autumn = c.get("/api/night", params={"recorder": "R1", "night": "2024-04-06"}).json()
+    assert spring["start_local"] == "2024-10-06T01:00:00.000+10:00" and spring["minutes"] == 120
+    assert autumn["start_local"] == "2024-04-07T01:00:00.000+11:00" and autumn["minutes"] == 180
+    # each file's column is its real minutes from the left edge: 30 and 90 (spring), 90 and 150 (autumn)
+    for body, files in ((spring, {30: "01:30", 90: "03:30"}), (autumn, {90: "02:30", 150: "02:30"})):
+        marks = [m for m in body["marks"] if m["kind"] == "detection"]
+        assert {min(files, key=lambda x: abs(x - m["minute"])) for m in marks} == set(files)
+        t0 = datetime.fromisoformat(body["start_local"])
+        for m in marks:
+            assert any(x <= m["minute"] < x + 1 for x in files), m
+            begin = (t0 + timedelta(minutes=m["minute"])).astimezone(ZoneInfo("Australia/Sydney"))
+            # (by timestamps: Python calls no two zones' times in a repeated hour equal)
+            assert datetime.fromisoformat(m["begin_local"]).timestamp() == pytest.approx(begin.timestamp(), abs=1e-3)
+            assert m["begin_local"][-6:] == begin.isoformat()[-6:]
+        assert [body["clock"][x] for x in files] == list(files.values())
+        img = decode_png(c.get("/api/night.png", params={"recorder": "R1", "night": body["night"]}).content)
+        assert all(not _hatched(img[:, x]) for x in files) and _hatched(img[:, 60])  # no file overwrote another
+    assert spring["clock"][59:62] == ["01:59", "03:00", "03:01"]
+    assert autumn["clock"][119:122] == ["02:59", "02:00", "02:01"]
 
 
 def _hatched(column: np.ndarray) -> bool:
@@ -152,7 +187,7 @@ def test_bad_parameters_get_a_message_and_an_old_store_says_scan_again(night, tm
               {"recorder": "R1", "night": "2024-01-01", "max_hz": "-5"}):
         assert c.get("/api/night", params=q).status_code == 422
     missing = c.get("/api/night", params={"recorder": "R9", "night": "2024-01-01"})
-    assert missing.status_code == 404 and "R9" in missing.json()["detail"]
+    assert missing.status_code == 404 and "R9" in missing.json()["error"]
     old = shutil.copytree(night, tmp_path / "old")
     con = sqlite3.connect(old / "detections.sqlite")
     con.execute("DELETE FROM minute_indices WHERE file_key LIKE '20240101_100000%'")  # rescanned but one
@@ -167,7 +202,7 @@ def test_bad_parameters_get_a_message_and_an_old_store_says_scan_again(night, tm
     body = c.get("/api/night", params={"recorder": "R1", "night": "2024-01-01"}).json()
     assert "scan again to see the overview" in body["message"] and body["rows"] == 0 and body["marks"]
     png = c.get("/api/night.png", params={"recorder": "R1", "night": "2024-01-01"})
-    assert png.status_code == 404 and "scan again" in png.json()["detail"]
+    assert png.status_code == 404 and "scan again" in png.json()["error"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
@@ -194,6 +229,8 @@ def test_the_night_page_in_chromium_shows_the_picture_axes_and_opens_a_mark(nigh
         assert marks.count() >= 2 and page.locator("#marks button.label-only").count() == 1
         marks.first.click()
         page.wait_for_function("document.getElementById('item-spec').naturalWidth > 0")
+        first = page.evaluate("state.night.marks.find((m) => m.kind === 'detection')")
+        assert f"score {first['score_text']}" in page.inner_text("#item-title")
         assert page.get_attribute("body", "data-opened").endswith("@" + page.evaluate(
             "new URL(document.getElementById('item-open').href).searchParams.get('start_s')"))
         (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)

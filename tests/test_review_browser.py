@@ -133,6 +133,63 @@ def test_auto_repeat_labels_one_item(open_page, served):
     assert page.inner_text("#progress").startswith("1 / 3 reviewed")
 
 
+def test_holding_enter_after_a_mouse_click_labels_nothing_more(open_page, served):
+    """chromium turns a held Enter into clicks on the focused button: only the mouse's click is a verdict."""
+    page = open_page()
+    page.click("#b-not")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: not_owl for ')")
+    page.wait_for_selector(ACCEPTING)
+    page.wait_for_timeout(300)  # past the item's SEEN_MS: a repeated click would now be taken
+    for _ in range(6):
+        page.keyboard.down("Enter")
+        time.sleep(0.1)
+    page.keyboard.up("Enter")
+    page.wait_for_timeout(400)
+    assert [lab for *_, lab, _ in _labels(served[0])] == ["not_owl"]
+    assert page.get_attribute("body", "data-item") == "1"
+
+
+def _until(page, done, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        page.wait_for_timeout(20)
+
+
+def test_a_failed_load_says_why_and_a_queue_change_mid_save_or_mid_load_leaves_no_stale_state(open_page, served):
+    page = open_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.fill("#min_score", "")  # the server refuses it (422): the status line says so
+    page.click("#reload")
+    page.wait_for_function("document.getElementById('status').className === 'error'", timeout=5000)
+    assert "min_score" in _status(page)
+    page.fill("#min_score", "0")
+    page.locator("#min_score").blur()  # keys typed in a field are no verdicts
+    held = []  # a label save held in flight while the queue changes to an empty one
+    page.route("**/api/labels", lambda route: held.append(route))
+    page.keyboard.press("y")
+    _until(page, lambda: held)
+    page.select_option("#queue", "search")
+    page.wait_for_function("state.items.length === 0")
+    held.pop().continue_()
+    page.wait_for_function("!state.busy")
+    assert page.evaluate("state.undo.length") == 0 and errors == []  # the old queue's step is not undone here
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_timeout(300)
+    assert [lab for *_, lab, _ in _labels(served[0])] == ["owl"]
+    spectrograms = []  # a spectrogram of the old queue that loads after the queue has emptied
+    page.route("**/api/spectrogram.png*", lambda route: spectrograms.append(route))
+    page.select_option("#queue", "detections")
+    _until(page, lambda: spectrograms)
+    page.select_option("#queue", "search")
+    page.wait_for_function("state.items.length === 0")
+    for route in spectrograms:
+        route.continue_()
+    page.wait_for_timeout(300)
+    assert errors == []
+
+
 def test_a_verdict_before_the_item_has_loaded_is_refused(open_page, served):
     held, holding = [], [True]  # the spectrogram requests, held back until the test lets them go
     out, url, browser = served  # (open_page emptied the labels; the route must be set before the page loads)

@@ -272,3 +272,88 @@ def test_an_upload_named_like_the_analysis_store_is_still_analysed(client, tmp_p
     for name in ("analyze.sqlite", "../analyze.sqlite", ".analyze.sqlite"):
         r = client.post("/api/analyze", files={"file": (name, body, "audio/wav")})
         assert r.status_code == 200 and r.json()["audio_s"] == 6.0, r.text
+
+
+def test_a_span_of_a_3_s_recording_may_end_only_within_its_padded_window(scanned, tmp_path):
+    """A file shorter than the model's window (5 s here) is scored as one padded window: a span may end there,
+    not later, and never start after the file's end (was: a clip of 10-20 s said "is the card still mounted?")."""
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.scan.engine import ScanSettings, scan_into
+    bundle = scanned[0]
+    write_tone(tmp_path / "rec" / "C" / "20240101_100000.WAV", 3, 8000, tones=[(0.5, 2.5)], seed=3)
+    out = tmp_path / "out"
+    scan_into([tmp_path / "rec"], Detector.load(bundle, threads=1), out, ScanSettings(threshold=0.0))
+    with review_client(create_app(out)) as c:  # no bundle: the window's length comes from the store
+        key = c.get("/api/queue").json()["items"][0]["file_key"]
+        for path in ("/api/clip.wav", "/api/spectrogram.png"):
+            for start, end in ((10, 20), (3, 4), (1, 5.5)):
+                body = _refused(c.get(path, params={"file_key": key, "start_s": start, "end_s": end}), 422)
+                assert "3 s" in body["error"] and "mounted" not in body["error"], (path, start, end, body)
+            assert c.get(path, params={"file_key": key, "start_s": 1, "end_s": 5}).status_code == 200
+        for start, end in ((20, 25), (3, 4), (1, 5.5)):
+            body = _refused(c.post("/api/labels", json={"file_key": key, "start_s": start, "end_s": end,
+                                                        "label": "owl"}), 422)
+            assert "3 s" in body["error"]
+        assert c.get("/api/labels").json()["labels"] == []
+        r = c.post("/api/labels", json={"file_key": key, "start_s": 0, "end_s": 5, "label": "owl"})
+        assert r.status_code == 200, r.text
+
+
+def test_analyze_computes_no_night_indices(client, tmp_path, monkeypatch):
+    """An upload's detections are all /api/analyze answers: the night overview's indices would be thrown away."""
+    from hootwatch.edge.scan import engine
+
+    def counted(*a, **kw):
+        raise AssertionError("indices computed for an upload")
+
+    monkeypatch.setattr(engine, "MinuteIndices", counted)
+    body = write_tone(tmp_path / "x.wav", 6, 8000).read_bytes()
+    r = client.post("/api/analyze", files={"file": ("x.wav", body, "audio/wav")})
+    assert r.status_code == 200, r.text
+
+
+def test_a_host_with_anything_after_its_bracketed_address_is_refused():
+    from hootwatch.edge.review.access import host_name
+    assert host_name("[::1]evil.example") != "::1" and host_name("[::1]:8765") == "::1" and host_name("[::1]") == "::1"
+
+
+def test_the_lan_address_of_an_ipv4_bind_is_ipv4(monkeypatch):
+    from hootwatch.edge.review import access
+    real = socket.socket
+
+    def v6_first(family=socket.AF_INET, *a, **kw):  # a machine whose IPv4 route is missing: only IPv6 answers
+        if family == socket.AF_INET:
+            raise OSError("no IPv4 route")
+        return real(family, *a, **kw)
+
+    monkeypatch.setattr(access.socket, "socket", v6_first)
+    assert access.shown_address("0.0.0.0") != "" and ":" not in access.shown_address("0.0.0.0")
+
+
+def test_the_default_reviewer_is_in_the_page(scanned):
+    """`hootwatch review --reviewer NAME`: the page gets the name (so it need not ask), escaped like any text."""
+    with review_client(create_app(scanned[2], reviewer='Kim "K" <Lee>')) as c:
+        page = c.get("/").text
+        assert '<meta name="hootwatch-reviewer" content="Kim &quot;K&quot; &lt;Lee&gt;">' in page
+    with review_client(create_app(scanned[2])) as c:
+        assert '<meta name="hootwatch-reviewer" content="">' in c.get("/").text
+
+
+def test_every_refusal_says_what_is_wrong_and_the_fix_for_its_kind(client, item):
+    """{error, fix} on every error reply; the fix fits the error (was {"detail"}, or always 'a finite number')."""
+    for path, params in (("/api/queue", {"queue": "x"}), ("/api/queue", {"order": "x"}),
+                         ("/api/windows", {"queue": "detections"}), ("/api/night", {"recorder": "Z", "night": "2024-01-01"}),
+                         ("/api/night.png", {"recorder": "Z", "night": "2024-01-01"}),
+                         ("/api/clip.wav", {"file_key": "gone", "start_s": 1, "end_s": 2})):
+        r = client.get(path, params=params)
+        assert r.status_code in (400, 404) and set(r.json()) == {"error", "fix"}, (path, r.text)
+    run = _refused(client.get("/api/queue", params={"run": "nope"}), 404)
+    assert "no run 'nope'" in run["error"] and "/api/runs" in run["fix"] and "--" not in run["fix"] + run["error"]
+    assert "/" not in run["error"]  # no path of this machine
+    view = _refused(client.get("/api/spectrogram.png", params=_span(item, view="x")), 422)
+    assert "finite" not in view["fix"] and "full" in view["error"]
+    broken = _refused(client.post("/api/labels", content=b"{not json", headers={"Content-Type": "application/json"}),
+                      422)
+    assert "JSON" in broken["fix"] and "finite" not in broken["fix"]
+    far = _refused(client.get("/api/queue", params={"min_score": 2}), 422)
+    assert "range" in far["fix"]

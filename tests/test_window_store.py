@@ -100,7 +100,7 @@ def test_every_command_means_the_same_run_and_checks_the_one_it_is_given(tmp_pat
         assert c.get("/api/calibration").json()["run"] == rebuilt
         assert c.get("/api/queue", params={"run": scan_run}).json()["run"] == scan_run
         refused = c.get("/api/queue", params={"run": "nope"})
-        assert refused.status_code == 400 and "no run 'nope'" in refused.json()["error"]
+        assert refused.status_code == 404 and "no run 'nope'" in refused.json()["error"]  # no such run: not found
     for args in (["detections", str(out), "--threshold", "0.5"], ["dataset", str(out), "--out", str(tmp_path / "d")],
                  ["calibrate", str(out), "--bundle", str(bundle), "--target-precision", "0.9"]):
         assert main(args + ["--run", "nope"]) == 2

@@ -54,8 +54,10 @@ def host_allowed(host_header: str, allowed: frozenset[str]) -> bool:
 def host_name(host_header: str) -> str:
     """The name of a Host header without its port, lower case ("[::1]:8765" -> "::1")."""
     h = host_header.strip().lower()
-    if h.startswith("["):
-        return h[1:h.find("]")] if "]" in h else h
+    if h.startswith("["):  # "[addr]" or "[addr]:port"; anything else after "]" is no address of ours
+        end = h.find("]")
+        rest = h[end + 1:]
+        return h[1:end] if end > 0 and (rest == "" or (rest[:1] == ":" and rest[1:].isdigit())) else h
     return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 
 
@@ -73,10 +75,11 @@ def machine_names() -> set[str]:
     return {n.lower() for n in names if n}
 
 
-def lan_address() -> str | None:
+def lan_address(ipv4_only: bool = False) -> str | None:
     """The address this machine reaches the network from: the source a UDP socket "connected" towards a
-    documentation address would use (nothing is sent). None without a route."""
-    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+    documentation address would use (nothing is sent). None without a route. `ipv4_only`: for an IPv4 bind."""
+    probes = ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1"))
+    for family, probe in probes[:1] if ipv4_only else probes:
         try:
             with socket.socket(family, socket.SOCK_DGRAM) as s:
                 s.connect((probe, 9))
@@ -92,7 +95,7 @@ def shown_address(bind: str) -> str:
     """The address to print for a server bound to `bind`: bound to every address, this machine's network
     address (its host name where it has none), which a browser on another computer can open."""
     if bind.strip("[]") in EVERY_ADDRESS:
-        return lan_address() or socket.gethostname()
+        return lan_address(ipv4_only=bind == "0.0.0.0") or socket.gethostname()
     return bind
 
 

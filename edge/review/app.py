@@ -40,17 +40,19 @@ import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from hootwatch.edge.core.errors import HootwatchError
 from hootwatch.edge.store.labels import REVIEW_LABELS, LabelBook
 from hootwatch.edge.store.database import DetectionStore, open_store
+from hootwatch.edge.store.window_scores import file_window_s
 from .access import LOOPBACK_NAMES
-from .guard import Guard, Refused, in_words, with_csrf_meta
+from .guard import Guard, Refused, fix_for, in_words, with_csrf_meta, with_meta
 from .queues import DESCRIPTIONS, QUEUES, Filters, Queues, progress
 from .upload import ANALYZE_FORM, plausible_audio, received
 
@@ -59,7 +61,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_CLIP_S = 120.0
 MAX_SPAN_S = 1e7  # 115 days, longer than any recording: each span is checked against its own below
-SHORT_FILE_S = 30.0  # a recording shorter than a window is scored as one padded window, which may end past it
+SPAN_SLACK_S = 1e-3  # spans are stored to the millisecond
 KEY_LENGTH = 4200  # a content key (name|size|hash), or `path:` and a path
 
 FileKey = Annotated[str, Query(min_length=1, max_length=KEY_LENGTH)]
@@ -84,7 +86,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     name); `max_analyze_s`: the most audio one upload may hold."""
     from hootwatch.edge.contract.bundle import DEFAULT_DISPLAY, load_bundle
     # the species' frequency range for the spectrograms: the bundle's, else the owl's default
-    display = load_bundle(bundle, verify=False).manifest.display_spec if bundle is not None else DEFAULT_DISPLAY
+    manifest = load_bundle(bundle, verify=False).manifest if bundle is not None else None
+    display = manifest.display_spec if manifest is not None else DEFAULT_DISPLAY
     store = open_store(out_dir)
     book = LabelBook(store)
     lock = threading.Lock()  # one connection: requests take turns (a reviewer is one person)
@@ -105,22 +108,28 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(request: Request, exc: RequestValidationError):
-        return Refused(422, in_words(exc.errors()), "give each parameter a finite number in its range "
-                                                    "(the API's ranges: /api/docs)").response()
+        return Refused(422, in_words(exc.errors()), fix_for(exc.errors())).response()
+
+    @app.exception_handler(HTTPException)
+    async def not_found(request: Request, exc: HTTPException):  # no such route, a method it does not take
+        return Refused(exc.status_code, str(exc.detail), "see the API's routes at /api/docs").response()
 
     def _run(run: str | None) -> str:
         if not run and store.latest_run() is None:
             return ""  # nothing scanned yet: empty queues
-        return store.resolve_run(run)
+        try:
+            return store.resolve_run(run)
+        except HootwatchError:  # its words are the CLI's (--run, the store's path): these are the page's
+            raise Refused(404, f"no run {run!r} in this store", "the runs are at /api/runs") from None
 
     def _filters(recorder, night, min_score, max_score) -> Filters:
         return Filters(recorder or "", night or "", float(min_score), float(max_score))
 
     def _queue(queue, order, run, recorder, night, min_score, max_score, n, seed) -> dict:
         if queue not in QUEUES:
-            raise HTTPException(400, f"unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+            raise Refused(400, f"unknown queue {queue!r}", f"use one of {', '.join(QUEUES)} (/api/queues)")
         if order not in ("score", "time"):
-            raise HTTPException(400, "order is score or time")
+            raise Refused(400, f"unknown order {order!r}", "use order=score or order=time")
         with lock:
             rk = _run(run)
             items = Queues(store, rk).queue(queue, order, _filters(recorder, night, min_score, max_score), n, seed)
@@ -130,6 +139,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     @app.get("/", response_class=HTMLResponse)
     def index():
         page = with_csrf_meta((STATIC / "index.html").read_text(encoding="utf-8"), csrf)
+        page = with_meta(page, "hootwatch-reviewer", reviewer)  # --reviewer: the name when the browser has none
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})  # a restarted server has a new token
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -158,7 +168,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def like(file_key: FileKey, start_s: Seconds, end_s: Seconds, run: str | None = None,
              n: int = Query(200, ge=1, le=10000)):
         with lock:
-            _inside(file_key, start_s, end_s, store.recording_audio_s(file_key))
+            _inside(file_key, start_s, end_s, store.recording_audio_s(file_key), _window_s(file_key))
             rk = _run(run)
             items = Queues(store, rk).like(file_key, start_s, end_s, n) if rk else []
         return {"run": rk, "queue": "like", "items": [it.to_dict() for it in items], "progress": progress(items),
@@ -173,7 +183,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def windows(queue: str = "random", order: str = "score", run: str | None = None, recorder: str = "",
                 night: str = "", min_score: Score = 0.0, max_score: Score = 1.0, n: Count = 200, seed: Seed = 0):
         if queue not in ("near", "random"):
-            raise HTTPException(400, "queue is near or random")
+            raise Refused(400, f"queue {queue!r} is no queue of windows", "use queue=near or queue=random")
         return _queue(queue, order, run, recorder, night, min_score, max_score, n, seed)
 
     @app.get("/api/filters")
@@ -187,10 +197,11 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             # a label this span already had (an imported 'kookaburra') may come back: that is what undo posts
             had = {x.label for x in book.history(body.file_key, body.start_s, body.end_s)}
             if body.label not in (*REVIEW_LABELS, "") and body.label not in had:
-                raise HTTPException(400, f"label {body.label!r}: use one of {', '.join(REVIEW_LABELS)} (or '' to "
-                                         "clear)")
+                raise Refused(400, f"unknown label {body.label!r}",
+                              f"use one of {', '.join(REVIEW_LABELS)} (or '' to clear)")
             path = _recording(body.file_key)
-            _inside(body.file_key, body.start_s, body.end_s, store.recording_audio_s(body.file_key))
+            _inside(body.file_key, body.start_s, body.end_s, store.recording_audio_s(body.file_key),
+                    _window_s(body.file_key))
             saved = book.add(body.file_key, path, body.start_s, body.end_s, body.label,
                              reviewer=body.reviewer or reviewer)
             previous = book.get(saved.replaces).label if saved.replaces else ""
@@ -206,16 +217,28 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     def _recording(file_key: str) -> str:
         path = store.recording_path(file_key)
         if path is None:
-            raise HTTPException(404, "no such recording in this store")
+            raise Refused(404, "no such recording in this store",
+                          "use a file_key of an item of a queue (/api/queue); this store has no other recordings")
         return path
 
-    def _inside(file_key: str, start_s: float, end_s: float, audio_s: float | None) -> None:
-        """A span (start_s < end_s) inside its recording of `audio_s` seconds (None: not known), or 422."""
+    def _window_s(file_key: str) -> float:
+        """The model's window for this recording (0: not known): the store's, else the bundle's."""
+        win = file_window_s(store.conn, file_key)
+        return win if win is not None else manifest.window_s if manifest is not None else 0.0
+
+    def _inside(file_key: str, start_s: float, end_s: float, audio_s: float | None, window_s: float = 0.0) -> None:
+        """A span (start_s < end_s) inside its recording of `audio_s` seconds (None: not known), or 422. A recording
+        shorter than the model's window (`window_s`) is scored as one padded window: a span may end there."""
         if end_s <= start_s:
             raise Refused(422, f"end_s {end_s:g} is not after start_s {start_s:g}", "give a span with start_s < end_s")
-        if audio_s is not None and end_s > max(audio_s, SHORT_FILE_S):
-            raise Refused(422, f"the span {start_s:g}-{end_s:g} s ends past the end of {file_key.split('|')[0]} "
-                               f"({audio_s:g} s long)", f"give a span within 0-{audio_s:g} s")
+        if audio_s is None:
+            return
+        last = max(audio_s, window_s)
+        if start_s >= audio_s or end_s > last + SPAN_SLACK_S:
+            padded = f"; scored as one {window_s:g} s window" if window_s > audio_s else ""
+            raise Refused(422, f"the span {start_s:g}-{end_s:g} s runs past the end of {file_key.split('|')[0]} "
+                               f"({audio_s:g} s long{padded})",
+                          f"give a span that starts before {audio_s:g} s and ends by {last:g} s")
 
     def _audio(file_key: str, start_s: float, end_s: float, pad_s: float):
         from hootwatch.edge.contract.audio import load, probe
@@ -225,16 +248,19 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
                                f"than {MAX_CLIP_S:g} s", "ask for a shorter span or less padding (pad_s)")
         with lock:
             path = _recording(file_key)
+            window_s = _window_s(file_key)
         try:
             info = probe(path)
         except HootwatchError as exc:
-            raise HTTPException(410, f"{exc.message} (is the card still mounted?)") from None
-        _inside(file_key, start_s, end_s, info.duration_s)
+            raise Refused(410, exc.message, "is the card still mounted? put the recording back where it was scanned "
+                               "from") from None
+        _inside(file_key, start_s, end_s, info.duration_s, window_s)
         a, b = max(0.0, start_s - pad_s), min(info.duration_s, end_s + pad_s)  # the padding stops at the file's ends
         try:
             return load(path, info.sample_rate, start_s=a, duration_s=b - a), info.sample_rate
         except HootwatchError as exc:
-            raise HTTPException(410, f"{exc.message} (is the card still mounted?)") from None
+            raise Refused(410, exc.message, "is the card still mounted? put the recording back where it was scanned "
+                               "from") from None
 
     @app.get("/api/clip.wav")
     def clip(file_key: FileKey, start_s: Seconds, end_s: Seconds, pad_s: Padding = 2.0):
@@ -270,7 +296,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
     @app.post("/api/analyze", openapi_extra=ANALYZE_FORM)
     async def analyze(request: Request):
         if bundle is None:
-            raise HTTPException(503, "no model loaded: start `hootwatch review OUTDIR --model BUNDLE` to analyze")
+            raise Refused(503, "no model loaded", "start `hootwatch review OUTDIR --model BUNDLE` to analyze")
         if not analysing.acquire(blocking=False):  # before reading: a second upload is not even stored
             raise Refused(429, "another upload is being analysed", "send this one when it has finished")
         try:
@@ -290,12 +316,13 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         det = detector_cache["det"]
         with DetectionStore(path.parent / ".analyze.sqlite") as tmp_store:  # no upload is named so (clean_name)
             try:
-                scanner = Scanner(det, tmp_store, ScanSettings(tz=tz))
+                scanner = Scanner(det, tmp_store, ScanSettings(tz=tz, indices=False))  # no night overview here
                 outcome = scanner.scan_file(path)
             except HootwatchError as exc:
-                raise HTTPException(400, f"{path.name}: {exc.message} ({exc.hint})") from None
+                raise Refused(400, f"{path.name}: {exc.message}", exc.hint) from None
             if outcome.status != "done":
-                raise HTTPException(400, f"{path.name}: {outcome.reason.removeprefix(f'{path}: ')}")
+                raise Refused(400, f"{path.name}: {outcome.reason.removeprefix(f'{path}: ')}",
+                              "send a recording the recorder made (WAV or FLAC)")
             rows = tmp_store.detections()
         keep = ("start_s", "end_s", "begin_utc", "end_utc", "begin_local", "end_local", "label", "max_score",
                 "mean_score", "n_windows", "time_source", "model_id", "threshold", "min_hits")
@@ -308,8 +335,8 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
             rk = _run(run)
             ov = overview(store, rk, recorder, night, max_hz) if rk else None
         if ov is None:
-            raise HTTPException(404, f"no recording of recorder {recorder!r} on the night of {night} in this run; "
-                                     "/api/nights lists them")
+            raise Refused(404, f"no recording of recorder {recorder!r} on the night of {night} in this run",
+                          "pick one of the nights /api/nights lists")
         return ov
 
     night_q = Query(..., pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD, the evening the night began")
@@ -331,7 +358,7 @@ def create_app(out_dir: str | Path, token: str | None = None, bundle: str | Path
         from hootwatch.edge.scan.material import png_bytes
         ov = _night(run, recorder, night, max_hz)
         if ov.image is None:
-            raise HTTPException(404, ov.message)
+            raise Refused(404, ov.message, "scan the night's recordings again")
         return Response(png_bytes(ov.image), media_type="image/png")
 
     @app.on_event("shutdown")

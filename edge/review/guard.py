@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from html import escape
 from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
@@ -55,15 +56,41 @@ def in_words(errors: list[dict]) -> str:
     return "; ".join(said)
 
 
+# the fix for each kind of pydantic error (its `type`), the first that applies
+FIXES = (({"json_invalid", "json_type", "model_attributes_type", "dict_type"},
+          "send a JSON object (Content-Type: application/json) with the fields the API names (/api/docs)"),
+         ({"missing"}, "give the parameter the error names (the API: /api/docs)"),
+         ({"literal_error", "enum"}, "use one of the values the error names"),
+         ({"string_too_short", "string_too_long", "string_pattern_mismatch", "string_type"},
+          "give it in the form and length the error names"),
+         ({"finite_number", "float_parsing", "int_parsing", "float_type", "int_type", "int_from_float",
+           "greater_than", "greater_than_equal", "less_than", "less_than_equal"},
+          "give a finite number in its range (the API's ranges: /api/docs)"))
+
+
+def fix_for(errors: list[dict]) -> str:
+    """The fix for a request's pydantic errors, by the kind of the first one."""
+    kinds = {e.get("type", "") for e in errors}
+    for types, fix in FIXES:
+        if kinds & types:
+            return fix
+    return "see what each parameter takes at /api/docs"
+
+
 def same_bytes(given: str | None, expected: str) -> bool:
     return given is not None and secrets.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
+def with_meta(html: str, name: str, content: str) -> str:
+    """The page with a <meta name=... content=...> (escaped) the page's script reads."""
+    meta = f'<meta name="{name}" content="{escape(content, quote=True)}">'
+    page, n = re.subn(r"<head>", lambda m: f"{m.group(0)}\n{meta}", html, count=1, flags=re.IGNORECASE)
+    return page if n else meta + html
+
+
 def with_csrf_meta(html: str, csrf: str) -> str:
     """The page with its server's CSRF token in a <meta> the page's api() reads."""
-    meta = f'<meta name="hootwatch-csrf" content="{csrf}">'
-    page, n = re.subn(r"<head>", f"<head>\n{meta}", html, count=1, flags=re.IGNORECASE)
-    return page if n else meta + html
+    return with_meta(html, "hootwatch-csrf", csrf)
 
 
 class Guard:

@@ -15,8 +15,6 @@ so a colleague's table works wherever its audio lies. Every row is checked befor
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 from hootwatch.edge.core.errors import HootwatchError
 from hootwatch.edge.store.database import iso
 from hootwatch.edge.store.exports import label_file_names, recording_clocks, write_atomic
-from hootwatch.edge.tables.label_tables import (CSV_COLUMNS, RAVEN_SUFFIX, Annotation, audacity_text,
+from hootwatch.edge.tables.label_tables import (RAVEN_SUFFIX, Annotation, annotation_csv_text, audacity_text,
                                                 is_multi_file_raven, raven_text, read_annotation_csv, read_audacity,
                                                 read_raven)
 from hootwatch.edge.store.labels import Label, LabelBook, resolve_recording
@@ -95,7 +93,7 @@ def _annotations(labels: list[Label]) -> list[Annotation]:
     return [Annotation(x.file, x.start_s, x.end_s, x.label) for x in labels]
 
 
-EXPORT_COLUMNS = (*CSV_COLUMNS, "begin_local", "end_local", "reviewer")
+EXPORT_COLUMNS = ("begin_local", "end_local", "reviewer")  # after the CSV's four
 
 
 def _clock(clocks: dict, x: Label) -> tuple[str, str]:
@@ -106,15 +104,6 @@ def _clock(clocks: dict, x: Label) -> tuple[str, str]:
     return tuple(iso((start + timedelta(seconds=t)).astimezone(tz)) for t in (x.start_s, x.end_s))
 
 
-def _csv_text(labels: list[Label], clocks: dict) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(EXPORT_COLUMNS)
-    w.writerows((x.file, f"{x.start_s:.3f}", f"{x.end_s:.3f}", x.label, *_clock(clocks, x), x.reviewer)
-                for x in labels)
-    return buf.getvalue()
-
-
 def export_table(book: LabelBook, path: str | os.PathLike, high_freq_hz: float = 4000.0) -> list[Path]:
     """Write the current labels; returns the files written. CSV and Raven tables carry each label's clock time in
     its recorder's zone and its reviewer (an Audacity track holds times and a label only)."""
@@ -123,7 +112,9 @@ def export_table(book: LabelBook, path: str | os.PathLike, high_freq_hz: float =
     kind = _kind(path)
     clocks = recording_clocks(book.store)
     if kind == "csv":
-        return [write_atomic(path, _csv_text(labels, clocks))]
+        text = annotation_csv_text(_annotations(labels), EXPORT_COLUMNS,
+                                   [(*_clock(clocks, x), x.reviewer) for x in labels])
+        return [write_atomic(path, text)]
     if kind == "raven":  # a multi-file table: each row names its recording, times on one running line
         offsets, t, rows = {}, 0.0, []
         durations = {r.path: r.audio_s for r in book.store.ledger_rows()}

@@ -8,8 +8,9 @@ from the acoustic indices the scan kept, edge/scan/indices.py) and the night's d
 Recorder and night as the review queues name them (the recorder id, or the recording's folder; the night is the
 local date of the evening, queues.night_of), by the start of each recording in the zone it was scanned with. The
 picture spans the night's recordings, from the hour before the first starts to the hour after the last ends: column
-c is the minute starting `start_local` + c minutes; row 0 is the top frequency shown (`max_hz`), each row `bin_hz`
-high. Minutes with no recording (or of a recording scanned before indices were kept) are hatched grey.
+c is the minute starting `start_local` + c real minutes (`clock[c]` its clock time: arithmetic is in UTC, so a
+daylight-saving change shifts the clock, not the columns); row 0 is the top frequency shown (`max_hz`), each row
+`bin_hz` high. Minutes with no recording (or of a recording scanned before indices were kept) are hatched grey.
 Marks: each detection (x = its start in minutes from `start_local`) with its current label, and each label of a
 span that is no detection (an owl found in the near-miss or random queue). Pure reads of the store.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from hootwatch.edge.scan.indices import false_colour
 from hootwatch.edge.store.database import DetectionStore, LedgerRow, iso
 from hootwatch.edge.store.indices import file_zones, indexed_files, read_indices
 from hootwatch.edge.store.labels import LabelBook
+from .calibrate import score_text
 from .queues import night_of
 
 NO_INDICES = "no acoustic indices for this night: it was scanned before they were kept; scan again to see the overview"
@@ -39,8 +41,13 @@ class NightFile:
     row: LedgerRow
     recorder: str
     night: str
-    start: datetime       # aware, in the recorder's zone
+    start: datetime       # aware, UTC: all arithmetic is in UTC (a local clock repeats or skips an hour at DST)
     zone: str
+    tz: tzinfo            # the recorder's zone, for display
+
+    @property
+    def local(self) -> datetime:
+        return self.start.astimezone(self.tz)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ class Mark:
     begin_local: str
     score: float | None = None
 
+    def to_dict(self) -> dict:
+        """With the score as the review page shows it (calibrate.score_text); '' for a label's mark."""
+        return asdict(self) | {"score_text": "" if self.score is None else score_text(self.score)}
+
 
 @dataclass(frozen=True)
 class Overview:
@@ -63,6 +74,7 @@ class Overview:
     zone: str
     start_local: str      # ISO: the left edge of column 0
     minutes: int
+    clock: list[str]      # the clock time (HH:MM, recorder's zone) at the left edge of each column, and at the end
     files: int
     files_with_indices: int
     marks: list[Mark]
@@ -82,7 +94,7 @@ class Overview:
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("image", "marks")}
         return d | {"message": self.message, "rows": 0 if self.image is None else int(self.image.shape[0]),
-                    "marks": [asdict(m) for m in self.marks]}
+                    "marks": [m.to_dict() for m in self.marks]}
 
 
 def _recorder(row: LedgerRow) -> str:
@@ -97,8 +109,9 @@ def night_files(store: DetectionStore, run_key: str) -> dict[tuple[str, str], li
         if not row.start_utc:
             continue
         zone = zones.get(row.file_key) or "UTC"
-        start = datetime.fromisoformat(row.start_utc).astimezone(parse_tz(zone) or timezone.utc)
-        f = NightFile(row, _recorder(row), night_of(start), start, zone)
+        start = datetime.fromisoformat(row.start_utc).astimezone(timezone.utc)
+        tz = parse_tz(zone) or timezone.utc
+        f = NightFile(row, _recorder(row), night_of(start.astimezone(tz)), start, zone, tz)
         out.setdefault((f.recorder, f.night), []).append(f)
     for files in out.values():
         files.sort(key=lambda f: f.start)
@@ -121,14 +134,15 @@ def overview(store: DetectionStore, run_key: str, recorder: str, night: str,
     files = night_files(store, run_key).get((recorder, night))
     if not files:
         return None
-    tz = files[0].start.tzinfo
-    t0 = files[0].start.replace(minute=0, second=0, microsecond=0)
+    tz = files[0].tz
+    t0 = files[0].local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)  # UTC from here on
     end = max(f.start + timedelta(seconds=f.row.audio_s) for f in files)
     minutes = max(60, math.ceil((end - t0).total_seconds() / 3600) * 60)
     marks = _marks(store, run_key, files, t0)
     found = read_indices(store.conn, [f.row.file_key for f in files], run_key)
     first = next((found[f.row.file_key] for f in files if f.row.file_key in found), None)
-    base = Overview(recorder, night, files[0].zone, iso(t0.astimezone(tz)), minutes, len(files), 0, marks)
+    clock = [(t0 + timedelta(minutes=c)).astimezone(tz).strftime("%H:%M") for c in range(minutes + 1)]
+    base = Overview(recorder, night, files[0].zone, iso(t0.astimezone(tz)), minutes, clock, len(files), 0, marks)
     if first is None:
         return base
     top = first.n_bins * first.bin_hz
@@ -147,7 +161,7 @@ def overview(store: DetectionStore, run_key: str, recorder: str, night: str,
         c = np.arange(ind.n_minutes) + at
         keep = (c >= 0) & (c < minutes)
         image[:, c[keep]] = rgb[:, keep]
-    return Overview(recorder, night, files[0].zone, base.start_local, minutes, len(files), used, marks,
+    return Overview(recorder, night, files[0].zone, base.start_local, minutes, clock, len(files), used, marks,
                     first.bin_hz, rows * first.bin_hz, image.astype(np.uint8))
 
 
@@ -175,4 +189,5 @@ def _marks(store: DetectionStore, run_key: str, files: list[NightFile], t0: date
 def _mark(f: NightFile, t0: datetime, kind: str, label: str, key: str, file: str, a: float, b: float,
           score: float | None) -> Mark:
     begin = f.start + timedelta(seconds=a)
-    return Mark(round((begin - t0).total_seconds() / 60, 3), kind, label, key, file, a, b, iso(begin), score)
+    return Mark(round((begin - t0).total_seconds() / 60, 3), kind, label, key, file, a, b, iso(begin.astimezone(f.tz)),
+                score)

@@ -102,3 +102,10 @@ def iter_window_scores(conn: sqlite3.Connection, run_key: str, file_keys: list[s
 
 def _starts(blob: bytes) -> np.ndarray:
     return np.cumsum(np.frombuffer(zlib.decompress(blob), np.int32).astype(np.int64))
+
+
+def file_window_s(conn: sqlite3.Connection, file_key: str) -> float | None:
+    """The longest window any run scored a file with, in seconds; None when no run kept the file's scores."""
+    row = conn.execute("SELECT MAX(CAST(window_samples AS REAL) / sample_rate) FROM window_scores WHERE file_key=?",
+                       (file_key,)).fetchone()
+    return row[0]

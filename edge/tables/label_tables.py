@@ -274,9 +274,13 @@ def audacity_text(annotations: list[Annotation]) -> str:
     return "".join(f"{a.start_s:.3f}\t{a.end_s:.3f}\t{a.label}\n" for a in annotations)
 
 
-def annotation_csv_text(annotations: list[Annotation]) -> str:
+def annotation_csv_text(annotations: list[Annotation], extra_columns: tuple[str, ...] = (),
+                        extra_values: list[tuple] | None = None) -> str:
+    """The CSV table of `annotations`; `extra_columns` after the four, each row's values in `extra_values`."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    w.writerows((a.audio, f"{a.start_s:.3f}", f"{a.end_s:.3f}", a.label) for a in annotations)
+    w.writerow((*CSV_COLUMNS, *extra_columns))
+    extra = extra_values if extra_values is not None else [()] * len(annotations)
+    w.writerows((a.audio, f"{a.start_s:.3f}", f"{a.end_s:.3f}", a.label, *more)
+                for a, more in zip(annotations, extra, strict=True))
     return buf.getvalue()

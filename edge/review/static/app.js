@@ -25,7 +25,7 @@ async function api(path, opts) {
   const headers = { ...((opts && opts.headers) || {}), "X-Hootwatch-Csrf": csrf ? csrf.content : "" };
   const r = await fetch(path, { ...opts, headers });
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.detail || body.error || r.statusText);
+  if (!r.ok) throw new Error(body.error ? body.error + (body.fix ? ` (${body.fix})` : "") : r.statusText);
   return body;
 }
 
@@ -66,15 +66,18 @@ function showProgress() {
     (it.length ? `; item ${Math.min(state.i + 1, it.length)}` : "");
 }
 
+// a result for a queue no longer under review (the reviewer applied another while it was on its way) moves nothing
+const current = (items, i) => items === state.items && i === state.i;
+
 // The spectrogram and audio of item i, fetched ahead (the next item's load while this one is reviewed).
 function image(i) {
-  const key = `${i}:${view()}`;
+  const key = `${i}:${view()}`, items = state.items;
   if (!state.images.has(key)) {
     const img = new Image();
     img.id = "spec";
     img.alt = "spectrogram of the item with context";
-    img.addEventListener("load", () => { if (i === state.i) { layout(); update(); } });
-    img.addEventListener("error", () => { if (i === state.i) note("cannot load the spectrogram", "error"); });
+    img.addEventListener("load", () => { if (current(items, i)) { layout(); update(); } });
+    img.addEventListener("error", () => { if (current(items, i)) note("cannot load the spectrogram", "error"); });
     img.src = "/api/spectrogram.png?" + spanQuery(state.items[i], { view: view() });
     state.images.set(key, img);
   }
@@ -82,20 +85,21 @@ function image(i) {
 }
 
 function sound(i) {
+  const items = state.items;
   if (!state.sounds.has(i)) {
     const a = new Audio();
     a.id = "audio";
     a.controls = true;
     a.preload = "auto";
-    for (const ev of ["canplay", "loadeddata"]) a.addEventListener(ev, () => { if (i === state.i) update(); });
-    a.addEventListener("error", () => { if (i === state.i && a.src) note("cannot play the audio", "error"); });
+    for (const ev of ["canplay", "loadeddata"]) a.addEventListener(ev, () => { if (current(items, i)) update(); });
+    a.addEventListener("error", () => { if (current(items, i) && a.src) note("cannot play the audio", "error"); });
     a.addEventListener("play", () => requestAnimationFrame(followPlayhead));
     a.addEventListener("seeked", followPlayhead);
     // whole, as a blob: the server answers no Range requests, and a streamed WAV could not be played from a click
     fetch("/api/clip.wav?" + spanQuery(state.items[i]))
       .then((r) => { if (!r.ok) throw new Error(r.statusText); return r.blob(); })
       .then((blob) => { if (state.sounds.get(i) === a) a.src = URL.createObjectURL(blob); })
-      .catch((e) => { if (i === state.i) note(`cannot load the audio: ${e.message}`, "error"); });
+      .catch((e) => { if (current(items, i)) note(`cannot load the audio: ${e.message}`, "error"); });
     state.sounds.set(i, a);
   }
   return state.sounds.get(i);
@@ -287,6 +291,7 @@ async function openLinked(link) {
 }
 
 async function label(value, it, advanceTo) {
+  const items = state.items;
   state.busy = true;
   update();
   note("saving…");
@@ -297,9 +302,11 @@ async function label(value, it, advanceTo) {
                              reviewer: $("reviewer").value.trim() }),
     });
     it.label = value;
-    state.i = advanceTo;
-    state.busy = false;
-    show();
+    if (items === state.items) {
+      state.i = advanceTo;
+      state.busy = false;
+      show();
+    }
     note(value ? `saved: ${value} for ${describe(it)}` : `label removed for ${describe(it)}`);
     return body;
   } catch (e) {
@@ -336,10 +343,10 @@ async function key(k) {
   if (k in LABELS && it) {
     const why = refusal();
     if (why) { $("hint").textContent = why; return; }
-    const i = state.i;
+    const i = state.i, items = state.items;
     const body = await label(LABELS[k], it, i + 1);
     // undo restores what this very span held before (the server says; "" = none), once it is saved
-    if (body) state.undo.push({ i, before: body.previous });
+    if (body && items === state.items) state.undo.push({ i, before: body.previous });
   } else if (k === "s" && it) {
     state.undo.push({ i: state.i, before: null });
     state.i += 1; show();
@@ -348,7 +355,8 @@ async function key(k) {
     if (!last) return;
     const prev = state.items[last.i];
     if (last.before === null) { state.i = last.i; show(); return; }
-    if (!(await label(last.before, prev, last.i))) state.undo.push(last);  // not saved: keep the step
+    const items = state.items;
+    if (!(await label(last.before, prev, last.i)) && items === state.items) state.undo.push(last);  // not saved
   } else if (k === " " && it) {
     play();
   } else if (k === "m" && it) {
@@ -378,13 +386,20 @@ document.addEventListener("keydown", (e) => {
   if (e.repeat) return;  // a held key's auto-repeat is not another verdict
   key(e.key);
 });
-for (const b of document.querySelectorAll("#buttons button")) b.addEventListener("click", () => key(b.dataset.key));
+// a click the keyboard made (detail 0: Enter or space on the focused button, repeated while held) is no verdict:
+// the keys above are the keyboard's way, with their auto-repeat check
+for (const b of document.querySelectorAll("#buttons button")) {
+  b.addEventListener("click", (e) => { if (e.detail !== 0) key(b.dataset.key); });
+}
 $("specbox").addEventListener("click", (e) => {  // play from the clicked time
   const box = $("specbox").getBoundingClientRect();
   play(Math.max(0, (e.clientX - box.left) / state.display.px_per_s));
 });
-$("reload").addEventListener("click", () => load());
-$("reviewer").value = saved("reviewer", "");
+// a queue the server refuses (an empty score field: 422) is said in the status line
+const reload = () => load().catch((e) => note(`cannot load the queue: ${e.message}`, "error"));
+$("reload").addEventListener("click", reload);
+// the name this browser saved, else the one the server was started with (`hootwatch review --reviewer NAME`)
+$("reviewer").value = saved("reviewer", "") || document.querySelector('meta[name="hootwatch-reviewer"]')?.content || "";
 $("reviewer").addEventListener("change", () => remember("reviewer", $("reviewer").value.trim()));
 $("who-form").addEventListener("submit", () => {
   const name = $("who-name").value.trim();
@@ -412,7 +427,7 @@ $("calibration").addEventListener("toggle", async () => {
     (c.too_few ? `\`hootwatch calibrate\` needs at least ${c.min_labels} to set a threshold.`
                : "`hootwatch calibrate` fits the curve to them and sets the threshold.");
 });
-$("queue").addEventListener("change", () => load());
+$("queue").addEventListener("change", reload);
 if (!$("reviewer").value) askName();
 const linked = new URLSearchParams(location.search);
 Promise.all([api("/api/display").then((d) => { state.display = d; }), fillFilters()])

@@ -10,7 +10,7 @@ const state = { nights: [], night: null };
 async function api(path) {
   const r = await fetch(path);
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(typeof body.detail === "string" ? body.detail : body.error || r.statusText);
+  if (!r.ok) throw new Error(body.error ? body.error + (body.fix ? ` (${body.fix})` : "") : r.statusText);
   return body;
 }
 
@@ -39,12 +39,6 @@ function query() {
   const p = new URLSearchParams({ recorder: $("recorder").value, night: $("night").value });
   if ($("band").value) p.set("max_hz", $("band").value);
   return p;
-}
-
-function clock(startLocal, minute) {
-  const [h, m] = startLocal.slice(11, 16).split(":").map(Number);
-  const t = (h * 60 + m + minute) % 1440;
-  return `${String(Math.floor(t / 60)).padStart(2, "0")}:${String(t % 60).padStart(2, "0")}`;
 }
 
 function place(parent, cls, css, text) {
@@ -77,7 +71,7 @@ function drawAxes(n, pxMin, rowPx) {
   for (let c = 0; c <= n.minutes; c += every) {
     const x = AXIS_LEFT + c * pxMin;
     place(xaxis, "tick-x", { left: `${x}px`, top: "0" });
-    place(xaxis, "xt", { left: `${x}px`, top: "7px" }, clock(n.start_local, c));
+    place(xaxis, "xt", { left: `${x}px`, top: "7px" }, n.clock[c]);  // the server's: a DST change is in it
   }
   const zone = `${n.zone}, UTC${n.start_local.slice(23)}`;
   place(xaxis, "axis-title", { position: "absolute", left: `${AXIS_LEFT}px`, top: "24px" },
@@ -96,7 +90,7 @@ function drawMarks(n, pxMin) {
     b.style.background = colour(m.label);
     b.dataset.label = m.label;
     const what = m.kind === "label" ? `label "${m.label}"` : `detection (${m.label || "not reviewed"})`;
-    const score = m.score === null ? "" : `, score ${m.score.toFixed(3)}`;
+    const score = m.score === null ? "" : `, score ${m.score_text}`;
     b.title = `${m.begin_local.slice(11, 19)} ${what}${score}`;
     b.addEventListener("click", () => openMark(m, b));
     strip.appendChild(b);
@@ -110,7 +104,7 @@ function openMark(m, button) {
   const span = new URLSearchParams({ file_key: m.file_key, start_s: m.start_s, end_s: end, pad_s: 2 });
   $("item-title").textContent = `${m.begin_local.replace("T", " ").slice(0, 19)}: ` +
     (m.kind === "label" ? `labelled ${m.label}` : `detection, ${m.label || "not reviewed"}`) +
-    (m.score === null ? "" : `, score ${m.score.toFixed(3)}`) + ` (${m.file.split("/").pop()} at ${m.start_s} s` +
+    (m.score === null ? "" : `, score ${m.score_text}`) + ` (${m.file.split("/").pop()} at ${m.start_s} s` +
     (end < m.end_s ? `; its first ${SHOW_S} s of ${(m.end_s - m.start_s).toFixed(0)} s)` : ")");
   $("item-spec").src = "/api/spectrogram.png?" + span;
   $("item-audio").src = "/api/clip.wav?" + span;
