@@ -15,11 +15,16 @@ TONES = {"A/20240101_100000.WAV": [(10, 13), (40, 43)], "B/20240101_100000.WAV":
 
 
 def scanned_store(root: Path, threshold: float | None = None, min_hits: int | None = None,
-                  seconds: float = 60.0) -> tuple[Path, Path, Path]:
-    """(bundle, recordings folder, OUTDIR) after `scan` of the recordings."""
+                  seconds: float = 60.0, embeddings: bool = False) -> tuple[Path, Path, Path]:
+    """(bundle, recordings folder, OUTDIR) after `scan` of the recordings (`embeddings`: with a bundle whose graph
+    also gives each window's embedding, kept in the store for "more like this")."""
     bundle = root / "bundle"
     if not bundle.exists():
-        tone_bundle(bundle, sample_rate=SR)
+        if embeddings:
+            from embed_bundles import embedding_bundle
+            embedding_bundle(bundle, sample_rate=SR)
+        else:
+            tone_bundle(bundle, sample_rate=SR)
     rec = root / "rec"
     for name, tones in TONES.items():
         if not (rec / name).exists():

@@ -30,7 +30,7 @@ ACCEPTING = "body[data-accepting='1']"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    _, _, out = scanned_store(tmp_path_factory.mktemp("browser"))
+    _, _, out = scanned_store(tmp_path_factory.mktemp("browser"), embeddings=True)
     args = ["--autoplay-policy=no-user-gesture-required", "--mute-audio"]
     if os.geteuid() == 0:
         args.append("--no-sandbox")
@@ -286,3 +286,17 @@ def test_label_with_keys_undo_reload_and_the_labels_are_in_sqlite(open_page, ser
                           " ORDER BY id").fetchall()
     con.close()
     assert [lab for _, lab in current] == ["owl", "unsure", "owl"] and current[0][0] == first_file
+
+
+def test_more_like_this_opens_the_windows_most_like_the_item_seen_as_the_queue(open_page):
+    page = open_page()
+    seen = page.evaluate("state.items[state.i]")
+    page.keyboard.press("m")
+    page.wait_for_function("document.getElementById('q-desc').textContent.includes('like')")
+    assert page.evaluate("state.i") == 0 and page.evaluate("state.items.length") > 0
+    like = page.evaluate("state.items")
+    assert all(x["similarity"] is not None for x in like)
+    assert [x["similarity"] for x in like] == sorted((x["similarity"] for x in like), reverse=True)
+    assert not any(x["file_key"] == seen["file_key"] and x["start_s"] == seen["start_s"] for x in like)
+    page.wait_for_selector(ACCEPTING)  # the first of them is shown and takes a verdict
+    assert page.inner_text("#i-file") == like[0]["file"]
