@@ -20,7 +20,7 @@ pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from review_helpers import scanned_store  # noqa: E402
-from review_server import review_server  # noqa: E402
+from review_server import page_headers, review_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None,
@@ -300,3 +300,31 @@ def test_more_like_this_opens_the_windows_most_like_the_item_seen_as_the_queue(o
     assert not any(x["file_key"] == seen["file_key"] and x["start_s"] == seen["start_s"] for x in like)
     page.wait_for_selector(ACCEPTING)  # the first of them is shown and takes a verdict
     assert page.inner_text("#i-file") == like[0]["file"]
+
+
+def test_a_verdict_on_a_conflict_settles_it_everywhere(open_page, served):
+    import httpx
+
+    from hootwatch.edge.review.queues import Queues
+    from hootwatch.edge.store.database import DetectionStore
+
+    out, url, _ = served
+    page = open_page()
+    it = page.evaluate("state.items[state.i]")
+    h = page_headers(url)
+    for start, end, label in ((it["start_s"], it["end_s"], "owl"), (it["start_s"] + 2.5, it["end_s"], "not_owl")):
+        r = httpx.post(url + "api/labels", headers=h, timeout=30,
+                       json={"file_key": it["file_key"], "start_s": start, "end_s": end, "label": label})
+        assert r.status_code == 200, r.text
+    page.reload()
+    page.wait_for_selector(ACCEPTING)
+    page.evaluate(f"state.i = state.items.findIndex((x) => x.file_key === {it['file_key']!r} && "
+                  f"x.start_s === {it['start_s']}); show()")
+    page.wait_for_selector(ACCEPTING)
+    assert page.inner_text("#i-label").startswith("conflict: ")
+    page.keyboard.press("y")  # its own span already says owl: only clearing the other label settles it
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('saved: owl')")
+    with DetectionStore(out / "detections.sqlite") as s:
+        [item] = [x for x in Queues(s, s.latest_run()).detections("score")
+                  if (x.file_key, x.start_s) == (it["file_key"], it["start_s"])]
+    assert item.label == "owl" and item.conflict == ()

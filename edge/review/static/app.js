@@ -201,7 +201,10 @@ function show() {
   $("i-recorder").textContent = it.recorder;
   $("i-file").textContent = it.file;
   $("i-offset").textContent = fmtOffset(it.start_s);
-  $("i-label").textContent = it.label || "not reviewed";
+  $("i-label").textContent = it.label === "conflict"  // labels that cover it disagree: show them, press a key to settle
+    ? "conflict: " + it.conflict.map((c) => `${c.label} (${c.start_s}-${c.end_s} s)`).join(" vs ") +
+      "; your verdict settles it"
+    : it.label || "not reviewed";
   forgetFar();
   if (state.i + 1 < state.items.length) { image(state.i + 1); sound(state.i + 1); }
   update();
@@ -296,11 +299,20 @@ async function label(value, it, advanceTo) {
   update();
   note("saving…");
   try {
-    const body = await api("/api/labels", {
+    const post = (span, v) => api("/api/labels", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ file_key: it.file_key, start_s: it.start_s, end_s: it.end_s, label: value,
+      body: JSON.stringify({ file_key: it.file_key, start_s: span.start_s, end_s: span.end_s, label: v,
                              reviewer: $("reviewer").value.trim() }),
     });
+    const body = await post(it, value);
+    if (value && it.label === "conflict") {
+      // the reviewer saw the disagreeing labels and decided: the other spans' labels are cleared (rows are only
+      // ever added, so they stay in the history), and the dataset, calibrate and the exports agree with the page
+      for (const c of it.conflict) {
+        if (c.start_s !== it.start_s || c.end_s !== it.end_s) await post(c, "");
+      }
+      it.conflict = [];
+    }
     it.label = value;
     if (items === state.items) {
       state.i = advanceTo;
