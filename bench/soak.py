@@ -333,8 +333,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=0.1, help="share of the audio before the warm-up sample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-window-requests", action="store_true",
-                    help="leave out /api/windows and /api/filters, which build every window of the store per request "
-                         "(their memory grows with the store: see the issue-24 note)")
+                    help="leave out /api/windows and /api/filters (until the review queues streamed each file's scores "
+                         "they built every window of the store per request, and their memory grew with the store)")
     ap.add_argument("--dir", default=None, help="working folder (default: a new temporary one, kept)")
     ap.add_argument("--json", default=None, help="also write the result here")
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
