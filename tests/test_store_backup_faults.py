@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from hootwatch.edge.core.errors import ConfigError, HootwatchError
-from hootwatch.edge.store import backup as backup_mod
+from hootwatch.edge.store import backup as backup_mod, database
 from hootwatch.edge.store.backup import backup_store, backups, restore_store
 from hootwatch.edge.store.database import STORE_NAME, DetectionStore
 from hootwatch.edge.store.integrity import check_store, recover
@@ -39,7 +39,7 @@ def _upkeep(tmp_path, **output):
     from hootwatch.edge.daemon.upkeep import Upkeep
 
     cfg = config_from_dict({"model": {"bundle": str(tmp_path / "b")}, "sources": {"folder": {"path": str(tmp_path)}},
-                            "output": {"dir": str(tmp_path / "out"), **output}, "health": {"watchdog": False}})
+                            "output": {"dir": str(tmp_path / "out"), "timezone": "UTC", **output}, "health": {"watchdog": False}})
     health = Health()
     return Upkeep(cfg, health, threading.Event()), health
 
@@ -70,7 +70,7 @@ def test_any_error_of_a_backup_reaches_status_json_in_words(tmp_path, monkeypatc
 
     def boom(*a, **k):
         raise FileNotFoundError(2, "No such file or directory", str(src))
-    monkeypatch.setattr(DetectionStore, "backup_to", boom)
+    monkeypatch.setattr("hootwatch.edge.daemon.upkeep.backup_store", boom)
     upkeep.backup()
     assert health.last_backup.startswith("FAILED") and "No such file" in health.last_backup
 
@@ -120,9 +120,12 @@ def test_a_recovery_killed_half_way_finishes_at_the_next_start(tmp_path, monkeyp
     _add_label(src, "given-after-the-backup")
     _corrupt(src, "labels_span")
 
-    def killed(*a, **k):
-        raise KeyboardInterrupt  # a kill while the backup is copied in
-    real = backup_mod.os.replace
+    real = os.replace
+
+    def killed(a, b):  # killed as the backup's copy is renamed into place (the damaged store already aside)
+        if os.path.basename(b) == STORE_NAME and "damaged" not in os.path.basename(a):
+            raise KeyboardInterrupt
+        real(a, b)
     monkeypatch.setattr(backup_mod.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         recover(src, dest)
@@ -157,7 +160,7 @@ def test_restore_brings_back_labels_given_since_the_backup_and_refuses_a_store_i
 # 5. a locked store is not a damaged one
 def test_a_locked_store_is_could_not_check_never_damaged(tmp_path, monkeypatch):
     src = _store(tmp_path / "out")
-    monkeypatch.setattr(backup_mod, "CHECK_TRIES", (0.01, 0.01))
+    monkeypatch.setattr(database, "CHECK_RETRY_S", (0.01, 0.01), raising=False)
     lock = sqlite3.connect(src, timeout=0)
     lock.execute("PRAGMA locking_mode=EXCLUSIVE")
     lock.execute("BEGIN EXCLUSIVE")
