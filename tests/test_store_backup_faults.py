@@ -190,6 +190,7 @@ def test_rows_cut_short_by_damage_are_flagged(tmp_path):
         f.seek((pages // 2) * size)
         f.write(os.urandom(size))
     conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
     rows, truncated = _rows(conn, "SELECT * FROM t")
     conn.close()
     assert truncated and len(rows) < 400
