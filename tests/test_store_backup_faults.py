@@ -152,6 +152,10 @@ def test_restore_brings_back_labels_given_since_the_backup_and_refuses_a_store_i
     assert "stop the daemon first (systemctl stop hootwatch)" in capsys.readouterr().err
     held.rollback()
     held.close()
+    with DetectionStore(src) as idle:  # a daemon between two writes holds no lock, but has the store open
+        idle.conn.execute("SELECT COUNT(*) FROM labels").fetchone()
+        assert main(["restore", str(dest), str(out)]) == 2
+    assert "stop the daemon first" in capsys.readouterr().err
     assert main(["restore", str(dest), str(out)]) == 0
     assert "given-after-the-backup" in {r[1] for r in _tables(src)["labels"]}
     assert "read back" in capsys.readouterr().out

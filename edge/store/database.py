@@ -489,7 +489,7 @@ class DetectionStore:
         after each of CHECK_RETRY_S, then a HootwatchError saying so: it is never taken for a damaged one."""
         for attempt in range(len(CHECK_RETRY_S) + 1):
             try:
-                conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=0.5)
+                conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=0.1)
                 try:
                     rows = [r[0] for r in conn.execute("PRAGMA quick_check(10)")]
                 finally:

@@ -125,10 +125,11 @@ def restore(backup: str | os.PathLike, out_dir: str | os.PathLike) -> Recovery:
     what it knew beyond the backup, as a recovery does (labels, rows of recordings deleted since). ConfigError
     while another process (the daemon) holds the store."""
     store_path = Path(out_dir) / STORE_NAME
-    if store_path.exists():
+    if store_path.exists():  # an exclusive lock fails while any other connection has the store open, even idle
         conn = sqlite3.connect(store_path, timeout=0.5, isolation_level=None)
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            conn.execute("BEGIN EXCLUSIVE")
             conn.execute("ROLLBACK")
         except sqlite3.OperationalError as exc:
             raise ConfigError(f"{store_path}: in use by another process ({exc})",
