@@ -99,8 +99,10 @@ def recover(store_path: str | os.PathLike, backup_dir: str | os.PathLike | None 
         damaged_text, _, backup_text = marker.read_text(encoding="utf-8").partition("\n")
         damaged, restored = Path(damaged_text), Path(backup_text) if backup_text else None
         log.warning("finishing a recovery of %s cut short (the damaged store: %s)", store_path, damaged)
+        if restored is not None and not restored.is_file():  # removed since: the newest sound one now
+            restored = _newest_sound(backup_dir)
     else:
-        restored = next((b for b in (backups(backup_dir) if backup_dir else []) if _sound(b)), None)
+        restored = _newest_sound(backup_dir)
         if not store_path.exists():
             if restored is not None:
                 restore_store(restored, store_path.parent)
@@ -143,12 +145,15 @@ def restore(backup: str | os.PathLike, out_dir: str | os.PathLike) -> Recovery:
         return dataclasses.replace(_read_back(store, kept, Path(backup)), why="replaced")
 
 
-def _sound(backup: Path) -> bool:
-    try:
-        return not DetectionStore.quick_check(backup)
-    except HootwatchError as exc:  # could not be checked: not one to restore now
-        log.warning("%s", exc.message)
-        return False
+def _newest_sound(backup_dir: str | os.PathLike | None) -> Path | None:
+    """The newest backup that passes its own check (one that cannot be checked now is passed over)."""
+    for b in backups(backup_dir) if backup_dir else []:
+        try:
+            if not DetectionStore.quick_check(b):
+                return b
+        except HootwatchError as exc:
+            log.warning("%s", exc.message)
+    return None
 
 
 def _rows(conn: sqlite3.Connection, sql: str, args: tuple = ()) -> tuple[list[dict], bool]:
