@@ -39,7 +39,8 @@ def _upkeep(tmp_path, **output):
     from hootwatch.edge.daemon.upkeep import Upkeep
 
     cfg = config_from_dict({"model": {"bundle": str(tmp_path / "b")}, "sources": {"folder": {"path": str(tmp_path)}},
-                            "output": {"dir": str(tmp_path / "out"), "timezone": "UTC", **output}, "health": {"watchdog": False}})
+                            "output": {"dir": str(tmp_path / "out"), "timezone": "UTC", **output},
+                            "health": {"watchdog": False}})
     health = Health()
     return Upkeep(cfg, health, threading.Event()), health
 

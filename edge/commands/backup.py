@@ -1,8 +1,9 @@
 """`hootwatch backup OUTDIR DEST`: a whole copy of OUTDIR's store (detections, ledger, window scores, labels)
 into the folder DEST, best on another disk, as DEST/detections-<UTC time>.sqlite; the oldest (by mtime) beyond
 --keep are removed. DEST must exist: it is never created, so that an unmounted disk is not filled on the card
-beneath it (make it once with mkdir -p); a DEST on the store's own disk is warned about. Safe while the daemon runs (SQLite's online backup API); a kill or power cut mid-way leaves the earlier
-backups intact. The daemon takes them by itself with `[output] backup_dir` (docs/field-guide.md)."""
+beneath it (make it once with mkdir -p); a DEST on the store's own disk is warned about. Safe while the daemon
+runs (SQLite's online backup API); a kill or power cut mid-way leaves the earlier backups intact. The daemon
+takes them by itself with `[output] backup_dir` (docs/field-guide.md)."""
 
 from __future__ import annotations
 
