@@ -124,6 +124,7 @@ def main() -> None:
         queues = queue_figures(store, args.before)
     size = (tmp / "out" / STORE_NAME).stat().st_size
     check = check_store(tmp / "out" / STORE_NAME)
+    (tmp / "usb").mkdir(exist_ok=True)  # backup_store never makes DEST
     backup = backup_store(tmp / "out" / STORE_NAME, tmp / "usb", keep=2)
     r = {"recorder_hours": args.hours, "detections": dets, "store_mb": round(size / 1e6, 1),
          "bytes_per_recorder_hour": round(size / args.hours), "fill_s": round(fill_s, 1),

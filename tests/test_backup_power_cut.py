@@ -16,7 +16,8 @@ import time
 import pytest
 
 import lazyfs
-from hootwatch.edge.store.backup import backup_store, backups, quick_check_file
+from hootwatch.edge.core import fsio
+from hootwatch.edge.store.backup import backup_store, backups
 from hootwatch.edge.store.database import STORE_NAME, DetectionStore
 
 TRIALS = int(os.environ.get("HOOTWATCH_POWER_CUT_TRIALS", "1"))  # more: HOOTWATCH_POWER_CUT_TRIALS=50
@@ -63,6 +64,7 @@ def test_a_power_cut_during_a_backup_leaves_the_previous_backup_intact(tmp_path,
         mnt, image = tmp_path / f"usb{trial}", tmp_path / f"usb{trial}.img"
         disk = lazyfs.LazyFS.mount(mnt, image, metadata_sync=metadata_sync)
         try:
+            fsio.makedirs(mnt / "backups")  # made once by a person: backup_store never makes DEST
             first = backup_store(store, mnt / "backups", keep=1)  # whole: fsynced, renamed, folder fsynced
             proc = subprocess.Popen([sys.executable, "-c", LOOP, str(store), str(mnt / "backups")],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -78,7 +80,7 @@ def test_a_power_cut_during_a_backup_leaves_the_previous_backup_intact(tmp_path,
             found = backups(mnt / "backups")
             assert found, f"trial {trial}: no backup survived"
             for b in found:  # every backup there is whole: a sound store holding every row
-                assert quick_check_file(b) == [], b
+                assert DetectionStore.quick_check(b) == [], b
                 with sqlite3.connect(f"file:{b}?mode=ro", uri=True) as c:
                     assert c.execute("SELECT COUNT(*) FROM detections").fetchone()[0] == n
             assert found[-1].name >= first.path.name

@@ -53,6 +53,7 @@ def test_a_damaged_store_at_start_is_replaced_reported_and_every_recording_scann
     for d in (1, 2, 3):
         write_tone(tmp_path / "in" / f"2024010{d}_220000.wav", 20, SR, tones=[(10, 13)], seed=d)
     out, usb = tmp_path / "out", tmp_path / "usb"
+    usb.mkdir()
     cfg = _config(tmp_path, bundle, backup_dir=str(usb), backup_every_h=24.0, backup_keep=2)
     daemon = Daemon(cfg)
     assert _run(daemon, lambda: daemon.health.files_done >= 3) == 0

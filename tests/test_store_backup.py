@@ -11,7 +11,7 @@ import pytest
 
 from hootwatch.edge.contract.detector import Detector
 from hootwatch.edge.scan.engine import Scanner, ScanSettings
-from hootwatch.edge.store.backup import backup_store, backups, quick_check_file, restore_store
+from hootwatch.edge.store.backup import backup_store, backups, restore_store
 from hootwatch.edge.store.database import DELETED, STORE_NAME, DetectionStore
 from hootwatch.edge.store.integrity import check_store, recover
 from hootwatch.edge.store.labels import LabelBook
@@ -59,7 +59,7 @@ def _corrupt(path: Path, index: str = "detections_time") -> None:
     with open(path, "r+b") as f:
         f.seek((root - 1) * size + 8)
         f.write(os.urandom(200))
-    assert quick_check_file(path)
+    assert DetectionStore.quick_check(path)
 
 
 def test_a_backup_is_a_whole_checked_copy_of_every_table_and_only_the_newest_are_kept(detector, tmp_path):
@@ -89,7 +89,7 @@ def test_a_backup_is_a_whole_checked_copy_of_every_table_and_only_the_newest_are
     assert [b.path for b in made[-2:]][::-1] == backups(dest)  # the oldest removed, newest first
     assert not list(dest.glob(".*")) and not list(dest.glob("*-wal"))  # one self-contained file each
     for b in made[-2:]:
-        assert quick_check_file(b.path) == [] and b.bytes == b.path.stat().st_size > 0
+        assert DetectionStore.quick_check(b.path) == [] and b.bytes == b.path.stat().st_size > 0
         tables = _tables(b.path)
         assert len(tables["labels"]) == 1 and len(tables["window_scores"]) == len(tables["files"]) >= 3
         assert len(tables["detections"]) == len(tables["files"])  # a consistent moment: one per recording
@@ -103,6 +103,7 @@ def test_backup_and_restore_commands(detector, tmp_path, capsys):
     from hootwatch.edge.commands.main import main
 
     out, dest = tmp_path / "out", tmp_path / "usb"
+    dest.mkdir()
     _scan(detector, out, _recordings(tmp_path / "rec", 1, 2)).store.close()
     before = _tables(out / STORE_NAME)
     assert main(["backup", str(out), str(dest), "--keep", "3"]) == 0
@@ -118,13 +119,14 @@ def test_backup_and_restore_commands(detector, tmp_path, capsys):
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     assert main(["restore", str(tmp_path / "junk.sqlite"), str(out)]) == 2
     err = capsys.readouterr().err
-    assert "no detections.sqlite" in err and "junk.sqlite: not a sound store" in err and "Traceback" not in err
+    assert "no detections.sqlite" in err and "junk.sqlite: this is not a hootwatch backup" in err and "Traceback" not in err
     assert _tables(out / STORE_NAME) == before
 
 
 def test_a_damaged_store_is_set_aside_and_replaced_by_the_newest_sound_backup_knowing_what_to_scan_again(
         detector, tmp_path):
     out, dest, rec, archive = tmp_path / "out", tmp_path / "usb", tmp_path / "rec", tmp_path / "archive"
+    dest.mkdir()
     sc = _scan(detector, out, _recordings(rec, 1, 2))
     backup_store(out / STORE_NAME, dest)
     later = _recordings(rec, 5, 3)  # scanned after the backup: one kept, one archived, one deleted

@@ -1,7 +1,9 @@
 """`hootwatch restore BACKUP OUTDIR`: put a backup made by `hootwatch backup` (or the daemon's backup_dir) back
-as OUTDIR's store. Stop the daemon first. The store it replaces is kept beside it as
-detections.replaced-<UTC time>.sqlite; recordings scanned after the backup are scanned again when they are still
-in the watched folder (docs/field-guide.md says what to do with archived or deleted ones)."""
+as OUTDIR's store. Stop the daemon first (it refuses while the store is in use). The backup is copied in beside
+the store first, then the store it replaces is kept beside it as detections.replaced-<UTC time>.sqlite, and what
+that store knew beyond the backup is read back into the restored one, as the daemon's recovery does: labels given
+since, microphone detections, and the rows of recordings deleted since. Recordings scanned after the backup that
+are still on disk are listed: the daemon scans those in its watched folder again by itself."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hootwatch.edge.core.errors import ConfigError
-    from hootwatch.edge.store.backup import backups, restore_store
+    from hootwatch.edge.store.backup import backups
+    from hootwatch.edge.store.integrity import restore
 
     src = Path(args.backup)
     if src.is_dir():
@@ -32,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         if not found:
             raise ConfigError(f"{src}: no backups here (detections-*.sqlite)", "give the backup folder or a file in it")
         src = found[0]
-    kept = restore_store(src, args.out)
-    print(f"restored {src} into {args.out}" + (f"; the store it replaced is kept as {kept}" if kept else ""))
+    recovery = restore(src, args.out)
+    print(f"{args.out}: {recovery.summary()}" if recovery.damaged else f"restored {src} into {args.out}")
+    for path in recovery.rescan:
+        print(f"  to scan again: {path}")
     return 0

@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -176,6 +177,7 @@ DETECTION_COLUMNS = ("file_key", "file", "start_sample", "start_s", "end_s", "be
 RUN_COLUMNS = ("model_id", "model_sha256", "threshold", "hop_s", "min_hits", "run_key")
 
 STORE_NAME = "detections.sqlite"  # the store inside an output folder
+CHECK_RETRY_S = (0.2, 0.5, 1.0)  # waits before quick_check tries a store it could not read again (a lock passes)
 
 
 def iso(t: datetime) -> str:
@@ -478,11 +480,33 @@ class DetectionStore:
         this commit, and every one before it, survives a power cut (synchronous=FULL)."""
         return _Transaction(self.conn, self.path, durable)
 
-    # upkeep: the file's health, its copies and its WAL (integrity.py, backup.py)
-    def quick_check(self) -> list[str]:
-        """SQLite's PRAGMA quick_check: [] when the file is sound, else what is wrong (at most 10 lines)."""
-        rows = [r[0] for r in self.conn.execute("PRAGMA quick_check(10)")]
-        return [] if rows == ["ok"] else rows
+    # upkeep: the file's health, its copies and its WAL (integrity.py, backup.py, the daemon's upkeep)
+    @staticmethod
+    def quick_check(path: str | os.PathLike) -> list[str]:
+        """SQLite's PRAGMA quick_check of a store file, read-only (a damaged file is never migrated or written):
+        [] when sound, else what is wrong. Only corruption counts (quick_check's rows, SQLITE_CORRUPT,
+        SQLITE_NOTADB); a file that cannot be checked (locked by another connection, unreadable) is tried again
+        after each of CHECK_RETRY_S, then a HootwatchError saying so: it is never taken for a damaged one."""
+        for attempt in range(len(CHECK_RETRY_S) + 1):
+            try:
+                conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=0.1)
+                try:
+                    rows = [r[0] for r in conn.execute("PRAGMA quick_check(10)")]
+                finally:
+                    conn.close()
+                break
+            except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                    return [str(exc)]
+                if attempt == len(CHECK_RETRY_S):
+                    raise HootwatchError(f"{path}: could not check the store ({exc})",
+                                         "another process holds it, or the disk cannot be read: the next check "
+                                         "tries again") from exc
+                time.sleep(CHECK_RETRY_S[attempt])
+        if rows == ["ok"]:
+            return []
+        lines = [line.strip() for r in rows for line in str(r).splitlines() if line.strip() and "***" not in line]
+        return lines[:5] or ["quick_check failed"]
 
     def backup_to(self, target: str | os.PathLike) -> None:
         """A consistent copy of the whole store into `target` (SQLite's online backup API; writers go on), as one
@@ -501,10 +525,11 @@ class DetectionStore:
             raise ValueError(f"unknown checkpoint mode {mode!r}")
         return tuple(self.conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())
 
-    def wal_bytes(self) -> int:
-        """The size of the store's WAL file now (0 when there is none)."""
+    @staticmethod
+    def wal_bytes(path: str | os.PathLike) -> int:
+        """The size of the WAL of the store at `path` now (0 when there is none); opens nothing."""
         try:
-            return os.stat(f"{self.path}-wal").st_size
+            return os.stat(f"{path}-wal").st_size
         except OSError:
             return 0
 
