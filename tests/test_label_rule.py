@@ -110,3 +110,11 @@ def test_three_recorders_with_owl_calls_on_one_split_it_by_recording_so_every_si
     many = [_clip(s, f"{s}/r0", "owl") for s in "ABC"]
     assign_groups(many, {})
     assert {c["group"] for c in many} == {"A", "B", "C"}  # three recorders with calls: by recorder, as before
+
+
+def test_fit_on_a_store_without_labels_says_to_review_and_how_many_labels_make_sense(tmp_path, capsys):
+    from hootwatch.edge.commands.main import main
+    bundle, _, out = scanned_store(tmp_path, seconds=20.0, embeddings=True)
+    assert main(["fit", str(out), "--bundle", str(bundle), "--out", str(tmp_path / "b2")]) == 2
+    err = capsys.readouterr().err
+    assert f"hootwatch review {out}" in err and "0 owl and 0 not-owl" in err and "about 20 of each" in err

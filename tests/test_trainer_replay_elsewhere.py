@@ -37,3 +37,17 @@ def test_a_run_copied_without_its_data_says_what_to_copy_and_refuses_naming_the_
     assert "0 of the earlier run's 6" in e.notes[0] and f"copy the earlier run's data folder {data}" in e.notes[1]
     err = e.refusal("new-data", "only 1 recording")
     assert isinstance(err, SplitError) and str(data / "owl") in err.message and "copy" in err.hint
+
+
+def test_a_leaky_given_split_is_its_own_kind_of_split_error():
+    from hootwatch.trainer.data.sources import clip_key
+    from hootwatch.trainer.data.splits import SplitLeakError, apply_explicit_split
+    clips = [ClipRef(f"/{lab}.wav", 5.0 * i, 5.0 * i + 5, lab, f"r{lab}") for lab in ("owl", "not_owl")
+             for i in range(6)]
+    sides = {clip_key(c): ("test" if c == clips[5] else "train") for c in clips}   # owl's recording on two sides
+    try:
+        apply_explicit_split(clips, sides)
+    except SplitLeakError as exc:   # train --init-from lets this one through, and only this one
+        assert "rowl" in exc.message
+    else:
+        raise AssertionError("a recording on two sides was accepted")

@@ -73,29 +73,29 @@ def covers(label_start_s: float, label_end_s: float, start_s: float, end_s: floa
     detection, or a detection-sized label shifted a little), never a neighbouring window that merely overlaps it
     (two windows a half-window hop apart share exactly half: each is its own stretch, and may hold the call or
     not)."""
-    return bool(_covers_ms(_ms(label_start_s), _ms(label_end_s), _ms(start_s), _ms(end_s)))
+    return bool(_speaks_ms(_ms(label_start_s), _ms(label_end_s), False, _ms(start_s), _ms(end_s)))
 
 
-def _covers_ms(la, lb, a, b):
-    """`covers` on whole milliseconds; ints or numpy arrays (elementwise)."""
+def _speaks_ms(la, lb, owl, a, b):
+    """Does the label [la, lb) (an owl label when `owl`) speak for the span [a, b)? On whole milliseconds,
+    elementwise over ints or numpy arrays (many spans of one label, or many labels of one span): `covers`, or an
+    owl label lying wholly inside the span."""
     overlap = np.minimum(b, lb) - np.maximum(a, la)
-    return ((la == a) & (lb == b)) | ((overlap > COVER_SHARE * (b - a)) & (overlap > COVER_SHARE * (lb - la)))
+    cover = ((la == a) & (lb == b)) | ((overlap > COVER_SHARE * (b - a)) & (overlap > COVER_SHARE * (lb - la)))
+    return cover | (owl & (a <= la) & (lb <= b))
 
 
 def speaks_for(label: Label, start_s: float, end_s: float) -> bool:
     """Does `label` give the span [start_s, end_s) a verdict? When it covers the span (`covers`), or when it says
     owl and lies wholly inside it (a call marked in a table: the span holds it). The one relation the app's
     verdicts, `label_conflicts` (dataset), fit's windows and the uncertain queue's exclusion all use."""
-    return bool(speaks_for_spans(label, np.array([start_s]), np.array([end_s]))[0])
+    return label.label != CLEARED and bool(_speaks_ms(_ms(label.start_s), _ms(label.end_s), label.is_owl,
+                                                      _ms(start_s), _ms(end_s)))
 
 
 def speaks_for_spans(label: Label, starts_s: np.ndarray, ends_s: np.ndarray) -> np.ndarray:
     """`speaks_for` over many spans of the label's recording at once: a bool array."""
-    a, b = _ms_array(starts_s), _ms_array(ends_s)
-    la, lb = _ms(label.start_s), _ms(label.end_s)
-    hit = _covers_ms(la, lb, a, b)
-    if label.is_owl:
-        hit |= (a <= la) & (lb <= b)
+    hit = _speaks_ms(_ms(label.start_s), _ms(label.end_s), label.is_owl, _ms_array(starts_s), _ms_array(ends_s))
     return hit & (label.label != CLEARED)
 
 
@@ -157,17 +157,25 @@ def label_conflicts(labels: list[Label]) -> list[tuple[Label, Label]]:
 
 
 class Verdicts:
-    """Verdicts of many spans from labels loaded once (`LabelBook.verdicts`): what queues, exports, calibrate,
-    dataset and the night overview ask for each detection, without a query per detection."""
+    """Verdicts of many spans from labels loaded once (`LabelBook.verdicts`): what queues, exports, calibrate and
+    the night overview ask for each detection, without a query per detection (the labels speaking for a span are
+    found with one vectorised `_speaks_ms` over its recording's labels)."""
 
     def __init__(self, labels: list[Label]) -> None:
-        self.by_file: dict[str, list[Label]] = {}
+        by_file: dict[str, list[Label]] = {}
         for x in sorted(labels, key=lambda x: x.id):   # the order `LabelBook.overlapping` gives
             if x.label != CLEARED:
-                self.by_file.setdefault(x.file_key, []).append(x)
+                by_file.setdefault(x.file_key, []).append(x)
+        self.by_file = by_file
+        self._spans = {k: (_ms_array([x.start_s for x in xs]), _ms_array([x.end_s for x in xs]),
+                           np.array([x.is_owl for x in xs], bool)) for k, xs in by_file.items()}
 
     def of(self, file_key: str, start_s: float, end_s: float) -> Verdict:
-        return detection_verdict(self.by_file.get(file_key, []), start_s, end_s)
+        if file_key not in self._spans:
+            return Verdict(CLEARED)
+        la, lb, owl = self._spans[file_key]
+        hit = np.flatnonzero(_speaks_ms(la, lb, owl, _ms(start_s), _ms(end_s)))
+        return verdict_of([self.by_file[file_key][i] for i in hit.tolist()])
 
 
 def _ms(t: float) -> int:
