@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, tzinfo
 
 import numpy as np
 
-from hootwatch.edge.store.labels import CONFLICT, OWL, UNSURE, LabelBook, _ms, is_negative_label, speaks_for_spans
+from hootwatch.edge.store.labels import CONFLICT, OWL, UNSURE, LabelBook, is_negative_label, speaks_for_spans
 from hootwatch.edge.contract.recorder_time import parse_tz
 from hootwatch.edge.store.database import DetectionStore, iso
 from hootwatch.edge.store.window_scores import iter_window_scores, read_window_meta

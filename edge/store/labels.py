@@ -8,11 +8,12 @@ Table `labels` (in the same file as the detections; created by the store's migra
   newest row; the older ones are its history.
 
 Labels attach to the audio, not to a detection row: a rescan with another model or threshold shows them on
-its own detections. A label means what the reviewer saw: it gives a detection its verdict only when it covers
-that detection (`covers`: the detection's own span, or a span covering most of it and lying mostly inside it),
-never by a partial overlap with a neighbouring window; labels that cover one detection and disagree are a
-conflict, shown as such (`detection_verdict`). The review app, `calibrate`, `dataset` and the exports all ask
-`LabelBook.verdict`.
+its own detections. A label means what the reviewer saw: it speaks for a span (`speaks_for`) only when it covers
+that span (`covers`: the span's own label, or one covering most of it and lying mostly inside it) or is an owl
+label lying wholly inside it, never by a partial overlap with a neighbouring window; labels that speak for one span
+and disagree are a conflict, shown as such (`detection_verdict`). The review app, `calibrate`, the exports and the
+night overview ask `LabelBook.verdicts` (or `verdict` for one span); `dataset` (`label_conflicts`), `fit`'s windows
+and the uncertain queue use the same `speaks_for`.
 
 Each `add` is its own durable transaction (BEGIN IMMEDIATE ... COMMIT with synchronous=FULL, the store's path
 for what cannot be redone), so when it returns the label survives a crash, kill -9 or a power cut; the web app
