@@ -67,8 +67,13 @@ class TrainArgs:
                                                                 "(wav2vec2, HuBERT, WavLM)"})
     tiny: Switch = field(default=False, metadata={"help": "small random-init wav2vec2 (tests, demo, CPU)"})
     init_from: str | None = field(default=None, metadata={"help": "fine-tune on from an earlier run (RUN or "
-                                                                    "RUN/model): a new run, the earlier run's test "
-                                                                    "recordings stay on the test side"})
+                                                                    "RUN/model) in a new run: its weights start "
+                                                                    "from RUN's model (--base and --tiny are not "
+                                                                    "used); with a RUN folder its training clips "
+                                                                    "are replayed beside the new ones and its "
+                                                                    "validation and test clips stay on their "
+                                                                    "sides (their audio must be on this machine "
+                                                                    "at the paths RUN/splits/*.csv name)"})
     sample_rate: Whole | None = field(default=None, metadata={"help": "analysis sample rate in Hz "
                                                                     "(default: the backbone's, 16000)"})
     window_s: Number = field(default=5.0, metadata={"help": "clip (window) length in seconds"})

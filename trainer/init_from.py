@@ -15,6 +15,8 @@ refused, saying how many owl and not-owl clips are needed and how many there are
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +42,42 @@ def model_dir(init_from: str | Path) -> Path:
                          "pass the folder of an earlier `hootwatch train --out RUN` run, or its RUN/model")
 
 
-def earlier_splits(init_from: str | Path) -> tuple[Splits | None, list[str]]:
+@dataclass(frozen=True)
+class Earlier:
+    """The earlier run's clips whose audio is on this machine, on their sides, and what is missing."""
+    splits: Splits
+    found: int              # clips found on disk
+    missing: int            # clips whose audio is not here
+    missing_folder: str     # where the missing clips' audio was (the earlier run's data folder), "" if none
+    notes: tuple[str, ...]  # for the run's report and the warning at the start
+
+    def refusal(self, data: str, why: str) -> SplitError:
+        """The new data cannot be split on its own and the earlier clips that would fill its sides are missing."""
+        return SplitError(f"{data}: {why}; the earlier run's clips that would fill validation and test are not on "
+                          f"this machine ({self.missing} of {self.found + self.missing} missing, their audio was "
+                          f"under {self.missing_folder})",
+                          f"copy the earlier run's data folder {self.missing_folder} to the same path on this machine "
+                          "(beside the RUN folder), or give more new data")
+
+
+def earlier_splits(init_from: str | Path) -> Earlier | None:
     """The earlier run's clips on their sides (None when --init-from names a bare model), those whose audio is
-    still where it was; a note says how many are gone."""
+    still where it was (RUN/splits/*.csv name each clip's audio by its absolute path: on another machine the
+    earlier run's data folder must be copied to the same path); the notes say how many were found and where."""
     folder = Path(init_from).expanduser() / "splits"
     if not all((folder / f"{s}.csv").is_file() for s in SPLITS):
-        return None, []
+        return None
     parts = {s: read_clip_csv(folder / f"{s}.csv") for s in SPLITS}
     kept = {s: [c for c in part if Path(c.source).is_file()] for s, part in parts.items()}
-    gone = sum(len(parts[s]) - len(kept[s]) for s in SPLITS)
-    notes = [f"{gone} clip(s) of the earlier run ({folder}) are no longer on disk and are left out"] if gone else []
-    return Splits(kept["train"], kept["validation"], kept["test"]), notes
+    gone = [c.source for s in SPLITS for c in parts[s] if not Path(c.source).is_file()]
+    found = sum(len(k) for k in kept.values())
+    where = os.path.commonpath([str(Path(x).parent) for x in gone]) if gone else ""
+    notes = [f"--init-from: {found} of the earlier run's {found + len(gone)} clip(s) found (listed in {folder})"]
+    if gone:
+        notes.append(f"{len(gone)} clip(s) of the earlier run are not on this machine (their audio was under "
+                     f"{where}) and are left out: to replay them, copy the earlier run's data folder {where} to the "
+                     "same path here")
+    return Earlier(Splits(kept["train"], kept["validation"], kept["test"]), found, len(gone), where, tuple(notes))
 
 
 def check_new_data(clips: list[ClipRef], positive_label: str, data: str) -> None:

@@ -217,17 +217,26 @@ def load_splits(args: TrainArgs, sample_rate: int, run_dir: Path, resuming: bool
                           background_label=args.background_label, positive_label=args.positive_label,
                           label_column=args.label_column,
                           default_label=args.default_label, seed=args.seed)
+    earlier = init_from.earlier_splits(args.init_from) if args.init_from else None
+    for note in earlier.notes if earlier else ():   # said first: a RUN copied without its data replays nothing
+        console.print(note, style="bold yellow" if earlier.missing else None, markup=False)
     loaded = load_clips(args.data, opts, sample_rate, run_dir / "data_cache", args.data_format)
-    earlier, earlier_notes = init_from.earlier_splits(args.init_from) if args.init_from else (None, [])
     if earlier is not None:  # a round: the new data beside the earlier run's own clips (trainer/init_from.py)
         init_from.check_new_data(loaded.clips, args.positive_label, args.data)
         try:
             new = split_new(loaded, args)
+        except split_mod.SplitLeakError:
+            raise
         except split_mod.SplitError as exc:
-            if "more than one side" in exc.message:
-                raise
+            if earlier.missing:
+                raise earlier.refusal(args.data, f"the new data cannot be split on its own ({exc.message})") from exc
             new = init_from.as_given(loaded.clips, loaded.explicit_split)
-        splits = init_from.with_earlier(new, earlier, earlier_notes)
+        try:
+            splits = init_from.with_earlier(new, earlier.splits, list(earlier.notes))
+        except split_mod.SplitError as exc:
+            if earlier.missing:
+                raise earlier.refusal(args.data, exc.message) from exc
+            raise
     else:
         splits = split_new(loaded, args)
     if args.positive_label not in splits.labels:

@@ -76,10 +76,10 @@ def _edge_texts(edges: np.ndarray) -> list[str]:
 
 def reviewed_detections(store: DetectionStore, run_key: str) -> tuple[np.ndarray, np.ndarray]:
     """(max score, 1 owl / 0 not) of the run's detections that carry a verdict (labels covering them)."""
-    book = LabelBook(store)
+    verdicts = LabelBook(store).verdicts()
     scores, truth = [], []
     for d in store.detections(run_key):
-        verdict = book.verdict(d["file_key"], d["start_s"], d["end_s"])
+        verdict = verdicts.of(d["file_key"], d["start_s"], d["end_s"])
         if not verdict.reviewed:
             continue
         scores.append(d["max_score"])

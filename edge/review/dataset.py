@@ -244,11 +244,14 @@ def assign_groups(clips: list[dict], durations: dict[str, float]) -> list[str]:
     """The split group of every clip without one (in place), and notes saying what was chosen.
 
     A group goes to one side of the split, so clips that share a place and its noise must share a group. With
-    recorders enough (MIN_GROUPS) the group is the recorder; with fewer (one card is the common first round) a
-    recorder's recordings are split by recording when MIN_GROUPS of them hold owl calls, else each recording by
-    time blocks (BLOCKS_PER_RECORDING). A recorder already grouped keeps its way. Validation and test then come
-    from the recorder(s) the model trains on, and the notes say that their figures are optimistic."""
+    recorders enough holding owl calls (MIN_GROUPS; a recorder with none cannot give validation or test an owl
+    clip) the group is the recorder, and so it is for a recorder without owl calls; with fewer (one card is the
+    common first round) a recorder's recordings are split by recording when MIN_GROUPS of them hold owl calls,
+    else each recording by time blocks (BLOCKS_PER_RECORDING). A recorder already grouped keeps its way. Validation
+    and test then come from the recorder(s) the model trains on, and the notes say that their figures are
+    optimistic."""
     sites = {c["site"] for c in clips}
+    owl_sites = {c["site"] for c in clips if c["kind"] == "owl"}   # a recorder without calls gives no owl clips
     way = {}
     for c in clips:
         if c["group"]:
@@ -257,14 +260,15 @@ def assign_groups(clips: list[dict], durations: dict[str, float]) -> list[str]:
     notes = []
     for site in sorted(sites - set(way)):
         owl_recs = {c["recording"] for c in clips if c["site"] == site and c["kind"] == "owl"}
-        way[site] = ("site" if len(sites) >= MIN_GROUPS else "recording" if len(owl_recs) >= MIN_GROUPS
-                     else "block")
+        way[site] = ("site" if len(owl_sites) >= MIN_GROUPS or not owl_recs else
+                     "recording" if len(owl_recs) >= MIN_GROUPS else "block")
         if way[site] != "site":
             how = (f"by recording ({len(owl_recs)} of its recordings hold owl calls)" if way[site] == "recording"
                    else f"by time blocks of each recording ({BLOCKS_PER_RECORDING} per recording; "
                         f"{len(owl_recs)} recording(s) hold owl calls)")
-            notes.append(f"only {len(sites)} recorder(s): recorder {site} is split {how}; validation and test come "
-                         "from the same recorder(s) as training, so their figures are optimistic for other sites")
+            notes.append(f"only {len(owl_sites)} recorder(s) with owl calls: recorder {site} is split {how}; "
+                         "validation and test come from the same recorder(s) as training, so their figures are "
+                         "optimistic for other sites")
     for c in clips:
         if c["group"]:
             continue

@@ -4,9 +4,10 @@
     head, info = fit_logistic(data.x, data.y)
     write_head_bundle(bundle, out, head, info | data.summary())
 
-Which windows: every stored window that a current label (LabelBook; `unsure` and cleared ones left out) covers
-for at least half of the shorter of the two spans; `owl` is 1, every other label (`not_owl`, an imported
-`kookaburra`) 0; a window two labels disagree on is left out.
+Which windows: every stored window whose span has a verdict by the project's one rule (labels.speaks_for: a label
+covering the window, or an owl label lying inside it; the review app's verdict of that span): `owl` is 1, every
+other label (`not_owl`, an imported `kookaburra`) 0; a window whose labels disagree (a conflict) or say only
+`unsure` is left out. The manifest records which labels the head rests on (`LabelledWindows.summary`).
 
 The fit: class-weighted (each class weighs half), L2-regularised logistic regression by Newton's method
 (iteratively reweighted least squares) on standardised embeddings, with a strong penalty (L2, measured) and 1,000
@@ -18,6 +19,8 @@ second, with the same answer every time.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -32,7 +35,7 @@ from hootwatch.edge.contract.head import LinearHead, sigmoid
 from hootwatch.edge.core import fsio
 from hootwatch.edge.core.errors import ConfigError
 from hootwatch.edge.store.database import DetectionStore
-from hootwatch.edge.store.labels import CLEARED, OWL, UNSURE, LabelBook
+from hootwatch.edge.store.labels import OWL, Label, LabelBook, _ms, speaks_for_spans, verdict_of
 from .search import EmbeddingIndex
 
 
@@ -42,37 +45,42 @@ class LabelledWindows:
     y: np.ndarray            # (n,) 1 owl, 0 not
     rows: np.ndarray         # their rows in the index
     label_counts: dict       # label name -> windows
-    spans: int               # current labels used
+    used: tuple              # the current labels the windows' verdicts come from
 
     def summary(self) -> dict:
+        """What the head rests on: window counts, and which labels (their ids, the newest one, and a hash of their
+        (file_key, start_ms, end_ms, label), so a later fit on the same labels is seen to be the same)."""
+        spans = sorted((x.file_key, _ms(x.start_s), _ms(x.end_s), x.label) for x in self.used)
         return {"windows": int(len(self.y)), "owl_windows": int(self.y.sum()),
                 "other_windows": int(len(self.y) - self.y.sum()), "labels": dict(self.label_counts),
-                "label_spans": self.spans}
+                "label_spans": len(self.used), "label_ids": sorted(x.id for x in self.used),
+                "max_label_id": max((x.id for x in self.used), default=0),
+                "labels_sha256": hashlib.sha256(json.dumps(spans).encode()).hexdigest()}
 
 
 def labelled_windows(store: DetectionStore, index: EmbeddingIndex) -> LabelledWindows:
-    sr, win = index.sample_rate, index.window_samples / max(index.sample_rate, 1)
-    votes: dict[int, set] = {}
-    names: dict[int, str] = {}
-    spans = 0
+    """Every stored window with a usable verdict: the verdict the review app would give that window's span
+    (labels.speaks_for / verdict_of), so a not-owl label on a near-miss window does not make its neighbours
+    negatives. Windows whose labels disagree (a conflict) or say only `unsure` are left out."""
+    sr, ws = index.sample_rate, index.window_samples
+    speaking: dict[int, list[Label]] = {}
     for lab in LabelBook(store).current():
-        if lab.label in (UNSURE, CLEARED):
-            continue
         rows = index.rows_of(lab.file_key)
         a = index.starts[rows] / sr
-        overlap = np.minimum(a + win, lab.end_s) - np.maximum(a, lab.start_s)
-        hit = rows[overlap >= 0.5 * min(win, lab.end_s - lab.start_s)]
-        spans += bool(len(hit))
-        for r in hit.tolist():
-            votes.setdefault(r, set()).add(lab.label == OWL)
-            names[r] = lab.label
-    rows = np.array(sorted(r for r, v in votes.items() if len(v) == 1), np.int64)
-    y = np.array([int(next(iter(votes[r]))) for r in rows.tolist()], np.int64)
-    counts: dict[str, int] = {}
-    for r in rows.tolist():
-        counts[names[r]] = counts.get(names[r], 0) + 1
+        for r in rows[speaks_for_spans(lab, a, a + ws / max(sr, 1))].tolist():
+            speaking.setdefault(r, []).append(lab)
+    keep, y, counts, used = [], [], {}, {}
+    for r in sorted(speaking):
+        v = verdict_of(speaking[r])
+        if not v.reviewed:
+            continue
+        keep.append(r)
+        y.append(int(v.label == OWL))
+        counts[v.label] = counts.get(v.label, 0) + 1
+        used.update((x.id, x) for x in v.labels)
+    rows = np.array(keep, np.int64)
     x = index.floats(rows) if len(rows) else np.zeros((0, index.vectors.shape[1]), np.float32)
-    return LabelledWindows(x, y, rows, counts, spans)
+    return LabelledWindows(x, np.array(y, np.int64), rows, counts, tuple(used.values()))
 
 
 # The L2 penalty on the standardised weights: strong, because a round gives ~100 labels in ~100-1000 dimensions,
@@ -83,6 +91,7 @@ def labelled_windows(store: DetectionStore, index: EmbeddingIndex) -> LabelledWi
 # 1000 -> 0.88 / 0.91. 5-fold cross-validation on the labels chose 10: their own folds do not show what
 # generalises to another recorder. B is where 1000 was picked: a third recorder would confirm it.
 L2 = 1000.0
+USEFUL_EACH = 20       # labelled windows of each kind from which a head is usually of use (said when refusing)
 WEAK_NEGATIVES = 1000   # unlabelled windows drawn at random as weak negatives
 WEAK_SHARE = 0.5        # ... weighing together half as much as the labelled negatives
 
@@ -169,6 +178,13 @@ def fit_head(store: DetectionStore, source: Bundle, l2: float = L2,
     negatives), and the facts its bundle records (`trained_on`)."""
     index = EmbeddingIndex.load(store, source.manifest.backbone_id)
     data = labelled_windows(store, index)
+    n_owl = int(data.y.sum())
+    if n_owl == 0 or n_owl == len(data.y):
+        raise ConfigError(f"{store.path}: its labels give {n_owl} owl and {len(data.y) - n_owl} not-owl window(s); "
+                          f"a head needs both, and about {USEFUL_EACH} of each to be of use",
+                          f"label windows first: hootwatch review {store.path.parent} (search for calls with "
+                          "`hootwatch search`, then the uncertain queue), or import a table with `hootwatch labels "
+                          "--import`")
     head, facts = fit_logistic(data.x, data.y, l2, weak_negatives(index, data.rows, weak) if weak else None)
     return head, data.summary() | facts | {"store": str(store.path.resolve()),
                                            "backbone_id": source.manifest.backbone_id}

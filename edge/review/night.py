@@ -28,7 +28,7 @@ from hootwatch.edge.contract.recorder_time import parse_tz
 from hootwatch.edge.scan.indices import false_colour
 from hootwatch.edge.store.database import DetectionStore, LedgerRow, iso
 from hootwatch.edge.store.indices import file_zones, indexed_files, read_indices
-from hootwatch.edge.store.labels import LabelBook
+from hootwatch.edge.store.labels import LabelBook, Verdicts
 from .calibrate import score_text
 from .queues import night_of
 
@@ -168,6 +168,8 @@ def overview(store: DetectionStore, run_key: str, recorder: str, night: str,
 def _marks(store: DetectionStore, run_key: str, files: list[NightFile], t0: datetime) -> list[Mark]:
     by_key = {f.row.file_key: f for f in files}
     book = LabelBook(store)
+    current = book.current()
+    verdicts = Verdicts(current)
     marks: list[Mark] = []
     spans: dict[str, list[tuple[float, float]]] = {}
     for d in store.detections(run_key):
@@ -175,10 +177,10 @@ def _marks(store: DetectionStore, run_key: str, files: list[NightFile], t0: date
         if f is None:
             continue
         spans.setdefault(d["file_key"], []).append((d["start_s"], d["end_s"]))
-        label = book.verdict(d["file_key"], d["start_s"], d["end_s"]).label
+        label = verdicts.of(d["file_key"], d["start_s"], d["end_s"]).label
         marks.append(_mark(f, t0, "detection", label, d["file_key"], d["file"], d["start_s"], d["end_s"],
                            d["max_score"]))
-    for x in book.current():
+    for x in current:
         f = by_key.get(x.file_key)
         if f is None or any(a < x.end_s and x.start_s < b for a, b in spans.get(x.file_key, ())):
             continue

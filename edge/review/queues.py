@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, tzinfo
 
 import numpy as np
 
-from hootwatch.edge.store.labels import CONFLICT, OWL, UNSURE, LabelBook, _ms, is_negative_label
+from hootwatch.edge.store.labels import CONFLICT, OWL, UNSURE, LabelBook, is_negative_label, speaks_for_spans
 from hootwatch.edge.contract.recorder_time import parse_tz
 from hootwatch.edge.store.database import DetectionStore, iso
 from hootwatch.edge.store.window_scores import iter_window_scores, read_window_meta
@@ -186,9 +186,10 @@ class Queues:
 
     def detections(self, order: str = "score") -> list[Item]:
         items = []
+        verdicts = self.book.verdicts()
         for d in self.store.detections(self.run_key):
             local = datetime.fromisoformat(d["begin_local"])
-            verdict = self.book.verdict(d["file_key"], d["start_s"], d["end_s"])
+            verdict = verdicts.of(d["file_key"], d["start_s"], d["end_s"])
             items.append(Item("detection", d["file_key"], d["file"], d["recorder_id"] or self._folder(d["file"]),
                               d["start_s"], d["end_s"], d["max_score"], d["begin_utc"], d["begin_local"],
                               night_of(local), verdict.label, verdict.conflict))
@@ -293,19 +294,18 @@ class Queues:
         return [self._labelled(at[j]) for j in range(len(pick))]
 
     def uncertain(self, n: int = 200, filters: Filters = Filters()) -> list[Item]:
-        """Unlabelled scored windows nearest the run's threshold, nearest first (on the logit scale, where a
-        step means the same at 0.5 as at 0.99)."""
+        """Unlabelled scored windows (no label speaks for them, `labels.speaks_for`) nearest the run's threshold,
+        nearest first (on the logit scale, where a step means the same at 0.5 as at 0.99)."""
         t = _logit(_run_threshold(self.run_key))
-        labelled: dict[str, set[tuple[int, int]]] = {}
-        for x in self.book.current():
-            labelled.setdefault(x.file_key, set()).add((_ms(x.start_s), _ms(x.end_s)))
+        labelled = self.book.verdicts().by_file
         best = _Best(n)
         for i, starts, scores in self._filtered(filters):
             f = self.files()[i]
             mask = ~np.isnan(scores) & f.keep(starts, scores, filters)
-            if f.key in labelled:
-                spans = labelled[f.key]
-                mask &= np.array([tuple(map(_ms, f.span(s))) not in spans for s in starts.tolist()], bool)
+            if f.key in labelled:   # a window some label speaks for (the app shows it a verdict) is not unsure
+                spans = np.array([f.span(s) for s in starts.tolist()], np.float64).reshape(-1, 2)
+                for x in labelled[f.key]:
+                    mask &= ~speaks_for_spans(x, spans[:, 0], spans[:, 1])
             at = np.flatnonzero(mask)
             best.add(np.abs(_logits(scores[at]) - t), i, starts[at], scores[at])
         return [self.files()[i].item(s, p) for i, s, p in zip(best.file, best.start, best.score)]

@@ -163,8 +163,8 @@ def write_exports(store: DetectionStore, run_key: str, out_dir: str | os.PathLik
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {EXPORT_FORMATS}")
     out = Path(out_dir)
-    book = LabelBook(store)
-    rows = [r | {"review": book.verdict(r["file_key"], r["start_s"], r["end_s"]).label}
+    verdicts = LabelBook(store).verdicts()
+    rows = [r | {"review": verdicts.of(r["file_key"], r["start_s"], r["end_s"]).label}
             for r in store.detections(run_key)]
     run_dir = out / RUNS_DIR / run_folder_name(run_key)
     _write_set(rows, run_dir, high_freq_hz, formats)

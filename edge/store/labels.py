@@ -8,11 +8,12 @@ Table `labels` (in the same file as the detections; created by the store's migra
   newest row; the older ones are its history.
 
 Labels attach to the audio, not to a detection row: a rescan with another model or threshold shows them on
-its own detections. A label means what the reviewer saw: it gives a detection its verdict only when it covers
-that detection (`covers`: the detection's own span, or a span covering most of it and lying mostly inside it),
-never by a partial overlap with a neighbouring window; labels that cover one detection and disagree are a
-conflict, shown as such (`detection_verdict`). The review app, `calibrate`, `dataset` and the exports all ask
-`LabelBook.verdict`.
+its own detections. A label means what the reviewer saw: it speaks for a span (`speaks_for`) only when it covers
+that span (`covers`: the span's own label, or one covering most of it and lying mostly inside it) or is an owl
+label lying wholly inside it, never by a partial overlap with a neighbouring window; labels that speak for one span
+and disagree are a conflict, shown as such (`detection_verdict`). The review app, `calibrate`, the exports and the
+night overview ask `LabelBook.verdicts` (or `verdict` for one span); `dataset` (`label_conflicts`), `fit`'s windows
+and the uncertain queue use the same `speaks_for`.
 
 Each `add` is its own durable transaction (BEGIN IMMEDIATE ... COMMIT with synchronous=FULL, the store's path
 for what cannot be redone), so when it returns the label survives a crash, kill -9 or a power cut; the web app
@@ -24,6 +25,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from hootwatch.edge.core.errors import HootwatchError
 from .database import DetectionStore, utc_now
@@ -66,27 +69,42 @@ def is_negative_label(label: str) -> bool:
 
 
 def covers(label_start_s: float, label_end_s: float, start_s: float, end_s: float) -> bool:
-    """Does a label on [label_start_s, label_end_s) speak for the span [start_s, end_s)? Its own span does; another
+    """Does a label on [label_start_s, label_end_s) cover the span [start_s, end_s)? Its own span does; another
     one only when the overlap is more than half the span AND more than half the label (a window inside a
     detection, or a detection-sized label shifted a little), never a neighbouring window that merely overlaps it
     (two windows a half-window hop apart share exactly half: each is its own stretch, and may hold the call or
     not)."""
-    a, b, la, lb = _ms(start_s), _ms(end_s), _ms(label_start_s), _ms(label_end_s)
-    if (la, lb) == (a, b):
-        return True
-    overlap = min(b, lb) - max(a, la)
-    return overlap > COVER_SHARE * (b - a) and overlap > COVER_SHARE * (lb - la)
+    return bool(_speaks_ms(_ms(label_start_s), _ms(label_end_s), False, _ms(start_s), _ms(end_s)))
 
 
-def _inside(x: Label, start_s: float, end_s: float) -> bool:
-    return _ms(start_s) <= _ms(x.start_s) and _ms(x.end_s) <= _ms(end_s)
+def _speaks_ms(la, lb, owl, a, b):
+    """Does the label [la, lb) (an owl label when `owl`) speak for the span [a, b)? On whole milliseconds,
+    elementwise over ints or numpy arrays (many spans of one label, or many labels of one span): `covers`, or an
+    owl label lying wholly inside the span."""
+    overlap = np.minimum(b, lb) - np.maximum(a, la)
+    cover = ((la == a) & (lb == b)) | ((overlap > COVER_SHARE * (b - a)) & (overlap > COVER_SHARE * (lb - la)))
+    return cover | (owl & (a <= la) & (lb <= b))
+
+
+def speaks_for(label: Label, start_s: float, end_s: float) -> bool:
+    """Does `label` give the span [start_s, end_s) a verdict? When it covers the span (`covers`), or when it says
+    owl and lies wholly inside it (a call marked in a table: the span holds it). The one relation the app's
+    verdicts, `label_conflicts` (dataset), fit's windows and the uncertain queue's exclusion all use."""
+    return label.label != CLEARED and bool(_speaks_ms(_ms(label.start_s), _ms(label.end_s), label.is_owl,
+                                                      _ms(start_s), _ms(end_s)))
+
+
+def speaks_for_spans(label: Label, starts_s: np.ndarray, ends_s: np.ndarray) -> np.ndarray:
+    """`speaks_for` over many spans of the label's recording at once: a bool array."""
+    hit = _speaks_ms(_ms(label.start_s), _ms(label.end_s), label.is_owl, _ms_array(starts_s), _ms_array(ends_s))
+    return hit & (label.label != CLEARED)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the reviewer said about one span, from the labels covering it."""
+    """What the reviewer said about one span, from the labels speaking for it."""
     label: str                       # '' unreviewed | owl | not_owl (or another sound's name) | unsure | conflict
-    labels: tuple[Label, ...] = ()   # the covering labels it comes from (both sides of a conflict)
+    labels: tuple[Label, ...] = ()   # the labels it comes from (both sides of a conflict)
 
     @property
     def reviewed(self) -> bool:
@@ -102,12 +120,16 @@ class Verdict:
 
 
 def detection_verdict(labels: list[Label], start_s: float, end_s: float) -> Verdict:
-    """The verdict of the span [start_s, end_s) from labels of its recording: only those that cover it count, and
-    an owl label lying wholly inside it (a call marked in a table: the detection holds it).
-    Covering labels that say owl and not owl are a conflict (never resolved silently); otherwise the owl, the
-    not-owl or the unsure verdict they give (the newest label when several negatives name different sounds)."""
-    mine = [x for x in labels if x.label != CLEARED and (covers(x.start_s, x.end_s, start_s, end_s)
-                                                         or x.is_owl and _inside(x, start_s, end_s))]
+    """The verdict of the span [start_s, end_s) from labels of its recording: only those that speak for it
+    (`speaks_for`) count; see `verdict_of`."""
+    return verdict_of([x for x in labels if speaks_for(x, start_s, end_s)])
+
+
+def verdict_of(mine: list[Label]) -> Verdict:
+    """The verdict the labels speaking for one span give: owl and not owl together are a conflict (never resolved
+    silently); otherwise the owl, the not-owl or the unsure verdict they give (the newest label when several
+    negatives name different sounds)."""
+    mine = [x for x in mine if x.label != CLEARED]
     if not mine:
         return Verdict(CLEARED)
     owl = [x for x in mine if x.is_owl]
@@ -120,8 +142,9 @@ def detection_verdict(labels: list[Label], start_s: float, end_s: float) -> Verd
 
 
 def label_conflicts(labels: list[Label]) -> list[tuple[Label, Label]]:
-    """Pairs of current labels on one stretch (one covers the other, `covers`) where one says owl and the other
-    not owl: neither can be trusted until the reviewer decides."""
+    """Pairs of current labels on one stretch (one speaks for the other's span, `speaks_for`) where one says owl
+    and the other not owl: neither can be trusted until the reviewer decides (the app shows the span as a
+    conflict)."""
     by_file: dict[str, list[Label]] = {}
     for x in labels:
         if x.is_owl or x.is_negative:
@@ -130,12 +153,38 @@ def label_conflicts(labels: list[Label]) -> list[tuple[Label, Label]]:
     for xs in by_file.values():
         owls, negs = [x for x in xs if x.is_owl], [x for x in xs if x.is_negative]
         out += [(o, n) for o in owls for n in negs
-                if covers(o.start_s, o.end_s, n.start_s, n.end_s) or covers(n.start_s, n.end_s, o.start_s, o.end_s)]
+                if speaks_for(o, n.start_s, n.end_s) or speaks_for(n, o.start_s, o.end_s)]
     return out
+
+
+class Verdicts:
+    """Verdicts of many spans from labels loaded once (`LabelBook.verdicts`): what queues, exports, calibrate and
+    the night overview ask for each detection, without a query per detection (the labels speaking for a span are
+    found with one vectorised `_speaks_ms` over its recording's labels)."""
+
+    def __init__(self, labels: list[Label]) -> None:
+        by_file: dict[str, list[Label]] = {}
+        for x in sorted(labels, key=lambda x: x.id):   # the order `LabelBook.overlapping` gives
+            if x.label != CLEARED:
+                by_file.setdefault(x.file_key, []).append(x)
+        self.by_file = by_file
+        self._spans = {k: (_ms_array([x.start_s for x in xs]), _ms_array([x.end_s for x in xs]),
+                           np.array([x.is_owl for x in xs], bool)) for k, xs in by_file.items()}
+
+    def of(self, file_key: str, start_s: float, end_s: float) -> Verdict:
+        if file_key not in self._spans:
+            return Verdict(CLEARED)
+        la, lb, owl = self._spans[file_key]
+        hit = np.flatnonzero(_speaks_ms(la, lb, owl, _ms(start_s), _ms(end_s)))
+        return verdict_of([self.by_file[file_key][i] for i in hit.tolist()])
 
 
 def _ms(t: float) -> int:
     return int(round(float(t) * 1000))
+
+
+def _ms_array(t) -> np.ndarray:
+    return np.round(np.asarray(t, np.float64) * 1000).astype(np.int64)
 
 
 def _label(row) -> Label:
@@ -194,14 +243,22 @@ class LabelBook:
         return h[-1] if h and h[-1].label != CLEARED else None
 
     def overlapping(self, file_key: str, start_s: float, end_s: float) -> list[Label]:
-        """Current labels of spans that overlap [start_s, end_s) in this recording."""
-        rows = self.conn.execute(_CURRENT + " WHERE l.file_key=? AND l.start_ms < ? AND l.end_ms > ? AND l.label != ''"
-                                 " ORDER BY l.id", (file_key, _ms(end_s), _ms(start_s))).fetchall()
+        """Current labels of spans that overlap [start_s, end_s) in this recording (the newest row of each span,
+        found among this recording's rows only: the labels_span index, not a pass over the whole table)."""
+        rows = self.conn.execute(
+            "SELECT l.* FROM labels l JOIN (SELECT MAX(id) AS id FROM labels WHERE file_key=? AND start_ms < ?"
+            " AND end_ms > ? GROUP BY start_ms, end_ms) m ON l.id = m.id WHERE l.label != '' ORDER BY l.id",
+            (file_key, _ms(end_s), _ms(start_s))).fetchall()
         return [_label(r) for r in rows]
 
     def verdict(self, file_key: str, start_s: float, end_s: float) -> Verdict:
-        """What the reviewer said about this span (a detection's verdict): see `detection_verdict`."""
+        """What the reviewer said about this span (a detection's verdict): see `detection_verdict`. For many spans
+        ask `verdicts()` once instead."""
         return detection_verdict(self.overlapping(file_key, start_s, end_s), start_s, end_s)
+
+    def verdicts(self) -> Verdicts:
+        """Every current label loaded once, to ask many verdicts in memory (`Verdicts.of`)."""
+        return Verdicts(self.current())
 
     def count(self) -> int:
         return len(self.current())

@@ -29,6 +29,10 @@ class SplitError(HootwatchError):
     """Data that cannot be split without leaking or without a class in every split."""
 
 
+class SplitLeakError(SplitError):
+    """A given split that puts one recording on more than one side (never repaired: the user's split is wrong)."""
+
+
 @dataclass(frozen=True)
 class Splits:
     train: list[ClipRef]
@@ -116,7 +120,7 @@ def apply_explicit_split(clips: list[ClipRef], explicit: dict[tuple, str], valid
     leaks = sorted(g for g, s in sides.items() if len(s) > 1)
     if leaks:
         examples = "; ".join(f"{g!r} in {' and '.join(sorted(sides[g]))}" for g in leaks[:5])
-        raise SplitError(
+        raise SplitLeakError(
             f"the given split puts {len(leaks)} recording(s) on more than one side: {examples}",
             "move all clips of a recording into one of train/validation/test (clips of one recording are "
             "near-copies, so the scores would be inflated), or drop the explicit split and let hootwatch split "
