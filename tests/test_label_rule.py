@@ -54,6 +54,15 @@ def test_an_owl_label_on_a_long_detection_makes_no_neighbouring_window_owl(book)
     assert all(book.verdict(KEY, t, t + 5.0).label == "owl" for t in windows)
 
 
+def test_a_not_owl_detection_gives_fit_every_window_inside_it_as_a_negative_and_no_neighbour(book):
+    book.add(KEY, "a.wav", 20.0, 30.0, "not_owl")        # a 10 s false detection, reviewed: no owl anywhere in it
+    windows, _ = _fit_windows(book)
+    assert windows == {20.0: 0, 22.5: 0, 25.0: 0}        # the windows it holds; not 17.5 or 27.5, which stick out
+    assert all(book.verdict(KEY, t, t + 5.0).label == "not_owl" for t in windows)
+    assert book.verdict(KEY, 27.5, 32.5).label == ""
+    assert book.verdict(KEY, 15.0, 35.0).label == ""     # a span larger than the label is not spoken for
+
+
 def test_fit_records_which_labels_it_rests_on(book):
     book.add(KEY, "a.wav", 10.0, 15.0, "owl")
     book.add(KEY, "a.wav", 20.0, 25.0, "not_owl")

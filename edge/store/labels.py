@@ -9,8 +9,9 @@ Table `labels` (in the same file as the detections; created by the store's migra
 
 Labels attach to the audio, not to a detection row: a rescan with another model or threshold shows them on
 its own detections. A label means what the reviewer saw: it speaks for a span (`speaks_for`) only when it covers
-that span (`covers`: the span's own label, or one covering most of it and lying mostly inside it) or is an owl
-label lying wholly inside it, never by a partial overlap with a neighbouring window; labels that speak for one span
+that span (`covers`: the span's own label, or one covering most of it and lying mostly inside it), is an owl
+label lying wholly inside it, or is a negative label holding it wholly (no owl in what was shown, so in no part
+of it), never by a partial overlap with a neighbouring window; labels that speak for one span
 and disagree are a conflict, shown as such (`detection_verdict`). The review app, `calibrate`, the exports and the
 night overview ask `LabelBook.verdicts` (or `verdict` for one span); `dataset` (`label_conflicts`), `fit`'s windows
 and the uncertain queue use the same `speaks_for`.
@@ -77,13 +78,15 @@ def covers(label_start_s: float, label_end_s: float, start_s: float, end_s: floa
     return bool(_speaks_ms(_ms(label_start_s), _ms(label_end_s), False, _ms(start_s), _ms(end_s)))
 
 
-def _speaks_ms(la, lb, owl, a, b):
-    """Does the label [la, lb) (an owl label when `owl`) speak for the span [a, b)? On whole milliseconds,
-    elementwise over ints or numpy arrays (many spans of one label, or many labels of one span): `covers`, or an
-    owl label lying wholly inside the span."""
+def _speaks_ms(la, lb, owl, a, b, neg=False):
+    """Does the label [la, lb) (an owl label when `owl`, a negative one when `neg`) speak for the span [a, b)? On
+    whole milliseconds, elementwise over ints or numpy arrays (many spans of one label, or many labels of one span):
+    `covers`; or an owl label lying wholly inside the span (the span holds that call); or a negative label holding
+    the span wholly (the reviewer heard no owl anywhere in what was shown, so in no part of it either: a not-owl
+    detection's windows, which `fit` learns from)."""
     overlap = np.minimum(b, lb) - np.maximum(a, la)
     cover = ((la == a) & (lb == b)) | ((overlap > COVER_SHARE * (b - a)) & (overlap > COVER_SHARE * (lb - la)))
-    return cover | (owl & (a <= la) & (lb <= b))
+    return cover | (owl & (a <= la) & (lb <= b)) | (neg & (la <= a) & (b <= lb))
 
 
 def speaks_for(label: Label, start_s: float, end_s: float) -> bool:
@@ -91,12 +94,13 @@ def speaks_for(label: Label, start_s: float, end_s: float) -> bool:
     owl and lies wholly inside it (a call marked in a table: the span holds it). The one relation the app's
     verdicts, `label_conflicts` (dataset), fit's windows and the uncertain queue's exclusion all use."""
     return label.label != CLEARED and bool(_speaks_ms(_ms(label.start_s), _ms(label.end_s), label.is_owl,
-                                                      _ms(start_s), _ms(end_s)))
+                                                      _ms(start_s), _ms(end_s), label.is_negative))
 
 
 def speaks_for_spans(label: Label, starts_s: np.ndarray, ends_s: np.ndarray) -> np.ndarray:
     """`speaks_for` over many spans of the label's recording at once: a bool array."""
-    hit = _speaks_ms(_ms(label.start_s), _ms(label.end_s), label.is_owl, _ms_array(starts_s), _ms_array(ends_s))
+    hit = _speaks_ms(_ms(label.start_s), _ms(label.end_s), label.is_owl, _ms_array(starts_s), _ms_array(ends_s),
+                     label.is_negative)
     return hit & (label.label != CLEARED)
 
 
@@ -169,13 +173,14 @@ class Verdicts:
                 by_file.setdefault(x.file_key, []).append(x)
         self.by_file = by_file
         self._spans = {k: (_ms_array([x.start_s for x in xs]), _ms_array([x.end_s for x in xs]),
-                           np.array([x.is_owl for x in xs], bool)) for k, xs in by_file.items()}
+                           np.array([x.is_owl for x in xs], bool), np.array([x.is_negative for x in xs], bool))
+                       for k, xs in by_file.items()}
 
     def of(self, file_key: str, start_s: float, end_s: float) -> Verdict:
         if file_key not in self._spans:
             return Verdict(CLEARED)
-        la, lb, owl = self._spans[file_key]
-        hit = np.flatnonzero(_speaks_ms(la, lb, owl, _ms(start_s), _ms(end_s)))
+        la, lb, owl, neg = self._spans[file_key]
+        hit = np.flatnonzero(_speaks_ms(la, lb, owl, _ms(start_s), _ms(end_s), neg))
         return verdict_of([self.by_file[file_key][i] for i in hit.tolist()])
 
 
