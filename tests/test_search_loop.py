@@ -3,6 +3,7 @@ the 450 Hz tone is the "owl", a 1500 Hz tone the confuser."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,9 @@ def test_embed_stores_every_windows_embedding_even_with_a_cascade(cascade_bundle
     rec = night(tmp_path / "rec" / "20240101_200000.wav")
     out = tmp_path / "out"
     assert main(["embed", str(rec.parent), "--model", str(bundle), "--out", str(out), "--tz", "UTC"]) == 0
+    capsys.readouterr()
     assert main(["embed", str(rec.parent), "--model", str(bundle), "--out", str(out), "--tz", "UTC"]) == 0
-    assert "0 file(s) embedded" in capsys.readouterr().out   # the second time: already done
+    assert re.search(r"files already done \(skipped\)\W*1\b", capsys.readouterr().out)   # the second time
     with DetectionStore(out / STORE_NAME) as store:
         (e,) = read_embeddings(store.conn)
         (ws,) = store.window_scores(store.latest_run())
@@ -234,3 +236,29 @@ def test_the_daemon_stores_each_files_embeddings_beside_its_scores(tmp_path):
         (e,) = read_embeddings(store.conn)
         (ws,) = store.window_scores(store.latest_run())
     assert np.array_equal(e.starts, ws.starts) and e.bundle == str(bundle.resolve())
+
+
+def test_embed_reports_odd_entries_and_failed_files_as_scan_does_and_exits_1(cascade_bundle, tmp_path, capsys):
+    rec = night(tmp_path / "rec" / "20240101_200000.wav").parent
+    (rec / "20240102_200000.wav").write_bytes(b"not wav")   # undecodable
+    (rec / "dangling.wav").symlink_to(tmp_path / "gone.wav")
+    out = tmp_path / "out"
+    assert main(["embed", str(rec), "--model", str(cascade_bundle), "--out", str(out), "--tz", "UTC"]) == 1
+    report = capsys.readouterr().out
+    assert "odd entries skipped (not recordings)" in report and "dangling.wav" in report
+    assert "20240102_200000.wav" in report and "files embedded" in report
+
+
+def test_embed_on_a_full_disk_says_so_without_a_traceback(tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    from hootwatch.edge.store import database as store
+    bundle = embedding_bundle(tmp_path / "b")
+    rec = night(tmp_path / "rec" / "20240101_200000.wav").parent
+
+    def full(self, path):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(store.DetectionStore, "__init__", full)
+    assert main(["embed", str(rec), "--model", str(bundle), "--out", str(tmp_path / "o"), "--tz", "UTC"]) == 4
+    err = capsys.readouterr().err
+    assert "disk" in err and "full" in err and "free" in err and "Traceback" not in err
