@@ -63,7 +63,7 @@ def test_an_old_bundle_without_embeddings_still_scans(tmp_path, capsys):
     assert summary.n_detections == 3
     with DetectionStore(tmp_path / "out" / STORE_NAME) as store:
         assert read_embeddings(store.conn) == []
-    assert main(["search", str(tmp_path / "out"), "--example", str(rec)]) == 2
+    assert main(["search", str(tmp_path / "out"), "--example", f"{rec}@12-17"]) == 2
     assert "no window embeddings" in capsys.readouterr().err
 
 
@@ -119,6 +119,24 @@ def test_a_bad_example_is_a_clear_error(loop, capsys):
     assert main(["search", str(out), "--example", f"{rec}@9-3"]) == 2
     assert main(["search", str(out), "--example", "/nowhere.wav"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_an_example_span_past_the_end_says_how_long_the_file_is(loop, capsys):
+    _, _, rec, out = loop   # a 90 s recording
+    for span in ("200-205", "88-95"):
+        assert main(["search", str(out), "--example", f"{rec}@{span}"]) == 2
+        err = capsys.readouterr().err
+        assert f"{rec.name} is 90 s long" in err and "within" in err, err
+        assert "decoded" not in err and "copy it again" not in err
+
+
+def test_a_long_example_without_a_span_is_refused_with_what_to_give(loop, capsys):
+    _, _, rec, out = loop   # 90 s: a whole recording, not one call
+    assert main(["search", str(out), "--example", str(rec)]) == 2
+    err = capsys.readouterr().err
+    assert "90 s long" in err and "RECORDING@START-END" in err
+    assert main(["search", str(out), "--example", f"{rec}@10-85"]) == 2   # a span longer than an example should be
+    assert "RECORDING@START-END" in capsys.readouterr().err
 
 
 def label_truth(out: Path, truth=OWL) -> None:

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top {args.top}: must be at least 1", "e.g. --top 200")
     examples = [Example.parse(e) for e in args.example]
+    for ex in examples:   # before the index is read: a typo should not wait for 10^6 windows
+        ex.check()
     with open_store(args.out) as store:
         t0 = time.perf_counter()
         index = EmbeddingIndex.load(store)
