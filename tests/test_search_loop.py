@@ -280,3 +280,34 @@ def test_embed_on_a_full_disk_says_so_without_a_traceback(tmp_path, capsys, monk
     assert main(["embed", str(rec), "--model", str(bundle), "--out", str(tmp_path / "o"), "--tz", "UTC"]) == 4
     err = capsys.readouterr().err
     assert "disk" in err and "full" in err and "free" in err and "Traceback" not in err
+
+
+def test_search_with_model_uses_that_bundles_embeddings_in_a_store_of_two_backbones(tmp_path, capsys):
+    a = embedding_bundle(tmp_path / "a")
+    b = embedding_bundle(tmp_path / "b", tone_hz=600.0)   # another graph: another backbone_id
+    assert load_bundle(a).manifest.backbone_id != load_bundle(b).manifest.backbone_id
+    out = tmp_path / "out"
+    for bundle, name in ((a, "20240101_200000.wav"), (a, "20240102_200000.wav"), (b, "20240103_200000.wav")):
+        rec = night(tmp_path / "rec" / bundle.name / name)
+        assert main(["embed", str(rec), "--model", str(bundle), "--out", str(out), "--tz", "UTC", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(out), "--model", str(b), "--example", f"{rec}@12-17", "--out",
+                 str(tmp_path / "r.csv")]) == 0   # b has fewer windows than a
+    assert {Path(h).name for h in _ranked_files(tmp_path / "r.csv")} == {"20240103_200000.wav"}
+    assert main(["search", str(out), "--model", str(a), "--example", f"{rec}@12-17", "--out",
+                 str(tmp_path / "r.csv")]) == 0
+    assert {Path(h).name for h in _ranked_files(tmp_path / "r.csv")} == {"20240101_200000.wav", "20240102_200000.wav"}
+
+
+def _ranked_files(path) -> set[str]:
+    import csv
+    with open(path, newline="") as f:
+        return {r["file"] for r in csv.DictReader(f)}
+
+
+def test_fit_with_a_bundle_whose_embeddings_are_not_stored_names_the_bundle_they_came_from(loop, tmp_path, capsys):
+    _, bundle, _, out = loop
+    other = embedding_bundle(tmp_path / "other", tone_hz=600.0)
+    assert main(["fit", str(out), "--bundle", str(other), "--out", str(tmp_path / "b2")]) == 2
+    err = capsys.readouterr().err
+    assert str(bundle.resolve()) in err and "Traceback" not in err

@@ -52,11 +52,19 @@ class EmbeddingIndex:
 
     @classmethod
     def load(cls, store: DetectionStore, model_id: str | None = None) -> "EmbeddingIndex":
-        """The backbone with the most stored windows (or `model_id`'s). ConfigError when there is none."""
-        models = [m for m in embedding_models(store.conn) if model_id is None or m["model_id"] == model_id]
+        """The backbone `model_id`'s windows (None: the backbone with the most). ConfigError when there are none,
+        naming the bundles the stored embeddings came from."""
+        stored = embedding_models(store.conn)
+        models = [m for m in stored if model_id is None or m["model_id"] == model_id]
+        if not models and stored:   # another bundle's: name it (its path is kept in every row)
+            came_from = "; ".join(f"{m['bundle'] or 'a bundle no longer named'} (graph {m['model_id']}, "
+                                  f"{m['windows']} windows)" for m in stored)
+            raise ConfigError(f"{store.path}: no window embeddings of graph {model_id} are stored; the store's "
+                              f"embeddings came from {came_from}",
+                              "use that bundle (or a head fitted on it), or embed the recordings with this one: "
+                              "hootwatch embed RECORDINGS --model BUNDLE --out OUTDIR")
         if not models:
-            of = f" of model {model_id}" if model_id else ""
-            raise ConfigError(f"{store.path}: no window embeddings{of} are stored",
+            raise ConfigError(f"{store.path}: no window embeddings are stored",
                               "scan (or `hootwatch embed`) the recordings with a bundle that outputs embeddings "
                               "(exported by this hootwatch; `hootwatch export --embedding-only` for a backbone)")
         m = models[0]
