@@ -111,3 +111,21 @@ def test_a_folder_that_is_no_backbone_is_a_clear_error(tmp_path, capsys):
     pytest.importorskip("transformers")
     assert main(["export", str(tmp_path), "--embedding-only", "--out", str(tmp_path / "b")]) == 2
     assert "save_pretrained" in capsys.readouterr().err
+
+
+def test_a_hub_model_id_is_fetched_from_the_hub_not_refused_as_a_folder(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("transformers")
+    from hootwatch.trainer import model as trainer_model
+    monkeypatch.setattr(trainer_model, "hub_offline", lambda *a, **kw: "no network in the test")
+    monkeypatch.chdir(tmp_path)   # no folder of that name here
+    assert main(["export", "hootwatch-test/no-such-backbone", "--embedding-only", "--out", str(tmp_path / "b")]) != 0
+    err = capsys.readouterr().err
+    assert "cannot download hootwatch-test/no-such-backbone" in err and "offline" in err, err
+    assert "Traceback" not in err and not (tmp_path / "b").exists()
+
+
+def test_the_help_says_a_hub_id_or_a_local_folder(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Hugging Face model id" in text and "facebook/wav2vec2-base" in text
