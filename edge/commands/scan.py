@@ -245,7 +245,7 @@ def scan_and_report(paths, out: Path, scan, console, settings, *, quiet: bool = 
     report = Console()  # the summary goes to stdout, progress and warnings to stderr
     if not report.is_terminal:
         report = Console(width=200)  # piped to a file or a log: do not wrap paths
-    rule = detection_rule(manifest, settings) if manifest.output_name else None
+    rule = detection_rule(manifest, settings) if manifest.output_name or manifest.head else None  # else: no scores
     report.print(summary_table(summary, exports["csv"], store_path, rule,
                                pass_rate_of(detector) if detector is not None else None, command, done))
     report.print(exports_note(exports))
