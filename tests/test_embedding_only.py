@@ -107,8 +107,6 @@ def test_an_embedding_only_bundle_embeds_a_store_and_scores_nothing(tmp_path, ca
 
 
 def test_a_folder_that_is_no_backbone_is_a_clear_error(tmp_path, capsys):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
     assert main(["export", str(tmp_path), "--embedding-only", "--out", str(tmp_path / "b")]) == 2
     assert "save_pretrained" in capsys.readouterr().err
 
