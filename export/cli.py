@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         "checkpoint folder. The int8 model is checked against PyTorch on the validation clips (or --audio) "
         "before anything is written."))
     p.add_argument("source", type=Path, metavar="SOURCE",
-                   help="training run folder or checkpoint folder (with --embedding-only: a pretrained backbone)")
+                   help="training run folder or checkpoint folder (with --embedding-only: a pretrained backbone, as a "
+                        "Hugging Face model id such as facebook/wav2vec2-base, downloaded once where there is "
+                        "internet, or a local folder saved with save_pretrained)")
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="bundle folder to create")
     p.add_argument("--target", choices=("x86", "arm64"), default=None,
                    help="CPU the bundle will run on: x86 (laptops) or arm64 (Jetson, Raspberry Pi); default: this machine")
@@ -44,8 +46,10 @@ def register(subparsers) -> None:
                    help="recordings like those the bundle will scan (a night or two; no labels needed): the cascade's "
                         "pass threshold comes down until there the cascade makes exactly the rows of an exhaustive scan")
     p.add_argument("--embedding-only", action="store_true",
-                   help="SOURCE is a pretrained backbone with no owl head: a bundle of embeddings only, for `embed`, "
-                        "`search` and `fit` (it detects nothing until `fit` gives it a head)")
+                   help="SOURCE is a pretrained backbone with no owl head: a Hugging Face model id (e.g. "
+                        "facebook/wav2vec2-base; needs internet the first time) or a local folder saved with "
+                        "save_pretrained (works offline). Makes a bundle of embeddings only, for `embed`, `search` and "
+                        "`fit` (it detects nothing until `fit` gives it a head)")
     p.add_argument("--embedding-layer", type=int, default=None, metavar="L",
                    help="transformer layer whose mean over frames is the embedding (default: the middle one)")
     p.add_argument("--no-embedding", action="store_true",

@@ -1,8 +1,9 @@
 """`hootwatch export --embedding-only BACKBONE --out BUNDLE`: an embedding bundle from a pretrained backbone with no
 owl head, so that a person with three hoots and no model can start: `embed`, `search`, review, `fit`.
 
-    BACKBONE/  save_pretrained of a wav2vec2/HuBERT/WavLM model (config.json + weights) and its feature extractor
-               (preprocessor_config.json: the sample rate and whether inputs are normalised)
+    BACKBONE   a Hugging Face model id (facebook/wav2vec2-base: downloaded once, where the hub can be reached), or a
+               folder saved with save_pretrained of a wav2vec2/HuBERT/WavLM model (config.json + weights) and its
+               feature extractor (preprocessor_config.json: the sample rate and whether inputs are normalised)
 
 The graph's one output is the pooled embedding (the mean over frames of one transformer layer,
 onnx_export.with_embedding); int8 as for any bundle; the check compares the int8 embeddings with PyTorch's by
@@ -39,34 +40,48 @@ class EmbeddingExport:
     min_cosine: float
 
 
-def load_backbone(folder: Path):
+def _source(backbone: str) -> str:
+    """BACKBONE as `from_pretrained` takes it: a local folder (checked here, so a wrong one is named at once) or a
+    Hugging Face model id such as facebook/wav2vec2-base (downloaded once into the cache, as `train --base`)."""
+    local = Path(backbone).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"{local}: no config.json; not a saved backbone",
+                              "pass a Hugging Face model id (e.g. facebook/wav2vec2-base), or a folder saved with "
+                              "save_pretrained (config.json, weights, preprocessor_config.json)")
+        if not (local / "preprocessor_config.json").is_file():
+            raise ConfigError(f"{local}: no preprocessor_config.json (the sample rate and input normalisation)",
+                              "save the feature extractor with the model (Wav2Vec2FeatureExtractor.save_pretrained)")
+        return str(local)
+    if backbone.startswith((".", "/", "~")) or backbone.count("/") > 1 or local.exists():
+        raise ConfigError(f"{backbone}: no such backbone folder",
+                          "pass a folder saved with save_pretrained, or a Hugging Face model id (owner/name)")
+    return backbone
+
+
+def load_backbone(source: str):
+    """(model, sample rate, normalisation) of a local folder or a hub id (trainer.model's loading: the cache
+    first, then the hub if it answers, else a clear offline message)."""
     onnx_export.require("torch")
     transformers = onnx_export.require("transformers")
-    if not (folder / "config.json").is_file():
-        raise ConfigError(f"{folder}: no config.json; not a saved backbone",
-                          "pass a folder saved with save_pretrained (config.json, weights, preprocessor_config.json)")
+    from hootwatch.trainer.model import _pretrained
+    from hootwatch.trainer.run_folder import checked_sample_rate, read_json
     try:
-        model = transformers.AutoModel.from_pretrained(str(folder))
+        fe = _pretrained(transformers.AutoFeatureExtractor, source)
+        model = _pretrained(transformers.AutoModel, source)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder}: cannot load a backbone ({exc})", "pass a folder saved with save_pretrained") \
-            from None
+        raise ConfigError(f"{source}: cannot load a backbone ({str(exc).splitlines()[0] if str(exc) else exc})",
+                          "pass a Hugging Face model id (e.g. facebook/wav2vec2-base), or a folder saved with "
+                          "save_pretrained") from None
     if not hasattr(model.config, "num_hidden_layers"):
-        raise ConfigError(f"{folder}: {type(model).__name__} has no transformer layers to embed from",
+        raise ConfigError(f"{source}: {type(model).__name__} has no transformer layers to embed from",
                           "pass a wav2vec2, HuBERT or WavLM backbone")
     model.eval()
     onnx_export.fold_weight_norm(model)
-    return model
-
-
-def _contract(folder: Path) -> tuple[int, Normalisation]:
-    from hootwatch.trainer.run_folder import checked_sample_rate, read_json
-    fe_path = folder / "preprocessor_config.json"
-    if not fe_path.is_file():
-        raise ConfigError(f"{folder}: no preprocessor_config.json (the sample rate and input normalisation)",
-                          "save the feature extractor with the model (Wav2Vec2FeatureExtractor.save_pretrained)")
-    fe = read_json(fe_path)
-    return (checked_sample_rate(fe.get("sampling_rate"), fe_path, "sampling_rate"),
-            Normalisation.from_feature_extractor(bool(fe.get("do_normalize", True))))
+    local = Path(source) / "preprocessor_config.json"   # a local folder's own file: a missing rate is never guessed
+    raw = read_json(local) if local.is_file() else fe.to_dict()
+    rate = checked_sample_rate(raw.get("sampling_rate"), local if local.is_file() else Path(source), "sampling_rate")
+    return model, rate, Normalisation.from_feature_extractor(bool(raw.get("do_normalize", True)))
 
 
 def check_windows(sample_rate: int, window_s: float, audio_dir: Path | None, n: int = 8) -> np.ndarray:
@@ -106,10 +121,10 @@ def export_embedding_bundle(backbone: Path, out: Path, layer: int | None = None,
                             window_s: float = 5.0, hop_s: float = 2.5, audio_dir: Path | None = None,
                             force: bool = False, overwrite: bool = False, threads: int = 2,
                             opset: int = onnx_export.DEFAULT_OPSET) -> EmbeddingExport:
-    backbone, out = Path(backbone), Path(out)
+    out = Path(out)
+    source = _source(str(backbone))
     bundle_writer.check_destination(out, overwrite)
-    sample_rate, norm = _contract(backbone)
-    model = load_backbone(backbone)
+    model, sample_rate, norm = load_backbone(source)
     layer = onnx_export.middle_layer(model) if layer is None else int(layer)
     target = target or quantize.default_target()
     with bundle_writer.staging(out) as (bundle_dir, work):
@@ -119,7 +134,7 @@ def export_embedding_bundle(backbone: Path, out: Path, layer: int | None = None,
         manifest = Manifest(labels=LABELS, positive_label="owl", sample_rate=sample_rate, window_s=float(window_s),
                             hop_s=float(hop_s), normalisation=norm, threshold=0.5, input_name=graph.input_name,
                             output_name="", model_file="model.onnx",
-                            backbone=str(model.config._name_or_path or backbone.name),
+                            backbone=str(model.config._name_or_path or source),
                             embedding=graph.embedding | {"chosen": onnx_export.EMBEDDING_CHOICE if layer is None
                                                          else "given (--embedding-layer)"})
         x = check_windows(sample_rate, window_s, audio_dir)
@@ -129,7 +144,7 @@ def export_embedding_bundle(backbone: Path, out: Path, layer: int | None = None,
                               f"{MIN_COSINE}); no bundle written",
                               "try --target for the device, or accept it with --force")
         int8.rename(bundle_dir / "model.onnx")
-        report = {"source": {"path": str(backbone), "kind": "backbone (embedding only)"},
+        report = {"source": {"path": source, "kind": "backbone (embedding only)"},
                   "parity": {"embedding_min_cosine_int8_vs_torch": min_cos, "windows": len(x),
                              "on": str(audio_dir) if audio_dir else "noise and tones"},
                   "quantization": {"target": target, "weights": "int8 (signed)", "opset": opset}}

@@ -92,13 +92,20 @@ class ExportedGraph:
 
 
 EMBEDDING_OUTPUT = "embedding"
-# Which transformer layer's hidden states make the embedding, when not given: the middle one. NOT YET MEASURED for
-# owls: layer-wise studies of wav2vec2 find phonetic and general acoustic information peaks in the middle layers
-# and the last layers specialise to the pre-training task (Pasad et al. 2021, "Layer-wise analysis of a
-# self-supervised speech representation model"), and bioacoustic transfer from speech models does best from
-# middle layers too (Sarkar & Magimai-Doss 2023, "Can self-supervised neural representations pre-trained on human
-# speech distinguish animal callers?"). `bench/search_round.py --layers` probes each layer on labelled clips.
-EMBEDDING_CHOICE = "middle layer (num_hidden_layers // 2), from the literature; not measured on owls"
+# Which transformer layer's hidden states make the embedding, when not given: the middle one. Measured by
+# `bench/search_round.py --layers --run RUN` (a `fit` head per layer: average precision on the validation split;
+# search by 3 owl clips: precision at 20) on the demo's model (a tiny 2-layer wav2vec2 fine-tuned on owls,
+# 2026-12-07): layer 1 (middle) AP 0.990, p@20 1.00; layer 2 (last) AP 0.991, p@20 1.00; layer 0 (the
+# transformer's input) AP 0.835, p@20 0.20 (docs/benchmarks.md). The middle layer is as good as the last there. For
+# a pretrained backbone with no owl head (wav2vec2-base, `export --embedding-only`) it rests on the literature, not
+# measured here (no pretrained backbone offline): phonetic and general acoustic information peaks in the middle
+# layers and the last ones specialise to the pre-training task (Pasad et al. 2021, "Layer-wise analysis of a
+# self-supervised speech representation model"), and bioacoustic transfer from speech models does best from middle
+# layers (Sarkar & Magimai-Doss 2023, "Can self-supervised neural representations pre-trained on human speech
+# distinguish animal callers?").
+EMBEDDING_CHOICE = ("middle layer (num_hidden_layers // 2): on the demo's model AP 0.990 / p@20 1.00 vs last layer "
+                    "AP 0.991 / p@20 1.00 and layer 0 AP 0.835 / p@20 0.20 (bench/search_round.py --layers); on "
+                    "wav2vec2-base from the literature, not measured here: no pretrained backbone offline")
 
 
 def middle_layer(model) -> int:

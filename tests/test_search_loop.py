@@ -3,6 +3,7 @@ the 450 Hz tone is the "owl", a 1500 Hz tone the confuser."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_an_old_bundle_without_embeddings_still_scans(tmp_path, capsys):
     assert summary.n_detections == 3
     with DetectionStore(tmp_path / "out" / STORE_NAME) as store:
         assert read_embeddings(store.conn) == []
-    assert main(["search", str(tmp_path / "out"), "--example", str(rec)]) == 2
+    assert main(["search", str(tmp_path / "out"), "--example", f"{rec}@12-17"]) == 2
     assert "no window embeddings" in capsys.readouterr().err
 
 
@@ -84,8 +85,9 @@ def test_embed_stores_every_windows_embedding_even_with_a_cascade(cascade_bundle
     rec = night(tmp_path / "rec" / "20240101_200000.wav")
     out = tmp_path / "out"
     assert main(["embed", str(rec.parent), "--model", str(bundle), "--out", str(out), "--tz", "UTC"]) == 0
+    capsys.readouterr()
     assert main(["embed", str(rec.parent), "--model", str(bundle), "--out", str(out), "--tz", "UTC"]) == 0
-    assert "0 file(s) embedded" in capsys.readouterr().out   # the second time: already done
+    assert re.search(r"files already done \(skipped\)\W*1\b", capsys.readouterr().out)   # the second time
     with DetectionStore(out / STORE_NAME) as store:
         (e,) = read_embeddings(store.conn)
         (ws,) = store.window_scores(store.latest_run())
@@ -117,6 +119,24 @@ def test_a_bad_example_is_a_clear_error(loop, capsys):
     assert main(["search", str(out), "--example", f"{rec}@9-3"]) == 2
     assert main(["search", str(out), "--example", "/nowhere.wav"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_an_example_span_past_the_end_says_how_long_the_file_is(loop, capsys):
+    _, _, rec, out = loop   # a 90 s recording
+    for span in ("200-205", "88-95"):
+        assert main(["search", str(out), "--example", f"{rec}@{span}"]) == 2
+        err = capsys.readouterr().err
+        assert f"{rec.name} is 90 s long" in err and "within" in err, err
+        assert "decoded" not in err and "copy it again" not in err
+
+
+def test_a_long_example_without_a_span_is_refused_with_what_to_give(loop, capsys):
+    _, _, rec, out = loop   # 90 s: a whole recording, not one call
+    assert main(["search", str(out), "--example", str(rec)]) == 2
+    err = capsys.readouterr().err
+    assert "90 s long" in err and "RECORDING@START-END" in err
+    assert main(["search", str(out), "--example", f"{rec}@10-85"]) == 2   # a span longer than an example should be
+    assert "RECORDING@START-END" in capsys.readouterr().err
 
 
 def label_truth(out: Path, truth=OWL) -> None:
@@ -234,3 +254,60 @@ def test_the_daemon_stores_each_files_embeddings_beside_its_scores(tmp_path):
         (e,) = read_embeddings(store.conn)
         (ws,) = store.window_scores(store.latest_run())
     assert np.array_equal(e.starts, ws.starts) and e.bundle == str(bundle.resolve())
+
+
+def test_embed_reports_odd_entries_and_failed_files_as_scan_does_and_exits_1(cascade_bundle, tmp_path, capsys):
+    rec = night(tmp_path / "rec" / "20240101_200000.wav").parent
+    (rec / "20240102_200000.wav").write_bytes(b"not wav")   # undecodable
+    (rec / "dangling.wav").symlink_to(tmp_path / "gone.wav")
+    out = tmp_path / "out"
+    assert main(["embed", str(rec), "--model", str(cascade_bundle), "--out", str(out), "--tz", "UTC"]) == 1
+    report = capsys.readouterr().out
+    assert "odd entries skipped (not recordings)" in report and "dangling.wav" in report
+    assert "20240102_200000.wav" in report and "files embedded" in report
+
+
+def test_embed_on_a_full_disk_says_so_without_a_traceback(tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    from hootwatch.edge.store import database as store
+    bundle = embedding_bundle(tmp_path / "b")
+    rec = night(tmp_path / "rec" / "20240101_200000.wav").parent
+
+    def full(self, path):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(store.DetectionStore, "__init__", full)
+    assert main(["embed", str(rec), "--model", str(bundle), "--out", str(tmp_path / "o"), "--tz", "UTC"]) == 4
+    err = capsys.readouterr().err
+    assert "disk" in err and "full" in err and "free" in err and "Traceback" not in err
+
+
+def test_search_with_model_uses_that_bundles_embeddings_in_a_store_of_two_backbones(tmp_path, capsys):
+    a = embedding_bundle(tmp_path / "a")
+    b = embedding_bundle(tmp_path / "b", tone_hz=600.0)   # another graph: another backbone_id
+    assert load_bundle(a).manifest.backbone_id != load_bundle(b).manifest.backbone_id
+    out = tmp_path / "out"
+    for bundle, name in ((a, "20240101_200000.wav"), (a, "20240102_200000.wav"), (b, "20240103_200000.wav")):
+        rec = night(tmp_path / "rec" / bundle.name / name)
+        assert main(["embed", str(rec), "--model", str(bundle), "--out", str(out), "--tz", "UTC", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(out), "--model", str(b), "--example", f"{rec}@12-17", "--out",
+                 str(tmp_path / "r.csv")]) == 0   # b has fewer windows than a
+    assert {Path(h).name for h in _ranked_files(tmp_path / "r.csv")} == {"20240103_200000.wav"}
+    assert main(["search", str(out), "--model", str(a), "--example", f"{rec}@12-17", "--out",
+                 str(tmp_path / "r.csv")]) == 0
+    assert {Path(h).name for h in _ranked_files(tmp_path / "r.csv")} == {"20240101_200000.wav", "20240102_200000.wav"}
+
+
+def _ranked_files(path) -> set[str]:
+    import csv
+    with open(path, newline="") as f:
+        return {r["file"] for r in csv.DictReader(f)}
+
+
+def test_fit_with_a_bundle_whose_embeddings_are_not_stored_names_the_bundle_they_came_from(loop, tmp_path, capsys):
+    _, bundle, _, out = loop
+    other = embedding_bundle(tmp_path / "other", tone_hz=600.0)
+    assert main(["fit", str(out), "--bundle", str(other), "--out", str(tmp_path / "b2")]) == 2
+    err = capsys.readouterr().err
+    assert str(bundle.resolve()) in err and "Traceback" not in err

@@ -124,14 +124,14 @@ class RichProgress:
 
 
 def summary_table(summary, csv_path: Path, store_path: Path, rule: str | None = None,
-                  pass_rate: float | None = None):
+                  pass_rate: float | None = None, command: str = "scan", done: str = "files scanned"):
     from rich.table import Table
-    t = Table(title="hootwatch scan", show_header=False)
+    t = Table(title=f"hootwatch {command}", show_header=False)
     t.add_column("", style="bold")
     t.add_column("")
     if rule:
         t.add_row("detection rule", rule)
-    t.add_row("files scanned", str(len(summary.done)))
+    t.add_row(done, str(len(summary.done)))
     t.add_row("files already done (skipped)", str(len(summary.skipped)))
     t.add_row("files failed", str(len(summary.failed)))
     t.add_row("odd entries skipped (not recordings)", str(len(summary.odd)))
@@ -196,41 +196,39 @@ def _disk_full(out: Path, exc: BaseException) -> int:
     return EXIT_DISK_FULL
 
 
-def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from hootwatch.edge.contract.cascade import load_detector, pass_rate_of
-    from hootwatch.edge.store.exports import exports_note
-    from hootwatch.edge.scan.engine import detection_rule, scan_into
-    from hootwatch.edge.store.database import STORE_NAME
-
-    console = Console(stderr=True)
-    _log_through(console)
-    settings = _settings(args)
-    out = Path(args.out)
+def check_paths(paths, out_dir) -> Path:
+    """The output folder, after checking it is no file and that every path given is there (ConfigError)."""
+    out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder", "give --out a new or existing folder")
-    missing = [p for p in args.paths if not Path(p).exists() and not Path(p).is_symlink()]  # dangling: that path fails
+    missing = [p for p in paths if not Path(p).exists() and not Path(p).is_symlink()]  # dangling: that path fails
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(missing)}", "check the paths (is the SD card mounted?)")
-    detector = None if args.cluster is not None else load_detector(args.model, threads=args.threads,
-                                                                   batch_size=args.batch_size,
-                                                                   exhaustive=args.exhaustive)
-    if not _any_audio(args.paths):
+    return out
+
+
+def scan_and_report(paths, out: Path, scan, console, settings, *, quiet: bool = False, detector=None,
+                    command: str = "scan", done: str = "files scanned") -> int:
+    """Run `scan(progress) -> (summary, export paths, manifest)` into `out` and report it as `hootwatch scan` does
+    (summary, odd entries and failed files with the reason, disk full, Ctrl-C); returns the exit status
+    (EXIT_CODES). `scan` and `embed` both end here."""
+    from rich.console import Console
+
+    from hootwatch.edge.contract.cascade import pass_rate_of
+    from hootwatch.edge.scan.engine import detection_rule
+    from hootwatch.edge.store.database import STORE_NAME
+    from hootwatch.edge.store.exports import exports_note
+
+    if not _any_audio(paths):
         print("hootwatch: no audio files found in the given paths (nothing was scanned)\n"
               "  fix: check the paths (is the SD card mounted, are the recordings in a sub-folder?)", file=sys.stderr)
         return EXIT_NO_AUDIO
     store_path = out / STORE_NAME
     created = not out.exists()
-    progress = RichProgress(console, enabled=not args.quiet and console.is_terminal)
+    progress = RichProgress(console, enabled=not quiet and console.is_terminal)
     try:
         with progress:
-            if detector is None:
-                from .scan_cluster import scan_with_cluster
-                summary, paths, manifest = scan_with_cluster(args, out, settings, progress, console)
-            else:
-                summary, paths = scan_into(args.paths, detector, out, settings, progress)
-                manifest = detector.manifest
+            summary, exports, manifest = scan(progress)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: the file being scanned was not recorded; finished files are kept. "
                       "Run the same command again to continue.")
@@ -247,9 +245,10 @@ def run(args: argparse.Namespace) -> int:
     report = Console()  # the summary goes to stdout, progress and warnings to stderr
     if not report.is_terminal:
         report = Console(width=200)  # piped to a file or a log: do not wrap paths
-    report.print(summary_table(summary, paths["csv"], store_path, detection_rule(manifest, settings),
-                               pass_rate_of(detector) if detector is not None else None))
-    report.print(exports_note(paths))
+    rule = detection_rule(manifest, settings) if manifest.output_name or manifest.head else None  # else: no scores
+    report.print(summary_table(summary, exports["csv"], store_path, rule,
+                               pass_rate_of(detector) if detector is not None else None, command, done))
+    report.print(exports_note(exports))
     if summary.failed or summary.odd:
         report.print(failed_table(summary))
     if summary.interrupted:
@@ -258,3 +257,26 @@ def run(args: argparse.Namespace) -> int:
         print("hootwatch: no audio files found in the given paths", file=sys.stderr)
         return EXIT_NO_AUDIO
     return EXIT_FAILED if summary.failed or summary.odd else EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from hootwatch.edge.contract.cascade import load_detector
+    from hootwatch.edge.scan.engine import scan_into
+
+    console = Console(stderr=True)
+    _log_through(console)
+    settings = _settings(args)
+    out = check_paths(args.paths, args.out)
+    detector = None if args.cluster is not None else load_detector(args.model, threads=args.threads,
+                                                                   batch_size=args.batch_size,
+                                                                   exhaustive=args.exhaustive)
+
+    def scan(progress):
+        if detector is None:
+            from .scan_cluster import scan_with_cluster
+            return scan_with_cluster(args, out, settings, progress, console)
+        return (*scan_into(args.paths, detector, out, settings, progress), detector.manifest)
+
+    return scan_and_report(args.paths, out, scan, console, settings, quiet=args.quiet, detector=detector)

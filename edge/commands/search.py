@@ -1,9 +1,9 @@
 """`hootwatch search OUTDIR --example CLIP [--example CLIP ...]`: the stored windows most like a few example calls,
 best first, as a review queue ("search" in `hootwatch review OUTDIR`) and optionally a CSV.
 
-An example is an audio clip, or `RECORDING@START-END` (seconds). The examples are embedded with the bundle the
-store's embeddings were made with (or --model, which must have the same graph), and every stored window is ranked
-by its best cosine similarity with any of them (edge/review/search.py).
+An example is an audio clip, or `RECORDING@START-END` (seconds). The examples are embedded with --model and the
+windows that bundle's graph embedded are searched (without --model: the bundle of the graph with the most stored
+windows), each ranked by its best cosine similarity with any example (edge/review/search.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--example", action="append", required=True, metavar="CLIP",
                    help="an example call: a clip file, or RECORDING@START-END in seconds (repeat it)")
     p.add_argument("--model", default=None, metavar="BUNDLE",
-                   help="the bundle to embed the examples with (default: the one the store's embeddings came from)")
+                   help="the bundle to embed the examples with; the windows its graph embedded are searched "
+                        "(default: the bundle of the graph with the most stored windows)")
     p.add_argument("--top", type=int, default=200, metavar="N", help="windows to keep (default 200)")
     p.add_argument("--out", dest="csv", default=None, metavar="RANKED.csv",
                    help="also write file, start_s, end_s, similarity (best first) here")
@@ -31,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from hootwatch.edge.contract.detector import Detector
     from hootwatch.edge.core.errors import ConfigError
     from hootwatch.edge.review.search import SEARCH_FILE, EmbeddingIndex, Example, embed_examples, write_ranked
     from hootwatch.edge.store.database import open_store
@@ -39,18 +39,19 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top {args.top}: must be at least 1", "e.g. --top 200")
     examples = [Example.parse(e) for e in args.example]
+    for ex in examples:   # before the index is read: a typo should not wait for 10^6 windows
+        ex.check()
     with open_store(args.out) as store:
         t0 = time.perf_counter()
-        index = EmbeddingIndex.load(store)
-        bundle = args.model or index.bundle
-        if not bundle or not Path(bundle).is_dir():
-            raise ConfigError(f"the bundle that made the stored embeddings ({bundle or 'unknown'}) is not here",
-                              "pass it with --model BUNDLE")
-        det = Detector.load(bundle, threads=2)
-        if det.manifest.backbone_id != index.model_id:
-            raise ConfigError(f"--model {bundle}: its graph ({det.manifest.backbone_id}) is not the one the store's "
-                              f"embeddings came from ({index.model_id})",
-                              "pass the bundle the recordings were scanned or embedded with")
+        if args.model:   # its own backbone's windows, whichever backbone has the most
+            det = _detector(args.model)
+            index = EmbeddingIndex.load(store, det.manifest.backbone_id)
+        else:
+            index = EmbeddingIndex.load(store)
+            if not index.bundle or not Path(index.bundle).is_dir():
+                raise ConfigError(f"the bundle that made the stored embeddings ({index.bundle or 'unknown'}) is not "
+                                  "here", "pass it with --model BUNDLE")
+            det = _detector(index.bundle)
         hits = index.rank(embed_examples(det, examples), top=args.top)
         names = {k: store.recording_path(k) or k for k in {h.file_key for h in hits}}
         write_ranked(Path(args.out) / SEARCH_FILE, hits, names)
@@ -63,3 +64,14 @@ def run(args: argparse.Namespace) -> int:
     written = f"; written to {args.csv}" if args.csv else ""
     print(f"review them: hootwatch review {args.out}  (queue 'search results'){written}")
     return 0
+
+
+def _detector(bundle):
+    from hootwatch.edge.contract.detector import Detector
+    from hootwatch.edge.core.errors import ConfigError
+
+    det = Detector.load(bundle, threads=2)
+    if not det.embeds:
+        raise ConfigError(f"--model {bundle}: this bundle outputs no embedding",
+                          "pass the bundle the recordings were scanned or embedded with")
+    return det

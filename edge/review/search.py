@@ -24,6 +24,7 @@ from hootwatch.edge.core.errors import ConfigError
 from hootwatch.edge.store.database import DetectionStore
 from hootwatch.edge.store.embeddings import embedding_models, read_embeddings
 
+MAX_EXAMPLE_S = 60.0  # longer is no call but a stretch of night: a meaningless query, and GBs for a whole-night file
 CHUNK = 16384   # windows turned to float32 at a time (50 MB at 768 dimensions; larger chunks were no faster)
 SEARCH_FILE = "search.csv"   # the latest search of an output folder: the review page's "search" queue
 _CACHE: dict = {}            # EmbeddingIndex.cached: the last index loaded and the stamp of the store it came from
@@ -51,11 +52,19 @@ class EmbeddingIndex:
 
     @classmethod
     def load(cls, store: DetectionStore, model_id: str | None = None) -> "EmbeddingIndex":
-        """The backbone with the most stored windows (or `model_id`'s). ConfigError when there is none."""
-        models = [m for m in embedding_models(store.conn) if model_id is None or m["model_id"] == model_id]
+        """The backbone `model_id`'s windows (None: the backbone with the most). ConfigError when there are none,
+        naming the bundles the stored embeddings came from."""
+        stored = embedding_models(store.conn)
+        models = [m for m in stored if model_id is None or m["model_id"] == model_id]
+        if not models and stored:   # another bundle's: name it (its path is kept in every row)
+            came_from = "; ".join(f"{m['bundle'] or 'a bundle no longer named'} (graph {m['model_id']}, "
+                                  f"{m['windows']} windows)" for m in stored)
+            raise ConfigError(f"{store.path}: no window embeddings of graph {model_id} are stored; the store's "
+                              f"embeddings came from {came_from}",
+                              "use that bundle (or a head fitted on it), or embed the recordings with this one: "
+                              "hootwatch embed RECORDINGS --model BUNDLE --out OUTDIR")
         if not models:
-            of = f" of model {model_id}" if model_id else ""
-            raise ConfigError(f"{store.path}: no window embeddings{of} are stored",
+            raise ConfigError(f"{store.path}: no window embeddings are stored",
                               "scan (or `hootwatch embed`) the recordings with a bundle that outputs embeddings "
                               "(exported by this hootwatch; `hootwatch export --embedding-only` for a backbone)")
         m = models[0]
@@ -156,6 +165,28 @@ class Example:
             raise ConfigError(f"--example {text!r}: the span must have 0 <= START < END", "e.g. night1.wav@12.5-17.5")
         return cls(Path(path), a, b)
 
+    def check(self) -> None:
+        """ConfigError unless the file is audio and the span lies within it and is at most MAX_EXAMPLE_S long."""
+        from hootwatch.edge.contract.audio import probe
+
+        if not self.path.is_file():
+            raise ConfigError(f"--example {self.path}: no such file", "give an audio clip, or RECORDING@START-END")
+        length = probe(self.path).duration_s
+        said = f"{self.path.name} is {length:.3g} s long"
+        if self.end_s is None:
+            if length > MAX_EXAMPLE_S:
+                raise ConfigError(f"--example {self.path}: {said}, more than one call (at most {MAX_EXAMPLE_S:g} s)",
+                                  f"give the call's span in it: --example RECORDING@START-END, e.g. "
+                                  f"{self.path.name}@12.5-17.5 (seconds)")
+            return
+        if self.end_s > length + 1e-3:
+            raise ConfigError(f"--example {self.path}@{self.start_s:g}-{self.end_s:g}: {said}; give a span within it",
+                              f"START-END in seconds between 0 and {length:.3g}")
+        if self.end_s - self.start_s > MAX_EXAMPLE_S:
+            raise ConfigError(f"--example {self.path}@{self.start_s:g}-{self.end_s:g}: the span is longer than one "
+                              f"call (at most {MAX_EXAMPLE_S:g} s)",
+                              "give one call's span: --example RECORDING@START-END, e.g. a few seconds")
+
 
 def embed_examples(detector, examples: list[Example]) -> np.ndarray:
     """One query vector per example: the mean embedding of its windows (the bundle's window and hop; a clip
@@ -166,8 +197,7 @@ def embed_examples(detector, examples: list[Example]) -> np.ndarray:
     m = detector.manifest
     out = []
     for ex in examples:
-        if not Path(ex.path).is_file():
-            raise ConfigError(f"--example {ex.path}: no such file", "give an audio clip, or RECORDING@START-END")
+        ex.check()
         dur = None if ex.end_s is None else ex.end_s - ex.start_s
         x = load(ex.path, m.sample_rate, start_s=ex.start_s, duration_s=dur)
         if not len(x):
