@@ -213,6 +213,7 @@ def test_the_night_page_in_chromium_shows_the_picture_axes_and_opens_a_mark(nigh
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
         ctx = browser.new_context(viewport={"width": 1280, "height": 900})
         ctx.add_init_script("localStorage.setItem('hootwatch.reviewer', 'tester')")  # the name is asked once
+        ctx.set_default_timeout(60_000)  # CI's two cores also run the other tests: a hang still fails
         page = ctx.new_page()
         page.goto(url)
         page.click("#night-link")
