@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
@@ -185,15 +186,20 @@ class Reviewer(threading.Thread):
     def __init__(self, port: int, stop: threading.Event, whole_store: bool = True) -> None:
         super().__init__(daemon=True, name="reviewer")
         self.base, self.stop, self.whole_store = f"http://127.0.0.1:{port}", stop, whole_store
-        self.ok = self.failed = 0
+        self.ok = self.failed = self.refused = 0
         self.errors: list[str] = []
+        self.csrf = ""  # the token the review page is served with (a label is taken only with it)
 
     def _get(self, path: str):
         with urllib.request.urlopen(self.base + path, timeout=30) as r:
             return r.read()
 
     def _post(self, path: str, body: dict):
-        req = urllib.request.Request(self.base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        if not self.csrf:
+            m = re.search(r'<meta name="hootwatch-csrf" content="([^"]+)"', self._get("/").decode())
+            self.csrf = m.group(1) if m else ""
+        req = urllib.request.Request(self.base + path, json.dumps(body).encode(),
+                                     {"Content-Type": "application/json", "X-Hootwatch-Csrf": self.csrf})
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.read()
 
@@ -215,7 +221,9 @@ class Reviewer(threading.Thread):
             except urllib.error.HTTPError as exc:
                 if exc.code >= 500:
                     self.failed += 1
-                    self.errors.append(f"{exc.code} {exc.url}")
+                else:  # a request the page would make, refused: the soak is not measuring what it says
+                    self.refused += 1
+                self.errors.append(f"{exc.code} {exc.url}")
             except (OSError, ValueError) as exc:  # the app not up yet, or gone at stop
                 if not self.stop.is_set():
                     self.errors.append(str(exc))
@@ -250,8 +258,10 @@ def soak(args) -> dict:
     port = _free_port()
     cfg = _config(tmp, bundle, port, args.backup_min)
     log = open(tmp / "daemon.log", "w")
+    # the daemon's environment as the systemd unit gives it (two malloc arenas: see systemd/hootwatch.service)
+    env = dict(os.environ, MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", "2"))
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(cfg), "--mic-speed", str(args.mic_speed)],
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
     out = tmp / "out"
     samples: list[Sample] = []
     stop = threading.Event()
@@ -312,6 +322,7 @@ def soak(args) -> dict:
         "detections": len(daemon_rows), "reference_detections": len(ref_rows), "lost": lost,
         "duplicated": duplicated, "live_detections": live, "labels_posted": labels,
         "overruns": status.get("overruns"), "review_ok": reviewer.ok, "review_5xx": reviewer.failed,
+        "review_refused": reviewer.refused,
         "review_errors": reviewer.errors[:5], "backups": len(list((tmp / "usb").glob("detections-*.sqlite"))),
         "warmup": asdict(warm), "end": asdict(end),
         "growth_pct": {k: round(100 * (getattr(end, k) - getattr(warm, k)) / max(getattr(warm, k), 1e-9), 1)
@@ -353,11 +364,13 @@ def main() -> None:
           f"recorder-hour")
     print(f"detections: {r['detections']} (one-shot scan: {r['reference_detections']}), lost {r['lost']}, "
           f"duplicated {r['duplicated']}; microphone: {r['live_detections']} detections, {r['overruns']} overruns; "
-          f"review: {r['review_ok']} rounds, {r['review_5xx']} 5xx, {r['labels_posted']} labels; "
+          f"review: {r['review_ok']} rounds, {r['review_5xx']} 5xx, {r['review_refused']} refused, "
+          f"{r['labels_posted']} labels; "
           f"{r['backups']} backups kept; daemon exit {r['exit_status']}")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2))
-    sys.exit(0 if r["lost"] == r["duplicated"] == 0 and r["exit_status"] == 0 and not r["review_5xx"] else 1)
+    sys.exit(0 if r["lost"] == r["duplicated"] == 0 and r["exit_status"] == 0 and not r["review_5xx"]
+             and not r["review_refused"] else 1)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def test_a_short_soak_loses_and_duplicates_nothing_and_samples_the_daemon(tmp_pa
     r, printed = _soak(tmp_path, "--hours", "0.1", "--file-min", "2", "--sample-s", "0.5", timeout=120)
     assert r["lost"] == r["duplicated"] == 0 and r["detections"] == r["reference_detections"] > 0
     assert r["exit_status"] == 0 and r["review_ok"] > 0 and r["review_5xx"] == 0
+    assert r["labels_posted"] > 0 and r["review_refused"] == 0  # the page's requests, as the page sends them
     assert r["samples"] >= 2 and r["end"]["rss_mb"] > 0 and r["end"]["open_files"] > 0
     assert "growth" in printed and "bytes per recorder-hour" in printed
 
