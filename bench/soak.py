@@ -186,7 +186,7 @@ class Reviewer(threading.Thread):
     def __init__(self, port: int, stop: threading.Event, whole_store: bool = True) -> None:
         super().__init__(daemon=True, name="reviewer")
         self.base, self.stop, self.whole_store = f"http://127.0.0.1:{port}", stop, whole_store
-        self.ok = self.failed = self.refused = 0
+        self.ok = self.failed = self.refused = self.gone = 0
         self.errors: list[str] = []
         self.csrf = ""  # the token the review page is served with (a label is taken only with it)
 
@@ -221,6 +221,9 @@ class Reviewer(threading.Thread):
             except urllib.error.HTTPError as exc:
                 if exc.code >= 500:
                     self.failed += 1
+                elif exc.code == 404:  # a detection whose recording the daemon has deleted since (after = delete)
+                    self.gone += 1
+                    continue
                 else:  # a request the page would make, refused: the soak is not measuring what it says
                     self.refused += 1
                 self.errors.append(f"{exc.code} {exc.url}")
@@ -322,7 +325,7 @@ def soak(args) -> dict:
         "detections": len(daemon_rows), "reference_detections": len(ref_rows), "lost": lost,
         "duplicated": duplicated, "live_detections": live, "labels_posted": labels,
         "overruns": status.get("overruns"), "review_ok": reviewer.ok, "review_5xx": reviewer.failed,
-        "review_refused": reviewer.refused,
+        "review_refused": reviewer.refused, "review_gone": reviewer.gone,
         "review_errors": reviewer.errors[:5], "backups": len(list((tmp / "usb").glob("detections-*.sqlite"))),
         "warmup": asdict(warm), "end": asdict(end),
         "growth_pct": {k: round(100 * (getattr(end, k) - getattr(warm, k)) / max(getattr(warm, k), 1e-9), 1)
@@ -365,6 +368,7 @@ def main() -> None:
     print(f"detections: {r['detections']} (one-shot scan: {r['reference_detections']}), lost {r['lost']}, "
           f"duplicated {r['duplicated']}; microphone: {r['live_detections']} detections, {r['overruns']} overruns; "
           f"review: {r['review_ok']} rounds, {r['review_5xx']} 5xx, {r['review_refused']} refused, "
+          f"{r['review_gone']} labels of recordings deleted since, "
           f"{r['labels_posted']} labels; "
           f"{r['backups']} backups kept; daemon exit {r['exit_status']}")
     if args.json:
