@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return run_embedding_only(args)
     from rich.console import Console
 
+    from . import student
     from .core import ExportOptions, export_bundle
     from .quantize import default_target
     from .report import parity_table, speed_table
@@ -99,22 +100,8 @@ def run(args: argparse.Namespace) -> int:
     m = result.manifest
     sizes = ", ".join(f"{name} {mb:.1f} MB" for name, mb in m.metrics.get("file_mb", {}).items())
     console.print(f"files: {sizes}")
-    if m.first_stage:
-        v = m.first_stage["validation"]
-        console.print(f"cascade first stage: pass threshold {v['pass_threshold']:.4g} on the clips, keeps "
-                      f"{v['positives_kept']} of {v['full_model_positives']} validation clips the int8 model calls "
-                      f"{m.positive_label}, passes {v['pass_rate']:.1%} of them")
-        c = m.first_stage.get("recordings_check")
-        if not c:
-            console.print("[yellow]the pass threshold rests on the validation clips only, which under-sample faint "
-                          "calls and calls cut by window edges (measured: 3 of 116 calls lost on a night): check it on "
-                          "a night or two with `hootwatch cascade-check RECORDINGS --bundle "
-                          f"{result.bundle}` (or export with --first-stage-check DIR)[/]")
-        else:
-            console.print(f"checked on {c['recordings']}: pass threshold {c['pass_threshold_before']:.4g} -> "
-                          f"{c['pass_threshold']:.4g}; keeps {c['positives_kept']} of {c['full_model_positives']} "
-                          f"positive windows and {c['cascade_detections']} of {c['exhaustive_detections']} "
-                          f"detections, passes {c['pass_rate']:.1%} of {c['windows']} windows")
+    for line in student.describe(m, result.bundle):
+        console.print(line)
     console.print(f"bundle written: {result.bundle}  (model id {m.model_id}, labels {list(m.labels)}, "
                   f"positive {m.positive_label!r}, threshold {m.threshold:.2f}, min_hits {m.min_hits}, "
                   f"target {options.target})")

@@ -4,10 +4,12 @@
     2. load the PyTorch model and fold weight norm into plain weights
     3. export fp32 ONNX through Optimum; int8 with the target's preset; fp16 if asked
     4. parity: PyTorch vs ONNX fp32 vs ONNX int8 on the clips; refuse a degraded int8 unless forced
-    5. the cascade's first stage, if the run has one: checked, its pass threshold chosen against int8 (first_stage.py)
+    5. the cascade's first stage, if the run has one: the student through the same ONNX/int8 path, its parity, a
+       first pass threshold on the clips (student.py; feature-MLP first stages of older runs: first_stage.py)
     6. size and speed report
-    7. write the bundle in a staging folder; with `first_stage_check`, check (and lower) the cascade's pass threshold
-       on recordings like those it will scan; move it into place
+    7. write the bundle in a staging folder; with `first_stage_check`, choose the student's pass rule on those
+       labelled recordings (every call the full model detects there kept), or without labels check (and lower) the
+       pass threshold until the cascade makes an exhaustive scan's rows there; move it into place
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from hootwatch.edge.contract.operating_point import OperatingPoint, Wording
 from hootwatch.edge.scan.cascade_check import check_on_recordings
 from hootwatch.edge.core.errors import ConfigError
 
-from . import bundle_writer, first_stage, onnx_export, quantize
+from . import bundle_writer, first_stage, onnx_export, quantize, student
 from .parity import ParityError, ParityReport, check_parity
 from .report import SpeedReport, measure_speed
 from .source import ExportSource, resolve_source
@@ -56,9 +58,10 @@ class ExportOptions:
     threads: int = 2                 # for parity and the speed report
     speed_repeats: int = 3           # 0 skips the speed measurement
     max_clips: int | None = None     # parity on an evenly spaced subset of the clips (default: all)
-    first_stage: bool = True         # ship the run's cascade first stage (RUN/first_stage) when it has one
-    # recordings like those the bundle will scan (no labels needed): the pass threshold comes down until, there,
-    # the cascade makes exactly the rows of an exhaustive scan (hootwatch.edge.scan.cascade_check)
+    first_stage: bool = True         # ship the run's cascade first stage (RUN/student) when it has one
+    # recordings like those the bundle will scan: with labels (ground_truth.csv or annotation tables), the student's
+    # pass rule is chosen there (hootwatch.edge.scan.pass_rule); without, the pass threshold comes down until the
+    # cascade makes exactly the rows of an exhaustive scan there (hootwatch.edge.scan.cascade_check)
     first_stage_check: Path | None = None
     embedding: bool = True               # the graph also outputs each window's pooled embedding (search, fit)
     embedding_layer: int | None = None   # its transformer layer (None: the middle one, onnx_export.middle_layer)
@@ -135,8 +138,12 @@ def export_bundle(options: ExportOptions, on_parity=None, on_speed=None) -> Expo
             windows = cut_windows(clips[:EMBEDDING_CHECK_CLIPS], meta.sample_rate, meta.window_s)
             embedding["int8_min_cosine"] = round(min_cosine(model, int8, probe, windows, options.threads), 5)
 
-        cascade = (first_stage.prepare(source, int8, clips, meta.threshold, bundle_dir, options.threads)
-                   if options.first_stage else {})
+        cascade = {}
+        if options.first_stage and student.run_student_dir(source) is not None:
+            cascade = student.prepare(source, int8, clips, meta.threshold, bundle_dir, work, options.target,
+                                      options.threads)
+        elif options.first_stage:   # a run from before the student: its feature MLP
+            cascade = first_stage.prepare(source, int8, clips, meta.threshold, bundle_dir, options.threads)
 
         speed = None
         if options.speed_repeats > 0:

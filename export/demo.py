@@ -4,12 +4,12 @@
 2. train a tiny wav2vec2 on the CPU,
 3. mine hard examples: scan a synthetic night (its own seed) with that model and add the windows it gets wrong
    (and the lowest-scored calls) to the training data, the first run's splits kept,
-4. train on from the first model with them,
-5. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch (with the cascade's first stage the
-   trainer distilled from it),
+4. train on from the first model with them, and distil the cascade's first stage from it: a small student model
+   that learns the model's scores on the training clips and recordings and on the mining night (`--distil-audio`),
+5. export it to ONNX, quantize to int8 and prove it still agrees with PyTorch (the student too),
 6. synthesise a validation night and choose on it the score threshold and how many positive windows in a row
-   make a detection (the bundle's operating point), exporting the bundle with them; the cascade's pass threshold
-   is checked on the same night (lowered until the cascade makes exactly the rows of an exhaustive scan there),
+   make a detection (the bundle's operating point), exporting the bundle with them; the student's pass rule is
+   chosen on the same labelled night (every owl call the full model detects there still detected),
 7. synthesise the test night of SD-card files (another seed: other birds, other stretches of the background
    recordings) with ground truth,
 8. scan the test night with the int8 bundle, as the field daemon would (the first stage passes on the windows
@@ -22,7 +22,7 @@
 Real backgrounds from ../shared/data/real are used when present (else synthetic night noise).
 
 It drives the trainer and the export, so it lives here, in the downstream package: export imports trainer (the
-run folder it reads, the first stage it checks), trainer never imports export.
+run folder it reads, the student it exports), trainer never imports export.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class DemoOptions:
     epochs: int = 20               # training on the clips
     mining_hours: float = 2.0      # synthetic night the hard examples are mined from
     mining_epochs: int = 8         # training on, with the hard examples added
+    student_windows: int = 2400    # the student (cascade first stage) learns from the training clips and recordings
+    student_epochs: int = 8        # and the mining night (as --distil-audio), at most this many windows
     mining_lr: float = 2e-4
     seed: int = 0
     backgrounds: Path | None = None
@@ -146,7 +148,7 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     # 2. training on the clips
     t = step("2/9 training a tiny wav2vec2 on the CPU")
     train(make_args(data=str(data), out=str(out / "run_clips"), tiny=True, epochs=opts.epochs, seed=opts.seed,
-                    device="cpu", threads=opts.threads, progress=opts.progress))
+                    device="cpu", threads=opts.threads, progress=opts.progress, student=False))
     timings["train_s"] = time.perf_counter() - t
 
     # 3. hard examples: what that model gets wrong on a night of its own (another seed), added to the data
@@ -166,7 +168,9 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     t = step("4/9 training on with the hard examples")
     result = train(make_args(data=str(data), out=str(out / "run"), base=str(out / "run_clips" / "model"),
                              unfreeze_feature_encoder=True, learning_rate=opts.mining_lr, epochs=opts.mining_epochs,
-                             seed=opts.seed, device="cpu", threads=opts.threads, progress=opts.progress))
+                             seed=opts.seed, device="cpu", threads=opts.threads, progress=opts.progress,
+                             distil_audio=str(mining), distil_max_windows=opts.student_windows,
+                             student_epochs=opts.student_epochs))
     timings["train_on_s"] = time.perf_counter() - t
 
     # 5. export + int8 + parity
@@ -302,22 +306,11 @@ def report_round(r: dict, console) -> None:
 
 
 def report_first_stage(manifest, console) -> None:
-    """The cascade's first stage the bundle ships (built by `train`, checked by `export`), or that it has none."""
-    fs = manifest.first_stage
-    if not fs:
-        console.print("[yellow]the bundle has no cascade first stage: every window is scored by the full model[/]")
-        return
-    v = fs["validation"]
-    console.print(f"cascade first stage: on the validation clips it keeps {v['positives_kept']} of the "
-                  f"{v['full_model_positives']} the int8 model calls owl at threshold {v['full_threshold']:g} and "
-                  f"passes {v['pass_rate']:.1%} of all clips (pass threshold {v['pass_threshold']:.4g})")
-    c = fs.get("recordings_check")
-    if c:
-        console.print(f"  checked on the validation night: pass threshold {c['pass_threshold_before']:.4g} -> "
-                      f"{c['pass_threshold']:.4g}, so that it keeps {c['positives_kept']} of the "
-                      f"{c['full_model_positives']} windows the int8 model calls owl and makes exactly the "
-                      f"{c['exhaustive_detections']} detections of an exhaustive scan; it passes {c['pass_rate']:.1%} "
-                      f"of the night's windows")
+    """The cascade's first stage the bundle ships (distilled by `train`, checked by `export`), or that it has none."""
+    from .student import describe
+
+    for line in describe(manifest):
+        console.print(line)
 
 
 def report_operating_point(chosen, run_threshold: float, console) -> None:

@@ -146,7 +146,8 @@ def _scores(full, first, sr=10, win=50, hop=25):
 def test_the_checked_pass_threshold_rebuilds_a_detection_the_99_5_percent_allowance_would_split():
     """200 positive windows in one long detection, one of them scored low by the first stage: the 0.5 % window
     allowance alone would drop it and split the detection in two; the check passes it, and the rows are exhaustive's."""
-    from hootwatch.edge.scan.cascade_check import _rows, checked_pass_threshold
+    from hootwatch.edge.scan.cascade_check import checked_pass_threshold
+    from hootwatch.edge.scan.pass_rule import cascade_rows as _rows
 
     full = np.full(400, 0.1)
     full[10:210] = 0.9

@@ -90,6 +90,16 @@ class TrainArgs:
         default=None, metadata={"help": "train the convolutional feature encoder too (default: frozen for a "
                                         "pretrained backbone, trained for --tiny, whose encoder is random)"})
     gradient_checkpointing: Switch = field(default=False, metadata={"help": "trade compute for GPU memory"})
+    # the cascade's first stage (trainer/student.py)
+    student: Switch = field(default=True, metadata={"help": "distil a small student model, the cascade's first "
+                                                            "stage, after training (--no-student: the bundle "
+                                                            "scores every window with the full model)"})
+    distil_audio: str | None = field(default=None, metadata={"help": "folder of unlabelled recordings from your "
+                                                                     "sites (SD-card dumps) the student also "
+                                                                     "learns the model's scores on"})
+    distil_max_windows: Whole = field(default=6000, metadata={"help": "windows the student learns from at most "
+                                                                      "(held in memory: 6000 are 1 GB at 16 kHz)"})
+    student_epochs: Whole = field(default=12, metadata={"help": "passes of the student over its windows"})
     # labels
     positive_label: str = field(default="owl", metadata={"help": "the class to detect"})
     background_label: str = field(default="not_owl", metadata={"help": "label of unannotated stretches"})
@@ -184,6 +194,12 @@ class TrainArgs:
         if self.highpass_hz and self.lowpass_hz and self.highpass_hz >= self.lowpass_hz:
             raise ConfigError(f"highpass_hz ({self.highpass_hz:g}) must be below lowpass_hz ({self.lowpass_hz:g})",
                               "fix --highpass-hz / --lowpass-hz (e.g. 150 and 3000)")
+        if self.distil_audio and not Path(self.distil_audio).expanduser().is_dir():
+            raise ConfigError(f"--distil-audio {self.distil_audio}: no such folder",
+                              "pass a folder of recordings (e.g. a copied SD card), or leave --distil-audio out")
+        if self.student and (self.distil_max_windows < 1 or self.student_epochs < 1):
+            raise ConfigError("distil_max_windows and student_epochs must be at least 1",
+                              "fix --distil-max-windows / --student-epochs, or pass --no-student")
         if self.target_recall is not None and not 0 < self.target_recall <= 1:
             raise ConfigError(f"target_recall must be in (0, 1], got {self.target_recall}", "e.g. --target-recall 0.9")
         if not 0 < self.validation_fraction < 1 or not 0 < self.test_fraction < 1 or \

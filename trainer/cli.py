@@ -21,7 +21,7 @@ from dataclasses import fields
 
 # fields with their own flags (or none)
 _SPECIAL = {"tiny", "resume", "overwrite", "augment", "progress", "unfreeze_feature_encoder", "precision",
-            "gradient_checkpointing"}
+            "gradient_checkpointing", "student"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", default=S, help="delete a non-empty --out and start again")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=S, help="no augmentation")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bars")
+    p.add_argument("--no-student", dest="student", action="store_false", default=S,
+                   help="no student model: the bundle scores every window with the full model")
     p.add_argument("--unfreeze-feature-encoder", dest="unfreeze_feature_encoder", action="store_const", const=True,
                    default=S, help="train the convolutional feature encoder too (default for --tiny)")
     p.add_argument("--freeze-feature-encoder", dest="unfreeze_feature_encoder", action="store_const", const=False,

@@ -12,7 +12,7 @@ write the run folder:
     RUN/splits/{train,validation,test}.csv
     RUN/data_summary.json      clips and recordings per class and split
     RUN/run_config.json        arguments, seed, device, precision, package versions
-    RUN/first_stage/           the cascade's first stage distilled from the best model (trainer/first_stage.py)
+    RUN/student/               the cascade's first stage, a small model distilled from the best (trainer/student.py)
     RUN/checkpoints/           accelerate state (model, optimizer, scheduler, RNG) + trainer_state.json
 
 Several GPUs: `accelerate launch -m hootwatch.trainer.train --data DATA --out RUN ...` (or
@@ -40,7 +40,7 @@ from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisat
 
 from .args import RESUMABLE, RUN_CONFIG, TrainArgs, resume_args
 from .augment import AugmentOptions
-from . import first_stage, init_from
+from . import init_from, student
 from .data import splits as split_mod
 from .data.sources import HarvestOptions, load_clips
 from .metrics import best_f1, binary_metrics, choose_threshold, positive_scores, pr_curve_png
@@ -68,7 +68,7 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------------- run folder
 RUN_MARKERS = ("run_config.json", CHECKPOINTS, f"{MODEL_DIR}/{META_FILE}")
 RUN_CONTENTS = {"run_config.json", CHECKPOINTS, MODEL_DIR, "metrics.json", "pr_curve.png", "splits",
-                "data_summary.json", "data_cache", first_stage.DIR_NAME}
+                "data_summary.json", "data_cache", student.DIR_NAME, "first_stage"}
 
 
 def check_overwrite(out: Path, data: str) -> None:
@@ -519,39 +519,14 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
         console.print(f"[bold]test ({args.positive_label}, threshold {threshold:.3f}):[/] precision "
                       f"{tm['precision']:.3f}  recall {tm['recall']:.3f}  F1 {tm['f1']:.3f}  PR-AUC "
                       f"{tm['pr_auc']:.3f}  confusion {tm['confusion_matrix']}  -> {run_dir}")
-        # 8. the cascade's first stage, distilled from this model (hootwatch.trainer.first_stage)
-        build_first_stage(accelerator.unwrap_model(best), splits, run_dir, sample_rate, args, norm, pos,
-                          threshold, console)
+        # 8. the cascade's first stage: a student distilled from this model (hootwatch.trainer.student)
+        if args.student:
+            student.build(run_dir, accelerator.unwrap_model(best), splits, sample_rate, args.window_s, args.hop,
+                          norm, label2id, args.positive_label, threshold, accelerator.device, args.distil_audio,
+                          args.distil_max_windows, args.student_epochs, args.seed, say=console.print)
     accelerator.wait_for_everyone()
     return TrainResult(run_dir, metrics, threshold, labels, state["optimizer_steps"] - steps_before,
                        state["epoch"], time.perf_counter() - t0)
-
-
-def build_first_stage(model, splits, run_dir: Path, sample_rate: int, args: TrainArgs, norm: Normalisation,
-                      pos: int, threshold: float, console) -> dict | None:
-    """RUN/first_stage/: the model scores the raw training and validation windows exactly as the edge feeds it."""
-    import torch
-
-    device = next(model.parameters()).device
-    model.eval()
-
-    def score(raw: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(norm.apply(raw, sample_rate)).to(device)
-        with torch.inference_mode():
-            logits = torch.cat([model(input_values=x[i:i + args.batch_size]).logits.float()
-                                for i in range(0, len(x), args.batch_size)])
-        return torch.softmax(logits, -1)[:, pos].cpu().numpy()
-
-    t = time.perf_counter()
-    tr = first_stage.features_and_scores(splits.train, sample_rate, args.window_s, score)
-    va = first_stage.features_and_scores(splits.validation, sample_rate, args.window_s, score)
-    report = first_stage.build(run_dir, *tr, *va, threshold, sample_rate, args.seed)
-    if report:
-        v = report["validation"]
-        console.print(f"first stage (cascade): keeps {v['positives_kept']} of {v['full_model_positives']} "
-                      f"validation windows the model calls {args.positive_label}, passes {v['pass_rate']:.1%} of "
-                      f"the validation clips ({time.perf_counter() - t:.0f} s)")
-    return report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,24 +2,29 @@
 
 `CascadeDetector` has the interface the scan uses from `Detector` (`score`, `manifest`, `batch_size`,
 `providers`), so the scan, the daemon, window scores and the review get the cascade without knowing of it;
-`load_detector` returns one when the bundle has a first stage, and a plain `Detector` for old single-stage
-bundles or with `exhaustive=True` (`hootwatch scan --exhaustive`, `model.exhaustive` in the daemon config).
+`load_detector` returns one when the bundle has a first stage, and a plain `Detector` for single-stage bundles or
+with `exhaustive=True` (`hootwatch scan --exhaustive`, `model.exhaustive` in the daemon config).
+
+Two kinds of first stage: the student (contract/student.py: a small wav2vec2 distilled from the full model, in
+ONNX; bundles from this version on) and the numpy feature MLP of earlier bundles (contract/first_stage.py), still
+read. The student reads the same normalised windows as the full model (normalised once here, for both) and
+passes a window with its `neighbours` on each side; the score loop hands the cascade those neighbours as context
+(`score(windows, context=(before, after))`), so what passes never depends on where a batch ends.
 
 The full model stays the judge of every detection: a window the first stage passes gets exactly the full model's
 score (the same call `Detector.score` makes), a window it rejects gets `REJECTED_SCORE` (NaN, "not scored"). NaN
 is below every threshold (`NaN >= t` is false for every t, 0 included), so a rejected window can never become or
-extend a detection, whatever threshold a user passes. The first stage is deterministic numpy, so the same audio
-gives the same rows.
+extend a detection, whatever threshold a user passes.
 
-The pass threshold was chosen at export on the validation clips to keep at least 99.5 % of the windows the full
-(int8) model calls positive at the bundle's threshold (`manifest.first_stage["validation"]`), and, when recordings
-were given (`export --first-stage-check`, `hootwatch cascade-check`), lowered until on them the cascade makes
-exactly the rows of an exhaustive scan (`["recordings_check"]`, hootwatch.edge.scan.cascade_check). Scanning with a
+The student's pass threshold was chosen at export (hootwatch.export.student) so that every owl call of the labelled
+validation recordings (or clips) that the full int8 model detects is still detected by the cascade
+(`manifest.first_stage["rule"]`). `hootwatch cascade-check` (and `export --first-stage-check` without labels) lowers
+it on unlabelled recordings until the cascade makes exactly the rows of an exhaustive scan there. Scanning with a
 much lower `--threshold` than the bundle's may lose windows the first stage was not validated for: use
 `--exhaustive`, or check the bundle again.
 
 On a GPU (CUDA or TensorRT provider) the full model runs the passed windows in batches of 8 and the first stage
-takes GPU_BATCHES of those at a time; this path has not been measured on a GPU yet.
+takes GPU_BATCHES of those at a time.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ import numpy as np
 from .detector import Detector
 from hootwatch.edge.core.errors import BundleError
 from .first_stage import FirstStage
+from .student import Student, dilate, is_student
 
 REJECTED_SCORE = float("nan")
-# windows handed to the first stage at once: its features vectorise over a batch, while the full model gets the
-# passed ones in its own batch size (1 on a CPU, 8 on a GPU). On a GPU the cascade takes 16 full batches at once,
-# so that the few windows passed still make batches worth a GPU call (128 windows of 5 s at 16 kHz: 41 MB).
-FIRST_STAGE_BATCH = 16
+# windows handed to the first stage at once (the student is one session call a batch, and its context windows are
+# screened again with the next batch: 2 of 32), while the full model gets the passed ones in its own batch size (1
+# on a CPU, 8 on a GPU). On a GPU the cascade takes 16 full batches at once, so that the few windows passed still
+# make batches worth a GPU call (128 windows of 5 s at 16 kHz: 41 MB).
+FIRST_STAGE_BATCH = 32
 GPU_BATCHES = 16
 
 
@@ -64,7 +71,7 @@ class PassCounter:
 @dataclass
 class CascadeDetector:
     full: Detector
-    first_stage: FirstStage
+    first_stage: FirstStage | Student
     pass_threshold: float
     batch_size: int = FIRST_STAGE_BATCH
     counter: PassCounter = field(default_factory=PassCounter)
@@ -86,37 +93,57 @@ class CascadeDetector:
     def pass_rate(self) -> float | None:
         return self.counter.pass_rate
 
-    def first_stage_scores(self, windows: np.ndarray) -> np.ndarray:
-        return self.first_stage.score(np.atleast_2d(windows))
+    @property
+    def context(self) -> int:
+        """Windows on each side a batch needs to decide its own (the student's neighbours): the score loop hands
+        them over (`score(windows, context=(before, after))`), so the decision never depends on where batches cut."""
+        return self.first_stage.neighbours if isinstance(self.first_stage, Student) else 0
+
+    def first_stage_scores(self, windows: np.ndarray, normalised: bool = False) -> np.ndarray:
+        """The first stage's score of each window (`normalised`: the windows are the full model's input already,
+        which the feature MLP of earlier bundles cannot read)."""
+        x = np.atleast_2d(np.asarray(windows, np.float32))
+        if isinstance(self.first_stage, Student):
+            return self.first_stage.score_normalised(x if normalised else self.full.normalise(x))
+        if normalised:
+            raise ValueError("the feature first stage reads raw windows")
+        return self.first_stage.score(x)
+
+    def _screen(self, windows: np.ndarray, context: tuple[int, int]):
+        """(the batch's windows, normalised or raw, with a flag saying which; the indices the full model scores)."""
+        x = np.atleast_2d(np.asarray(windows, np.float32))
+        before, after = context
+        end = len(x) - after
+        if isinstance(self.first_stage, Student):
+            xn = self.full.normalise(x)
+            keep = dilate(self.first_stage.score_normalised(xn) >= self.pass_threshold, self.first_stage.neighbours)
+            return xn[before:end], True, np.flatnonzero(keep[before:end])
+        keep = self.first_stage.score(x) >= self.pass_threshold
+        return x[before:end], False, np.flatnonzero(keep[before:end])
 
     @property
     def embeds(self) -> bool:
         return self.full.embeds
 
-    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score_and_embed(self, windows: np.ndarray, context: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
         """`score`, and the full model's embedding of each passed window; a rejected window's row is NaN: the
         full model never ran on it, and running it only for the embedding would undo the cascade's saving (a
         search then misses what the first stage rejects: `scan --exhaustive` embeds every window)."""
-        x = np.atleast_2d(np.asarray(windows, np.float32))
+        x, normalised, passed = self._screen(windows, context)
         scores = np.full(len(x), REJECTED_SCORE, np.float32)
         emb = np.full((len(x), int(self.manifest.embedding["dim"])), np.nan, np.float32)
-        if len(x) == 0:
-            return scores, emb
-        passed = np.flatnonzero(self.first_stage_scores(x) >= self.pass_threshold)
         if len(passed):
-            scores[passed], emb[passed] = self.full.score_and_embed(x[passed])
+            scores[passed], emb[passed] = self.full.score_and_embed(x[passed], normalised=normalised)
         self.counter.add(len(x), len(passed))
         return scores, emb
 
-    def score(self, windows: np.ndarray) -> np.ndarray:
-        """The full model's owl probability for windows the first stage passes, REJECTED_SCORE (NaN) for the rest."""
-        x = np.atleast_2d(np.asarray(windows, np.float32))
+    def score(self, windows: np.ndarray, context: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """The full model's owl probability for windows the first stage passes, REJECTED_SCORE (NaN) for the rest.
+        `context`: how many of `windows` at the start and at the end only inform the decision (not scored)."""
+        x, normalised, passed = self._screen(windows, context)
         out = np.full(len(x), REJECTED_SCORE, np.float32)
-        if len(x) == 0:
-            return out
-        passed = np.flatnonzero(self.first_stage_scores(x) >= self.pass_threshold)
         if len(passed):
-            out[passed] = self.full.score(x[passed])
+            out[passed] = self.full.score(x[passed], normalised=normalised)
         self.counter.add(len(x), len(passed))
         return out
 
@@ -138,9 +165,12 @@ def load_detector(bundle_dir: str | os.PathLike, threads: int | None = None, pro
     if exhaustive or not spec:
         return full
     path = full.bundle.path / spec["file"]   # hash-checked by load_bundle with every other file
+    batch = FIRST_STAGE_BATCH if full.batch_size <= 1 else max(FIRST_STAGE_BATCH, GPU_BATCHES * full.batch_size)
+    if is_student(spec):
+        return CascadeDetector(full, Student.load(path, spec, threads, providers), float(spec["pass_threshold"]),
+                               batch)
     fs = FirstStage.load(path)
     if fs.sample_rate != full.manifest.sample_rate:
         raise BundleError(f"{path}: the first stage runs at {fs.sample_rate} Hz, the model at "
                           f"{full.manifest.sample_rate} Hz", "export the model again, or scan with --exhaustive")
-    batch = FIRST_STAGE_BATCH if full.batch_size <= 1 else max(FIRST_STAGE_BATCH, GPU_BATCHES * full.batch_size)
     return CascadeDetector(full, fs, float(spec["pass_threshold"]), batch)

@@ -114,23 +114,29 @@ class Detector:
         """Whether this bundle's graph gives embeddings (the scan then stores them)."""
         return bool(self.manifest.embedding_output)
 
-    def _run(self, windows: np.ndarray, names: list[str]) -> list[np.ndarray]:
+    def normalise(self, windows: np.ndarray) -> np.ndarray:
+        """Raw (batch, window_samples) audio as the model reads it (the bundle's band limit and normalisation)."""
         m = self.manifest
-        x = m.normalisation.apply(np.atleast_2d(windows), m.sample_rate)
+        return m.normalisation.apply(np.atleast_2d(windows), m.sample_rate)
+
+    def _run(self, windows: np.ndarray, names: list[str], normalised: bool = False) -> list[np.ndarray]:
+        m = self.manifest
+        x = np.atleast_2d(np.asarray(windows, np.float32)) if normalised else self.normalise(windows)
         outs = [self.session.run(names, {m.input_name: x[i:i + self.batch_size]})
                 for i in range(0, len(x), self.batch_size)]
         return [np.concatenate([o[j] for o in outs]) for j in range(len(names))] if outs else None
 
-    def logits(self, windows: np.ndarray) -> np.ndarray:
-        """Raw logits for (batch, window_samples) raw audio windows (normalisation is applied here)."""
-        out = self._run(windows, [self.manifest.output_name])
+    def logits(self, windows: np.ndarray, normalised: bool = False) -> np.ndarray:
+        """Raw logits for (batch, window_samples) raw audio windows (normalisation is applied here unless the
+        windows are `normalised` already, as the cascade hands them over)."""
+        out = self._run(windows, [self.manifest.output_name], normalised)
         return out[0] if out else np.zeros((0, len(self.manifest.labels)), np.float32)
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """The pooled embedding of each window, (batch, dim) float32; BundleError when the bundle has none."""
         return self.score_and_embed(windows)[1]
 
-    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score_and_embed(self, windows: np.ndarray, normalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(score of each window, its embedding) from one session call."""
         m = self.manifest
         if not m.embedding_output:
@@ -138,18 +144,18 @@ class Detector:
                               "export the model again with this hootwatch, or use `hootwatch export "
                               "--embedding-only BACKBONE` for search")
         names = [m.embedding_output] + ([m.output_name] if m.output_name and not m.head else [])
-        out = self._run(windows, names)
+        out = self._run(windows, names, normalised)
         if out is None:
             return np.zeros(0, np.float32), np.zeros((0, int(m.embedding["dim"])), np.float32)
         emb = out[0].astype(np.float32)
         return (self._scores(out[1]) if len(out) > 1 else self._head_or_nan(emb)), emb
 
-    def score(self, windows: np.ndarray) -> np.ndarray:
+    def score(self, windows: np.ndarray, normalised: bool = False) -> np.ndarray:
         """Probability of the positive label for each window, shape (batch,)."""
         m = self.manifest
         if m.head or not m.output_name:
-            return self.score_and_embed(windows)[0]
-        return self._scores(self.logits(windows))
+            return self.score_and_embed(windows, normalised)[0]
+        return self._scores(self.logits(windows, normalised))
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:
         return softmax(logits.astype(np.float64))[:, self.manifest.positive_index].astype(np.float32)

@@ -9,7 +9,10 @@
     stream.embeddings                    # and its pooled embedding, when the scorer `embeds` (else None)
 
 `scorer` is anything with `.score(windows: np.ndarray) -> np.ndarray` (one score per window), `.manifest` and
-`.batch_size`: the ONNX `Detector`, or a cascade of models; nothing here depends on how it scores. A NaN score
+`.batch_size`: the ONNX `Detector`, or a cascade of models; nothing here depends on how it scores. A scorer with a
+`context` of k windows gets k windows on each side of every batch (`score(x, context=(before, after))`, scores for
+the batch only), so its decisions do not depend on where the batches cut the stream (live audio scores each block
+at once, so a live batch has no windows after it). A NaN score
 is a window the scorer chose not to score (the cascade's rejected windows): it is below every threshold.
 
 A file (`score_file`): decoded in blocks at the model's rate, windowed from its own first sample. With the next
@@ -53,6 +56,7 @@ class ScoreStream:
         self._windows = WindowStream(spec)
         self._builder = EventBuilder(threshold, min_hits)
         self._pending: list[tuple[int, np.ndarray]] = []
+        self._before: list[tuple[int, np.ndarray]] = []      # context windows already scored (see _score)
         self._starts: list[int] = []
         self._scores: list[np.ndarray] = []
         self._embeddings: list[np.ndarray] | None = [] if getattr(scorer, "embeds", False) else None
@@ -105,14 +109,22 @@ class ScoreStream:
     def _score(self, score_all: bool) -> list[Event]:
         events: list[Event] = []
         win = self.spec.window_samples
-        while self._pending and (score_all or len(self._pending) >= self.batch_size):
-            batch, self._pending = self._pending[:self.batch_size], self._pending[self.batch_size:]
-            x = np.stack([w for _, w in batch])
+        # a scorer with `context` k (the cascade's student passes a window's neighbours) sees k windows on each side
+        # of its batch: the batch waits for the k windows after it, the last k of it stay as the next one's before
+        ctx = max(0, int(getattr(self.scorer, "context", 0) or 0))
+        while self._pending and (score_all or len(self._pending) >= self.batch_size + ctx):
+            batch, after = self._pending[:self.batch_size], self._pending[self.batch_size:self.batch_size + ctx]
+            self._pending = self._pending[self.batch_size:]
+            before = self._before
+            x = np.stack([w for _, w in before + batch + after])
+            kw = {"context": (len(before), len(after))} if ctx else {}
+            if ctx:
+                self._before = (before + batch)[-ctx:]
             if self._embeddings is not None:
-                scores, emb = self.scorer.score_and_embed(x)
+                scores, emb = self.scorer.score_and_embed(x, **kw)
                 self._embeddings.append(np.asarray(emb, np.float32))
             else:
-                scores = self.scorer.score(x)
+                scores = self.scorer.score(x, **kw)
             scores = np.asarray(scores, np.float32).reshape(-1)
             if len(scores) != len(batch):
                 raise RuntimeError(f"the scorer returned {len(scores)} scores for {len(batch)} windows")

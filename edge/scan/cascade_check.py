@@ -20,7 +20,9 @@ import numpy as np
 from hootwatch.edge.contract.bundle import write_manifest
 from hootwatch.edge.core.errors import BundleError, ConfigError
 from hootwatch.edge.contract.first_stage import KEEP, choose_pass_threshold
-from .offline import FileScores, detections_at, score_windows
+from hootwatch.edge.contract.student import is_student
+from .offline import FileScores, score_windows
+from .pass_rule import cascade_rows, cheapest_rule, passed_mask, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,12 @@ class _BothStages:
 
     def score(self, windows: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(windows, np.float32))
-        self.first.append(self.cascade.first_stage_scores(x))
-        return self.cascade.full.score(x)
+        if self.cascade.context == 0 and not is_student(self.manifest.first_stage):   # the feature MLP: raw windows
+            self.first.append(self.cascade.first_stage_scores(x))
+            return self.cascade.full.score(x)
+        xn = self.cascade.full.normalise(x)          # once, for both models
+        self.first.append(self.cascade.first_stage_scores(xn, normalised=True))
+        return self.cascade.full.score(xn, normalised=True)
 
 
 @dataclass(frozen=True)
@@ -57,28 +63,25 @@ class CheckedThreshold:
     cascade_detections: int          # with this pass threshold: the same rows, by construction
 
 
-def _rows(full: list[FileScores], first: list[np.ndarray] | None, pass_threshold: float, manifest) -> list:
-    files = full if first is None else [
-        replace(f, scores=np.where(c >= pass_threshold, f.scores, np.nan).astype(np.float32))
-        for f, c in zip(full, first)]
-    return detections_at(files, manifest.window_spec.window_samples, manifest.sample_rate, manifest.threshold,
-                         manifest.min_hits, manifest.positive_label)
-
-
 def _key(d) -> tuple:
     return d.file, round(d.start_s, 6), round(d.end_s, 6)
 
 
 def checked_pass_threshold(full: list[FileScores], first: list[np.ndarray], start: float, manifest,
-                           keep: float = KEEP) -> CheckedThreshold:
-    """The highest pass threshold <= `start` at which the first stage keeps `keep` of the positive windows and the
-    cascade makes exactly the detections (file, start, end) of an exhaustive scan, at the bundle's threshold and
-    min_hits. A detection the cascade loses, splits or shortens gets every positive window inside it passed,
-    which rebuilds it exactly (passing more windows never removes a scored window)."""
+                           keep: float | None = KEEP, neighbours: int = 0) -> CheckedThreshold:
+    """The highest pass threshold <= `start` at which the first stage keeps `keep` of the positive windows (the
+    feature MLP's rule; None for the student, whose rule is about calls) and the cascade makes exactly the
+    detections (file, start, end) of an exhaustive scan, at the bundle's threshold and min_hits. A detection the
+    cascade loses, splits or shortens gets every positive window inside it passed, which rebuilds it exactly
+    (passing more windows never removes a scored window)."""
     judge = np.concatenate([f.scores for f in full]) if full else np.zeros(0, np.float32)
     cheap = np.concatenate(first) if first else np.zeros(0, np.float32)
-    by_windows = choose_pass_threshold(cheap, judge, manifest.threshold, keep)
-    t = min(start, by_windows.pass_threshold) if by_windows.n_positive else start
+    by_windows = choose_pass_threshold(cheap, judge, manifest.threshold, keep if keep is not None else 0.0)
+    t = min(start, by_windows.pass_threshold) if by_windows.n_positive and keep is not None else start
+
+    def _rows(full, first, t, manifest):
+        return cascade_rows(full, first, t, manifest, neighbours)
+
     exhaustive = _rows(full, None, t, manifest)
     want = {_key(d) for d in exhaustive}
     sr = manifest.sample_rate
@@ -101,25 +104,31 @@ def checked_pass_threshold(full: list[FileScores], first: list[np.ndarray], star
     if {_key(d) for d in got} != want:   # cannot happen (see above); never write a threshold that loses rows
         raise BundleError("the cascade's rows differ from an exhaustive scan's at every pass threshold tried",
                           "scan with --exhaustive, or export without a first stage (--no-first-stage)")
-    passed = cheap >= t
+    passed = np.concatenate([passed_mask(c, t, neighbours) for c in first]) if first else cheap >= t
     return CheckedThreshold(t, len(cheap), by_windows.n_positive, int((passed & (judge >= manifest.threshold)).sum()),
                             int(passed.sum()), len(exhaustive), len(got))
 
 
 def check_on_recordings(bundle_dir: str | os.PathLike, audio_dir: str | os.PathLike, threads: int | None = None,
-                        chosen_on: str = "", keep: float = KEEP, write: bool = True) -> dict:
-    """Check the bundle's pass threshold on recordings like those it will scan, and lower it (never raise it) until
-    there the first stage keeps at least `keep` (99.5 %) of the windows the int8 model calls positive and the cascade
-    makes exactly the rows of an exhaustive scan (checked_pass_threshold).
+                        chosen_on: str = "", keep: float = KEEP, write: bool = True, use_labels: bool = True) -> dict:
+    """Choose or check the bundle's pass threshold on recordings like those it will scan.
 
-    Writes the threshold and the figures (`first_stage.recordings_check`) into manifest.json (unless not `write`);
-    returns the figures. A bundle without a first stage is left as it is ({})."""
+    A student bundle and recordings with labels (a ground_truth.csv or annotation tables in the folder; export's
+    validation recordings): the pass rule about calls (scan.pass_rule: the highest threshold, and the neighbour
+    count, that keep every labelled call the full model detects there). Otherwise (a field check, no labels): lower
+    the threshold (never raise it) until the cascade makes exactly the rows of an exhaustive scan there, and, for the
+    feature MLP of earlier bundles, keeps `keep` (99.5 %) of the windows the int8 model calls positive
+    (checked_pass_threshold).
+
+    Writes the threshold and the figures (`first_stage.rule` or `first_stage.recordings_check`) into manifest.json
+    (unless not `write`); returns the figures. A bundle without a first stage is left as it is ({})."""
     from hootwatch.edge.contract.cascade import CascadeDetector, load_detector
 
     cascade = load_detector(bundle_dir, threads=threads)   # hash-checked once, here
     if not isinstance(cascade, CascadeDetector):
         return {}                                          # no first stage
     bundle, m = cascade.bundle, cascade.manifest
+    student = is_student(m.first_stage)
     both = _BothStages(cascade)
     full = score_windows(both, audio_dir)
     first = np.concatenate(both.first) if both.first else np.zeros(0, np.float32)
@@ -130,14 +139,31 @@ def check_on_recordings(bundle_dir: str | os.PathLike, audio_dir: str | os.PathL
         raise ConfigError(f"{audio_dir}: the recordings changed while they were checked, or one failed part-way "
                           "(see the warnings above)", "run it again when nothing is writing into that folder, "
                           "leaving out files that fail")
+    firsts = [first[a:b] for a, b in zip(n, n[1:])]
     old = float(m.first_stage["pass_threshold"])
-    c = checked_pass_threshold(full, [first[a:b] for a, b in zip(n, n[1:])], old, m, keep)
-    report = {"recordings": str(audio_dir), "chosen_on": chosen_on, "windows": c.windows,
-              "full_model_positives": c.positives, "positives_kept": c.kept,
-              "pass_rate": round(c.passed / c.windows, 4), "exhaustive_detections": c.exhaustive_detections,
-              "cascade_detections": c.cascade_detections, "pass_threshold_before": old,
-              "pass_threshold": c.pass_threshold, "keep_target": keep, "judge": "int8 model",
-              "full_threshold": m.threshold, "min_hits": m.min_hits, "hop_s": m.hop_s}
+    common = {"recordings": str(audio_dir), "chosen_on": chosen_on, "pass_threshold_before": old,
+              "judge": "int8 model", "full_threshold": m.threshold, "min_hits": m.min_hits, "hop_s": m.hop_s}
+    truth = read_labels(audio_dir) if student and use_labels else []
+    rule = cheapest_rule(full, firsts, truth, m, root=audio_dir) if truth else None
+    if truth and rule is None:
+        log.warning("%s: the full model detects none of the %d labelled calls there, so they cannot choose the pass "
+                    "threshold; checking that the cascade makes the exhaustive scan's rows instead", audio_dir,
+                    sum(t.label == m.positive_label for t in truth))
+    if rule is not None:
+        report = common | rule.to_dict() | {"labels": len(truth)}
+        if write:
+            write_manifest(bundle.path, replace(m, first_stage=dict(m.first_stage) | {
+                "pass_threshold": rule.pass_threshold, "neighbours": rule.neighbours, "rule": report}))
+        log.info("pass rule chosen on %s: threshold %.3g, %d neighbours, pass rate %.1f %%, %d of %d detected calls "
+                 "kept", audio_dir, rule.pass_threshold, rule.neighbours, 100 * rule.pass_rate, rule.calls_kept,
+                 rule.calls_detected)
+        return report
+    neighbours = int(m.first_stage.get("neighbours", 0)) if student else 0
+    c = checked_pass_threshold(full, firsts, old, m, None if student else keep, neighbours)
+    report = common | {"windows": c.windows, "full_model_positives": c.positives, "positives_kept": c.kept,
+                       "pass_rate": round(c.passed / c.windows, 4), "exhaustive_detections": c.exhaustive_detections,
+                       "cascade_detections": c.cascade_detections, "pass_threshold": c.pass_threshold,
+                       "keep_target": None if student else keep, "neighbours": neighbours}
     if write:
         write_manifest(bundle.path, replace(m, first_stage=dict(m.first_stage) | {
             "pass_threshold": c.pass_threshold, "recordings_check": report}))

@@ -90,8 +90,9 @@ def _file_key(det_file: str, truth_files: set[str], root: str | None) -> str | N
     return by_name[0] if len(by_name) == 1 else None
 
 
-def event_metrics(detections: list[Detection], truth: list[TruthEvent], audio_hours: float,
-                  root: str | os.PathLike | None = None, positive_label: str = POSITIVE) -> EventMetrics:
+def _match(detections: list[Detection], truth: list[TruthEvent], root: str | os.PathLike | None,
+           positive_label: str) -> tuple[list[TruthEvent], set[int], int, dict[str, int], int]:
+    """(owl calls, indices of those found, true-positive detections, false positives by confuser, detections)."""
     truth_files = {t.file for t in truth}
     by_file: dict[str, list[TruthEvent]] = {}
     for t in truth:
@@ -114,7 +115,18 @@ def event_metrics(detections: list[Detection], truth: list[TruthEvent], audio_ho
             names = sorted({t.label for t in hits}) or ["none"]
             for name in names:
                 by_confuser[name] = by_confuser.get(name, 0) + 1
-    n_det = len(dets)
+    return owls, found, tp, by_confuser, len(dets)
+
+
+def calls_found(detections: list[Detection], truth: list[TruthEvent], root: str | os.PathLike | None = None,
+                positive_label: str = POSITIVE) -> set[int]:
+    """Indices (among the truth's owl calls, in table order) of the calls at least one detection overlaps."""
+    return _match(detections, truth, root, positive_label)[1]
+
+
+def event_metrics(detections: list[Detection], truth: list[TruthEvent], audio_hours: float,
+                  root: str | os.PathLike | None = None, positive_label: str = POSITIVE) -> EventMetrics:
+    owls, found, tp, by_confuser, n_det = _match(detections, truth, root, positive_label)
     precision = tp / n_det if n_det else 0.0
     recall = len(found) / len(owls) if owls else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
