@@ -99,14 +99,17 @@ def band_gain(freqs: np.ndarray, highpass_hz: float | None, lowpass_hz: float | 
 
 
 def band_limit(x: np.ndarray, sample_rate: int, highpass_hz: float | None, lowpass_hz: float | None) -> np.ndarray:
-    """Zero-phase band limit of each window (last axis), float32 out."""
+    """Zero-phase band limit of each window (last axis), float32 out.
+
+    In float32 (numpy >= 2 transforms float32 as float32): 1.7x faster than in float64, within 2e-7 of it relative to
+    the window's peak; every window of a scan pays it, the cascade's rejected ones too (bench/scan_throughput.py)."""
     n = x.shape[-1]
     if n < 2:
         return np.asarray(x, np.float32)
     pad = min(n - 1, int(round(EDGE_PAD_S * sample_rate)))
-    padded = np.pad(np.asarray(x, np.float64), [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect",
+    padded = np.pad(np.asarray(x, np.float32), [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect",
                     reflect_type="odd")
     m = padded.shape[-1]
     spectrum = np.fft.rfft(padded, axis=-1)
-    spectrum *= band_gain(np.fft.rfftfreq(m, 1.0 / sample_rate), highpass_hz, lowpass_hz)
+    spectrum *= band_gain(np.fft.rfftfreq(m, 1.0 / sample_rate), highpass_hz, lowpass_hz).astype(np.float32)
     return np.fft.irfft(spectrum, n=m, axis=-1)[..., pad:pad + n].astype(np.float32)
