@@ -74,8 +74,26 @@ class TrainArgs:
                                                                     "validation and test clips stay on their "
                                                                     "sides (their audio must be on this machine "
                                                                     "at the paths RUN/splits/*.csv name)"})
-    sample_rate: Whole | None = field(default=None, metadata={"help": "analysis sample rate in Hz "
-                                                                    "(default: the backbone's, 16000)"})
+    sample_rate: Whole | None = field(default=None, metadata={"help": "analysis sample rate in Hz (default: the "
+                                                                    "backbone's, 16000). 8000 halves the samples "
+                                                                    "per window: on wav2vec2-base int8, 2 threads, "
+                                                                    "about COST8K (bench/backbone_cost.py); the "
+                                                                    "bundle is the same size. It keeps the band "
+                                                                    "below 4 kHz (the owl's calls and harmonics "
+                                                                    "are below 2 kHz, the default --lowpass-hz is "
+                                                                    "3000), but a pretrained backbone heard 16 kHz "
+                                                                    "speech: its features at 8 kHz are untested "
+                                                                    "on owls"})
+    layers: Whole | None = field(default=None, metadata={"help": "keep only the first K transformer layers of the "
+                                                               "backbone (1 to its layer count: 12 in "
+                                                               "wav2vec2-base, 2 with --tiny; default: all). "
+                                                               "Fewer layers make a smaller, faster bundle: on "
+                                                               "wav2vec2-base int8, 2 threads, COSTLAYERS "
+                                                               "(bench/backbone_cost.py). Speech models' middle "
+                                                               "layers serve animal sounds about as well as "
+                                                               "their last, but owl accuracy with fewer layers "
+                                                               "is not measured here. Not with --init-from, "
+                                                               "which keeps the earlier model's layers"})
     window_s: Number = field(default=5.0, metadata={"help": "clip (window) length in seconds"})
     hop_s: Number | None = field(default=None, metadata={"help": "hop between windows at inference, saved with "
                                                                 "the model (default: half the window)"})
@@ -166,6 +184,13 @@ class TrainArgs:
         if self.init_from and Path(self.init_from).resolve() == Path(self.out).resolve():
             raise ConfigError(f"--init-from {self.init_from} is the new run's own --out",
                               "pass a new folder to --out (the earlier run stays as it is)")
+        if self.layers is not None and self.layers < 1:
+            raise ConfigError(f"--layers {self.layers}: a model needs at least 1 transformer layer",
+                              "pass --layers between 1 and the backbone's layer count (12 in wav2vec2-base, 2 "
+                              "with --tiny), or leave it out for all of them")
+        if self.sample_rate is not None and self.sample_rate < 1:
+            raise ConfigError(f"--sample-rate {self.sample_rate} is not a sample rate",
+                              "pass a rate in Hz such as 16000 or 8000, or leave it out for the backbone's")
         for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", f"fix --{name}")
@@ -266,7 +291,7 @@ RESUMABLE = ("epochs", "threads", "num_workers", "progress")
 
 
 # options added after runs were already saved, and what a run saved without them did
-ADDED_LATER = {"highpass_hz": None, "lowpass_hz": None}
+ADDED_LATER = {"highpass_hz": None, "lowpass_hz": None, "layers": None}
 
 
 def saved_run_args(out: str | Path) -> dict:
