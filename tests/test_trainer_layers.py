@@ -113,6 +113,7 @@ def test_a_one_layer_tiny_model_trains_exports_and_scans_at_8_khz(tmp_path):
     m = load_bundle(bundle).manifest
     assert m.backbone == "tiny-wav2vec2 (first 1 of 2 layers)" and m.sample_rate == 8000
     assert (m.embedding["layers"], m.embedding["layer"]) == (1, 1)   # its one layer, not the transformer's input
+    assert m.first_stage   # the cascade, distilled at 8 kHz from the one-layer model, scans below
 
     rec = tmp_path / "rec"
     rec.mkdir()
@@ -120,7 +121,51 @@ def test_a_one_layer_tiny_model_trains_exports_and_scans_at_8_khz(tmp_path):
              .astype(np.float32), 16000)   # a 16 kHz recording: the scan resamples it to the bundle's 8 kHz
     out = tmp_path / "scan"
     assert edge_main(["scan", str(rec), "--model", str(bundle), "--out", str(out), "--threads", "1", "--quiet",
-                      "--tz", "UTC", "--exhaustive"]) == 0
+                      "--tz", "UTC"]) == 0
     assert (out / "detections.csv").is_file()
     with open(out / "detections.csv", newline="") as f:
         assert all(r["model_id"] == m.model_id for r in csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_a_wav2vec2_base_model_at_8_khz_exports_and_scans(tmp_path):
+    """The full-size shape (random init: nothing downloads) at --sample-rate 8000, through the real export and
+    scan: the feature encoder's strides and the band limit have nothing that needs 16 kHz."""
+    pytest.importorskip("optimum.exporters.onnx")
+    from hootwatch.edge.commands.main import main as edge_main
+    from hootwatch.edge.contract.bundle import load_bundle
+    from hootwatch.edge.contract.clips import ClipRef, write_clip_csv
+    from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY, Normalisation
+    from hootwatch.export.core import ExportOptions, export_bundle
+    from hootwatch.trainer.run_folder import RunMeta
+
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    transformers.Wav2Vec2Model(transformers.Wav2Vec2Config()).save_pretrained(base)
+    transformers.Wav2Vec2FeatureExtractor().save_pretrained(base)
+    bb = build_backbone(str(base), False, LABELS, 8000, layers=6)
+    norm = Normalisation(highpass_hz=150.0, lowpass_hz=3000.0)
+    setattr(bb.feature_extractor, FEATURE_EXTRACTOR_KEY, norm.to_dict())
+    run_dir = tmp_path / "run"
+    bb.model.save_pretrained(run_dir / "model")
+    bb.feature_extractor.save_pretrained(run_dir / "model")
+    RunMeta(positive_label="owl", sample_rate=8000, window_s=5.0, hop_s=2.5, threshold=0.5, normalisation=norm,
+            backbone=bb.name, labels=("not_owl", "owl")).write(run_dir / "model" / "hootwatch.json")
+    rng = np.random.default_rng(0)
+    clips = []
+    for label in LABELS:
+        p = tmp_path / "clips" / f"{label}.wav"
+        p.parent.mkdir(exist_ok=True)
+        sf.write(p, (0.1 * rng.standard_normal(40000)).astype(np.float32), 8000)
+        clips.append(ClipRef(str(p), 0.0, 5.0, label, label))
+    (run_dir / "splits").mkdir()
+    write_clip_csv(run_dir / "splits" / "validation.csv", clips)
+    export_bundle(ExportOptions(source=run_dir, out=tmp_path / "bundle", force=True, speed_repeats=0, threads=2))
+    m = load_bundle(tmp_path / "bundle").manifest
+    assert (m.sample_rate, m.embedding["layers"], m.embedding["dim"]) == (8000, 6, 768)
+    assert m.backbone.endswith("(first 6 of 12 layers)")
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    sf.write(rec / "SM4_A_20240101_220000.wav", (0.05 * rng.standard_normal(22050 * 12)).astype(np.float32), 22050)
+    assert edge_main(["scan", str(rec), "--model", str(tmp_path / "bundle"), "--out", str(tmp_path / "scan"),
+                      "--threads", "2", "--quiet", "--tz", "UTC"]) == 0
