@@ -42,6 +42,8 @@ def test_layers_below_one_is_refused_naming_the_flag():
         make_args(data="D", out="R", layers=0)
     assert "between 1 and" in exc.value.hint
     assert make_args(data="D", out="R").layers is None   # the default: every layer
+    with pytest.raises(ConfigError, match="--sample-rate -8000 is not a sample rate"):
+        make_args(data="D", out="R", sample_rate=-8000)
 
 
 def test_layers_above_the_backbones_count_is_refused_naming_it(tmp_path):
