@@ -109,7 +109,10 @@ EMBEDDING_CHOICE = ("middle layer (num_hidden_layers // 2): on the demo's model 
 
 
 def middle_layer(model) -> int:
-    return int(model.config.num_hidden_layers) // 2
+    """num_hidden_layers // 2, but never layer 0 (the transformer's input, far worse above) when the model has a
+    layer: a one-layer model (`train --layers 1`) embeds with that layer."""
+    n = int(model.config.num_hidden_layers)
+    return max(min(n, 1), n // 2)
 
 
 def with_embedding(model, layer: int):

@@ -74,8 +74,30 @@ class TrainArgs:
                                                                     "validation and test clips stay on their "
                                                                     "sides (their audio must be on this machine "
                                                                     "at the paths RUN/splits/*.csv name)"})
-    sample_rate: Whole | None = field(default=None, metadata={"help": "analysis sample rate in Hz "
-                                                                    "(default: the backbone's, 16000)"})
+    sample_rate: Whole | None = field(default=None, metadata={"help": "analysis sample rate in Hz (default: the "
+                                                                    "backbone's, 16000). 8000 halves the samples "
+                                                                    "per window: about half the CPU time per "
+                                                                    "window of wav2vec2-base int8 and ~60 MiB less "
+                                                                    "memory, same bundle size "
+                                                                    "(bench/backbone_cost.py). It keeps the band "
+                                                                    "below 4 kHz (the owl's calls and harmonics "
+                                                                    "are below 2 kHz, the default --lowpass-hz is "
+                                                                    "3000), but a pretrained backbone heard 16 kHz "
+                                                                    "speech: its accuracy on owls at 8 kHz is not "
+                                                                    "measured here"})
+    layers: Whole | None = field(default=None, metadata={"help": "keep only the first K transformer layers of the "
+                                                               "backbone (1 to its layer count: 12 in "
+                                                               "wav2vec2-base, 2 with --tiny; default: all). Each "
+                                                               "wav2vec2-base layer is ~7 MB of the int8 bundle "
+                                                               "(122 MB at 12, 79 at 6, 65 at 4) and ~13 MiB of "
+                                                               "memory; compute falls less, the convolutional "
+                                                               "encoder stays (CPU time per window at 16 kHz: 6 "
+                                                               "layers ~0.84x, 4 layers ~0.78x of 12; "
+                                                               "bench/backbone_cost.py). Speech models' middle "
+                                                               "layers serve animal sounds about as well as "
+                                                               "their last, but owl accuracy with fewer layers "
+                                                               "is not measured here. Not with --init-from, "
+                                                               "which keeps the earlier model's layers"})
     window_s: Number = field(default=5.0, metadata={"help": "clip (window) length in seconds"})
     hop_s: Number | None = field(default=None, metadata={"help": "hop between windows at inference, saved with "
                                                                 "the model (default: half the window)"})
@@ -176,6 +198,13 @@ class TrainArgs:
         if self.init_from and Path(self.init_from).resolve() == Path(self.out).resolve():
             raise ConfigError(f"--init-from {self.init_from} is the new run's own --out",
                               "pass a new folder to --out (the earlier run stays as it is)")
+        if self.layers is not None and self.layers < 1:
+            raise ConfigError(f"--layers {self.layers}: a model needs at least 1 transformer layer",
+                              "pass --layers between 1 and the backbone's layer count (12 in wav2vec2-base, 2 "
+                              "with --tiny), or leave it out for all of them")
+        if self.sample_rate is not None and self.sample_rate < 1:
+            raise ConfigError(f"--sample-rate {self.sample_rate} is not a sample rate",
+                              "pass a rate in Hz such as 16000 or 8000, or leave it out for the backbone's")
         for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", f"fix --{name}")
@@ -282,7 +311,7 @@ RESUMABLE = ("epochs", "threads", "num_workers", "progress")
 
 
 # options added after runs were already saved, and what a run saved without them did
-ADDED_LATER = {"highpass_hz": None, "lowpass_hz": None}
+ADDED_LATER = {"highpass_hz": None, "lowpass_hz": None, "layers": None}
 
 
 def saved_run_args(out: str | Path) -> dict:

@@ -153,3 +153,13 @@ def check_labels(model: Path, label2id: dict[str, int]) -> None:
         raise HootwatchError(f"--init-from {model}: the earlier model has classes {sorted(old, key=old.get)}, "
                              f"the new data {sorted(label2id, key=label2id.get)}",
                              "use data with the same class folders (e.g. owl/ and not_owl/) as the earlier run")
+
+
+def check_layers(model: Path, layers: int | None) -> None:
+    """--init-from keeps the earlier model's transformer layers: --layers may only repeat their count."""
+    if layers is None:
+        return
+    n = json.loads((model / "config.json").read_text()).get("num_hidden_layers")
+    if layers != n:
+        raise HootwatchError(f"--layers {layers}: --init-from {model} keeps the earlier model's {n} transformer "
+                             "layer(s)", "drop --layers (or train a new run from --base with --layers)")

@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from hootwatch.edge.core.errors import HootwatchError
+from hootwatch.edge.core.errors import ConfigError, HootwatchError
 
 log = logging.getLogger(__name__)
 
@@ -129,17 +129,39 @@ def _cannot_download(name: str, exc: BaseException) -> HootwatchError:
     )
 
 
-def build_backbone(base: str, tiny: bool, label2id: dict[str, int], sample_rate: int | None = None) -> Backbone:
-    """Model + feature extractor with our labels; the feature extractor's rate becomes the analysis rate."""
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+def kept_layers(layers: int | None, config, name: str) -> str:
+    """Keep the first `layers` transformer layers of `config` (set num_hidden_layers before the model is built, so
+    only those are created and loaded; the saved config.json then reloads the same model, and a weighted layer
+    sum gets one weight per kept layer). Returns the suffix the backbone's name gets ("" when all are kept);
+    a count outside 1..the backbone's own is a ConfigError naming --layers."""
+    if layers is None:
+        return ""
+    total = int(config.num_hidden_layers)
+    if not 1 <= layers <= total:
+        raise ConfigError(f"--layers {layers}: {name} has {total} transformer layer(s)",
+                          f"pass --layers between 1 and {total}, or leave it out for all of them")
+    if layers == total:
+        return ""
+    config.num_hidden_layers = int(layers)
+    return f" (first {layers} of {total} layers)"
+
+
+def build_backbone(base: str, tiny: bool, label2id: dict[str, int], sample_rate: int | None = None,
+                   layers: int | None = None) -> Backbone:
+    """Model + feature extractor with our labels; the feature extractor's rate becomes the analysis rate.
+    `layers`: keep only the first that many transformer layers (`kept_layers`); None keeps them all."""
+    from transformers import (AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification,
+                              Wav2Vec2FeatureExtractor)
 
     id2label = {i: lab for lab, i in label2id.items()}
     if tiny:
         fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=sample_rate or 16000, padding_value=0.0,
                                       do_normalize=True, return_attention_mask=False)
-        model = AutoModelForAudioClassification.from_config(tiny_config(label2id))
+        config = tiny_config(label2id)
+        suffix = kept_layers(layers, config, "--tiny")
+        model = AutoModelForAudioClassification.from_config(config)
         gabor_init(model.wav2vec2.feature_extractor.conv_layers[0].conv, int(fe.sampling_rate))
-        return Backbone(model, fe, "tiny-wav2vec2", int(fe.sampling_rate))
+        return Backbone(model, fe, "tiny-wav2vec2" + suffix, int(fe.sampling_rate))
     local = Path(base).expanduser()
     if not local.exists() and (base.startswith((".", "/", "~")) or base.count("/") > 1):
         raise HootwatchError(f"{base}: no such checkpoint folder", "pass an existing local folder or a hub id")
@@ -149,10 +171,17 @@ def build_backbone(base: str, tiny: bool, label2id: dict[str, int], sample_rate:
             raise HootwatchError(f"{local}: not a complete checkpoint folder (missing {', '.join(missing)})",
                                  "download the whole checkpoint (e.g. `huggingface-cli download facebook/wav2vec2-base "
                                  "--local-dir DIR`) and pass that folder to --base")
+    suffix = ""
     try:
         fe = _pretrained(AutoFeatureExtractor, base)
-        model = _pretrained(AutoModelForAudioClassification, base, num_labels=len(label2id),
-                            label2id=dict(label2id), id2label=id2label, ignore_mismatched_sizes=True)
+        if layers is None:
+            model = _pretrained(AutoModelForAudioClassification, base, num_labels=len(label2id),
+                                label2id=dict(label2id), id2label=id2label, ignore_mismatched_sizes=True)
+        else:
+            config = _pretrained(AutoConfig, base, num_labels=len(label2id), label2id=dict(label2id),
+                                 id2label=id2label)
+            suffix = kept_layers(layers, config, base)
+            model = _pretrained(AutoModelForAudioClassification, base, config=config, ignore_mismatched_sizes=True)
     except OSError as exc:
         raise _cannot_download(base, exc) from None
     except ValueError as exc:  # e.g. a checkpoint of a family without audio classification
@@ -162,7 +191,9 @@ def build_backbone(base: str, tiny: bool, label2id: dict[str, int], sample_rate:
         log.warning("analysis rate %d Hz differs from the rate %s was pretrained at (%d Hz)",
                     sample_rate, base, fe.sampling_rate)
         fe.sampling_rate = int(sample_rate)
-    return Backbone(model, fe, base, int(fe.sampling_rate))
+    if suffix:
+        log.info("kept the first %d of %s's transformer layers; the later ones are not loaded", layers, base)
+    return Backbone(model, fe, base + suffix, int(fe.sampling_rate))
 
 
 def backbone_rate(base: str, tiny: bool, sample_rate: int | None) -> int:

@@ -379,8 +379,9 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
     with accelerator.main_process_first():  # one download into the cache, not one per GPU
         if init:
             init_from.check_labels(init, label2id)
+            init_from.check_layers(init, args.layers)
         bb = build_backbone(str(init), False, label2id, sample_rate) if init else build_backbone(
-            args.base, args.tiny, label2id, sample_rate)
+            args.base, args.tiny, label2id, sample_rate, layers=args.layers)
     model, fe = bb.model, bb.feature_extractor
     norm = Normalisation.from_feature_extractor(bool(getattr(fe, "do_normalize", True)), args.highpass_hz or None,
                                                 args.lowpass_hz or None)
