@@ -129,6 +129,27 @@ def test_chunk_scores_merged_are_the_window_scores_and_events_of_the_whole_file(
         assert merged.n_samples / SR == whole.audio_s == 400.0
 
 
+def test_a_student_chunk_decides_its_edge_windows_as_the_whole_file_does(tmp_path):
+    """The student passes each window's neighbours: a window at a chunk's edge whose neighbour lies in the next
+    chunk must be passed (and scored) as in a scan of the whole file. Tones every 9 s put passed windows at many
+    edges of 10-window chunks."""
+    from hootwatch.edge.contract.cascade import load_detector
+
+    from tiny_bundles import add_student
+
+    bundle = add_student(tone_bundle(tmp_path / "bundle", sample_rate=SR), neighbours=1)
+    path = write_tone(tmp_path / "x.wav", 200, SR, tones=[(t, t + 1.5) for t in range(4, 195, 9)])
+    sc = Scanner(load_detector(bundle, threads=1), None, ScanSettings(hop_s=1.0, min_hits=1, batch_size=4))
+    whole = sc.compute_file(path, None)
+    spans = chunk_spans(int(200 * SR), sc.spec, 10.0, 1)
+    chunks = [score_chunk(sc, path, None, s) for s in spans]
+    merged = merge_chunks(chunks, sc.spec, sc.run.threshold, sc.run.min_hits)
+    assert len(spans) > 10 and np.array_equal(merged.starts, whole.starts)
+    assert 0.1 < np.isfinite(whole.scores).mean() < 0.9          # the student passes some windows, not all
+    assert np.array_equal(np.isnan(merged.scores), np.isnan(whole.scores))
+    assert np.allclose(merged.scores, whole.scores, equal_nan=True)
+
+
 def test_cluster_settings_come_from_the_flag_then_the_dask_config_and_bad_ones_say_what_to_do():
     import dask
 
@@ -346,12 +367,16 @@ def test_the_scheduler_killed_mid_run_then_restarted_and_rerun_gives_the_store_o
                                                                              no_attempts)
 
 
-def test_a_cascade_bundle_on_the_cluster_gives_the_rows_of_a_local_scan(dump, tmp_path):
+@pytest.mark.parametrize("first_stage", ["feature MLP", "student with neighbours"])
+def test_a_cascade_bundle_on_the_cluster_gives_the_rows_of_a_local_scan(dump, tmp_path, first_stage):
+    """The student passes each window's neighbours too: a chunk gets the windows beside it as context, so a window
+    at a chunk edge is decided as in a scan of the whole file."""
     from hootwatch.edge.contract.cascade import load_detector
 
-    from tiny_bundles import add_first_stage
+    from tiny_bundles import add_first_stage, add_student
 
-    cascade = add_first_stage(tone_bundle(tmp_path / "bundle", sample_rate=SR))
+    add = add_first_stage if first_stage == "feature MLP" else add_student
+    cascade = add(tone_bundle(tmp_path / "bundle", sample_rate=SR))
     settings = ScanSettings(hop_s=1.0)  # chunks of whole first-stage batches: 128 windows, 128 s
     with DetectionStore(tmp_path / "local" / "detections.sqlite") as store:
         Scanner(load_detector(cascade, threads=1), store, settings, tmp_path / "local").scan_paths([dump / "C"])

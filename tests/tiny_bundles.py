@@ -131,3 +131,20 @@ def add_first_stage(bundle_dir: str | Path, n_windows: int = 120, seed: int = 0)
                                           "validation": chosen.to_dict()}}
     write_manifest(d, Manifest.from_dict(data))
     return d
+
+
+def add_student(bundle_dir: str | Path, pass_threshold: float = 0.5, neighbours: int = 1, centre: float = 0.1,
+                gain: float = 40.0) -> Path:
+    """Give a tone bundle a student first stage (contract/student.py): the tone model itself, made more permissive
+    (a lower share of tone energy is enough), so it passes the tone windows, some of their neighbours and
+    nothing else."""
+    from hootwatch.edge.contract.bundle import load_bundle
+    from hootwatch.edge.contract.student import FILE_NAME, KIND
+
+    d = Path(bundle_dir)
+    m = load_bundle(d).manifest
+    tone_model(d / FILE_NAME, m.sample_rate, m.window_s, centre=centre, gain=gain)
+    fs = {"kind": KIND, "file": FILE_NAME, "input": "input_values", "output": "logits", "positive_index": 1,
+          "pass_threshold": pass_threshold, "neighbours": neighbours, "chosen_on": "a test"}
+    write_manifest(d, Manifest.from_dict(m.to_dict() | {"first_stage": fs}))
+    return d

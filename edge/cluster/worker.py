@@ -157,14 +157,24 @@ def chunk_blocks(path: Path, sample_rate: int, start: int, count: int | None, bl
 
 def score_chunk(scanner, path: Path, next_path: str | None, span: Span) -> ChunkScores:
     """The windows of `span` through the scan's loop (`Scanner.score_stream`); the last chunk ends as a local
-    scan ends a file (end-aligned tail, or the run-on into the head of the next contiguous file)."""
+    scan ends a file (end-aligned tail, or the run-on into the head of the next contiguous file).
+
+    A scorer with context (the student cascade passes a window's neighbours) also gets that many windows before
+    and after the span, as a local scan of the whole file would have given it; their scores are dropped, so each
+    window is decided exactly as locally and belongs to one chunk only."""
     from hootwatch.edge.contract.score_loop import read_head
 
     spec = scanner.spec
     stream = scanner.score_stream()
-    for block in chunk_blocks(path, spec.sample_rate, span.start, span.samples_needed(spec), scanner.settings.block_s):
+    ctx = max(0, int(getattr(stream.scorer, "context", 0) or 0))
+    hop = spec.hop_samples
+    lead = min(ctx, span.start // hop)                    # context windows before the span (none before sample 0)
+    first = span.start - lead * hop
+    needed = span.samples_needed(spec)
+    count = None if needed is None else needed + (lead + ctx) * hop
+    for block in chunk_blocks(path, spec.sample_rate, first, count, scanner.settings.block_s):
         stream.push(block)
-    n = stream.samples_seen
+    n = stream.samples_seen - lead * hop
     linked = False
     if span.stop is None:
         stream.end_here()
@@ -172,9 +182,12 @@ def score_chunk(scanner, path: Path, next_path: str | None, span: Span) -> Chunk
         if head is not None and len(head):
             stream.push(head)
             linked = True
-    elif n != span.samples_needed(spec):
+    elif n < needed:
         raise HootwatchError(f"{path}: holds {span.start + n} samples at {spec.sample_rate} Hz, fewer than its "
                              "header promised", "copy it again from the recorder's card, or remove it")
+    else:
+        n = needed
     stream.finish()
-    starts = stream.starts + span.start
-    return ChunkScores(span, starts, stream.scores, n, linked)
+    starts = stream.starts + first
+    keep = (starts >= span.start) & (True if span.stop is None else starts < span.stop)
+    return ChunkScores(span, starts[keep], stream.scores[keep], n, linked)
