@@ -52,6 +52,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--default-label", default=None, help="label of Raven selections with no label")
     p.add_argument("--hours", type=float, default=1.0, help="hours to synthesise when --dump is not given")
     p.add_argument("--seed", type=int, default=12345, help="dump seed (use one the model was not trained on)")
+    p.add_argument("--owl-share", type=float, default=0.35,
+                   help="share of the synthetic night's sound events that are owl bouts (0.35: the demo's dense "
+                        "nights, ~20 %% of windows; 0.03: a realistic night, under 5 %%)")
     p.add_argument("--negatives", type=Path, default=None, help="folder of real recordings without powerful owls")
     p.add_argument("--tz", default="Australia/Sydney", help="recorder timezone of the dump's Song Meter files")
     p.add_argument("--threshold", type=float, default=None)
@@ -130,8 +133,9 @@ def main() -> None:
         t = time.perf_counter()
         from hootwatch.trainer.synth.backgrounds import default_background_dir
         backgrounds = default_background_dir()   # the demo's nights use them too; None: synthetic night noise
-        write_dump(dump, DumpConfig(hours=args.hours, seed=args.seed, backgrounds=backgrounds, tz=args.tz))
-        console.print(f"synthesised {args.hours} h dump (seed {args.seed}, backgrounds: "
+        write_dump(dump, DumpConfig(hours=args.hours, seed=args.seed, backgrounds=backgrounds, tz=args.tz,
+                                    owl_share=args.owl_share))
+        console.print(f"synthesised {args.hours} h dump (seed {args.seed}, owl share {args.owl_share:g}, backgrounds: "
                       f"{backgrounds or 'synthetic'}) in {time.perf_counter() - t:.0f} s: {dump}")
     detector = load_detector(args.bundle, threads=args.threads)
     settings = ScanSettings(tz=args.tz, threshold=args.threshold, hop_s=args.hop, min_hits=args.min_hits)
