@@ -1,9 +1,11 @@
 """The student (the cascade's first stage, RUN/student/ from hootwatch.trainer.student) into the bundle.
 
-1. ONNX and int8 through the very path of the full model (onnx_export, quantize);
-2. parity: the int8 student, run by the edge's own code (hootwatch.edge.contract.student) on the validation clips,
-   against the PyTorch student; beyond STUDENT_TOLERANCE the fp32 ONNX ships instead (it costs about the same: the
-   student is ~60 k weights and its time is the convolutional front, which int8 leaves in fp32);
+1. ONNX through the very path of the full model (onnx_export), in fp32: dynamic int8 computes one activation scale
+   per batch, so a window's score would depend on the windows beside it in the batch (measured: 0.026 in a logit),
+   and the pass rule below must hold for the window however the scan batches it; int8 would also save nothing
+   (the student is ~66 k weights; its time is the convolutional front, which int8 leaves in fp32: 0.36 vs 0.38 ms);
+2. parity: the ONNX student, run by the edge's own code (hootwatch.edge.contract.student) on the validation clips,
+   against the PyTorch student (at most STUDENT_TOLERANCE apart, else no student ships);
 3. a first pass rule on the clips: the highest threshold that keeps every owl clip the int8 full model detects at
    the bundle's threshold (trainer.student.clip_rule), with one neighbour on each side passed (min_hits 2 needs
    two windows in a row; one is enough for the student to see).
@@ -26,12 +28,12 @@ import numpy as np
 from hootwatch.edge.contract.student import FILE_NAME, KIND, Student
 from hootwatch.trainer.student import DIR_NAME, MODEL_SUBDIR, REPORT_FILE, clip_rule
 
-from . import onnx_export, quantize
+from . import onnx_export
 from .parity import cut_windows, edge_detector, ort_session
 
 log = logging.getLogger(__name__)
 
-STUDENT_TOLERANCE = 0.02     # max abs owl-probability difference int8 vs PyTorch on the validation clips
+STUDENT_TOLERANCE = 0.01     # max abs owl-probability difference ONNX vs PyTorch on the validation clips
 CLIP_NEIGHBOURS = 1
 
 
@@ -67,7 +69,6 @@ def prepare(source, int8_full: Path, clips, threshold: float, bundle_dir: Path, 
         return {}
     pos = labels.index(meta.positive_label)
     graph = onnx_export.export_onnx(model, work / "student_onnx")
-    int8 = quantize.quantize_int8(graph.path, work / "student_int8.onnx", target)
 
     raw = cut_windows(clips, meta.sample_rate, meta.window_s)
     x = meta.normalisation.apply(raw, meta.sample_rate)
@@ -76,7 +77,7 @@ def prepare(source, int8_full: Path, clips, threshold: float, bundle_dir: Path, 
                                        for i in range(0, len(x), 32)]), -1)[:, pos].numpy()
     spec = {"positive_index": pos, "input": graph.input_name, "output": graph.output_name}
     chosen, parity = None, {}
-    for name, path in (("int8", int8), ("fp32", graph.path)):
+    for name, path in (("fp32", graph.path),):
         st = Student(ort_session(path, threads), graph.input_name, graph.output_name, pos)
         scores = _probs(st, x)
         diff = float(np.abs(scores - ref).max()) if len(x) else 0.0

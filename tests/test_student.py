@@ -56,21 +56,24 @@ def _signal(n_windows: int, marked: list[int]) -> np.ndarray:
     return x
 
 
-def _stream_scores(cascade, x, batch: int, block: int) -> np.ndarray:
+def _stream_scores(cascade, x, batch: int, block: int, live: bool) -> np.ndarray:
     stream = ScoreStream(cascade, SPEC, threshold=0.5, batch_size=batch)
     for i in range(0, len(x), block):
-        stream.push(x[i:i + block])
+        stream.push(x[i:i + block], score_all=live)
     stream.finish()
     return stream.scores
 
 
-@pytest.mark.parametrize("batch,block", [(1, 37), (3, 50), (4, 1000), (32, 13)])
-def test_the_full_model_scores_exactly_the_passed_windows_and_their_neighbours_whatever_the_batches(batch, block):
+@pytest.mark.parametrize("batch,block,live", [(1, 37, False), (3, 50, False), (4, 1000, False), (32, 13, False),
+                                              (32, 40, True), (4, 7, True)])
+def test_the_full_model_scores_exactly_the_passed_windows_and_their_neighbours_whatever_the_batches(batch, block,
+                                                                                                     live):
+    """Also live audio (every block scored at once): a window waits for its right-hand neighbour's verdict."""
     x = _signal(40, marked=[3, 4, 17, 31, 39])
     manifest = SimpleNamespace(threshold=0.5)
     full = _Full(manifest)
     cascade = CascadeDetector(full, Student(_MeanSession(), "input_values", "logits", 1, neighbours=1), 0.9, batch)
-    scores = _stream_scores(cascade, x, batch, block)
+    scores = _stream_scores(cascade, x, batch, block, live)
     reference_student = np.array([w.mean() for w in _windows(x)])
     expected = dilate(1 / (1 + np.exp(-20 * (reference_student - 0.5))) >= 0.9, 1)
     assert np.array_equal(~np.isnan(scores), expected)
@@ -105,11 +108,11 @@ def test_the_pass_rule_keeps_every_call_the_full_model_detects_and_ignores_its_f
     files, firsts, m = _files(full, first)
     rule = event_pass_rule(files, firsts, truth, m, neighbours=0)
     assert rule.calls == 4 and rule.calls_detected == rule.calls_kept == 3
-    assert rule.pass_threshold == pytest.approx(0.25)       # the dullest detected call's second window decides
+    assert rule.pass_threshold == pytest.approx(0.25, rel=2e-3)   # the dullest detected call's second window decides
     assert rule.cascade_detections == 3 and rule.exhaustive_detections == 4   # the false alarm is gone
     # one neighbour: each call needs only one window the student sees, so the threshold can rise to 0.30
     one = event_pass_rule(files, firsts, truth, m, neighbours=1)
-    assert one.pass_threshold == pytest.approx(0.30) and one.calls_kept == 3
+    assert one.pass_threshold == pytest.approx(0.30, rel=2e-3) and one.calls_kept == 3
     # just above the chosen threshold a call is lost: the rule took the highest safe one
     lost = cascade_rows(files, firsts, 0.31, m, neighbours=1)
     assert len(lost) == 2

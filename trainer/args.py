@@ -223,9 +223,13 @@ class TrainArgs:
         if self.highpass_hz and self.lowpass_hz and self.highpass_hz >= self.lowpass_hz:
             raise ConfigError(f"highpass_hz ({self.highpass_hz:g}) must be below lowpass_hz ({self.lowpass_hz:g})",
                               "fix --highpass-hz / --lowpass-hz (e.g. 150 and 3000)")
-        if self.distil_audio and not Path(self.distil_audio).expanduser().is_dir():
-            raise ConfigError(f"--distil-audio {self.distil_audio}: no such folder",
-                              "pass a folder of recordings (e.g. a copied SD card), or leave --distil-audio out")
+        if self.distil_audio:
+            from hootwatch.edge.scan.planning import collect_audio
+            d = Path(self.distil_audio).expanduser()
+            if not d.is_dir() or not collect_audio([d]):
+                raise ConfigError(f"--distil-audio {self.distil_audio}: " + ("no audio files in it" if d.is_dir()
+                                                                             else "no such folder"),
+                                  "pass a folder of recordings (e.g. a copied SD card), or leave --distil-audio out")
         if self.student and (self.distil_max_windows < 1 or self.student_epochs < 1):
             raise ConfigError("distil_max_windows and student_epochs must be at least 1",
                               "fix --distil-max-windows / --student-epochs, or pass --no-student")

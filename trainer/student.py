@@ -24,6 +24,7 @@ int8 wav2vec2-base (bench/scan_throughput.py), and a few ms a window to train on
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -33,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from hootwatch.edge.contract import audio
-from hootwatch.edge.contract.windows import WindowSpec, window_starts
+from hootwatch.edge.contract.student import PASS_MARGIN
+from hootwatch.edge.contract.windows import WindowSpec, fit_length, window_starts
 from hootwatch.edge.core.errors import AudioReadError
 
 log = logging.getLogger(__name__)
@@ -65,47 +67,75 @@ def student_config(label2id: dict[str, int]):
     )
 
 
-def recording_windows(files: list[Path], sample_rate: int, window_s: float, hop_s: float, cap: int,
-                      seed: int = 0) -> np.ndarray:
-    """Raw windows at the scan's hop over `files`, at most `cap`, spread evenly over all of them (float32).
-    A file that cannot be read is left out with a warning (one bad file never stops the run)."""
+def plan_windows(files: list[Path], sample_rate: int, window_s: float, hop_s: float, cap: int,
+                 seed: int = 0) -> list[tuple[Path, np.ndarray]]:
+    """Which windows (indices at the scan's hop) of each file to take: at most `cap` in all, spread evenly over
+    the files. A file whose header cannot be read is left out with a warning (one bad file never stops the run)."""
     spec = WindowSpec(sample_rate, window_s, hop_s)
     counts = {}
     for f in files:
         try:
-            info = audio.probe(f)
+            counts[f] = len(window_starts(int(audio.probe(f).duration_s * sample_rate), spec))
         except AudioReadError as exc:
             log.warning("%s (left out of the student's audio)", exc)
-            continue
-        counts[f] = len(window_starts(int(info.duration_s * sample_rate), spec))
     total = sum(counts.values())
     if total == 0 or cap <= 0:
-        return np.zeros((0, spec.window_samples), np.float32)
+        return []
     stride = max(1, math.ceil(total / cap))
     rng = np.random.default_rng(seed)
-    out = []
+    plan, left = [], cap
     for f, n in counts.items():
-        keep = np.arange(int(rng.integers(stride)) if stride > 1 else 0, n, stride)
-        if not len(keep):
-            continue
+        keep = np.arange(int(rng.integers(stride)) if stride > 1 else 0, n, stride)[:left]
+        if len(keep):
+            plan.append((f, keep))
+            left -= len(keep)
+    return plan
+
+
+def planned_windows(plan: list[tuple[Path, np.ndarray]], spec: WindowSpec):
+    """The planned windows, one raw float32 copy at a time (a file is decoded once; a short one is reflection-
+    padded as the scan pads it); a file that fails to decode is left out with a warning."""
+    win = spec.window_samples
+    for f, keep in plan:
         try:
-            x = audio.load(f, sample_rate)
+            x = audio.load(f, spec.sample_rate)
         except AudioReadError as exc:
             log.warning("%s (left out of the student's audio)", exc)
             continue
         starts = window_starts(len(x), spec)
         for s in starts[keep[keep < len(starts)]]:
-            w = x[s:s + spec.window_samples]
-            out.append(np.pad(w, (0, spec.window_samples - len(w))) if len(w) < spec.window_samples else w)
-    return np.stack(out).astype(np.float32)[:cap] if out else np.zeros((0, spec.window_samples), np.float32)
+            yield np.array(fit_length(x[s:s + win], win), np.float32)
 
 
-def _prepare(raw: np.ndarray, norm, sample_rate: int) -> np.ndarray:
-    """The windows as both models read them (the edge's normalisation), as float16 to halve the memory."""
-    out = np.empty(raw.shape, np.float16)
-    for i in range(0, len(raw), SCORE_BATCH):
-        out[i:i + SCORE_BATCH] = norm.apply(raw[i:i + SCORE_BATCH], sample_rate)
-    return out
+def clip_windows(clips, sample_rate: int, window_s: float):
+    """The centred window of each clip (as evaluation cuts it); a clip that cannot be read is left out."""
+    for c in clips:
+        try:
+            yield c.cut(sample_rate, window_s)
+        except AudioReadError as exc:
+            log.warning("%s (left out of the student's audio)", exc)
+
+
+def normalised(windows, n: int, norm, sample_rate: int, window_samples: int) -> np.ndarray:
+    """At most `n` raw windows from an iterator, as both models read them (the edge's normalisation), into one
+    float16 array: the only copy of the student's audio in memory (6000 windows of 5 s at 16 kHz: 0.96 GB)."""
+    out = np.empty((n, window_samples), np.float16)
+    filled, batch = 0, []
+
+    def flush():
+        nonlocal filled, batch
+        if batch:
+            out[filled:filled + len(batch)] = norm.apply(np.stack(batch), sample_rate)
+            filled, batch = filled + len(batch), []
+
+    for w in windows:
+        if filled + len(batch) >= n:
+            break
+        batch.append(w)
+        if len(batch) == SCORE_BATCH:
+            flush()
+    flush()
+    return out[:filled]
 
 
 def probabilities(model, x: np.ndarray, pos: int, device, batch: int = SCORE_BATCH) -> np.ndarray:
@@ -172,7 +202,7 @@ def clip_rule(student: np.ndarray, full: np.ndarray, is_owl: np.ndarray, thresho
     detects, and what it passes."""
     student, full, is_owl = np.asarray(student), np.asarray(full), np.asarray(is_owl, bool)
     detected = is_owl & (full >= threshold)
-    t = float(student[detected].min()) if detected.any() else 0.0
+    t = float(student[detected].min()) * (1.0 - PASS_MARGIN) if detected.any() else 0.0
     return {"rule": "every owl clip the full model detects is kept", "pass_threshold": t,
             "clips": int(len(student)), "owl_clips": int(is_owl.sum()), "owl_clips_detected": int(detected.sum()),
             "pass_rate": round(float((student >= t).mean()) if len(student) else 1.0, 4),
@@ -185,19 +215,23 @@ def build(run_dir: Path, teacher, splits, sample_rate: int, window_s: float, hop
     """Distil RUN/student/ from `teacher` (the best model); returns the report (None: no student, with a warning)."""
     pos = label2id[positive_label]
     t0 = time.perf_counter()
-    clip_raw = np.stack([c.cut(sample_rate, window_s) for c in splits.train]).astype(np.float32)
+    spec = WindowSpec(sample_rate, window_s, hop_s)
+    clips = list(splits.train)
+    if len(clips) > max_windows // 2:      # the clips count in the cap too: a spread of them
+        clips = [clips[i] for i in np.linspace(0, len(clips) - 1, max_windows // 2).round().astype(int)]
+    room = max_windows - len(clips)
     sources = sorted({Path(c.source) for c in splits.train})
-    parts = [clip_raw, recording_windows(sources, sample_rate, window_s, hop_s, max_windows // 2, seed)]
-    n_distil = 0
+    extra = []
     if distil_audio:
         from hootwatch.edge.scan.planning import collect_audio
-
-        extra = recording_windows(collect_audio([distil_audio]), sample_rate, window_s, hop_s,
-                                  max_windows - len(parts[1]), seed + 1)
-        n_distil = len(extra)
-        parts.append(extra)
-    x = _prepare(np.concatenate(parts), norm, sample_rate)
-    del parts, clip_raw
+        extra = collect_audio([distil_audio])
+    train_plan = plan_windows(sources, sample_rate, window_s, hop_s, room // 2 if extra else room, seed)
+    n_train = sum(len(k) for _, k in train_plan)
+    distil_plan = plan_windows(extra, sample_rate, window_s, hop_s, room - n_train, seed + 1) if extra else []
+    n_distil = sum(len(k) for _, k in distil_plan)
+    x = normalised(itertools.chain(clip_windows(clips, sample_rate, window_s), planned_windows(train_plan, spec),
+                                   planned_windows(distil_plan, spec)),
+                   len(clips) + n_train + n_distil, norm, sample_rate, spec.window_samples)
     targets = probabilities(teacher, x, pos, device)
     level = min(float(threshold), 0.5)   # an operating point chosen later below the run's is still learnt
     try:
@@ -206,18 +240,19 @@ def build(run_dir: Path, teacher, splits, sample_rate: int, window_s: float, hop
     except ValueError as exc:
         log.warning("no student (cascade first stage) for this run (%s): its bundle will score every window", exc)
         return None
-    val_raw = np.stack([c.cut(sample_rate, window_s) for c in splits.validation]).astype(np.float32) \
-        if splits.validation else np.zeros((0, int(round(window_s * sample_rate))), np.float32)
-    val_x = _prepare(val_raw, norm, sample_rate)
+    val_x = normalised(clip_windows(splits.validation, sample_rate, window_s), len(splits.validation), norm,
+                       sample_rate, spec.window_samples)
     val_student, val_full = probabilities(student, val_x, pos, device), probabilities(teacher, val_x, pos, device)
     is_owl = np.array([c.label == positive_label for c in splits.validation], bool)
+    if len(is_owl) != len(val_x):     # a validation clip could not be read (warned above): no clip figures
+        is_owl, val_student, val_full = is_owl[:0], val_student[:0], val_full[:0]
     out = Path(run_dir) / DIR_NAME
     student.cpu().save_pretrained(out / MODEL_SUBDIR)
     np.savez(out / VALIDATION_FILE, student=val_student, full=val_full, owl=is_owl)
     report = {"architecture": {"width": WIDTH, "layers": LAYERS,
                                "parameters": int(sum(p.numel() for p in student.parameters()))},
-              "windows": {"training_clips": int(len(splits.train)), "training_recordings": int(len(x) - len(
-                  splits.train) - n_distil), "distil_audio": n_distil, "distil_audio_dir": distil_audio or None},
+              "windows": {"training_clips": len(clips), "training_recordings": n_train, "distil_audio": n_distil,
+                          "distil_audio_dir": distil_audio or None, "in_all": int(len(x))},
               "target_level": level, "teacher_positives": int((targets >= level).sum()), "epochs": epochs,
               "validation_clips": clip_rule(val_student, val_full, is_owl, threshold),
               "seconds": round(time.perf_counter() - t0, 1)}

@@ -520,12 +520,20 @@ def _run(args: TrainArgs, prepared: list[bool]) -> TrainResult:
         console.print(f"[bold]test ({args.positive_label}, threshold {threshold:.3f}):[/] precision "
                       f"{tm['precision']:.3f}  recall {tm['recall']:.3f}  F1 {tm['f1']:.3f}  PR-AUC "
                       f"{tm['pr_auc']:.3f}  confusion {tm['confusion_matrix']}  -> {run_dir}")
-        # 8. the cascade's first stage: a student distilled from this model (hootwatch.trainer.student)
-        if args.student:
+    accelerator.wait_for_everyone()
+    # 8. the cascade's first stage: a student distilled from this model (hootwatch.trainer.student), on the main
+    # process after the others are done (decoding SD cards can take longer than a collective's timeout); the model
+    # is trained and saved by now, so a failure here costs the cascade, never the run
+    if main_proc and args.student:
+        try:
             student.build(run_dir, accelerator.unwrap_model(best), splits, sample_rate, args.window_s, args.hop,
                           norm, label2id, args.positive_label, threshold, accelerator.device, args.distil_audio,
                           args.distil_max_windows, args.student_epochs, args.seed, say=console.print)
-    accelerator.wait_for_everyone()
+        except (HootwatchError, OSError, MemoryError, ValueError, RuntimeError) as exc:
+            console.print(f"[yellow]no student (the cascade's first stage) for this run: {exc}. The model is "
+                          f"saved in {run_dir / MODEL_DIR}; its bundle will score every window (slower, same "
+                          "detections). Lower --distil-max-windows, or fix the file named above, and train "
+                          "again to get one.[/]")
     return TrainResult(run_dir, metrics, threshold, labels, state["optimizer_steps"] - steps_before,
                        state["epoch"], time.perf_counter() - t0)
 

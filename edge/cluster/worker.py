@@ -160,21 +160,24 @@ def score_chunk(scanner, path: Path, next_path: str | None, span: Span) -> Chunk
     scan ends a file (end-aligned tail, or the run-on into the head of the next contiguous file).
 
     A scorer with context (the student cascade passes a window's neighbours) also gets that many windows before
-    and after the span, as a local scan of the whole file would have given it; their scores are dropped, so each
-    window is decided exactly as locally and belongs to one chunk only."""
+    the span (as context, not scored: the chunk's batches stay a local scan's) and after it (scored in its last
+    batch, their scores dropped), so each window is decided exactly as locally and belongs to one chunk only."""
     from hootwatch.edge.contract.score_loop import read_head
 
     spec = scanner.spec
     stream = scanner.score_stream()
     ctx = max(0, int(getattr(stream.scorer, "context", 0) or 0))
-    hop = spec.hop_samples
+    hop, win = spec.hop_samples, spec.window_samples
     lead = min(ctx, span.start // hop)                    # context windows before the span (none before sample 0)
-    first = span.start - lead * hop
+    if lead:    # given as context only, so the chunk's batches stay those of a local scan of the whole file
+        before = np.concatenate(list(chunk_blocks(path, spec.sample_rate, span.start - lead * hop,
+                                                  (lead - 1) * hop + win, scanner.settings.block_s)))
+        stream.prime([before[i * hop:i * hop + win] for i in range(lead)])
     needed = span.samples_needed(spec)
-    count = None if needed is None else needed + (lead + ctx) * hop
-    for block in chunk_blocks(path, spec.sample_rate, first, count, scanner.settings.block_s):
+    count = None if needed is None else needed + ctx * hop   # and the windows after it, decided with the next chunk
+    for block in chunk_blocks(path, spec.sample_rate, span.start, count, scanner.settings.block_s):
         stream.push(block)
-    n = stream.samples_seen - lead * hop
+    n = stream.samples_seen
     linked = False
     if span.stop is None:
         stream.end_here()
@@ -188,6 +191,6 @@ def score_chunk(scanner, path: Path, next_path: str | None, span: Span) -> Chunk
     else:
         n = needed
     stream.finish()
-    starts = stream.starts + first
+    starts = stream.starts + span.start
     keep = (starts >= span.start) & (True if span.stop is None else starts < span.stop)
     return ChunkScores(span, starts[keep], stream.scores[keep], n, linked)

@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"threshold {cal.threshold:.4f}: expected precision {cal.expected_precision:.3f} over the "
                   f"{cal.kept} reviewed detections at or above it (was {bundle.manifest.threshold:g})")
     fs = bundle.manifest.first_stage or {}
-    checked = [float(v) for v in ((fs.get("validation") or {}).get("full_threshold"),
-                                  (fs.get("recordings_check") or {}).get("full_threshold")) if v is not None]
+    checked = [float(v) for v in ((fs.get(k) or {}).get("full_threshold")
+                                  for k in ("validation", "recordings_check", "clip_rule", "rule")) if v is not None]
     validated = min(checked) if checked else None
     if validated is not None and cal.threshold < float(validated):
         console.print(f"warning: the bundle's first stage (cascade) was validated to keep the windows scoring "

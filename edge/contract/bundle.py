@@ -212,6 +212,17 @@ def _check_types(m: Manifest) -> None:
                 or not 0.0 <= p <= 1.0:
             raise BundleError(f"field 'first_stage' needs a 'file' name and a 'pass_threshold' in [0, 1], got {fs!r}",
                               "export the model again with `hootwatch export` (or scan with --exhaustive)")
+        kind = fs.get("kind", "features")
+        if kind not in ("features", "student"):
+            raise BundleError(f"field 'first_stage' is of kind {kind!r}, which this hootwatch does not know",
+                              "upgrade hootwatch on this device, or scan with --exhaustive")
+        if kind == "student":
+            n, i = fs.get("neighbours", 0), fs.get("positive_index")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0 or isinstance(i, bool) \
+                    or not isinstance(i, int) or not 0 <= i < len(m.labels):
+                raise BundleError(f"field 'first_stage' needs whole 'neighbours' >= 0 and a 'positive_index' among "
+                                  f"the {len(m.labels)} labels, got {fs!r}",
+                                  "export the model again with `hootwatch export` (or scan with --exhaustive)")
 
 
     if m.embedding and not (isinstance(m.embedding.get("output"), str) and isinstance(m.embedding.get("dim"), int)):

@@ -89,9 +89,15 @@ class ScoreStream:
 
     def push(self, block: np.ndarray, score_all: bool = False) -> list[Event]:
         """Feed mono float32 audio; windows are scored in full batches (all of them with `score_all`, for live
-        audio, where a detection must not wait for the next block)."""
+        audio, where a detection must not wait for the next block; a scorer with context still waits for the
+        windows after the last one: a hop or two of latency)."""
         self._take(self._windows.push(np.asarray(block, np.float32).reshape(-1)))
         return self._score(score_all)
+
+    def prime(self, windows: list[np.ndarray]) -> None:
+        """Windows just before the first one pushed (a cluster chunk's predecessors): context only, never scored."""
+        ctx = max(0, int(getattr(self.scorer, "context", 0) or 0))
+        self._before = [(-1, np.asarray(w, np.float32)) for w in windows][-ctx:] if ctx else []
 
     def finish(self) -> list[Event]:
         """End of the audio: the end-aligned tail window (or the padded window of audio shorter than one window)
@@ -99,22 +105,25 @@ class ScoreStream:
         if self._end is None:  # audio shorter than a window was padded: an event ends with the audio
             self._builder.end_at(self.samples_seen)
         self._take(self._windows.finish())
-        return self._score(True) + self._builder.flush()
+        return self._score(True, final=True) + self._builder.flush()
 
     def _take(self, windows: list[tuple[int, np.ndarray]]) -> None:
         if self._end is not None:
             windows = [(s, w) for s, w in windows if s < self._end]
         self._pending += windows
 
-    def _score(self, score_all: bool) -> list[Event]:
+    def _score(self, score_all: bool, final: bool = False) -> list[Event]:
         events: list[Event] = []
         win = self.spec.window_samples
         # a scorer with `context` k (the cascade's student passes a window's neighbours) sees k windows on each side
-        # of its batch: the batch waits for the k windows after it, the last k of it stay as the next one's before
+        # of its batch: the batch waits for the k windows after it (until the audio ends), the last k of it stay as
+        # the next one's before
         ctx = max(0, int(getattr(self.scorer, "context", 0) or 0))
-        while self._pending and (score_all or len(self._pending) >= self.batch_size + ctx):
-            batch, after = self._pending[:self.batch_size], self._pending[self.batch_size:self.batch_size + ctx]
-            self._pending = self._pending[self.batch_size:]
+        wait = 0 if final else ctx
+        while len(self._pending) > wait and (score_all or len(self._pending) >= self.batch_size + ctx):
+            size = min(self.batch_size, len(self._pending) - wait)
+            batch, after = self._pending[:size], self._pending[size:size + ctx]
+            self._pending = self._pending[size:]
             before = self._before
             x = np.stack([w for _, w in before + batch + after])
             kw = {"context": (len(before), len(after))} if ctx else {}

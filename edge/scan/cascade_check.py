@@ -146,14 +146,19 @@ def check_on_recordings(bundle_dir: str | os.PathLike, audio_dir: str | os.PathL
     truth = read_labels(audio_dir) if student and use_labels else []
     rule = cheapest_rule(full, firsts, truth, m, root=audio_dir) if truth else None
     if truth and rule is None:
-        log.warning("%s: the full model detects none of the %d labelled calls there, so they cannot choose the pass "
-                    "threshold; checking that the cascade makes the exhaustive scan's rows instead", audio_dir,
-                    sum(t.label == m.positive_label for t in truth))
+        n_owl = sum(t.label == m.positive_label for t in truth)
+        why = (f"none of its {len(truth)} labels is {m.positive_label!r} (found: "
+               f"{', '.join(sorted({t.label for t in truth})[:8])}): name the owl calls {m.positive_label!r} to use them"
+               if n_owl == 0 else f"the full model detects none of its {n_owl} labelled {m.positive_label!r} calls")
+        log.warning("%s: %s, so the labels cannot choose the pass threshold; checking instead that the cascade makes "
+                    "the exhaustive scan's rows there", audio_dir, why)
     if rule is not None:
         report = common | rule.to_dict() | {"labels": len(truth)}
         if write:
-            write_manifest(bundle.path, replace(m, first_stage=dict(m.first_stage) | {
-                "pass_threshold": rule.pass_threshold, "neighbours": rule.neighbours, "rule": report}))
+            fs = {k: v for k, v in m.first_stage.items() if k != "recordings_check"}   # no stale figures
+            write_manifest(bundle.path, replace(m, first_stage=fs | {
+                "pass_threshold": rule.pass_threshold, "neighbours": rule.neighbours, "rule": report,
+                "chosen_on": f"labelled recordings {audio_dir}"}))
         log.info("pass rule chosen on %s: threshold %.3g, %d neighbours, pass rate %.1f %%, %d of %d detected calls "
                  "kept", audio_dir, rule.pass_threshold, rule.neighbours, 100 * rule.pass_rate, rule.calls_kept,
                  rule.calls_detected)
@@ -165,7 +170,8 @@ def check_on_recordings(bundle_dir: str | os.PathLike, audio_dir: str | os.PathL
                        "cascade_detections": c.cascade_detections, "pass_threshold": c.pass_threshold,
                        "keep_target": None if student else keep, "neighbours": neighbours}
     if write:
-        write_manifest(bundle.path, replace(m, first_stage=dict(m.first_stage) | {
+        fs = {k: v for k, v in m.first_stage.items() if k != "rule"}   # a stale rule would describe another threshold
+        write_manifest(bundle.path, replace(m, first_stage=fs | {
             "pass_threshold": c.pass_threshold, "recordings_check": report}))
     log.info("first stage checked on %s: pass threshold %.3g -> %.3g, pass rate %.1f %%", audio_dir, old,
              c.pass_threshold, 100 * report["pass_rate"])

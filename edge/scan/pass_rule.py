@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.contract.student import dilate
+from hootwatch.edge.contract.student import PASS_MARGIN, dilate
 from hootwatch.edge.tables.evaluate import Detection, calls_found
 from hootwatch.edge.tables.label_tables import TruthEvent, find_tables, read_table, read_truth_csv
 from .offline import FileScores, detections_at
@@ -91,7 +91,7 @@ def event_pass_rule(full: list[FileScores], first: list[np.ndarray], truth: list
                 lo = mid
             else:
                 hi = mid - 1
-        t = float(cand[lo])
+        t = float(cand[lo]) * (1.0 - PASS_MARGIN)
     rows = cascade_rows(full, first, t, manifest, neighbours)
     kept = want & calls_found(rows, truth, root, label)
     passed = int(sum(passed_mask(c, t, neighbours).sum() for c in first))
