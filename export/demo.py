@@ -151,8 +151,9 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
 
     # 3. hard examples: what that model gets wrong on a night of its own (another seed), added to the data
     t = step("3/9 mining hard examples from a synthetic night")
+    # only its full model scores the mining night (Detector, no cascade): no first stage to check and ship
     export_bundle(ExportOptions(source=out / "run_clips", out=out / "bundle_clips", threads=opts.threads or 2,
-                                speed_repeats=0))
+                                speed_repeats=0, first_stage=False))
     mining = out / "mining_night"
     write_dump(mining, DumpConfig(hours=opts.mining_hours, seed=opts.seed + 3000, backgrounds=backgrounds, tz=DEMO_TZ))
     mined = mine_hard_examples(Detector.load(out / "bundle_clips", threads=opts.threads), mining,
@@ -172,7 +173,9 @@ def run(opts: DemoOptions, console=None) -> DemoResult:
     # 5. export + int8 + parity
     t = step("5/9 exporting to ONNX, quantizing to int8, checking parity")
     export_opts = ExportOptions(source=out / "run", out=out / "bundle", threads=opts.threads or 2, speed_repeats=0)
-    export_bundle(export_opts)
+    # this bundle's full model scores the validation night (step 6); the export there (same int8 model) checks and
+    # ships the first stage, so it is not prepared twice
+    export_bundle(replace(export_opts, first_stage=False))
     timings["export_s"] = time.perf_counter() - t
 
     # 6. the operating point (threshold, min_hits), chosen on a validation night (its own seed), into the bundle
