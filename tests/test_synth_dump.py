@@ -93,10 +93,11 @@ def test_truth_rows_inside_files_and_owl_is_louder_in_its_band(dump):
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
-    a = _digest(_dump(tmp_path / "a", hours=0.02, seed=7))
-    b = _digest(_dump(tmp_path / "b", hours=0.02, seed=7))
-    c = _digest(_dump(tmp_path / "c", hours=0.02, seed=8))
+    a = _digest(_dump(tmp_path / "a", hours=0.01, seed=7))   # two recorders, each with an owl call
+    b = _digest(_dump(tmp_path / "b", hours=0.01, seed=7))
+    c = _digest(_dump(tmp_path / "c", hours=0.01, seed=8))
     assert a == b and a != c
+    assert {r["label"] for r in _truth(tmp_path / "a")} >= {"owl"}
 
 
 def _found_in(stretch: np.ndarray, sr: int, recordings: list[Path], cache: dict) -> bool:

@@ -44,3 +44,14 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     assert resumed.metrics["test"]["pr_auc"] == pytest.approx(whole.metrics["test"]["pr_auc"], abs=1e-6)
     rc = json.loads((tmp_path / "b" / "run_config.json").read_text())
     assert rc["args"]["epochs"] == 3 and rc["resumes"][0]["changed"] == {}
+
+
+def test_a_data_loading_process_trains_the_same_model(tmp_path):
+    """The demo loads data in a worker process (num_workers=1) to overlap decoding with training; augmentation
+    draws its randomness per clip and epoch, so the batches, and the model, are those of loading in-process."""
+    data = make_label_folders(tmp_path / "d", n_recordings=4, clips_per_recording=3, seed=5, dur_range=(1.0, 1.5))
+    inline = run(make_args(data=str(data), out=str(tmp_path / "a"), epochs=2, num_workers=0, **SMALL))
+    worker = run(make_args(data=str(data), out=str(tmp_path / "b"), epochs=2, num_workers=1, **SMALL))
+    assert worker.metrics["history"] == inline.metrics["history"]
+    assert (tmp_path / "b" / "model" / "model.safetensors").read_bytes() == \
+        (tmp_path / "a" / "model" / "model.safetensors").read_bytes()
