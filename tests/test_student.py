@@ -123,3 +123,35 @@ def test_the_pass_rule_keeps_every_call_the_full_model_detects_and_ignores_its_f
 def test_no_detected_call_means_no_rule_rather_than_a_guess():
     files, firsts, m = _files(np.full(20, 0.1), np.full(20, 0.5))
     assert event_pass_rule(files, firsts, [TruthEvent("night.wav", 1.0, 2.0, "owl")], m, 0) is None
+
+
+def test_distil_audio_without_audio_is_refused_before_training_with_the_fix(tmp_path):
+    from hootwatch.edge.core.errors import ConfigError
+    from hootwatch.trainer.args import make_args
+
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "notes.txt").write_text("not audio")
+    for where, says in ((tmp_path / "cards", "no audio files in it"), (tmp_path / "nowhere", "no such folder")):
+        with pytest.raises(ConfigError) as err:
+            make_args(data=str(tmp_path), out=str(tmp_path / "run"), distil_audio=str(where)).validate()
+        assert says in err.value.message and "--distil-audio" in err.value.message
+        assert "leave --distil-audio out" in err.value.hint
+
+
+@pytest.mark.parametrize("change,says", [({"kind": "hologram"}, "does not know"),
+                                         ({"positive_index": 5}, "positive_index"),
+                                         ({"neighbours": -1}, "neighbours")])
+def test_a_student_manifest_the_edge_cannot_run_is_refused_with_the_fix(tmp_path, change, says):
+    import json
+
+    from hootwatch.edge.contract.bundle import load_bundle
+    from hootwatch.edge.core.errors import BundleError
+    from tiny_bundles import add_student, tone_bundle
+
+    d = add_student(tone_bundle(tmp_path / "b"))
+    m = json.loads((d / "manifest.json").read_text())
+    m["first_stage"].update(change)
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError) as err:
+        load_bundle(d)
+    assert says in err.value.message and "--exhaustive" in err.value.hint
