@@ -9,11 +9,11 @@ on some model.
 
 With `calibration` (model-input windows), the feature encoder's convolutions after the first also become int8:
 static QDQ (u8 activations with ranges calibrated on the windows, s8 per-channel weights), which ONNX Runtime runs
-as QLinearConv. Dynamic int8 of those convolutions (ConvInteger) is slower than fp32; static is faster (about
-25 % per window on wav2vec2-base, docs/benchmarks.md) but its fixed activation ranges cost accuracy: measured
-on a random-init wav2vec2-base against fp32, the logit error about doubles (median and 90th percentile) and one
-clipped real window was off by 12x the dynamic model's worst (notes in docs/benchmarks.md "Export: size and
-speed"). So it is not the default: an option for whoever checks parity on their own clips.
+as QLinearConv. Dynamic int8 of those convolutions (ConvInteger) is slower than fp32; static is faster (25-36 %
+per window on wav2vec2-base, 2 threads) but its fixed activation ranges cost accuracy: on a random-init
+wav2vec2-base against fp32 the logit error about doubles (median and 90th percentile) and one clipped real window
+was off by 12x the dynamic model's worst (docs/benchmarks.md "Export: size and speed"). So it is not the
+default: an option for whoever checks parity on their own clips.
 The first convolution (one input channel, followed by the InstanceNormalization that rescales each channel) stays
 fp32: it is cheap, and quantizing its output before the per-channel normalisation amplifies the error.
 """
