@@ -389,3 +389,11 @@ def test_the_graph_also_outputs_the_pooled_embedding_of_a_middle_layer(exported,
     int8 = Detector.load(exported.bundle, threads=1)
     s, e = int8.score_and_embed(windows)
     assert np.allclose(s, int8.score(windows)) and e.shape == (4, 32)
+
+
+def test_export_with_static_conv_quantizes_the_encoder_convs_and_says_so(run_dir, tmp_path):
+    res = export_bundle(ExportOptions(source=run_dir, out=tmp_path / "b", target="x86", static_conv=True,
+                                      speed_repeats=0, first_stage=False))
+    q = res.manifest.metrics["quantization"]
+    assert "static Conv" in q["mode"] and q["conv"]["nodes"] >= 1 and q["conv"]["calibration_windows"] >= 1
+    assert res.parity.passed
