@@ -81,14 +81,17 @@ class Record:
     scan_rtf: float | None = None   # the scan's own figure (after start-up and model load), from its summary
 
 
-def build_bundle(work: Path, threads: int, layers: int | None = None, sample_rate: int = SR) -> Path:
-    """A wav2vec2-base int8 bundle with random weights (`layers` transformer layers, at `sample_rate`)."""
+def build_bundle(work: Path, threads: int, layers: int | None = None, sample_rate: int = SR,
+                 normalisation: dict | None = None, static_conv: bool = False) -> Path:
+    """A wav2vec2-base int8 bundle with random weights (`layers` transformer layers, at `sample_rate`), reading its
+    windows with `normalisation` (the donor's band limit: its cost is part of every window's)."""
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
     from hootwatch.export.core import ExportOptions, export_bundle
 
-    tag = ("" if layers is None else f"_{layers}layers") + ("" if sample_rate == SR else f"_{sample_rate}hz")
+    tag = ("" if layers is None else f"_{layers}layers") + ("" if sample_rate == SR else f"_{sample_rate}hz") + \
+        ("_band" if normalisation and normalisation.get("highpass_hz") else "") + ("_static" if static_conv else "")
     bundle = work / f"bundle{tag}"
     if (bundle / "manifest.json").is_file():
         return bundle
@@ -97,8 +100,11 @@ def build_bundle(work: Path, threads: int, layers: int | None = None, sample_rat
     cfg = Wav2Vec2Config(num_labels=2, id2label={0: "not_owl", 1: "owl"}, label2id={"not_owl": 0, "owl": 1},
                          **({"num_hidden_layers": layers} if layers else {}))
     Wav2Vec2ForSequenceClassification(cfg).save_pretrained(ckpt)  # wav2vec2-base sizes, random init
-    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False,
-                             sampling_rate=sample_rate).save_pretrained(ckpt)
+    fe = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False, sampling_rate=sample_rate)
+    if normalisation:
+        from hootwatch.edge.contract.preprocess import FEATURE_EXTRACTOR_KEY
+        setattr(fe, FEATURE_EXTRACTOR_KEY, normalisation)
+    fe.save_pretrained(ckpt)
     rng = np.random.default_rng(0)
     for label in ("owl", "not_owl"):
         for i in range(4):
@@ -106,7 +112,7 @@ def build_bundle(work: Path, threads: int, layers: int | None = None, sample_rat
             p.parent.mkdir(parents=True, exist_ok=True)
             sf.write(p, (0.1 * rng.standard_normal(5 * SR)).astype(np.float32), SR)
     export_bundle(ExportOptions(source=ckpt, out=bundle, audio_dir=work / "parity", force=True, overwrite=True,
-                                threads=threads, speed_repeats=0, first_stage=False))
+                                threads=threads, speed_repeats=0, first_stage=False, static_conv=static_conv))
     return bundle
 
 
@@ -125,9 +131,10 @@ def with_first_stage(bundle: Path, donor: Path, out: Path) -> Path:
     shutil.copytree(bundle, out)
     shutil.copyfile(donor / d.first_stage["file"], out / d.first_stage["file"])
     fs = dict(d.first_stage, copied_from=str(donor))
-    write_manifest(out, Manifest.from_dict(m.to_dict() | {
-        "first_stage": fs, "normalisation": d.normalisation.to_dict(), "threshold": d.threshold,
-        "min_hits": d.min_hits}))
+    if m.normalisation != d.normalisation:
+        sys.exit(f"{bundle} reads windows as {m.normalisation}, the student of {donor} as {d.normalisation}")
+    write_manifest(out, Manifest.from_dict(m.to_dict() | {"first_stage": fs, "threshold": d.threshold,
+                                                           "min_hits": d.min_hits}))
     return out
 
 
@@ -207,21 +214,25 @@ def main() -> None:
     ap.add_argument("--options", action="store_true",
                     help="also exhaustive rows for 6 and 4 transformer layers and for 8 kHz (train --layers K, "
                          "--sample-rate 8000)")
+    ap.add_argument("--static-conv", action="store_true",
+                    help="export the full model with `export --static-conv` (the encoder convs in static int8)")
     ap.add_argument("--real", type=Path, default=REAL, help="folder of real recordings (default ../shared/data/real)")
     ap.add_argument("--pytorch", action="store_true", help="also time PyTorch eager over the same windows")
     ap.add_argument("--work", type=Path, default=Path("/tmp/hootwatch-bench"))
     ap.add_argument("--json", type=Path, default=None, help="also write the table as JSON records to this file")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    bundle = with_first_stage(build_bundle(args.work, args.threads), args.first_stage_from, args.work / "bundle_cascade")
+    norm = load_manifest(args.first_stage_from).normalisation.to_dict()
+    bundle = with_first_stage(build_bundle(args.work, args.threads, normalisation=norm, static_conv=args.static_conv),
+                              args.first_stage_from, args.work / "bundle_cascade")
     if args.keep_bundle:
         shutil.rmtree(args.keep_bundle, ignore_errors=True)
         shutil.copytree(bundle, args.keep_bundle)
     options = {}
     if args.options:
-        options = {"exhaustive, 6 layers": build_bundle(args.work, args.threads, layers=6),
-                   "exhaustive, 4 layers": build_bundle(args.work, args.threads, layers=4),
-                   "exhaustive, 8 kHz": build_bundle(args.work, args.threads, sample_rate=8000)}
+        options = {"exhaustive, 6 layers": build_bundle(args.work, args.threads, layers=6, normalisation=norm),
+                   "exhaustive, 4 layers": build_bundle(args.work, args.threads, layers=4, normalisation=norm),
+                   "exhaustive, 8 kHz": build_bundle(args.work, args.threads, sample_rate=8000, normalisation=norm)}
 
     sets, shares = [], {}
     if args.hours > 0:
