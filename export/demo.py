@@ -57,10 +57,10 @@ class DemoOptions:
     backgrounds: Path | None = None
     synthetic_backgrounds: bool = False
     threads: int | None = None
-    # one data-loading process beside the training threads: clips are decoded, resampled and augmented while the
-    # model trains (on 2 CPUs, decoding was over half of each epoch). Same batches, same model (the randomness is
-    # drawn per clip and epoch), only sooner
-    loader_workers: int = 1
+    # data-loading processes beside the training threads: none. On a quiet 2-CPU machine one more process made an epoch
+    # slower (2 epochs 58.5 s against 53.4 s, 40 % more CPU: it competes with torch's two threads); the trainer keeps
+    # the short training files decoded in memory instead (trainer/data/dataset.py DecodedFiles)
+    loader_workers: int = 0
     overwrite: bool = False
     speed_repeats: int = 2         # export speed report (0: skip)
     progress: bool = True
