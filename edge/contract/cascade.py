@@ -114,6 +114,8 @@ class CascadeDetector:
         x = np.atleast_2d(np.asarray(windows, np.float32))
         before, after = context
         end = len(x) - after
+        if end <= before:
+            return x[:0], False, np.zeros(0, np.int64)
         if isinstance(self.first_stage, Student):
             xn = self.full.normalise(x)
             keep = dilate(self.first_stage.score_normalised(xn) >= self.pass_threshold, self.first_stage.neighbours)
