@@ -20,7 +20,7 @@ from hootwatch.edge.scan.offline import score_windows
 from hootwatch.edge.scan.pass_rule import cascade_rows, event_pass_rule, passed_mask, read_labels
 from hootwatch.edge.tables.evaluate import calls_found
 
-LADDER = (0.01, 0.03, 0.066, 0.1, 0.2, 0.3, 0.5, 0.8)
+LADDER = (0.001, 0.003, 0.01, 0.016, 0.03, 0.066, 0.106, 0.2, 0.5)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from hootwatch.edge.contract import audio
-from hootwatch.edge.contract.student import PASS_MARGIN
+from hootwatch.edge.contract.student import PASS_MARGIN, with_margin
 from hootwatch.edge.contract.windows import WindowSpec, fit_length, window_starts
 from hootwatch.edge.core.errors import AudioReadError
 
@@ -202,7 +202,7 @@ def clip_rule(student: np.ndarray, full: np.ndarray, is_owl: np.ndarray, thresho
     detects, and what it passes."""
     student, full, is_owl = np.asarray(student), np.asarray(full), np.asarray(is_owl, bool)
     detected = is_owl & (full >= threshold)
-    t = float(student[detected].min()) * (1.0 - PASS_MARGIN) if detected.any() else 0.0
+    t = with_margin(float(student[detected].min()) * (1.0 - PASS_MARGIN)) if detected.any() else 0.0
     return {"rule": "every owl clip the full model detects is kept", "pass_threshold": t,
             "clips": int(len(student)), "owl_clips": int(is_owl.sum()), "owl_clips_detected": int(detected.sum()),
             "pass_rate": round(float((student >= t).mean()) if len(student) else 1.0, 4),

@@ -6,7 +6,8 @@ The full model's own false alarms need not be reproduced (nothing cheap can pred
 keeping 99.5 % of the full model's positive windows meant passing 58-97 % of all windows: docs/benchmarks.md), so
 only labelled calls count. Detection is monotone in the pass threshold (a lower one passes a superset of windows,
 so every event only grows), so a binary search over the student's own scores finds the highest threshold that
-keeps every call; among the neighbour counts tried, the one that passes the fewest windows wins.
+keeps every call; it is then set GENERALISATION_LOGITS lower in log-odds (another night holds harder calls than the
+one that chose it); among the neighbour counts tried, the one that passes the fewest windows wins.
 
 The same simulation (`cascade_rows`) serves `hootwatch cascade-check` (scan.cascade_check), which needs no labels.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hootwatch.edge.contract.student import PASS_MARGIN, dilate
+from hootwatch.edge.contract.student import GENERALISATION_LOGITS, PASS_MARGIN, dilate, with_margin
 from hootwatch.edge.tables.evaluate import Detection, calls_found
 from hootwatch.edge.tables.label_tables import TruthEvent, find_tables, read_table, read_truth_csv
 from .offline import FileScores, detections_at
@@ -60,7 +61,8 @@ class PassRule:
         return self.passed / self.windows if self.windows else 1.0
 
     def to_dict(self) -> dict:
-        return {"rule": "every labelled owl call the full model detects is still detected",
+        return {"rule": "every labelled owl call the full model detects is still detected, then "
+                        f"{GENERALISATION_LOGITS:g} logits lower for calls not seen",
                 "pass_threshold": self.pass_threshold, "neighbours": self.neighbours, "windows": self.windows,
                 "pass_rate": round(self.pass_rate, 4), "calls": self.calls, "calls_detected": self.calls_detected,
                 "calls_kept": self.calls_kept, "exhaustive_detections": self.exhaustive_detections,
@@ -91,7 +93,7 @@ def event_pass_rule(full: list[FileScores], first: list[np.ndarray], truth: list
                 lo = mid
             else:
                 hi = mid - 1
-        t = float(cand[lo]) * (1.0 - PASS_MARGIN)
+        t = with_margin(float(cand[lo]) * (1.0 - PASS_MARGIN))
     rows = cascade_rows(full, first, t, manifest, neighbours)
     kept = want & calls_found(rows, truth, root, label)
     passed = int(sum(passed_mask(c, t, neighbours).sum() for c in first))
