@@ -76,20 +76,13 @@ def prepare(source, int8_full: Path, clips, threshold: float, bundle_dir: Path, 
         ref = torch.softmax(torch.cat([model(input_values=torch.from_numpy(x[i:i + 32])).logits.float()
                                        for i in range(0, len(x), 32)]), -1)[:, pos].numpy()
     spec = {"positive_index": pos, "input": graph.input_name, "output": graph.output_name}
-    chosen, parity = None, {}
-    for name, path in (("fp32", graph.path),):
-        st = Student(ort_session(path, threads), graph.input_name, graph.output_name, pos)
-        scores = _probs(st, x)
-        diff = float(np.abs(scores - ref).max()) if len(x) else 0.0
-        parity[name] = round(diff, 6)
-        if diff <= STUDENT_TOLERANCE:
-            chosen = (name, path, scores)
-            break
-    if chosen is None:
+    name, path = "fp32", graph.path
+    stage = _probs(Student(ort_session(path, threads), graph.input_name, graph.output_name, pos), x)
+    parity = {name: round(float(np.abs(stage - ref).max()) if len(x) else 0.0, 6)}
+    if parity[name] > STUDENT_TOLERANCE:
         log.warning("the student's ONNX differs from PyTorch by %s on the validation clips; the bundle scores every "
                     "window", parity)
         return {}
-    name, path, stage = chosen
     full = edge_detector(int8_full, meta.sample_rate, meta.window_s, meta.normalisation, meta.labels,
                          meta.positive_label, threshold, threads).score(raw)
     is_owl = np.array([c.label == meta.positive_label for c in clips], bool)
